@@ -1,0 +1,42 @@
+# Two set-up commands that work on a fresh machine:
+#   make demo   creates .venv, installs negsample with faiss, runs `negsample demo`
+#   make test   installs the test extras, runs ruff, mypy and pytest
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+# The CPU build of torch must be installed before anything that depends on torch,
+# otherwise pip resolves an unpinned torch to the CUDA build (several GB).
+TORCH_CPU := torch==2.13.0
+
+.PHONY: demo test lint typecheck pytest bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.core: pyproject.toml | $(PY)
+	$(PIP) install -q -e ".[faiss]"
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(PY)
+	$(PIP) install -q $(TORCH_CPU)
+	$(PIP) install -q -e ".[dev]"
+	touch $@
+
+demo: $(VENV)/.core
+	$(VENV)/bin/negsample demo
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+
+typecheck: $(VENV)/.dev
+	$(VENV)/bin/mypy
+
+pytest: $(VENV)/.dev
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,52 @@
+"""negsample: hard-negative sampling for dense retrievers.
+
+>>> import negsample as ns
+>>> index = ns.NumpyIndex(corpus_emb)                       # doctest: +SKIP
+>>> negs = ns.mine(query_emb, index, positives, sampler=ns.TopKSampler(k=200), n=7, seed=0)  # doctest: +SKIP
+"""
+
+from ._types import Candidates, MiningStats, Negatives, SearchResult
+from .datasets import SyntheticRetrieval, make_synthetic
+from .evaluation import NegativeQuality, negative_quality
+from .filters import Filters
+from .index import FaissIndex, Index, NumpyIndex, load_index
+from .mining import mine
+from .samplers import (
+    BaseSampler,
+    RandomSampler,
+    Sampler,
+    SamplerBatch,
+    TopKSampler,
+    available_samplers,
+    get_sampler,
+    register,
+    sampler_from_string,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BaseSampler",
+    "Candidates",
+    "FaissIndex",
+    "Filters",
+    "Index",
+    "MiningStats",
+    "NegativeQuality",
+    "Negatives",
+    "NumpyIndex",
+    "RandomSampler",
+    "Sampler",
+    "SamplerBatch",
+    "SearchResult",
+    "SyntheticRetrieval",
+    "TopKSampler",
+    "available_samplers",
+    "get_sampler",
+    "load_index",
+    "make_synthetic",
+    "mine",
+    "negative_quality",
+    "register",
+    "sampler_from_string",
+]

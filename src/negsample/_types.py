@@ -1,0 +1,139 @@
+"""Named result types shared by every part of the pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Candidates", "MiningStats", "Negatives", "SearchResult"]
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float32]
+BoolArray = npt.NDArray[np.bool_]
+
+
+class SearchResult(NamedTuple):
+    """What an :class:`~negsample.index.Index` returns, in the faiss ``(n, k)`` convention.
+
+    ``scores`` is float32 ``(n, k)`` sorted best first (higher = more similar); ``ids`` is
+    int64 ``(n, k)``, ``-1`` where fewer than ``k`` results exist.
+    """
+
+    scores: FloatArray
+    ids: IntArray
+
+
+class Candidates(NamedTuple):
+    """Candidate negatives for a batch of queries, best first.
+
+    ``ids`` int64 ``(b, K)`` corpus rows (``-1`` = no candidate), ``scores`` float32 ``(b, K)``
+    with ``s(q, d)``. This is what an index search, a BM25 run or a TREC run file gives.
+    """
+
+    ids: IntArray
+    scores: FloatArray
+
+
+@dataclass
+class MiningStats:
+    """Counters collected while mining; every dropped or replaced item is counted here.
+
+    Attributes
+    ----------
+    n_queries : queries given to the sampler.
+    n_rows : rows of output (``positive_anchor="each"`` gives one row per positive,
+        ``on_shortfall="drop"`` removes rows).
+    candidates_seen : candidate slots returned by the search (``-1`` padding excluded).
+    removed : candidates removed before sampling, by reason (``"positive"`` always;
+        then each filter by name). A candidate is counted under the first reason that
+        removes it.
+    short_rows : rows for which the sampler found fewer than ``n`` negatives in its region.
+    filled : slots filled from outside the sampler's region (``on_shortfall="fill"``).
+    padded : slots left as ``-1`` (``on_shortfall="pad"``, or ``"fill"`` that ran dry).
+    dropped_rows : rows removed by ``on_shortfall="drop"``.
+    seed : the integer seed actually used (drawn at random when ``seed=None``).
+    timings : seconds spent per phase (``"search"``, ``"sample"``...).
+    """
+
+    n_queries: int = 0
+    n_rows: int = 0
+    candidates_seen: int = 0
+    removed: dict[str, int] = field(default_factory=dict)
+    short_rows: int = 0
+    filled: int = 0
+    padded: int = 0
+    dropped_rows: int = 0
+    seed: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def count_removed(self, reason: str, count: int) -> None:
+        self.removed[reason] = self.removed.get(reason, 0) + int(count)
+
+    def add_time(self, phase: str, seconds: float) -> None:
+        self.timings[phase] = self.timings.get(phase, 0.0) + float(seconds)
+
+    def merge(self, other: MiningStats) -> None:
+        """Add ``other``'s counters into this one (used to combine chunks)."""
+        for f in _COUNTERS:
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        for reason, count in other.removed.items():
+            self.count_removed(reason, count)
+        for phase, seconds in other.timings.items():
+            self.add_time(phase, seconds)
+        if self.seed is None:
+            self.seed = other.seed
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_COUNTERS = (
+    "n_queries",
+    "n_rows",
+    "candidates_seen",
+    "short_rows",
+    "filled",
+    "padded",
+    "dropped_rows",
+)
+
+
+@dataclass(frozen=True)
+class Negatives:
+    """Sampled negatives, one row per (query, anchor).
+
+    Attributes
+    ----------
+    ids : int64 ``(rows, n)`` corpus row indices, ``-1`` where a row is short.
+    scores : float32 ``(rows, n)`` ``s(q, d-)``; NaN where the id is ``-1``.
+    query_index : int64 ``(rows,)`` the query each row belongs to. Equal to
+        ``arange(n_queries)`` unless rows were dropped or expanded per positive.
+    anchor_ids : int64 ``(rows,)`` the positive a row was sampled against, ``-1`` when the
+        sampler uses no single positive.
+    stats : :class:`MiningStats`.
+    """
+
+    ids: IntArray
+    scores: FloatArray
+    query_index: IntArray
+    anchor_ids: IntArray
+    stats: MiningStats
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def n(self) -> int:
+        return int(self.ids.shape[1])
+
+    def per_query(self) -> Mapping[int, IntArray]:
+        """Valid negative ids grouped by query index (``-1`` padding removed)."""
+        out: dict[int, list[IntArray]] = {}
+        for q, row in zip(self.query_index.tolist(), self.ids, strict=True):
+            out.setdefault(q, []).append(row[row >= 0])
+        return {q: np.concatenate(v) for q, v in out.items()}

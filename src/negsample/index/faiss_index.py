@@ -1,0 +1,249 @@
+"""FAISS-backed index: any factory string, inner product or cosine, optional GPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .._optional import require
+from .._types import SearchResult
+from .._validate import as_matrix
+from .base import (
+    check_ids,
+    check_k,
+    check_metric,
+    normalize_rows,
+    prepare_queries,
+    read_meta,
+    write_dir_atomic,
+)
+
+__all__ = ["GPU_MAX_K", "FaissIndex"]
+
+#: Largest k that faiss-gpu's k-selection supports; larger searches run on the CPU copy.
+GPU_MAX_K = 2048
+_ADD_CHUNK = 65536
+
+
+def _faiss() -> Any:
+    return require("faiss", "FaissIndex")
+
+
+def _gpu_available(faiss: Any) -> bool:
+    try:
+        return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    except Exception:  # pragma: no cover - depends on the faiss build
+        return False
+
+
+class FaissIndex:
+    """A FAISS index built from any factory string.
+
+    Parameters
+    ----------
+    vectors : array (n, dim), float16/32/64 or memory-mapped; added in chunks.
+    factory : a faiss ``index_factory`` string: ``"Flat"``, ``"HNSW32"``, ``"IVF1024,Flat"``...
+    metric : ``"ip"`` or ``"cosine"`` (vectors normalised before they are added).
+    device : ``"auto"`` (GPU when faiss-gpu and a GPU are present and the index type runs
+        there), ``"cpu"`` or ``"gpu"``.
+    ef_search : HNSW ``efSearch``; raised to at least ``k`` at every search.
+    nprobe : IVF ``nprobe``.
+    train_size : rows used to train index types that need training (seeded sample).
+    keep_vectors : keep a reference to ``vectors`` (no copy) to serve :meth:`vectors`
+        exactly; otherwise vectors are reconstructed from the index.
+
+    Examples
+    --------
+    >>> import numpy as np, negsample as ns
+    >>> x = np.random.default_rng(0).standard_normal((1000, 16)).astype("float32")
+    >>> index = ns.FaissIndex(x, "HNSW32", metric="cosine")
+    >>> index.search(x[:2], k=3).ids.shape
+    (2, 3)
+    """
+
+    def __init__(
+        self,
+        vectors: Any,
+        factory: str = "Flat",
+        *,
+        metric: str = "ip",
+        device: str = "auto",
+        ef_search: int = 128,
+        nprobe: int | None = None,
+        train_size: int = 100_000,
+        keep_vectors: bool = True,
+        check: bool = True,
+        seed: int = 0,
+        _index: Any = None,
+    ) -> None:
+        faiss = _faiss()
+        self.metric = check_metric(metric)
+        self.factory = factory
+        self.ef_search = int(ef_search)
+        self.nprobe = nprobe
+        if device not in ("auto", "cpu", "gpu"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
+        self._source: np.ndarray | None = None
+        if _index is not None:
+            self._cpu = _index
+        else:
+            x = as_matrix(vectors, "corpus", check=check)
+            if keep_vectors:
+                self._source = x
+            try:
+                index = faiss.index_factory(x.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+            except RuntimeError as exc:
+                raise ValueError(f"faiss cannot build index {factory!r}: {exc}") from exc
+            if not index.is_trained:
+                n_train = min(train_size, x.shape[0])
+                rows = np.sort(
+                    np.random.default_rng(seed).choice(x.shape[0], n_train, replace=False)
+                )
+                index.train(self._prep(x[rows]))
+            for s in range(0, x.shape[0], _ADD_CHUNK):
+                index.add(self._prep(x[s : s + _ADD_CHUNK]))
+            self._cpu = index
+        self._index = self._cpu
+        self.device = "cpu"
+        if device != "cpu" and _gpu_available(faiss):
+            try:
+                self._res = faiss.StandardGpuResources()
+                self._index = faiss.index_cpu_to_gpu(self._res, 0, self._cpu)
+                self.device = "gpu"
+            except Exception as exc:  # index type without a GPU implementation (e.g. HNSW)
+                if device == "gpu":
+                    raise ValueError(f"index {factory!r} cannot run on the GPU: {exc}") from exc
+        elif device == "gpu":
+            raise RuntimeError(
+                "device='gpu' but faiss has no GPU support or no GPU is visible; "
+                'install "negsample[gpu]" on a machine with a CUDA GPU, or use device="auto"'
+            )
+        self._warned_k = False
+
+    def _prep(self, x: np.ndarray) -> npt.NDArray[np.float32]:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return normalize_rows(x) if self.metric == "cosine" else x
+
+    def __repr__(self) -> str:
+        return (
+            f"FaissIndex(factory={self.factory!r}, ntotal={self.ntotal}, dim={self.dim}, "
+            f"metric={self.metric!r}, device={self.device!r})"
+        )
+
+    @property
+    def ntotal(self) -> int:
+        return int(self._cpu.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self._cpu.d)
+
+    def _set_params(self, index: Any, k: int) -> None:
+        faiss = _faiss()
+        ps = faiss.ParameterSpace() if self.device == "cpu" or index is self._cpu else None
+        names = []
+        if "HNSW" in self.factory:
+            names.append(("efSearch", max(self.ef_search, k)))
+        if self.nprobe is not None and "IVF" in self.factory:
+            names.append(("nprobe", int(self.nprobe)))
+        for name, value in names:
+            if ps is not None:
+                ps.set_index_parameter(index, name, value)
+            else:  # GPU indexes
+                faiss.GpuParameterSpace().set_index_parameter(index, name, value)
+
+    def search(self, queries: Any, k: int) -> SearchResult:
+        """Top-``k`` by score; ``efSearch`` is raised to at least ``k`` for HNSW."""
+        k = check_k(k)
+        q = prepare_queries(queries, self.dim, self.metric)
+        index = self._index
+        if self.device == "gpu" and k > GPU_MAX_K:
+            if not self._warned_k:
+                warnings.warn(
+                    f"faiss-gpu supports k <= {GPU_MAX_K}; searching k={k} on the CPU copy",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self._warned_k = True
+            index = self._cpu
+        self._set_params(index, k)
+        scores, ids = index.search(q, k)
+        scores = np.asarray(scores, dtype=np.float32)
+        ids = np.asarray(ids, dtype=np.int64)
+        scores[ids < 0] = -np.inf
+        return SearchResult(scores, ids)
+
+    def vectors(self, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        ids = check_ids(ids, self.ntotal)
+        flat = ids.reshape(-1)
+        safe = np.maximum(flat, 0)
+        if self._source is not None:
+            out = np.asarray(self._source[safe], dtype=np.float32)
+            if self.metric == "cosine":
+                out = normalize_rows(out) if out.size else out
+        else:
+            out = self._reconstruct(safe)
+        out = np.array(out, dtype=np.float32, copy=True)
+        out[flat < 0] = 0.0
+        return out.reshape(*ids.shape, self.dim)
+
+    def _reconstruct(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        faiss = _faiss()
+        try:
+            return np.asarray(self._cpu.reconstruct_batch(ids), dtype=np.float32)
+        except RuntimeError:
+            ivf = faiss.try_extract_index_ivf(self._cpu)
+            if ivf is None:
+                raise
+            ivf.make_direct_map()
+            return np.asarray(self._cpu.reconstruct_batch(ids), dtype=np.float32)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write ``path/index.faiss`` (the CPU index) and ``path/meta.json`` atomically."""
+        faiss = _faiss()
+
+        def write(tmp: Path) -> None:
+            faiss.write_index(self._cpu, str(tmp / "index.faiss"))
+            meta = {
+                "type": "FaissIndex",
+                "factory": self.factory,
+                "metric": self.metric,
+                "dim": self.dim,
+                "ntotal": self.ntotal,
+                "ef_search": self.ef_search,
+                "nprobe": self.nprobe,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta))
+
+        write_dir_atomic(path, write)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, device: str = "auto", vectors: Any = None
+    ) -> FaissIndex:
+        """Load a saved index. Pass the original ``vectors`` to serve :meth:`vectors`
+        exactly instead of reconstructing them from the index."""
+        faiss = _faiss()
+        meta = read_meta(path)
+        index = faiss.read_index(str(Path(path) / "index.faiss"))
+        obj = cls(
+            None,
+            meta["factory"],
+            metric=meta["metric"],
+            device=device,
+            ef_search=meta.get("ef_search", 128),
+            nprobe=meta.get("nprobe"),
+            _index=index,
+        )
+        if vectors is not None:
+            v = as_matrix(vectors, "vectors", dim=obj.dim, check=False)
+            if v.shape[0] != obj.ntotal:
+                raise ValueError(f"vectors has {v.shape[0]} rows, the index {obj.ntotal}")
+            obj._source = v
+        return obj

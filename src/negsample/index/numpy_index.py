@@ -1,0 +1,165 @@
+"""Exact brute-force index in numpy: the fallback and the oracle for the FAISS index."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .._types import SearchResult
+from .._validate import as_matrix
+from .base import (
+    check_ids,
+    check_k,
+    check_metric,
+    prepare_queries,
+    read_meta,
+    write_dir_atomic,
+)
+
+__all__ = ["NumpyIndex", "topk_merge"]
+
+
+def topk_merge(
+    scores: npt.NDArray[np.float32], ids: npt.NDArray[np.int64], k: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Keep the ``k`` best of each row, sorted by score descending then id ascending.
+
+    The id tie-break makes the result independent of how the corpus was split into blocks.
+    """
+    if scores.shape[1] > k:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        scores = np.take_along_axis(scores, part, axis=1)
+        ids = np.take_along_axis(ids, part, axis=1)
+    # lexsort sorts by the last key first: score descending, then id ascending (-1 last)
+    id_key = np.where(ids < 0, np.iinfo(np.int64).max, ids)
+    order = np.lexsort((id_key, -scores), axis=1)
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+class NumpyIndex:
+    """Exact inner-product (or cosine) search over a numpy or memory-mapped array.
+
+    The corpus is never copied: it is read in blocks of ``chunk_size`` rows, so memory is
+    bounded by ``query_block x chunk_size`` scores whatever the corpus size. float16
+    corpora are converted block by block.
+
+    Parameters
+    ----------
+    vectors : array (n, dim), float16/32/64, or a memory-mapped ``.npy``.
+    metric : ``"ip"`` (inner product) or ``"cosine"``.
+    chunk_size : corpus rows scored at a time.
+    check : scan the corpus for NaN / infinite values once at construction.
+
+    Examples
+    --------
+    >>> import numpy as np, negsample as ns
+    >>> corpus = np.eye(4, dtype=np.float32)
+    >>> ns.NumpyIndex(corpus).search(corpus[:1], k=2).ids
+    array([[0, 1]])
+    """
+
+    def __init__(
+        self,
+        vectors: Any,
+        *,
+        metric: str = "ip",
+        chunk_size: int = 16384,
+        query_block: int = 1024,
+        check: bool = True,
+    ) -> None:
+        self.metric = check_metric(metric)
+        self._vectors = as_matrix(vectors, "corpus", check=check)
+        if chunk_size < 1 or query_block < 1:
+            raise ValueError("chunk_size and query_block must be >= 1")
+        self.chunk_size = int(chunk_size)
+        self.query_block = int(query_block)
+        self._inv_norms: npt.NDArray[np.float32] | None = None
+        if metric == "cosine":
+            norms = np.empty(self.ntotal, dtype=np.float32)
+            for s in range(0, self.ntotal, self.chunk_size):
+                block = np.asarray(self._vectors[s : s + self.chunk_size], dtype=np.float32)
+                norms[s : s + block.shape[0]] = np.linalg.norm(block, axis=1)
+            if np.any(norms == 0):
+                raise ValueError(f"corpus row {int(np.argmax(norms == 0))} has norm 0 (cosine)")
+            self._inv_norms = (1.0 / norms).astype(np.float32)
+
+    def __repr__(self) -> str:
+        return f"NumpyIndex(ntotal={self.ntotal}, dim={self.dim}, metric={self.metric!r})"
+
+    @property
+    def ntotal(self) -> int:
+        return int(self._vectors.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self._vectors.shape[1])
+
+    def _block(self, start: int) -> npt.NDArray[np.float32]:
+        block = np.asarray(self._vectors[start : start + self.chunk_size], dtype=np.float32)
+        if self._inv_norms is not None:
+            block = block * self._inv_norms[start : start + block.shape[0], None]
+        return block
+
+    def search(self, queries: Any, k: int) -> SearchResult:
+        """Exact top-``k`` by score, ``(n, k)`` float32 scores and int64 ids."""
+        k = check_k(k)
+        q = prepare_queries(queries, self.dim, self.metric)
+        out_s = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
+        out_i = np.full((q.shape[0], k), -1, dtype=np.int64)
+        for qs in range(0, q.shape[0], self.query_block):
+            qb = q[qs : qs + self.query_block]
+            best_s = np.full((qb.shape[0], 0), -np.inf, dtype=np.float32)
+            best_i = np.full((qb.shape[0], 0), -1, dtype=np.int64)
+            for cs in range(0, self.ntotal, self.chunk_size):
+                block = self._block(cs)
+                s = qb @ block.T
+                i = np.broadcast_to(np.arange(cs, cs + block.shape[0], dtype=np.int64), s.shape)
+                best_s, best_i = topk_merge(
+                    np.concatenate([best_s, s], axis=1), np.concatenate([best_i, i], axis=1), k
+                )
+            kk = best_s.shape[1]
+            out_s[qs : qs + qb.shape[0], :kk] = best_s
+            out_i[qs : qs + qb.shape[0], :kk] = best_i
+        return SearchResult(out_s, out_i)
+
+    def vectors(self, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        ids = check_ids(ids, self.ntotal)
+        flat = ids.reshape(-1)
+        out = np.asarray(self._vectors[np.maximum(flat, 0)], dtype=np.float32)
+        if self._inv_norms is not None:
+            out = out * self._inv_norms[np.maximum(flat, 0), None]
+        out[flat < 0] = 0.0
+        return out.reshape(*ids.shape, self.dim)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write ``path/vectors.npy`` and ``path/meta.json`` (atomically)."""
+
+        def write(tmp: Path) -> None:
+            arr = np.lib.format.open_memmap(
+                tmp / "vectors.npy", mode="w+", dtype=self._vectors.dtype, shape=self._vectors.shape
+            )
+            for s in range(0, self.ntotal, self.chunk_size):
+                arr[s : s + self.chunk_size] = self._vectors[s : s + self.chunk_size]
+            arr.flush()
+            del arr
+            meta = {
+                "type": "NumpyIndex",
+                "metric": self.metric,
+                "dim": self.dim,
+                "ntotal": self.ntotal,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta))
+
+        write_dir_atomic(path, write)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, mmap: bool = True, **kwargs: Any) -> NumpyIndex:
+        meta = read_meta(path)
+        vectors = np.load(Path(path) / "vectors.npy", mmap_mode="r" if mmap else None)
+        kwargs.setdefault("check", False)
+        return cls(vectors, metric=meta["metric"], **kwargs)

@@ -1,0 +1,177 @@
+"""``mine()``: index search, filters and a sampler, over query chunks, in bounded memory."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ._rng import normalize_seed
+from ._types import MiningStats, Negatives
+from ._validate import as_matrix, pad_positives
+from .filters import Filters
+from .index.base import Index, prepare_queries
+from .samplers.base import BaseSampler, build_batch, positive_scores_from_vectors
+from .samplers.topk import TopKSampler
+
+__all__ = ["auto_chunk_size", "mine"]
+
+_DEFAULT_BUDGET_MB = 256
+
+
+def auto_chunk_size(
+    sampler: BaseSampler, search_k: int, dim: int, n_pos: int, budget_mb: float
+) -> int:
+    """Queries per chunk so that one chunk's working set stays within ``budget_mb``:
+    candidate ids and scores (~ 40 bytes per slot with the temporaries), the corpus
+    vectors the sampler gathers, and the positives' vectors."""
+    per_query = 40 * max(search_k, 1) + 4 * dim * (sampler.vectors_per_query() + n_pos + 2)
+    return int(np.clip(budget_mb * 2**20 // per_query, 16, 8192))
+
+
+def mine(
+    queries: Any,
+    index: Index,
+    positives: Any,
+    sampler: BaseSampler | None = None,
+    *,
+    n: int = 7,
+    seed: int | np.random.Generator | None = 0,
+    filters: Filters | None = None,
+    chunk_size: int | None = None,
+    memory_budget_mb: float = _DEFAULT_BUDGET_MB,
+    progress: bool = False,
+) -> Negatives:
+    """Mine ``n`` hard negatives per query.
+
+    Queries are processed in chunks: search the index for the sampler's candidates, remove
+    every labelled positive, apply ``filters``, sample. Peak memory is the index plus one
+    chunk's working set (``O(chunk x k x dim)``), never a query-by-corpus matrix. Every
+    random draw is a function of ``(seed, query index)``, so the output does not depend on
+    ``chunk_size``.
+
+    Parameters
+    ----------
+    queries : ``(n_queries, dim)`` float array (numpy, memory-mapped ``.npy``, torch tensor).
+    index : an :class:`~negsample.index.Index` over the corpus.
+    positives : one sequence of corpus row ids per query (ragged, at least one each), or an
+        int ``(n_queries, P)`` array padded with ``-1``.
+    sampler : any :class:`~negsample.samplers.Sampler`; default ``TopKSampler(k=200)``.
+    n : negatives per query.
+    seed : int (reproducible), ``numpy.random.Generator``, or ``None`` (fresh entropy; the
+        seed drawn is kept in ``stats.seed``).
+    filters : :class:`~negsample.Filters` applied before the sampler.
+    chunk_size : queries per chunk; by default sized to ``memory_budget_mb``.
+    progress : show a tqdm progress bar on stderr (needs tqdm).
+
+    Returns
+    -------
+    Negatives
+        ``ids`` ``(rows, n)`` int64 (``-1`` where short), ``scores`` float32,
+        ``query_index``, ``anchor_ids`` and ``stats``.
+
+    Examples
+    --------
+    >>> import numpy as np, negsample as ns
+    >>> rng = np.random.default_rng(0)
+    >>> corpus = rng.standard_normal((500, 16)).astype("float32")
+    >>> negs = ns.mine(corpus[:4], ns.NumpyIndex(corpus), [[0], [1], [2], [3]],
+    ...                sampler=ns.TopKSampler(k=50), n=5, seed=0)
+    >>> negs.ids.shape, bool((negs.ids[:, :, None] != np.arange(4)[:, None, None]).all())
+    ((4, 5), True)
+    """
+    sampler = TopKSampler() if sampler is None else sampler
+    if not isinstance(sampler, BaseSampler):
+        raise TypeError(f"sampler must be a negsample sampler, got {type(sampler).__name__}")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if n >= index.ntotal:
+        raise ValueError(
+            f"n={n} negatives requested but the corpus has only {index.ntotal} rows "
+            "(at least one is a positive)"
+        )
+    sampler.check_n(n)
+    if filters is not None and not filters.is_noop and sampler.depth == 0:
+        raise ValueError(
+            f"{type(sampler).__name__} searches no candidates, so score filters do not apply"
+        )
+    q_all = as_matrix(queries, "queries", dim=index.dim)
+    n_q = q_all.shape[0]
+    pos = pad_positives(positives, n_q, index.ntotal)
+    seed_i = normalize_seed(seed)
+    stats = MiningStats(seed=seed_i)
+    n_pos_max = int((pos >= 0).sum(axis=1).max(initial=0))
+    # one search depth for every chunk (so HNSW results cannot depend on the chunking):
+    # enough that k candidates remain after the positives are removed
+    search_k = min(index.ntotal, sampler.depth + n_pos_max) if sampler.depth else 0
+    if chunk_size is None:
+        chunk_size = auto_chunk_size(sampler, search_k, index.dim, n_pos_max, memory_budget_mb)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+
+    bar = None
+    if progress:
+        from ._optional import require
+
+        bar = require("tqdm.auto", "progress bars").tqdm(total=n_q, unit="query", desc="mining")
+    parts: list[Negatives] = []
+    try:
+        for start in range(0, n_q, chunk_size):
+            stop = min(start + chunk_size, n_q)
+            q = prepare_queries(q_all[start:stop], index.dim, index.metric, check=False)
+            p = pos[start:stop]
+            p = p[:, : max(1, int((p >= 0).sum(axis=1).max()))]
+            qi = np.arange(start, stop, dtype=np.int64)
+            t0 = time.perf_counter()
+            if search_k:
+                res = index.search(q, search_k)
+                ids, sc = res.ids, res.scores
+            else:
+                ids = np.full((stop - start, 0), -1, np.int64)
+                sc = np.full((stop - start, 0), np.nan, np.float32)
+            t1 = time.perf_counter()
+            ps = positive_scores_from_vectors(q, p, index)
+            t2 = time.perf_counter()
+            batch = build_batch(
+                ids,
+                sc,
+                p,
+                query_index=qi,
+                seed=seed_i,
+                depth=sampler.depth,
+                stats=stats,
+                positive_scores=ps,
+                queries=q,
+                index=index,
+            )
+            if filters is not None and not filters.is_noop:
+                batch = replace(batch, valid=filters.apply(batch, stats))
+            part = sampler.sample_batch(batch, n, stats)
+            t3 = time.perf_counter()
+            stats.add_time("search", t1 - t0)
+            stats.add_time("positives", t2 - t1)
+            stats.add_time("sample", t3 - t2)
+            parts.append(part)
+            if bar is not None:
+                bar.update(stop - start)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not parts:
+        empty_i = np.empty((0, n), np.int64)
+        return Negatives(
+            empty_i,
+            np.empty((0, n), np.float32),
+            np.empty(0, np.int64),
+            np.empty(0, np.int64),
+            stats,
+        )
+    return Negatives(
+        ids=np.concatenate([p.ids for p in parts]),
+        scores=np.concatenate([p.scores for p in parts]),
+        query_index=np.concatenate([p.query_index for p in parts]),
+        anchor_ids=np.concatenate([p.anchor_ids for p in parts]),
+        stats=stats,
+    )

@@ -1,0 +1,18 @@
+"""Samplers: the protocol, the shared base, and one module per sampler."""
+
+from .base import BaseSampler, Sampler, SamplerBatch
+from .random import RandomSampler
+from .registry import available_samplers, get_sampler, register, sampler_from_string
+from .topk import TopKSampler
+
+__all__ = [
+    "BaseSampler",
+    "RandomSampler",
+    "Sampler",
+    "SamplerBatch",
+    "TopKSampler",
+    "available_samplers",
+    "get_sampler",
+    "register",
+    "sampler_from_string",
+]

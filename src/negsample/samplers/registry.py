@@ -1,0 +1,82 @@
+"""Sampler registry and the config language: ``get_sampler("topk", k=200)`` and
+``sampler_from_string("TopKSampler(k=200)")`` (a sampler's ``repr`` parses back)."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any, TypeVar
+
+__all__ = ["available_samplers", "get_sampler", "register", "sampler_from_string"]
+
+_REGISTRY: dict[str, type] = {}
+T = TypeVar("T", bound=type)
+
+
+def register(name: str) -> Any:
+    """Class decorator: make a sampler available by ``name`` and by its class name."""
+
+    def deco(cls: T) -> T:
+        cls.__repr__ = _config_repr  # type: ignore[assignment]
+        for key in (name.lower(), cls.__name__.lower()):
+            if key in _REGISTRY and _REGISTRY[key] is not cls:
+                raise ValueError(f"sampler name {key!r} is already registered")
+            _REGISTRY[key] = cls
+        return cls
+
+    return deco
+
+
+def _config_repr(self: Any) -> str:
+    """``Name(param=value, ...)``: the sampler's own parameters first, the shared ones
+    (``on_shortfall``...) last, so the repr reads as a config and parses back."""
+    import dataclasses
+
+    fields = [f for f in dataclasses.fields(self) if f.repr]
+    own = [f for f in fields if f.name not in _SHARED]
+    shared = [f for f in fields if f.name in _SHARED]
+    args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in own + shared)
+    return f"{type(self).__name__}({args})"
+
+
+_SHARED = ("positive_anchor", "temperature", "on_shortfall")
+
+
+def available_samplers() -> list[str]:
+    """Short names of the registered samplers, sorted."""
+    return sorted({getattr(c, "name", k) for k, c in _REGISTRY.items()})
+
+
+def get_sampler(name: str, **params: Any) -> Any:
+    """Build a registered sampler by name (case-insensitive), e.g. ``get_sampler("topk", k=200)``."""
+    key = name.lower()
+    if key not in _REGISTRY:
+        raise KeyError(f"unknown sampler {name!r}; available: {', '.join(available_samplers())}")
+    return _REGISTRY[key](**params)
+
+
+def sampler_from_string(spec: str) -> Any:
+    """Parse ``"TopKSampler(k=200, strategy='top')"``, ``"topk(k=200)"`` or ``"topk"``.
+
+    Only keyword arguments with literal values are accepted; nothing is evaluated.
+    """
+    try:
+        node = ast.parse(spec.strip(), mode="eval").body
+    except SyntaxError as exc:
+        raise ValueError(f"cannot parse sampler spec {spec!r}: {exc.msg}") from exc
+    if isinstance(node, ast.Name):
+        return get_sampler(node.id)
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+        raise ValueError(f"sampler spec must look like Name(key=value, ...), got {spec!r}")
+    if node.args:
+        raise ValueError(f"sampler spec {spec!r}: parameters must be given as key=value")
+    params: dict[str, Any] = {}
+    for kw in node.keywords:
+        if kw.arg is None:
+            raise ValueError(f"sampler spec {spec!r}: ** is not allowed")
+        try:
+            params[kw.arg] = ast.literal_eval(kw.value)
+        except ValueError as exc:
+            raise ValueError(
+                f"sampler spec {spec!r}: value of {kw.arg!r} must be a literal"
+            ) from exc
+    return get_sampler(node.func.id, **params)

@@ -1,0 +1,42 @@
+"""Hypothesis strategies shared by the test suite."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import strategies as st
+
+
+@dataclass
+class Problem:
+    corpus: np.ndarray
+    queries: np.ndarray
+    positives: list[list[int]]
+    n: int
+    seed: int
+
+
+@st.composite
+def problems(draw: st.DrawFn, max_docs: int = 120, max_queries: int = 10) -> Problem:
+    """A small retrieval problem: corpus, queries, ragged positives, n and a seed.
+
+    Vectors come from a seeded generator (Hypothesis shrinks the seed, not the floats);
+    some queries are near copies of their positives so positives rank high.
+    """
+    n_docs = draw(st.integers(12, max_docs))
+    n_q = draw(st.integers(1, max_queries))
+    dim = draw(st.integers(2, 8))
+    data_seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(data_seed)
+    corpus = rng.standard_normal((n_docs, dim)).astype(np.float32)
+    positives = [
+        sorted(set(rng.choice(n_docs, size=draw(st.integers(1, 4)), replace=False).tolist()))
+        for _ in range(n_q)
+    ]
+    queries = np.stack(
+        [corpus[p[0]] + 0.3 * rng.standard_normal(dim).astype(np.float32) for p in positives]
+    ).astype(np.float32)
+    n = draw(st.integers(1, min(6, n_docs - 5)))
+    seed = draw(st.integers(0, 2**32))
+    return Problem(corpus, queries, positives, n, seed)

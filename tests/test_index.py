@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import negsample as ns
+from negsample.index.numpy_index import topk_merge
+
+faiss = pytest.importorskip(
+    "faiss", reason="faiss-cpu not installed (pip install negsample[faiss])"
+)
+
+
+def _data(n: int = 3000, d: int = 24, nq: int = 50, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (
+        rng.standard_normal((n, d)).astype(np.float32),
+        rng.standard_normal((nq, d)).astype(np.float32),
+    )
+
+
+def _brute(x: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    s = q.astype(np.float64) @ x.astype(np.float64).T
+    ids = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s, ids, axis=1), ids
+
+
+@pytest.mark.parametrize("metric", ["ip", "cosine"])
+@pytest.mark.parametrize("chunk", [7, 1000, 100_000])
+def test_numpy_index_is_exact(metric: str, chunk: int) -> None:
+    x, q = _data()
+    index = ns.NumpyIndex(x, metric=metric, chunk_size=chunk, query_block=16)
+    res = index.search(q, 25)
+    xx, qq = (x, q)
+    if metric == "cosine":
+        xx = x / np.linalg.norm(x, axis=1, keepdims=True)
+        qq = q / np.linalg.norm(q, axis=1, keepdims=True)
+    s, ids = _brute(xx, qq, 25)
+    np.testing.assert_array_equal(res.ids, ids)
+    np.testing.assert_allclose(res.scores, s, rtol=1e-5, atol=1e-5)
+    assert res.ids.dtype == np.int64 and res.scores.dtype == np.float32
+
+
+def test_numpy_index_k_larger_than_corpus_pads() -> None:
+    x, q = _data(n=5)
+    res = ns.NumpyIndex(x).search(q[:2], 8)
+    assert res.ids.shape == (2, 8)
+    assert np.all(res.ids[:, 5:] == -1) and np.all(np.isneginf(res.scores[:, 5:]))
+    assert sorted(res.ids[0, :5].tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_topk_merge_breaks_ties_by_id() -> None:
+    s = np.array([[1.0, 2.0, 2.0, 2.0]], dtype=np.float32)
+    i = np.array([[9, 7, 3, 5]])
+    _s2, i2 = topk_merge(s, i, 3)
+    assert i2.tolist() == [[3, 5, 7]]
+
+
+def test_numpy_index_float16_memmap(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    x, q = _data(n=500)
+    path = tmp_path / "c.npy"
+    np.save(path, x.astype(np.float16))
+    mm = np.load(path, mmap_mode="r")
+    index = ns.NumpyIndex(mm, chunk_size=64)
+    res = index.search(q, 10)
+    ref = ns.NumpyIndex(x.astype(np.float16).astype(np.float32)).search(q, 10)
+    np.testing.assert_array_equal(res.ids, ref.ids)
+    assert index.vectors(np.array([3, -1])).dtype == np.float32
+
+
+@pytest.mark.parametrize("metric", ["ip", "cosine"])
+def test_faiss_flat_equals_numpy(metric: str) -> None:
+    x, q = _data(seed=5)
+    exact = ns.NumpyIndex(x, metric=metric).search(q, 50)
+    flat = ns.FaissIndex(x, "Flat", metric=metric, device="cpu").search(q, 50)
+    np.testing.assert_allclose(flat.scores, exact.scores, rtol=1e-4, atol=1e-4)
+    # ids agree except where two scores are within float rounding of each other
+    gaps = np.abs(np.diff(exact.scores, axis=1))
+    clear = np.ones_like(exact.ids, dtype=bool)
+    clear[:, 1:] &= gaps > 1e-4
+    clear[:, :-1] &= gaps > 1e-4
+    np.testing.assert_array_equal(flat.ids[clear], exact.ids[clear])
+
+
+def test_hnsw_recall_at_100() -> None:
+    rng = np.random.default_rng(7)
+    centers = rng.standard_normal((50, 32)).astype(np.float32)
+    x = (centers[rng.integers(0, 50, 20000)] + 0.5 * rng.standard_normal((20000, 32))).astype(
+        np.float32
+    )
+    q = (centers[rng.integers(0, 50, 200)] + 0.5 * rng.standard_normal((200, 32))).astype(
+        np.float32
+    )
+    exact = ns.NumpyIndex(x, metric="cosine").search(q, 100)
+    hnsw = ns.FaissIndex(x, "HNSW32", metric="cosine", device="cpu").search(q, 100)
+    recall = np.mean([len(set(a) & set(b)) / 100 for a, b in zip(hnsw.ids, exact.ids, strict=True)])
+    assert recall >= 0.95, recall
+
+
+def test_hnsw_ef_search_raised_to_k() -> None:
+    x, q = _data(n=2000, d=8)
+    index = ns.FaissIndex(x, "HNSW16", ef_search=4, device="cpu")
+    res = index.search(q, 300)
+    assert (res.ids >= 0).all(), "efSearch below k returned short rows"
+
+
+def test_ivf_factory_and_reconstruct(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    x, q = _data(n=4000)
+    index = ns.FaissIndex(x, "IVF16,Flat", nprobe=16, device="cpu")
+    exact = ns.NumpyIndex(x).search(q, 10)
+    assert np.mean(index.search(q, 10).ids == exact.ids) > 0.99
+    index.save(tmp_path / "ivf")
+    loaded = ns.load_index(tmp_path / "ivf")
+    np.testing.assert_allclose(
+        loaded.vectors(np.array([[1, 2], [3, -1]])),
+        np.stack([x[[1, 2]], np.stack([x[3], np.zeros(24)])]),
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("kind", ["numpy", "faiss"])
+def test_save_load_round_trip(tmp_path, kind: str) -> None:  # type: ignore[no-untyped-def]
+    x, q = _data(n=400)
+    index = (
+        ns.NumpyIndex(x, metric="cosine")
+        if kind == "numpy"
+        else ns.FaissIndex(x, "Flat", metric="cosine", device="cpu")
+    )
+    index.save(tmp_path / "idx")
+    loaded = ns.load_index(tmp_path / "idx")
+    assert type(loaded) is type(index) and loaded.metric == "cosine"
+    np.testing.assert_array_equal(loaded.search(q, 5).ids, index.search(q, 5).ids)
+    np.testing.assert_allclose(loaded.vectors(np.arange(4)), index.vectors(np.arange(4)), atol=1e-6)
+    assert not list(tmp_path.glob(".idx*")), "temporary folder left behind"
+
+
+def test_load_index_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(FileNotFoundError, match=r"meta\.json"):
+        ns.load_index(tmp_path)
+
+
+def test_bad_factory_string() -> None:
+    x, _ = _data(n=100)
+    with pytest.raises(ValueError, match="NotAnIndex"):
+        ns.FaissIndex(x, "NotAnIndex", device="cpu")
+
+
+def test_gpu_device_without_gpu_is_clear() -> None:
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        pytest.skip("a GPU is present")
+    x, _ = _data(n=100)
+    with pytest.raises(RuntimeError, match="GPU"):
+        ns.FaissIndex(x, "Flat", device="gpu")
+    assert ns.FaissIndex(x, "Flat", device="auto").device == "cpu"
+
+
+@pytest.mark.gpu
+def test_gpu_flat_matches_cpu_and_handles_large_k() -> None:
+    x, q = _data(n=5000)
+    gpu = ns.FaissIndex(x, "Flat", device="gpu")
+    assert gpu.device == "gpu"
+    cpu = ns.NumpyIndex(x)
+    np.testing.assert_allclose(gpu.search(q, 50).scores, cpu.search(q, 50).scores, atol=1e-3)
+    with pytest.warns(RuntimeWarning, match="k <= 2048"):
+        res = gpu.search(q, 3000)
+    assert res.ids.shape == (50, 3000)
+
+
+def test_index_protocol() -> None:
+    x, _ = _data(n=50)
+    assert isinstance(ns.NumpyIndex(x), ns.Index)
+    assert isinstance(ns.FaissIndex(x, device="cpu"), ns.Index)

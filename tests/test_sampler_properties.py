@@ -1,0 +1,64 @@
+"""One Hypothesis suite over every registered sampler (ALGORITHMS.md, common contract)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import negsample as ns
+from tests.strategies import Problem, problems
+
+SAMPLERS = ns.available_samplers()
+
+
+def _mine(p: Problem, name: str, **kw: object) -> ns.Negatives:
+    sampler = ns.get_sampler(name)
+    return ns.mine(
+        p.queries, ns.NumpyIndex(p.corpus), p.positives, sampler=sampler, n=p.n, seed=p.seed, **kw
+    )  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+@given(p=problems(), chunk=st.integers(1, 4))
+def test_sampler_contract(name: str, p: Problem, chunk: int) -> None:
+    negs = _mine(p, name)
+    ids = negs.ids
+    # shape: n columns; rows belong to known queries, in order
+    assert ids.shape[1] == p.n and ids.dtype == np.int64 and negs.scores.dtype == np.float32
+    assert ids.shape[0] == len(negs.query_index) == len(negs.anchor_ids)
+    assert np.all(np.diff(negs.query_index) >= 0)
+    assert set(negs.query_index.tolist()) <= set(range(len(p.positives)))
+    # ids valid, -1 only as padding, scores NaN exactly there
+    assert np.all((ids >= -1) & (ids < len(p.corpus)))
+    assert np.array_equal(np.isnan(negs.scores), ids < 0)
+    for row, q in zip(ids, negs.query_index, strict=True):
+        got = row[row >= 0]
+        assert len(set(got.tolist())) == len(got), "duplicate negative in a row"
+        assert not set(got.tolist()) & set(p.positives[q]), "a positive was sampled"
+    # scores are the real s(q, d-)
+    valid = ids >= 0
+    expect = np.einsum("rd,rkd->rk", p.queries[negs.query_index], p.corpus[np.maximum(ids, 0)])
+    np.testing.assert_allclose(negs.scores[valid], expect[valid], rtol=1e-4, atol=1e-4)
+    # counted: every missing slot is a padded one
+    assert negs.stats.padded == int((ids < 0).sum())
+    # same seed, same output; chunking does not change it
+    again = _mine(p, name, chunk_size=chunk)
+    np.testing.assert_array_equal(again.ids, ids)
+    np.testing.assert_array_equal(again.query_index, negs.query_index)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_sampler_repr_round_trips(name: str) -> None:
+    sampler = ns.get_sampler(name)
+    assert ns.sampler_from_string(repr(sampler)) == sampler
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_different_seeds_differ(name: str) -> None:
+    data = ns.make_synthetic(3000, 40, 16, seed=3)
+    index = ns.NumpyIndex(data.corpus)
+    a = ns.mine(data.queries, index, data.positives, sampler=ns.get_sampler(name), seed=1)
+    b = ns.mine(data.queries, index, data.positives, sampler=ns.get_sampler(name), seed=2)
+    assert not np.array_equal(a.ids, b.ids)
