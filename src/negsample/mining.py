@@ -43,6 +43,7 @@ def mine(
     chunk_size: int | None = None,
     memory_budget_mb: float = _DEFAULT_BUDGET_MB,
     progress: bool = False,
+    query_offset: int = 0,
 ) -> Negatives:
     """Mine ``n`` hard negatives per query.
 
@@ -65,6 +66,10 @@ def mine(
     filters : :class:`~negsample.Filters` applied before the sampler.
     chunk_size : queries per chunk; by default sized to ``memory_budget_mb``.
     progress : show a tqdm progress bar on stderr (needs tqdm).
+    query_offset : global index of ``queries[0]``: rows are numbered
+        ``query_offset + arange(n_queries)`` (in ``query_index`` and in the random
+        streams), so mining a slice of a larger query set gives the same negatives as
+        mining the whole set.
 
     Returns
     -------
@@ -93,6 +98,10 @@ def mine(
             "(at least one is a positive)"
         )
     sampler.check_n(n)
+    if isinstance(query_offset, bool) or not isinstance(query_offset, int | np.integer):
+        raise TypeError(f"query_offset must be an int, got {type(query_offset).__name__}")
+    if query_offset < 0:
+        raise ValueError(f"query_offset must be >= 0, got {query_offset}")
     if filters is not None and not filters.is_noop and sampler.depth == 0:
         raise ValueError(
             f"{type(sampler).__name__} searches no candidates, so score filters do not apply"
@@ -123,7 +132,7 @@ def mine(
             q = prepare_queries(q_all[start:stop], index.dim, index.metric, check=False)
             p = pos[start:stop]
             p = p[:, : max(1, int((p >= 0).sum(axis=1).max()))]
-            qi = np.arange(start, stop, dtype=np.int64)
+            qi = np.arange(start, stop, dtype=np.int64) + int(query_offset)
             t0 = time.perf_counter()
             if search_k:
                 res = index.search(q, search_k)
