@@ -234,6 +234,12 @@ class BaseSampler:
         """Positions ``(b, n)`` into ``batch.ids``, ``-1`` where the region ran short."""
         raise NotImplementedError
 
+    def _fill_order(self, batch: SamplerBatch, anchor: Anchor | None) -> IntArray | None:
+        """Positions ``(b, j)`` into ``batch.ids`` (``-1`` padded) that ``on_shortfall="fill"``
+        takes from, in this order, skipping what was selected; ``None``: every valid candidate,
+        best-ranked first."""
+        return None
+
     def _prepare(self, batch: SamplerBatch, n: int, stats: MiningStats) -> SamplerBatch:
         """Hook for samplers that build their own candidates (RandomSampler)."""
         return batch
@@ -255,7 +261,7 @@ class BaseSampler:
         stats.short_rows += int(short.sum())
         keep_rows = np.arange(batch.size)
         if self.on_shortfall == "fill" and short.any():
-            pos, filled = _fill(batch.valid, pos)
+            pos, filled = _fill(batch.valid, pos, self._fill_order(batch, anchor))
             stats.filled += filled
         elif self.on_shortfall == "drop" and short.any():
             keep_rows = np.flatnonzero(~short)
@@ -389,8 +395,9 @@ def resolve_anchor(batch: SamplerBatch, policy: str) -> tuple[SamplerBatch, Anch
     return batch, Anchor(batch.positive_ids[rows, slots], slots, s[rows, slots], policy)
 
 
-def _fill(valid: BoolArray, pos: IntArray) -> tuple[IntArray, int]:
-    """Fill the ``-1`` slots with the best remaining valid candidates, in rank order."""
+def _fill(valid: BoolArray, pos: IntArray, source: IntArray | None = None) -> tuple[IntArray, int]:
+    """Fill the ``-1`` slots with the best remaining valid candidates, in rank order (or
+    in the order of the positions ``source``, ``-1`` padded, when given)."""
     _b, _k = valid.shape
     n = pos.shape[1]
     chosen = np.zeros_like(valid)
@@ -401,7 +408,11 @@ def _fill(valid: BoolArray, pos: IntArray) -> tuple[IntArray, int]:
     order = np.argsort(pos < 0, axis=1, kind="stable")
     pos = np.take_along_axis(pos, order, axis=1)
     have = (pos >= 0).sum(axis=1)
-    extra = first_true(avail, n)  # best-ranked available, in order
+    if source is None:
+        extra = first_true(avail, n)  # best-ranked available, in order
+    else:
+        ok = (source >= 0) & np.take_along_axis(avail, np.maximum(source, 0), axis=1)
+        extra = _take(source, first_true(ok, n), -1)
     slot = np.arange(n)[None, :]
     src = slot - have[:, None]
     take = (src >= 0) & (np.take_along_axis(extra, np.maximum(src, 0), axis=1) >= 0)
