@@ -24,15 +24,16 @@ _FILTER_ANCHORS = ("min", "max", "mean")
 
 
 def rank_window(valid: npt.NDArray[np.bool_], lo: int, hi: int | None) -> npt.NDArray[np.bool_]:
-    """Mask of the candidates whose rank among the valid ones is in ``[lo, hi)``.
+    """``valid`` restricted to the columns ``[lo, hi)``.
 
-    Ranks count the candidates in column order (best first) that are ``valid``; invalid
-    slots do not take a rank. Returns ``valid & lo <= rank < hi``.
+    Candidate rows are compacted once the positives are removed, so a column is the rank
+    after positive removal. Score filters do not shift the window: a candidate removed by
+    a margin leaves its rank empty rather than pulling a lower-ranked one in.
     """
-    rank = np.cumsum(valid, axis=1) - 1
-    keep = valid & (rank >= lo)
+    cols = np.arange(valid.shape[1])[None, :]
+    keep = valid & (cols >= lo)
     if hi is not None:
-        keep &= rank < hi
+        keep &= cols < hi
     return keep
 
 

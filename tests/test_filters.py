@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import negsample as ns
+
+IDS = np.array([[10, 11, 12, 13, 14, 15]])
+SCORES = np.array([[0.95, 0.9, 0.8, 0.7, -0.2, -0.5]], dtype=np.float32)
+
+
+def _keep(filters: ns.Filters, pos_score: float, positives: list[list[int]] | None = None):  # type: ignore[no-untyped-def]
+    sampler = ns.TopKSampler(k=6, strategy="top")
+    positives = positives or [[99]]
+    negs = sampler.sample(
+        IDS, SCORES, positives, n=6, positive_scores=[[pos_score]], filters=filters
+    )
+    return set(negs.ids[0][negs.ids[0] >= 0].tolist()), negs.stats
+
+
+def test_absolute_margin() -> None:
+    # keep s < 0.9 - 0.15 = 0.75
+    kept, stats = _keep(ns.Filters(margin=0.15), pos_score=0.9)
+    assert kept == {13, 14, 15}
+    assert stats.removed["margin"] == 3
+
+
+def test_relative_margin_positive_score() -> None:
+    # keep s < 0.9 - 0.9 * 0.05 = 0.855
+    kept, stats = _keep(ns.Filters(relative_margin=0.95), pos_score=0.9)
+    assert kept == {12, 13, 14, 15}
+    assert stats.removed["relative_margin"] == 2
+
+
+def test_relative_margin_is_sign_safe() -> None:
+    # s+ = -0.1: keep s < -0.1 - 0.1 * 0.05 = -0.105; the naive p * s+ = -0.095 would be wrong
+    kept, _ = _keep(ns.Filters(relative_margin=0.95), pos_score=-0.1)
+    assert kept == {14, 15}
+    naive_threshold = 0.95 * -0.1
+    assert naive_threshold > -0.1, "naive rule would keep negatives above the positive"
+
+
+def test_score_caps_and_rank_window_counts() -> None:
+    kept, stats = _keep(ns.Filters(max_score=0.9, min_score=-0.5, range_min=1), pos_score=1.0)
+    # rank window drops rank 0 (10); max_score drops 11 (0.9 is not < 0.9); min_score drops 15
+    assert kept == {12, 13, 14}
+    assert stats.removed == {"positive": 0, "rank_window": 1, "max_score": 1, "min_score": 1}
+
+
+def test_positive_removed_first_and_counted() -> None:
+    sampler = ns.TopKSampler(k=5, strategy="top")
+    negs = sampler.sample(IDS, SCORES, [[11, 13]], n=4)
+    assert negs.ids.tolist() == [[10, 12, 14, 15]]
+    assert negs.stats.removed["positive"] == 2
+
+
+def test_filter_anchor_min_over_positives() -> None:
+    f = ns.Filters(margin=0.0)
+    sampler = ns.TopKSampler(k=6, strategy="top", on_shortfall="pad")
+    negs = sampler.sample(IDS, SCORES, [[98, 99]], n=6, positive_scores=[[0.85, 0.75]], filters=f)
+    # anchor "min" → s+ = 0.75: keep s < 0.75
+    assert set(negs.ids[0][negs.ids[0] >= 0].tolist()) == {13, 14, 15}
+    f_max = ns.Filters(margin=0.0, anchor="max")
+    negs = sampler.sample(
+        IDS, SCORES, [[98, 99]], n=6, positive_scores=[[0.85, 0.75]], filters=f_max
+    )
+    assert set(negs.ids[0][negs.ids[0] >= 0].tolist()) == {12, 13, 14, 15}
+
+
+def test_margin_without_positive_score_is_clear() -> None:
+    with pytest.raises(ValueError, match="no positive score is known"):
+        ns.TopKSampler(k=6).sample(IDS, SCORES, [[99]], n=2, filters=ns.Filters(margin=0.1))
+
+
+def test_positive_score_looked_up_from_candidates() -> None:
+    negs = ns.TopKSampler(k=6, strategy="top").sample(
+        IDS, SCORES, [[12]], n=5, filters=ns.Filters(margin=0.0)
+    )
+    # s+ = 0.8 from the candidate list → keep s < 0.8
+    assert set(negs.ids[0][negs.ids[0] >= 0].tolist()) == {13, 14, 15}
+
+
+@pytest.mark.parametrize(
+    "kwargs, msg",
+    [
+        ({"range_min": -1}, "range_min"),
+        ({"range_min": 5, "range_max": 5}, "range_max"),
+        ({"relative_margin": 1.5}, "relative_margin"),
+        ({"margin": float("nan")}, "margin must be finite"),
+        ({"anchor": "random"}, "anchor must be one of"),
+    ],
+)
+def test_bad_filter_parameters(kwargs: dict, msg: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValueError, match=msg):
+        ns.Filters(**kwargs)
+
+
+def test_filters_in_mine_match_direct_computation() -> None:
+    data = ns.make_synthetic(4000, 60, 16, seed=2)
+    index = ns.NumpyIndex(data.corpus)
+    f = ns.Filters(relative_margin=0.9)
+    negs = ns.mine(data.queries, index, data.positives, ns.TopKSampler(k=100), n=5, filters=f)
+    s_pos_min = np.array(
+        [min(data.queries[i] @ data.corpus[p] for p in data.positives[i]) for i in range(60)]
+    )
+    limit = s_pos_min - np.abs(s_pos_min) * 0.1
+    valid = negs.ids >= 0
+    assert np.all(np.where(valid, negs.scores < limit[:, None] + 1e-6, True))
+    assert negs.stats.removed["relative_margin"] > 0
+
+
+def test_filters_refused_for_random_sampler() -> None:
+    data = ns.make_synthetic(2000, 5, 8, seed=0)
+    with pytest.raises(ValueError, match="score filters do not apply"):
+        ns.mine(
+            data.queries,
+            ns.NumpyIndex(data.corpus),
+            data.positives,
+            ns.RandomSampler(),
+            filters=ns.Filters(margin=0.1),
+        )

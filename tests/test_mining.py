@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import negsample as ns
+from negsample._rng import gumbel, uniform
+
+
+@pytest.fixture(scope="module")
+def data() -> ns.SyntheticRetrieval:
+    return ns.make_synthetic(5000, 120, 32, seed=11)
+
+
+def test_mine_default_is_topk_200(data: ns.SyntheticRetrieval) -> None:
+    negs = ns.mine(data.queries, ns.NumpyIndex(data.corpus), data.positives, seed=0)
+    assert negs.ids.shape == (120, 7)
+    exact = ns.NumpyIndex(data.corpus).search(data.queries, 260)
+    for i, row in enumerate(negs.ids):
+        top = [d for d in exact.ids[i] if d not in set(data.positives[i])][:200]
+        assert set(row.tolist()) <= set(top)
+    st = negs.stats
+    assert st.n_queries == 120 and st.n_rows == 120 and st.seed == 0
+    assert st.removed["positive"] == sum(len(p) for p in data.positives)
+    assert set(st.timings) == {"search", "positives", "sample"}
+
+
+@pytest.mark.parametrize("chunk", [1, 13, 1000])
+def test_chunking_does_not_change_hnsw_results(data: ns.SyntheticRetrieval, chunk: int) -> None:
+    pytest.importorskip("faiss")
+    index = ns.FaissIndex(data.corpus, "HNSW32", device="cpu")
+    ref = ns.mine(data.queries, index, data.positives, ns.TopKSampler(k=50), seed=4, chunk_size=120)
+    got = ns.mine(
+        data.queries, index, data.positives, ns.TopKSampler(k=50), seed=4, chunk_size=chunk
+    )
+    np.testing.assert_array_equal(got.ids, ref.ids)
+    np.testing.assert_array_equal(got.scores, ref.scores)
+
+
+def test_query_order_only_moves_rows_when_seeded_by_index(data: ns.SyntheticRetrieval) -> None:
+    # the stream of query i is a function of (seed, i): mining a prefix gives the same rows
+    index = ns.NumpyIndex(data.corpus)
+    full = ns.mine(data.queries, index, data.positives, seed=9)
+    head = ns.mine(data.queries[:30], index, data.positives[:30], seed=9)
+    np.testing.assert_array_equal(full.ids[:30], head.ids)
+
+
+def test_seed_none_is_recorded_and_reproducible(data: ns.SyntheticRetrieval) -> None:
+    index = ns.NumpyIndex(data.corpus)
+    a = ns.mine(data.queries, index, data.positives, seed=None)
+    assert isinstance(a.stats.seed, int)
+    b = ns.mine(data.queries, index, data.positives, seed=a.stats.seed)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    g = ns.mine(data.queries, index, data.positives, seed=np.random.default_rng(5))
+    assert g.ids.shape == a.ids.shape
+
+
+def test_padded_positive_array_is_accepted(data: ns.SyntheticRetrieval) -> None:
+    index = ns.NumpyIndex(data.corpus)
+    pad = np.full((120, 3), -1, np.int64)
+    for i, p in enumerate(data.positives):
+        pad[i, : len(p)] = p
+    a = ns.mine(data.queries, index, pad, seed=1)
+    b = ns.mine(data.queries, index, data.positives, seed=1)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    bad = pad.copy()
+    bad[0] = [-1, 5, 6]
+    with pytest.raises(ValueError, match="padding must come after"):
+        ns.mine(data.queries, index, bad)
+
+
+def test_memmap_float16_corpus_and_queries(tmp_path, data: ns.SyntheticRetrieval) -> None:  # type: ignore[no-untyped-def]
+    np.save(tmp_path / "c.npy", data.corpus.astype(np.float16))
+    np.save(tmp_path / "q.npy", data.queries.astype(np.float16))
+    c = np.load(tmp_path / "c.npy", mmap_mode="r")
+    q = np.load(tmp_path / "q.npy", mmap_mode="r")
+    negs = ns.mine(q, ns.NumpyIndex(c, chunk_size=999), data.positives, n=3, seed=0)
+    assert negs.ids.shape == (120, 3) and negs.scores.dtype == np.float32
+
+
+def test_progress_bar_goes_to_stderr(data: ns.SyntheticRetrieval, capsys) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("tqdm")
+    ns.mine(data.queries, ns.NumpyIndex(data.corpus), data.positives, progress=True, chunk_size=40)
+    out = capsys.readouterr()
+    assert out.out == "" and "120/120" in out.err
+
+
+def test_chunk_size_is_bounded_by_budget() -> None:
+    from negsample.mining import auto_chunk_size
+
+    small = auto_chunk_size(ns.TopKSampler(k=200), 260, 384, 60, budget_mb=64)
+    big = auto_chunk_size(ns.TopKSampler(k=200), 260, 384, 60, budget_mb=1024)
+    assert 16 <= small < big <= 8192
+
+
+def test_rng_streams_are_pure_functions() -> None:
+    a = uniform(7, np.array([3, 4, 5]), 10, stream=2)
+    b = uniform(7, np.array([5]), 10, stream=2)
+    np.testing.assert_array_equal(a[2], b[0])
+    assert not np.array_equal(a[0], a[1])
+    assert not np.array_equal(uniform(7, [3], 10, 2), uniform(7, [3], 10, 3))
+    assert not np.array_equal(uniform(7, [3], 10, 2), uniform(8, [3], 10, 2))
+    assert not np.array_equal(uniform(7, [3], 10, 2, sub=[1]), uniform(7, [3], 10, 2, sub=[2]))
+    np.testing.assert_array_equal(uniform(7, [3], 10, 2)[:, 4:], uniform(7, [3], 6, 2, start=4))
+    assert np.all((a > 0) & (a < 1))
+    # distribution: uniform and Gumbel moments over many draws
+    u = uniform(1, np.arange(200), 500, 1).ravel()
+    assert abs(u.mean() - 0.5) < 0.005 and abs(u.var() - 1 / 12) < 0.002
+    g = gumbel(1, np.arange(200), 500, 1).ravel()
+    assert abs(g.mean() - np.euler_gamma) < 0.02 and abs(g.var() - np.pi**2 / 6) < 0.05
+
+
+def test_gumbel_topk_never_underflows() -> None:
+    from negsample.samplers.base import gumbel_topk
+
+    logw = np.array([[-1e6, -1e6 - 1, -np.inf, -2e6]])
+    pos = gumbel_topk(logw, 3, gumbel(0, [0], 4, 1))
+    assert pos[0, 0] in (0, 1) and sorted(pos[0].tolist()) == [0, 1, 3]
+    pos = gumbel_topk(logw, 4, gumbel(0, [0], 4, 1))
+    assert pos[0, 3] == -1
+
+
+def test_gumbel_topk_matches_successive_sampling() -> None:
+    from scipy import stats as sps
+
+    from negsample.samplers.base import gumbel_topk
+
+    w = np.array([0.5, 0.3, 0.15, 0.05])
+    rows = 20000
+    pos = gumbel_topk(np.log(np.tile(w, (rows, 1))), 2, gumbel(3, np.arange(rows), 4, 1))
+    first = np.bincount(pos[:, 0], minlength=4)
+    assert sps.chisquare(first, w * rows).pvalue > 1e-4
+    # second draw given the first is w_j / (1 - w_i): marginal of the second draw
+    second_p = np.array(
+        [sum(w[i] * w[j] / (1 - w[i]) for i in range(4) if i != j) for j in range(4)]
+    )
+    second = np.bincount(pos[:, 1], minlength=4)
+    assert sps.chisquare(second, second_p * rows).pvalue > 1e-4
