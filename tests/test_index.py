@@ -170,3 +170,17 @@ def test_index_protocol() -> None:
     x, _ = _data(n=50)
     assert isinstance(ns.NumpyIndex(x), ns.Index)
     assert isinstance(ns.FaissIndex(x, device="cpu"), ns.Index)
+
+
+@pytest.mark.parametrize(("chunk", "qblock"), [(3, 2), (5, 7), (64, 64)])
+def test_numpy_index_ties_broken_by_id_whatever_the_blocks(chunk: int, qblock: int) -> None:
+    rng = np.random.default_rng(3)
+    # small integers: every product is exact, whatever path BLAS takes for a block shape
+    base = rng.integers(-3, 4, (6, 8)).astype(np.float32)
+    x = np.repeat(base, 5, axis=0)[rng.permutation(30)]  # every score appears 5 times
+    q = rng.integers(-3, 4, (9, 8)).astype(np.float32)
+    res = ns.NumpyIndex(x, chunk_size=chunk, query_block=qblock).search(q, 12)
+    s = q @ x.T
+    order = np.lexsort((np.broadcast_to(np.arange(30), s.shape), -s), axis=1)[:, :12]
+    np.testing.assert_array_equal(res.ids, order)
+    np.testing.assert_array_equal(res.scores, np.take_along_axis(s, order, axis=1))

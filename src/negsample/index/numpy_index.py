@@ -106,25 +106,27 @@ class NumpyIndex:
         return block
 
     def search(self, queries: Any, k: int) -> SearchResult:
-        """Exact top-``k`` by score, ``(n, k)`` float32 scores and int64 ids."""
+        """Exact top-``k`` by score, ``(n, k)`` float32 scores and int64 ids.
+
+        Ties are broken by id (smaller first), so the result does not depend on
+        ``chunk_size`` or ``query_block``. Each corpus block is read (and converted from
+        float16) once per call; per query block only the entries that can still enter the
+        running top-``k`` are gathered, so the cost is the matrix product.
+        """
         k = check_k(k)
         q = prepare_queries(queries, self.dim, self.metric)
-        out_s = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
-        out_i = np.full((q.shape[0], k), -1, dtype=np.int64)
-        for qs in range(0, q.shape[0], self.query_block):
-            qb = q[qs : qs + self.query_block]
-            best_s = np.full((qb.shape[0], 0), -np.inf, dtype=np.float32)
-            best_i = np.full((qb.shape[0], 0), -1, dtype=np.int64)
-            for cs in range(0, self.ntotal, self.chunk_size):
-                block = self._block(cs)
-                s = qb @ block.T
-                i = np.broadcast_to(np.arange(cs, cs + block.shape[0], dtype=np.int64), s.shape)
-                best_s, best_i = topk_merge(
-                    np.concatenate([best_s, s], axis=1), np.concatenate([best_i, i], axis=1), k
-                )
-            kk = best_s.shape[1]
-            out_s[qs : qs + qb.shape[0], :kk] = best_s
-            out_i[qs : qs + qb.shape[0], :kk] = best_i
+        n = q.shape[0]
+        kk = min(k, self.ntotal)
+        best = np.full((n, kk), _EMPTY, dtype=np.int64)  # packed (score, id) keys
+        for cs in range(0, self.ntotal, self.chunk_size):
+            block = self._block(cs)
+            for qs in range(0, n, self.query_block):
+                rows = slice(qs, qs + self.query_block)
+                best[rows] = _merge_block(best[rows], q[rows] @ block.T, cs)
+        out_s = np.full((n, k), -np.inf, dtype=np.float32)
+        out_i = np.full((n, k), -1, dtype=np.int64)
+        srt = np.sort(best, axis=1)[:, ::-1]
+        out_s[:, :kk], out_i[:, :kk] = _unpack(srt)
         return SearchResult(out_s, out_i)
 
     def vectors(self, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -163,3 +165,59 @@ class NumpyIndex:
         vectors = np.load(Path(path) / "vectors.npy", mmap_mode="r" if mmap else None)
         kwargs.setdefault("check", False)
         return cls(vectors, metric=meta["metric"], **kwargs)
+
+
+# -- packed keys: one int64 per (score, id), ordered by score, then by id (smaller first) --
+_EMPTY = np.iinfo(np.int64).min
+_LOW = np.int64(0xFFFFFFFF)
+
+
+def _pack(scores: npt.NDArray[np.float32], ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """One int64 per entry, larger = better: higher score first, then smaller id. The high
+    half holds the float32 bits made monotone in the score, the low half ``2**32 - 2 - id``
+    (corpora up to ``2**32 - 2`` rows). ``-0.0`` is folded into ``0.0``."""
+    bits = (np.asarray(scores, np.float32) + np.float32(0.0)).view(np.int32).astype(np.int64)
+    bits = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # negative floats: reverse the order
+    return (bits << 32) | (_LOW - 1 - ids)
+
+
+def _unpack(
+    keys: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    empty = keys == _EMPTY
+    bits = keys >> 32
+    bits = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits).astype(np.int32)
+    scores = bits.view(np.float32).copy()
+    ids = _LOW - 1 - (keys & _LOW)
+    scores[empty] = -np.inf
+    ids[empty] = -1
+    return scores, ids
+
+
+def _merge_block(
+    best: npt.NDArray[np.int64], s: npt.NDArray[np.float32], offset: int
+) -> npt.NDArray[np.int64]:
+    """Merge the scores ``s`` ``(b, m)`` of corpus rows ``offset + arange(m)`` into the
+    running top-``kk`` keys ``best`` ``(b, kk)`` (unsorted). Exact, ties included: only
+    entries scoring at least the row's current ``kk``-th best are gathered."""
+    b, kk = best.shape
+    m = s.shape[1]
+    low = best.min(axis=1)
+    thr = np.where(low == _EMPTY, -np.inf, _unpack(low)[0]).astype(np.float32)
+    mask = s >= thr[:, None]
+    cnt = np.count_nonzero(mask, axis=1)
+    wide = np.flatnonzero(cnt > 2 * kk)
+    if wide.size and m > kk:  # raise the threshold to the block's own kk-th best
+        sub = s[wide]
+        t2 = np.partition(sub, m - kk, axis=1)[:, m - kk]
+        mask[wide] = sub >= np.maximum(t2, thr[wide])[:, None]
+        cnt[wide] = np.count_nonzero(mask[wide], axis=1)
+    width = int(cnt.max(initial=0))
+    if width == 0:
+        return best
+    r, c = np.nonzero(mask)
+    col = np.arange(r.size) - (np.cumsum(cnt) - cnt)[r]
+    cand = np.full((b, width), _EMPTY, dtype=np.int64)
+    cand[r, col] = _pack(s[r, c], c.astype(np.int64) + offset)
+    merged = np.concatenate([best, cand], axis=1)
+    return np.partition(merged, merged.shape[1] - kk, axis=1)[:, merged.shape[1] - kk :]

@@ -3,6 +3,7 @@
 from .base import BaseSampler, Sampler, SamplerBatch
 from .random import RandomSampler
 from .registry import available_samplers, get_sampler, register, sampler_from_string
+from .simans import SimANSSampler
 from .topk import TopKSampler
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "RandomSampler",
     "Sampler",
     "SamplerBatch",
+    "SimANSSampler",
     "TopKSampler",
     "available_samplers",
     "get_sampler",

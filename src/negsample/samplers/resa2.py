@@ -1,0 +1,180 @@
+"""ReSa2: query-centric weighted draw, then a positive-centric re-rank (Li et al., ACML 2025)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .._rng import Stream
+from .base import Anchor, IntArray, SamplerBatch, gumbel_topk
+from .kernel import KernelSampler
+from .registry import register
+
+__all__ = ["RELEASED_CHUNK", "ReSa2Sampler", "ReSa2Stages"]
+
+RELEASED_CHUNK = 100
+"""Chunk size of the released code's stage-2 sort (``faithful=True``)."""
+
+
+class ReSa2Stages(NamedTuple):
+    """The intermediate sets of one ReSa2 batch (for inspection and tests).
+
+    Attributes
+    ----------
+    stage1 : int64 ``(b, k1_prime)`` positions into ``batch.ids`` of the stage-1 draws, in
+        draw order, ``-1`` where a row had fewer than ``k1_prime`` valid candidates.
+    stage2 : int64 ``(b, k2)`` positions into ``batch.ids`` of the re-ranked region the
+        final ``n`` are drawn from, best first, ``-1`` padded.
+    """
+
+    stage1: IntArray
+    stage2: IntArray
+
+
+@register("resa2")
+@dataclass(frozen=True, kw_only=True)
+class ReSa2Sampler(KernelSampler):
+    """ReSa2 two-stage sampling: a query-centric weighted draw, then a positive-centric
+    re-rank, then a uniform draw.
+
+    1. Stage 1 (query-centric): from the top ``k1`` candidates, draw ``k1_prime`` without
+       replacement with ``log w = -tau * (s(q, d-) - s+)^2`` (Gumbel-top-k, log space).
+    2. Stage 2 (positive-centric): score the ``k1_prime`` draws by ``s(d+, d-)`` with the
+       anchor positive's corpus vector and keep the best ``k2`` (one ordering over all
+       ``k1_prime`` draws).
+    3. Draw ``n`` uniformly without replacement from those ``k2``.
+
+    Parameters
+    ----------
+    k1 : candidates retrieved per query (default 1000, as in the paper).
+    k1_prime : stage-1 draws per query (default 500).
+    k2 : size of the stage-2 region the negatives are drawn from (default 75).
+    tau : stage-1 kernel sharpness, in the units of the (temperature-scaled) scores
+        (default 0.25, the paper's value).
+    faithful : reproduce the released code's stage 2, which sorts the ``k1_prime`` draws
+        in independent chunks of 100 (in draw order) and concatenates them, so the
+        "top-``k2``" is the top ``k2`` of the first 100 draws. Default ``False``: one
+        global ordering, as the paper describes.
+    positive_anchor : the positive giving ``s+`` (stage 1) and ``d+`` (stage 2); default
+        ``"max"``, the released code's choice for ``s+``.
+    temperature : divides every score before the stage-1 kernel (stage 2 only ranks, so it
+        is unaffected). ``None`` keeps raw scores, as the paper (BERT inner products).
+    on_shortfall : what to do with a row that has fewer than ``n`` valid candidates (see
+        Notes).
+
+    Notes
+    -----
+    Shortfall. With fewer than ``k1_prime`` valid candidates stage 1 takes all of them
+    (in a weighted random order); with fewer than ``k2`` stage-1 draws stage 2 keeps all.
+    Since ``n <= k2 <= k1_prime`` is enforced, a row can only run short when fewer than
+    ``n`` valid candidates survive the positives and the filters; every one of them is
+    then returned and the missing slots follow ``on_shortfall``. ``"fill"`` finds nothing
+    more to add (every valid candidate is already in the region), so it pads like ``"pad"``;
+    ``"drop"`` removes the row. All cases are counted in ``stats.short_rows``/``padded``.
+
+    Vectors: only the stage-1 draws' corpus vectors are gathered (``k1_prime + 1`` vectors
+    per query), never the full ``k1``.
+
+    References
+    ----------
+    .. [1] M. Li, Z. Wang, S. Chen, et al., "ReSa2: A Two-Stage Retrieval-Sampling Algorithm
+       for Negative Sampling in Dense Retrieval", Proceedings of the 17th Asian Conference
+       on Machine Learning (ACML 2025), PMLR 304:686-701.
+       https://proceedings.mlr.press/v304/li25d.html. Where the released code differs:
+       ``docs/samplers/resa2.md``.
+
+    Examples
+    --------
+    >>> import numpy as np, negsample as ns
+    >>> rng = np.random.default_rng(0)
+    >>> corpus = rng.standard_normal((300, 16)).astype("float32")
+    >>> sampler = ns.ReSa2Sampler(k1=100, k1_prime=50, k2=10)
+    >>> negs = ns.mine(corpus[:3], ns.NumpyIndex(corpus), [[0], [1], [2]],
+    ...                sampler=sampler, n=4, seed=0)
+    >>> negs.ids.shape
+    (3, 4)
+    """
+
+    k1: int = 1000
+    k1_prime: int = 500
+    k2: int = 75
+    tau: float = 0.25
+    faithful: bool = False
+    positive_anchor: str = "max"
+
+    name = "resa2"
+    needs_vectors = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for field_name in ("k1", "k1_prime", "k2"):
+            v = getattr(self, field_name)
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+                raise ValueError(f"{field_name} must be a positive integer, got {v!r}")
+        if not self.k1 >= self.k1_prime >= self.k2:
+            raise ValueError(
+                f"need k1 >= k1_prime >= k2, got k1={self.k1}, k1_prime={self.k1_prime}, "
+                f"k2={self.k2}"
+            )
+        if not (np.isfinite(self.tau) and self.tau >= 0):
+            raise ValueError(f"tau must be a finite number >= 0, got {self.tau}")
+        if not isinstance(self.faithful, bool):
+            raise TypeError(f"faithful must be True or False, got {self.faithful!r}")
+
+    @property
+    def depth(self) -> int:
+        return self.k1
+
+    def vectors_per_query(self) -> int:
+        return self.k1_prime + 1
+
+    def check_n(self, n: int) -> None:
+        if n > self.k2:
+            raise ValueError(
+                f"ReSa2Sampler draws the negatives from its stage-2 region of k2={self.k2} "
+                f"candidates, fewer than the n={n} negatives requested; raise k2 or lower n"
+            )
+
+    # -- the stages -----------------------------------------------------------------------
+    def stage1(self, batch: SamplerBatch, anchor: Anchor) -> IntArray:
+        """Positions ``(b, k1_prime)`` of the stage-1 draws, in draw order, ``-1`` padded."""
+        s = self.scaled(np.where(batch.valid, batch.scores, 0.0))
+        s_pos = self.scaled(anchor.scores)[:, None]
+        logw = np.where(batch.valid, -self.tau * (s - s_pos) ** 2, -np.inf)
+        return gumbel_topk(logw, self.k1_prime, batch.gumbel(logw.shape[1], Stream.STAGE1))
+
+    def stage2(self, batch: SamplerBatch, anchor: Anchor, draws: IntArray) -> IntArray:
+        """Positions ``(b, k2)`` of the best ``k2`` stage-1 draws by ``s(d+, d-)``, best first
+        (``faithful``: the first ``k2`` of the chunk-wise sorted draws), ``-1`` padded."""
+        b = draws.shape[0]
+        width = max(1, int((draws >= 0).sum(axis=1).max(initial=0)))
+        draws = draws[:, :width]  # -1 padding is trailing: dropping it changes no chunk
+        vec = batch.candidate_vectors(draws)  # (b, m, dim), zeros at -1
+        pos_vec = anchor.vectors(batch)  # (b, dim)
+        sim = np.matmul(vec, pos_vec[:, :, None])[:, :, 0].astype(np.float64)
+        sim = np.where(draws >= 0, sim, -np.inf)
+        if self.faithful:
+            chunk = np.broadcast_to(np.arange(width) // RELEASED_CHUNK, sim.shape)
+            order = np.lexsort((-sim, chunk), axis=1)  # by chunk, then s(d+, d-) descending
+        else:
+            order = np.argsort(-sim, axis=1, kind="stable")
+        region = np.take_along_axis(draws, order[:, : self.k2], axis=1)
+        if region.shape[1] < self.k2:
+            pad = np.full((b, self.k2 - region.shape[1]), -1, np.int64)
+            region = np.concatenate([region, pad], axis=1)
+        return region
+
+    def stages(self, batch: SamplerBatch, anchor: Anchor) -> ReSa2Stages:
+        """Both intermediate sets, for inspection (``_select`` uses the same two calls)."""
+        s1 = self.stage1(batch, anchor)
+        return ReSa2Stages(s1, self.stage2(batch, anchor, s1))
+
+    def _select(self, batch: SamplerBatch, n: int, anchor: Anchor | None) -> IntArray:
+        assert anchor is not None
+        region = self.stages(batch, anchor).stage2
+        logw = np.where(region >= 0, 0.0, -np.inf)
+        pick = gumbel_topk(logw, n, batch.gumbel(self.k2, Stream.FINAL))
+        out = np.take_along_axis(region, np.maximum(pick, 0), axis=1)
+        return np.where(pick >= 0, out, -1).astype(np.int64)
