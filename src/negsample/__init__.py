@@ -7,13 +7,24 @@
 
 from ._types import Candidates, MiningStats, Negatives, SearchResult
 from .datasets import SyntheticRetrieval, make_synthetic
-from .evaluation import NegativeQuality, negative_quality
+from .evaluation import (
+    HiddenSplit,
+    NegativeQuality,
+    ProtocolRow,
+    ProtocolSummary,
+    hidden_positive_protocol,
+    hide_positives,
+    negative_quality,
+    summarize,
+    summary_table,
+)
 from .filters import Filters
 from .index import FaissIndex, Index, NumpyIndex, load_index
 from .mining import mine
 from .samplers import (
     BaseSampler,
     RandomSampler,
+    ReSa2Sampler,
     Sampler,
     SamplerBatch,
     SimANSSampler,
@@ -31,12 +42,16 @@ __all__ = [
     "Candidates",
     "FaissIndex",
     "Filters",
+    "HiddenSplit",
     "Index",
     "MiningStats",
     "NegativeQuality",
     "Negatives",
     "NumpyIndex",
+    "ProtocolRow",
+    "ProtocolSummary",
     "RandomSampler",
+    "ReSa2Sampler",
     "Sampler",
     "SamplerBatch",
     "SearchResult",
@@ -45,10 +60,14 @@ __all__ = [
     "TopKSampler",
     "available_samplers",
     "get_sampler",
+    "hidden_positive_protocol",
+    "hide_positives",
     "load_index",
     "make_synthetic",
     "mine",
     "negative_quality",
     "register",
     "sampler_from_string",
+    "summarize",
+    "summary_table",
 ]

@@ -3,12 +3,14 @@
 from .base import BaseSampler, Sampler, SamplerBatch
 from .random import RandomSampler
 from .registry import available_samplers, get_sampler, register, sampler_from_string
+from .resa2 import ReSa2Sampler
 from .simans import SimANSSampler
 from .topk import TopKSampler
 
 __all__ = [
     "BaseSampler",
     "RandomSampler",
+    "ReSa2Sampler",
     "Sampler",
     "SamplerBatch",
     "SimANSSampler",
