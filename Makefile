@@ -8,6 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # The CPU build of torch must be installed before anything that depends on torch,
 # otherwise pip resolves an unpinned torch to the CUDA build (several GB).
 TORCH_CPU := torch==2.13.0
+LINT_PATHS := src tests $(wildcard benchmarks examples)
 
 .PHONY: demo test lint typecheck pytest bench clean
 
@@ -27,8 +28,8 @@ demo: $(VENV)/.core
 	$(VENV)/bin/negsample demo
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check src tests benchmarks examples
-	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy
