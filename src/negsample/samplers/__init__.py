@@ -6,6 +6,7 @@ from .registry import available_samplers, get_sampler, register, sampler_from_st
 from .resa2 import ReSa2Sampler
 from .simans import SimANSSampler
 from .topk import TopKSampler
+from .trisampler import TriSampler
 
 __all__ = [
     "BaseSampler",
@@ -15,6 +16,7 @@ __all__ = [
     "SamplerBatch",
     "SimANSSampler",
     "TopKSampler",
+    "TriSampler",
     "available_samplers",
     "get_sampler",
     "register",
