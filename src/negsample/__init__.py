@@ -6,7 +6,9 @@
 """
 
 from ._types import Candidates, MiningStats, Negatives, SearchResult
+from .data import BeirDataset, DataError, load_beir
 from .datasets import SyntheticRetrieval, make_synthetic
+from .encoding import DatasetEmbeddings, align_embeddings, encode, encode_dataset, load_embeddings
 from .evaluation import (
     HiddenSplit,
     NegativeQuality,
@@ -21,6 +23,10 @@ from .evaluation import (
 from .filters import Filters
 from .index import FaissIndex, Index, NumpyIndex, load_index
 from .mining import mine
+from .pipeline import MinedDataset, build_index, mine_dataset
+from .report import SamplerReport, sampler_report
+from .resume import RunIncomplete, mine_resumable
+from .runs import RunCandidates, read_trec_run
 from .samplers import (
     BaseSampler,
     RandomSampler,
@@ -35,16 +41,21 @@ from .samplers import (
     register,
     sampler_from_string,
 )
+from .writers import WriteReport, write_negatives
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BaseSampler",
+    "BeirDataset",
     "Candidates",
+    "DataError",
+    "DatasetEmbeddings",
     "FaissIndex",
     "Filters",
     "HiddenSplit",
     "Index",
+    "MinedDataset",
     "MiningStats",
     "NegativeQuality",
     "Negatives",
@@ -53,23 +64,38 @@ __all__ = [
     "ProtocolSummary",
     "RandomSampler",
     "ReSa2Sampler",
+    "RunCandidates",
+    "RunIncomplete",
     "Sampler",
     "SamplerBatch",
+    "SamplerReport",
     "SearchResult",
     "SimANSSampler",
     "SyntheticRetrieval",
     "TopKSampler",
     "TriSampler",
+    "WriteReport",
+    "align_embeddings",
     "available_samplers",
+    "build_index",
+    "encode",
+    "encode_dataset",
     "get_sampler",
     "hidden_positive_protocol",
     "hide_positives",
+    "load_beir",
+    "load_embeddings",
     "load_index",
     "make_synthetic",
     "mine",
+    "mine_dataset",
+    "mine_resumable",
     "negative_quality",
+    "read_trec_run",
     "register",
     "sampler_from_string",
+    "sampler_report",
     "summarize",
     "summary_table",
+    "write_negatives",
 ]

@@ -1,15 +1,21 @@
-"""Command line: ``negsample demo`` (more subcommands join as they are built).
+"""Command line: ``negsample demo``, ``negsample mine``, ``negsample report``.
 
 ``main(argv) -> int``: data to stdout or files, progress and diagnostics to stderr.
-Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input.
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input, 3 a run stopped by
+``--max-chunks`` before its end (rerun the same command to continue).
+The subcommands only call the Python API (``load_beir``, ``encode_dataset``,
+``mine_dataset``, ``write_negatives``, ``sampler_report``...).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +60,234 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log(msg: str) -> None:
+    print(f"negsample: {msg}", file=sys.stderr)
+
+
+def _file_stat(path: Path) -> list[Any]:
+    return [str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns]
+
+
+def _load_inputs(args: argparse.Namespace) -> tuple[Any, dict[str, float], dict[str, Any]]:
+    """The dataset, the seconds spent loading it, and the settings that identify it."""
+    from .data import load_beir, resolve_file
+
+    t = time.perf_counter()
+    ds = load_beir(args.data, args.split)
+    dt = time.perf_counter() - t
+    st = ds.stats
+    _log(f"{ds.summary()} (read in {dt:.1f}s)")
+    left = {k: v for k, v in st.items() if k != "judgements" and v}
+    if left:
+        _log("left out: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in left.items()))
+    root = Path(args.data)
+    files = [
+        resolve_file(root, "corpus.jsonl"),
+        resolve_file(root, "queries.jsonl"),
+        resolve_file(root / "qrels", f"{args.split}.tsv"),
+    ]
+    return ds, {"load": dt}, {"data": [_file_stat(f) for f in files], "split": args.split}
+
+
+def _embeddings(args: argparse.Namespace, ds: Any, timings: dict[str, float]) -> Any:
+    from .encoding import encode_dataset, load_embeddings
+
+    t = time.perf_counter()
+    if args.embeddings:
+        emb = load_embeddings(args.embeddings, ds)
+        _log(f"precomputed embeddings from {args.embeddings}: dim {emb.corpus.shape[1]}")
+    else:
+        cache = None if args.no_cache else (args.cache_dir or None)
+        if cache is None and not args.no_cache:
+            from .encoding import default_cache_dir
+
+            cache = str(default_cache_dir())
+        emb = encode_dataset(
+            ds,
+            args.model,
+            cache_dir=cache,
+            batch_size=args.batch_size,
+            max_seq_length=args.max_seq_length,
+            query_prompt=args.query_prompt,
+            device=args.device,
+            progress=not args.quiet,
+        )
+    timings["encode"] = time.perf_counter() - t
+    return emb
+
+
+def _work_dir(out: Path) -> Path:
+    return out.with_name(f".{out.name}.negsample-work")
+
+
+def _mine(args: argparse.Namespace) -> int:
+    from . import sampler_from_string
+    from .pipeline import mine_dataset
+    from .resume import RunIncomplete, remove_work_dir
+    from .writers import write_negatives
+
+    t_all = time.perf_counter()
+    sampler = sampler_from_string(args.sampler)
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"{out}: --out must be a file, not a folder")
+    if args.run and (args.embeddings or args.model):
+        raise ValueError("--run gives the candidates: leave out --embeddings and --model")
+    if args.run and sampler.needs_vectors:
+        raise ValueError(
+            f"{type(sampler).__name__} needs corpus vectors (needs_vectors=True), but a run "
+            "file gives only scores; use a sampler that needs only scores (topk, simans), "
+            "or mine with --embeddings / --model instead of --run"
+        )
+    if args.model and args.embeddings:
+        raise ValueError("give --model or --embeddings, not both")
+    ds, timings, settings = _load_inputs(args)
+    emb = cands = None
+    if args.run:
+        from .runs import read_trec_run
+
+        t = time.perf_counter()
+        depth = sampler.depth + max(p.size for p in ds.positives) if sampler.depth else None
+        run = read_trec_run(args.run, ds, depth=depth)
+        timings["read_run"] = time.perf_counter() - t
+        cands = run.candidates
+        settings["run"] = _file_stat(Path(args.run))
+        rs = run.stats
+        _log(
+            f"run {args.run}: {rs['lines']} lines, {cands.ids.shape[1]} candidates per query "
+            f"at most; {rs['queries_not_in_split']} run queries not in the split (skipped), "
+            f"{rs['queries_without_candidates']} split queries without candidates, "
+            f"{rs['truncated']} candidates beyond depth {depth} (dropped)"
+        )
+    else:
+        emb = _embeddings(args, ds, timings)
+    work = _work_dir(out)
+    if args.fresh:
+        remove_work_dir(work)
+    _log(f"mining with {sampler!r}, n={args.n}, seed={args.seed}, index={args.index}")
+    had_work = work.is_dir()
+    try:
+        res = mine_dataset(
+            ds,
+            sampler,
+            embeddings=emb,
+            candidates=cands,
+            n=args.n,
+            seed=args.seed,
+            index=args.index,
+            metric=args.metric,
+            work_dir=work,
+            chunk_size=args.chunk_size,
+            max_chunks=args.max_chunks,
+            settings=settings,
+            progress=not args.quiet,
+            log=_log,
+        )
+    except RunIncomplete as exc:
+        _log(str(exc))
+        return 3
+    except BaseException:
+        if not had_work and not any(work.glob("chunk_*.npz")):
+            remove_work_dir(work)
+        raise
+    timings.update(res.timings)
+    st = res.negatives.stats
+    removed = ", ".join(f"{k} {v}" for k, v in st.removed.items()) or "none"
+    _log(
+        f"mined {st.n_rows} rows for {st.n_queries} queries; candidates seen "
+        f"{st.candidates_seen}, removed: {removed}; short rows {st.short_rows}, "
+        f"filled {st.filled}, padded slots {st.padded}, dropped rows {st.dropped_rows}"
+    )
+    t = time.perf_counter()
+    report = write_negatives(
+        res.negatives,
+        ds,
+        out,
+        args.format,
+        scores=args.scores,
+        positive_scores=res.positive_scores,
+        on_short=args.on_short,
+    )
+    timings["write"] = time.perf_counter() - t
+    remove_work_dir(work)
+    timings["total"] = time.perf_counter() - t_all
+    _log(report.summary())
+    _log("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+    if args.stats_json:
+        from .writers import atomic_path
+
+        info = {
+            "command": "mine",
+            "sampler": repr(sampler),
+            "n": args.n,
+            "seed": args.seed,
+            "index": args.index,
+            "dataset": {"n_corpus": ds.n_corpus, "n_queries": ds.n_queries, **ds.stats},
+            "mining": st.as_dict(),
+            "write": report.as_dict(),
+            "timings": timings,
+        }
+        with atomic_path(args.stats_json) as tmp:
+            tmp.write_text(json.dumps(info, indent=1))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from . import sampler_from_string
+    from .report import sampler_report
+
+    samplers = {spec: sampler_from_string(spec) for spec in args.sampler}
+    ds, timings, _settings = _load_inputs(args)
+    emb = _embeddings(args, ds, timings)
+    rep = sampler_report(
+        ds,
+        emb,
+        samplers,
+        n=args.n,
+        seeds=args.seeds,
+        index=args.index,
+        metric=args.metric,
+    )
+    print(rep.table())
+    paths = rep.write(args.out_dir)
+    for p in paths:
+        _log(f"wrote {p}")
+    return 0
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data and embeddings")
+    g.add_argument(
+        "--data", required=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"
+    )
+    g.add_argument("--split", default="train", help="qrels split to read (default train)")
+    g.add_argument(
+        "--model",
+        default=None,
+        help="sentence-transformers model folder or name (default: the bundled all-MiniLM-L6-v2)",
+    )
+    g.add_argument(
+        "--embeddings",
+        default=None,
+        help="folder of precomputed embeddings (corpus.npy + corpus_ids.txt, queries.npy + "
+        "query_ids.txt) instead of a model",
+    )
+    g.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/negsample)")
+    g.add_argument("--no-cache", action="store_true", help="do not cache embeddings")
+    g.add_argument("--batch-size", type=int, default=64, help="encoding batch size (default 64)")
+    g.add_argument("--max-seq-length", type=int, default=None, help="truncate inputs (tokens)")
+    g.add_argument("--query-prompt", default=None, help="prefix added to queries when encoding")
+    g.add_argument("--device", default=None, help="torch device for encoding (default: auto)")
+    g.add_argument(
+        "--index",
+        default="exact",
+        help="'exact' (numpy, default) or a faiss factory string: Flat, HNSW32, IVF1024,Flat",
+    )
+    g.add_argument("--metric", choices=("ip", "cosine"), default="ip", help="score (default ip)")
+    p.add_argument("--n", type=int, default=7, help="negatives per query (default 7)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="negsample", description="Hard-negative sampling for dense retrievers."
@@ -68,6 +302,72 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n", type=int, default=7, help="negatives per query (default 7)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.set_defaults(func=_demo)
+
+    from .writers import FORMATS
+
+    mine = sub.add_parser(
+        "mine",
+        help="mine hard negatives for a BEIR split and write a training file",
+        description="Mine hard negatives for a BEIR split and write a training file. "
+        "Resumable: rerun an interrupted command to continue from its last finished chunk.",
+    )
+    _add_data_args(mine)
+    mine.add_argument(
+        "--run",
+        default=None,
+        help="TREC run file (qid Q0 docid rank score tag) as the candidates, e.g. BM25, "
+        "instead of a dense search (samplers that need only scores)",
+    )
+    mine.add_argument(
+        "--sampler", default="topk", help='sampler spec, e.g. "ReSa2Sampler(k2=75)" (default topk)'
+    )
+    mine.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    mine.add_argument("--out", required=True, help="output file (written atomically)")
+    mine.add_argument(
+        "--format", choices=FORMATS, default="st-ntuple", help="output format (default st-ntuple)"
+    )
+    mine.add_argument(
+        "--scores", action="store_true", help="add s(q,d+) and s(q,d-) where the format has them"
+    )
+    mine.add_argument(
+        "--on-short",
+        choices=("skip", "error"),
+        default="skip",
+        help="rows with fewer than n negatives: skip/shorten and count them (default), or fail",
+    )
+    mine.add_argument(
+        "--chunk-size", type=int, default=4096, help="queries per saved chunk (default 4096)"
+    )
+    mine.add_argument(
+        "--max-chunks",
+        type=int,
+        default=None,
+        help="compute at most this many new chunks, then stop (exit 3); rerun to continue",
+    )
+    mine.add_argument(
+        "--fresh", action="store_true", help="discard the saved chunks of an earlier run"
+    )
+    mine.add_argument("--stats-json", default=None, help="also write the diagnostics as JSON")
+    mine.set_defaults(func=_mine)
+
+    rep = sub.add_parser(
+        "report",
+        help="compare samplers on a labelled split (hidden-positive protocol, score plots)",
+    )
+    _add_data_args(rep)
+    rep.add_argument(
+        "--sampler",
+        action="append",
+        required=True,
+        help="sampler spec; repeat the option to compare several",
+    )
+    rep.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)"
+    )
+    rep.add_argument(
+        "--out-dir", required=True, help="folder for summary.md, report.json and the PNG plots"
+    )
+    rep.set_defaults(func=_report)
     return parser
 
 
@@ -78,6 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rc: int = args.func(args)
     except (ValueError, TypeError, FileNotFoundError, KeyError) as exc:
-        print(f"negsample: error: {exc}", file=sys.stderr)
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"negsample: error: {msg}", file=sys.stderr)
         return 2
+    except ImportError as exc:
+        print(f"negsample: error: {exc}", file=sys.stderr)
+        return 1
     return rc

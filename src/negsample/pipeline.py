@@ -1,0 +1,170 @@
+"""From a dataset to negatives: the steps ``negsample mine`` runs, as one Python call.
+
+:func:`mine_dataset` takes a :class:`~negsample.BeirDataset` and either its embeddings
+(dense search through an index) or a TREC run (candidates from elsewhere), mines in
+resumable chunks, and returns the negatives with ``s(q, d+)`` and the time of each phase.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._types import Candidates, Negatives
+from .filters import Filters
+from .index.base import Index, prepare_queries
+from .resume import mine_resumable, settings_hash
+from .samplers.base import BaseSampler, positive_scores_from_vectors
+from .samplers.topk import TopKSampler
+
+if TYPE_CHECKING:
+    from .data import BeirDataset
+    from .encoding import DatasetEmbeddings
+
+__all__ = ["MinedDataset", "build_index", "mine_dataset"]
+
+
+def build_index(vectors: Any, spec: str = "exact", *, metric: str = "ip", **kwargs: Any) -> Index:
+    """``"exact"`` (or ``"numpy"``): :class:`~negsample.NumpyIndex`; anything else is a
+    faiss factory string (``"Flat"``, ``"HNSW32"``, ``"IVF1024,Flat"``) for
+    :class:`~negsample.FaissIndex`."""
+    if spec.lower() in ("exact", "numpy"):
+        from .index.numpy_index import NumpyIndex
+
+        return NumpyIndex(vectors, metric=metric)
+    from .index.faiss_index import FaissIndex
+
+    return FaissIndex(vectors, spec, metric=metric, **kwargs)
+
+
+@dataclass
+class MinedDataset:
+    """Negatives for a dataset split, ``s(q, d+)`` per query (aligned with
+    ``dataset.positives``, NaN where unknown), and seconds per phase."""
+
+    negatives: Negatives
+    positive_scores: list[npt.NDArray[np.float32]]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def mine_dataset(
+    dataset: BeirDataset,
+    sampler: BaseSampler | None = None,
+    *,
+    embeddings: DatasetEmbeddings | None = None,
+    candidates: Candidates | None = None,
+    n: int = 7,
+    seed: int = 0,
+    index: str | Index = "exact",
+    metric: str = "ip",
+    filters: Filters | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
+    chunk_size: int = 4096,
+    max_chunks: int | None = None,
+    settings: dict[str, Any] | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> MinedDataset:
+    """Mine ``n`` negatives for every query of ``dataset``.
+
+    Parameters
+    ----------
+    embeddings : corpus and query vectors (:func:`~negsample.encode_dataset` or
+        :func:`~negsample.load_embeddings`); the candidates come from a search of
+        ``index`` over them.
+    candidates : instead, candidates per query (:func:`~negsample.read_trec_run`); only
+        samplers that need scores alone (``needs_vectors=False``) accept them.
+    index : an index spec for :func:`build_index`, or a built :class:`~negsample.Index`.
+    work_dir : where chunk results are kept so an interrupted run resumes (see
+        :func:`~negsample.mine_resumable`); a faiss index other than ``Flat`` is saved
+        there too, so a resumed run searches the very same graph. ``None``: a temporary
+        folder, removed at the end.
+    settings : extra settings that identify the run (file names...), hashed into the
+        work folder's manifest.
+    log : receives one-line diagnostics (chunks resumed...).
+    """
+    sampler = TopKSampler() if sampler is None else sampler
+    if (embeddings is None) == (candidates is None):
+        raise ValueError("pass either embeddings (dense search) or candidates (a run file)")
+    timings: dict[str, float] = {}
+    user = dict(settings or {})
+    user.update(index=index if isinstance(index, str) else repr(index), metric=metric)
+    tmp_dir = None
+    if work_dir is None:
+        import tempfile
+
+        tmp_dir = tempfile.TemporaryDirectory(prefix="negsample-work-")
+        work_dir = tmp_dir.name
+    wd = Path(work_dir)
+    try:
+        idx: Index | None = None
+        queries = None
+        if embeddings is not None:
+            user["embeddings"] = embeddings.source
+            t = time.perf_counter()
+            idx = _index_for(embeddings, index, metric, wd, settings_hash(user)[:16])
+            timings["index"] = time.perf_counter() - t
+            queries = embeddings.queries
+        negs = mine_resumable(
+            queries,
+            idx,
+            dataset.positives,
+            sampler,
+            work_dir=wd,
+            n=n,
+            seed=seed,
+            filters=filters,
+            candidates=candidates,
+            settings=user,
+            chunk_size=chunk_size,
+            max_chunks=max_chunks,
+            progress=progress,
+            log=log,
+        )
+        for k, v in negs.stats.timings.items():
+            timings[k] = timings.get(k, 0.0) + v
+        t = time.perf_counter()
+        pos = dataset.positives_padded()
+        if idx is not None and queries is not None:
+            ps = np.empty(pos.shape, np.float32)
+            step = 4096
+            for a in range(0, pos.shape[0], step):
+                q = prepare_queries(queries[a : a + step], idx.dim, idx.metric, check=False)
+                ps[a : a + step] = positive_scores_from_vectors(q, pos[a : a + step], idx)
+        else:
+            from .runs import scores_of
+
+            assert candidates is not None
+            ps = scores_of(candidates, pos)
+        timings["positive_scores"] = time.perf_counter() - t
+        per_query = [ps[i, : p.size] for i, p in enumerate(dataset.positives)]
+        return MinedDataset(negs, per_query, timings)
+    finally:
+        if tmp_dir is not None:
+            tmp_dir.cleanup()
+
+
+def _index_for(emb: DatasetEmbeddings, spec: str | Index, metric: str, wd: Path, key: str) -> Index:
+    if not isinstance(spec, str):
+        return spec
+    if spec.lower() in ("exact", "numpy", "flat"):
+        return build_index(emb.corpus, spec, metric=metric)
+    # approximate faiss indexes may be built differently each time (threads): keep the
+    # one built for this run so a resumed run searches the same graph
+    from .index.faiss_index import FaissIndex
+
+    saved = wd / f"index-{key}"
+    if (saved / "meta.json").is_file():
+        return FaissIndex.load(saved, vectors=emb.corpus)
+    idx = build_index(emb.corpus, spec, metric=metric)
+    wd.mkdir(parents=True, exist_ok=True)
+    assert isinstance(idx, FaissIndex)
+    idx.save(saved)
+    return idx

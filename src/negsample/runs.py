@@ -1,0 +1,154 @@
+"""Candidates from elsewhere: a TREC run file (``qid Q0 docid rank score tag``), e.g. BM25."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._types import Candidates
+from .data import DataError, _lines
+
+if TYPE_CHECKING:
+    from .data import BeirDataset
+
+__all__ = ["RunCandidates", "read_trec_run", "scores_of"]
+
+
+@dataclass(frozen=True)
+class RunCandidates:
+    """A TREC run aligned to a dataset's split queries.
+
+    Attributes
+    ----------
+    candidates : :class:`~negsample.Candidates` ``(n_queries, K)``, best score first,
+        ``-1``/NaN padded; row ``i`` is ``dataset.query_ids[i]``.
+    stats : ``lines``, ``queries_not_in_split`` (run queries outside the split, skipped),
+        ``queries_without_candidates`` (split queries absent from the run: empty rows),
+        ``truncated`` (candidates beyond ``depth``, dropped).
+    """
+
+    candidates: Candidates
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def read_trec_run(
+    path: str | os.PathLike[str], dataset: BeirDataset, *, depth: int | None = None
+) -> RunCandidates:
+    """Read a TREC run file as candidates for ``dataset``'s split queries.
+
+    Each line is ``qid Q0 docid rank score tag`` (whitespace-separated). Candidates are
+    ordered by score, highest first (ties by rank), and cut to the best ``depth`` per query.
+    Queries of the run that are not in the split are skipped and counted; split queries
+    missing from the run get an empty row (the sampler then counts them short).
+
+    Raises
+    ------
+    DataError
+        naming the file and line for a malformed line, a document id not in the corpus,
+        or a document listed twice for one query.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: not found")
+    if depth is not None and depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    q_row = {q: i for i, q in enumerate(dataset.query_ids)}
+    d_row = {d: i for i, d in enumerate(dataset.corpus_ids)}
+    rows: list[int] = []
+    docs: list[int] = []
+    scores: list[float] = []
+    ranks: list[float] = []
+    lines_: list[int] = []
+    skipped_q: set[str] = set()
+    n_lines = 0
+    for lineno, line in _lines(p):
+        n_lines += 1
+        parts = line.split()
+        if len(parts) != 6:
+            raise DataError(
+                p, lineno, f"expected 6 fields 'qid Q0 docid rank score tag', got {len(parts)}"
+            )
+        qid, _q0, did, rank_s, score_s, _tag = parts
+        try:
+            rank = float(rank_s)
+        except ValueError:
+            raise DataError(p, lineno, f"rank {rank_s!r} is not a number") from None
+        try:
+            score = float(score_s)
+        except ValueError:
+            raise DataError(p, lineno, f"score {score_s!r} is not a number") from None
+        if not np.isfinite(score):
+            raise DataError(p, lineno, f"score {score_s!r} is not finite")
+        r = q_row.get(qid)
+        if r is None:
+            skipped_q.add(qid)
+            continue
+        d = d_row.get(did)
+        if d is None:
+            raise DataError(p, lineno, f"document id {did!r} (query {qid!r}) is not in the corpus")
+        rows.append(r)
+        docs.append(d)
+        scores.append(score)
+        ranks.append(rank)
+        lines_.append(lineno)
+    if n_lines == 0:
+        raise DataError(p, None, "the run file is empty")
+    n_q = dataset.n_queries
+    r_a = np.asarray(rows, np.int64)
+    d_a = np.asarray(docs, np.int64)
+    s_a = np.asarray(scores, np.float64)
+    k_a = np.asarray(ranks, np.float64)
+    # duplicates (same query, same document)
+    key = r_a * dataset.n_corpus + d_a
+    order = np.argsort(key, kind="stable")
+    dup = np.flatnonzero(key[order][1:] == key[order][:-1])
+    if dup.size:
+        i0, i1 = order[dup[0]], order[dup[0] + 1]
+        raise DataError(
+            p,
+            lines_[i1],
+            f"document {dataset.corpus_ids[d_a[i1]]!r} listed twice for query "
+            f"{dataset.query_ids[r_a[i1]]!r} (first on line {lines_[i0]})",
+        )
+    # by query, then score descending, then rank ascending
+    order = np.lexsort((k_a, -s_a, r_a))
+    r_a, d_a, s_a = r_a[order], d_a[order], s_a[order]
+    counts = np.bincount(r_a, minlength=n_q)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    col = np.arange(r_a.size) - starts[r_a]
+    width = int(counts.max(initial=0))
+    k = width if depth is None else min(depth, width)
+    keep = col < k
+    ids = np.full((n_q, max(k, 1)), -1, np.int64)
+    sc = np.full((n_q, max(k, 1)), np.nan, np.float32)
+    ids[r_a[keep], col[keep]] = d_a[keep]
+    sc[r_a[keep], col[keep]] = s_a[keep]
+    stats = {
+        "lines": n_lines,
+        "queries_not_in_split": len(skipped_q),
+        "queries_without_candidates": int((counts == 0).sum()),
+        "truncated": int((~keep).sum()),
+    }
+    return RunCandidates(Candidates(ids, sc), stats)
+
+
+def scores_of(candidates: Candidates, positives: np.ndarray) -> np.ndarray:
+    """The candidate score of each ``positives[i, j]`` in row ``i`` (``-1`` padded), NaN
+    where that document is not among the row's candidates."""
+    ids, sc = np.asarray(candidates.ids), np.asarray(candidates.scores)
+    b = ids.shape[0]
+    width = int(max(ids.max(initial=-1), positives.max(initial=-1))) + 2
+    ckey = (np.arange(b, dtype=np.int64)[:, None] * width + (ids + 1))[ids >= 0]
+    cval = sc[ids >= 0]
+    order = np.argsort(ckey)
+    ckey, cval = ckey[order], cval[order]
+    pkey = np.arange(b, dtype=np.int64)[:, None] * width + (positives + 1)
+    where = np.clip(np.searchsorted(ckey, pkey), 0, max(ckey.size - 1, 0))
+    found = (positives >= 0) & (ckey.size > 0) & (ckey[where] == pkey if ckey.size else False)
+    out = np.full(positives.shape, np.nan, np.float32)
+    out[found] = cval[where[found]]
+    return out

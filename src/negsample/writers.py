@@ -1,0 +1,381 @@
+"""Training files from :class:`~negsample.Negatives`: sentence-transformers (triplet and
+n-tuple), FlagEmbedding jsonl, Tevatron jsonl, and parquet of ids and scores.
+
+Every writer writes to a temporary file in the target folder and moves it into place with
+``os.replace``: a failed or interrupted write never leaves a half-written file.
+
+Policies (the same for every format):
+
+- ``-1`` (a short row's padding) is never written as a document.
+- A row with no valid negative at all is skipped and counted (``empty_rows``).
+- Formats with a fixed number of negatives per row (``st-ntuple``) need exactly ``n``:
+  with ``on_short="skip"`` (default) short rows are skipped and counted
+  (``short_rows_skipped``); with ``on_short="error"`` any short row stops the write
+  before anything is written. Variable-length formats (``st-triplet``,
+  ``flagembedding``, ``tevatron``, ``parquet``) write the valid negatives of a short row
+  and count it (``short_rows_written``); ``on_short="error"`` refuses them too.
+- Queries with several positives: the pair-based formats (``st-triplet``, ``st-ntuple``)
+  emit one row per (query, positive), all with the query's negatives (when the sampler
+  made one row per positive, ``positive_anchor="each"``, each row goes with its own
+  positive); ``flagembedding``, ``tevatron`` and ``parquet`` emit one row per query with
+  every positive (several negatives rows of one query are merged, duplicates removed).
+- Document text is ``title + " " + text`` (as encoded).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._optional import require
+from ._types import Negatives
+
+if TYPE_CHECKING:
+    from .data import BeirDataset
+
+__all__ = ["FORMATS", "WriteReport", "atomic_path", "write_negatives"]
+
+FORMATS = ("st-triplet", "st-ntuple", "flagembedding", "tevatron", "parquet")
+ON_SHORT = ("skip", "error")
+
+
+@dataclass
+class WriteReport:
+    """What :func:`write_negatives` wrote and what it left out, and why."""
+
+    path: str
+    format: str
+    rows: int = 0
+    empty_rows: int = 0
+    short_rows_skipped: int = 0
+    short_rows_written: int = 0
+    padded_slots: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        s = f"wrote {self.rows} rows ({self.format}) to {self.path}"
+        extra = []
+        if self.short_rows_skipped:
+            extra.append(f"{self.short_rows_skipped} short rows skipped (fewer than n negatives)")
+        if self.short_rows_written:
+            extra.append(f"{self.short_rows_written} short rows written with fewer negatives")
+        if self.empty_rows:
+            extra.append(f"{self.empty_rows} rows without any negative skipped")
+        return s + ("; " + "; ".join(extra) if extra else "")
+
+
+class atomic_path:
+    """``with atomic_path(p) as tmp: write(tmp)``: ``tmp`` is a fresh file next to ``p``,
+    moved onto ``p`` if the block succeeds, deleted if it fails."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        os.close(fd)
+        self.tmp = Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
+        return self.tmp
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _json_float(x: float) -> float | None:
+    return None if not np.isfinite(x) else round(float(x), 6)
+
+
+def _groups(neg: Negatives) -> Iterator[tuple[int, list[int]]]:
+    """(query index, row numbers of that query), in row order."""
+    qi = neg.query_index
+    if qi.size == 0:
+        return
+    cut = np.flatnonzero(np.diff(qi)) + 1
+    starts = np.concatenate([[0], cut])
+    stops = np.concatenate([cut, [qi.size]])
+    if np.any(np.diff(qi[starts]) < 0):
+        raise ValueError("negatives must be sorted by query_index (as mine() returns them)")
+    for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+        yield int(qi[a]), list(range(a, b))
+
+
+def write_negatives(
+    negatives: Negatives,
+    dataset: BeirDataset,
+    path: str | os.PathLike[str],
+    format: str = "st-ntuple",
+    *,
+    scores: bool = False,
+    positive_scores: Sequence[npt.ArrayLike] | None = None,
+    on_short: str = "skip",
+) -> WriteReport:
+    """Write ``negatives`` mined for ``dataset`` as a training file.
+
+    Parameters
+    ----------
+    negatives : from :func:`negsample.mine`; ``query_index`` rows refer to
+        ``dataset.query_ids``.
+    path : output file, written atomically (temporary file + ``os.replace``).
+    format : ``"st-triplet"`` (``anchor, positive, negative``), ``"st-ntuple"``
+        (``anchor, positive, negative_1 ... negative_n``), ``"flagembedding"``
+        (``query, pos, neg`` [``pos_scores, neg_scores``]), ``"tevatron"``
+        (``query_id, query_text, positive_document_ids, negative_document_ids``) - all
+        jsonl - or ``"parquet"`` (``query_id, positive_ids, anchor_id, negative_ids,
+        negative_scores``).
+    scores : add scores: a ``scores`` list ``[s(q,d+), s(q,d-_1), ...]`` for the
+        sentence-transformers formats, ``pos_scores``/``neg_scores`` for FlagEmbedding
+        (``null`` where a score is unknown). Needs ``positive_scores``.
+    positive_scores : ``s(q, d+)`` per query, aligned with ``dataset.positives``.
+    on_short : ``"skip"`` or ``"error"``; see the module policies.
+
+    Returns
+    -------
+    WriteReport
+        rows written and everything left out, counted.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if on_short not in ON_SHORT:
+        raise ValueError(f"on_short must be one of {ON_SHORT}, got {on_short!r}")
+    if scores and positive_scores is None and format != "parquet":
+        raise ValueError("scores=True needs positive_scores (s(q, d+) per query)")
+    ids = np.asarray(negatives.ids)
+    if len(negatives) and int(negatives.query_index.max()) >= dataset.n_queries:
+        raise ValueError(
+            f"negatives name query {int(negatives.query_index.max())}, but the dataset has "
+            f"{dataset.n_queries} queries"
+        )
+    if np.any(ids >= dataset.n_corpus) or np.any(ids < -1):
+        raise ValueError(f"negative ids out of range for a corpus of {dataset.n_corpus}")
+    _check_no_positive(negatives, dataset)
+    valid = ids >= 0
+    n_valid = valid.sum(axis=1)
+    short = (n_valid < negatives.n) & (n_valid > 0)
+    if on_short == "error" and (short.any() or (n_valid == 0).any()):
+        r = int(np.argmax(n_valid < negatives.n))
+        raise ValueError(
+            f"{int((n_valid < negatives.n).sum())} rows have fewer than n={negatives.n} "
+            f"negatives (first: query {dataset.query_ids[int(negatives.query_index[r])]!r} with "
+            f"{int(n_valid[r])}); on_short='error' writes nothing"
+        )
+    report = WriteReport(path=str(path), format=format)
+    report.padded_slots = int((~valid).sum())
+    pos_sc = None
+    if positive_scores is not None:
+        pos_sc = [np.asarray(p, dtype=np.float64) for p in positive_scores]
+        if len(pos_sc) != dataset.n_queries:
+            raise ValueError(
+                f"positive_scores has {len(pos_sc)} entries, the dataset {dataset.n_queries} queries"
+            )
+    if format == "parquet":
+        _write_parquet(negatives, dataset, Path(path), report)
+        return report
+    docs = dataset.document_texts()
+    writer: Callable[..., None] = {
+        "st-triplet": _st_rows,
+        "st-ntuple": _st_rows,
+        "flagembedding": _flag_rows,
+        "tevatron": _tevatron_rows,
+    }[format]
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        writer(f, negatives, dataset, docs, report, scores, pos_sc)
+    return report
+
+
+def _check_no_positive(neg: Negatives, dataset: BeirDataset) -> None:
+    pos = dataset.positives_padded()[neg.query_index]
+    hit = (neg.ids[:, :, None] == pos[:, None, :]) & (neg.ids[:, :, None] >= 0)
+    if hit.any():
+        r, c, _ = (int(v) for v in np.argwhere(hit)[0])
+        q = dataset.query_ids[int(neg.query_index[r])]
+        raise ValueError(
+            f"negative {dataset.corpus_ids[int(neg.ids[r, c])]!r} of query {q!r} is one of its "
+            "labelled positives: these negatives were not mined for this dataset and split"
+        )
+
+
+def _line(f: IO[str], obj: dict[str, Any]) -> None:
+    f.write(json.dumps(obj, ensure_ascii=False))
+    f.write("\n")
+
+
+def _st_rows(
+    f: IO[str],
+    neg: Negatives,
+    ds: BeirDataset,
+    docs: list[str],
+    report: WriteReport,
+    scores: bool,
+    pos_sc: list[np.ndarray] | None,
+) -> None:
+    ntuple = report.format == "st-ntuple"
+    n = neg.n
+    for q, rows in _groups(neg):
+        positives = ds.positives[q]
+        slot = {int(p): i for i, p in enumerate(positives.tolist())}
+        for r in rows:
+            keep = neg.ids[r] >= 0
+            if not keep.any():
+                report.empty_rows += 1
+                continue
+            if ntuple and keep.sum() < n:
+                report.short_rows_skipped += 1
+                continue
+            if keep.sum() < n:
+                report.short_rows_written += 1
+            nid = neg.ids[r][keep].tolist()
+            nsc = neg.scores[r][keep].tolist()
+            anchor = int(neg.anchor_ids[r])
+            if len(rows) > 1:
+                if anchor < 0:
+                    raise ValueError(
+                        f"query {ds.query_ids[q]!r} has {len(rows)} rows but no anchor positive"
+                    )
+                pairs = [anchor]
+            else:
+                pairs = positives.tolist()
+            for p in pairs:
+                ps = _json_float(pos_sc[q][slot[p]]) if pos_sc is not None else None
+                if ntuple:
+                    obj: dict[str, Any] = {"anchor": ds.query_texts[q], "positive": docs[p]}
+                    for i, d in enumerate(nid, start=1):
+                        obj[f"negative_{i}"] = docs[d]
+                    if scores:
+                        obj["scores"] = [ps, *(_json_float(s) for s in nsc)]
+                    _line(f, obj)
+                    report.rows += 1
+                else:
+                    for d, s in zip(nid, nsc, strict=True):
+                        obj = {
+                            "anchor": ds.query_texts[q],
+                            "positive": docs[p],
+                            "negative": docs[d],
+                        }
+                        if scores:
+                            obj["scores"] = [ps, _json_float(s)]
+                        _line(f, obj)
+                        report.rows += 1
+
+
+def _merged(neg: Negatives, rows: list[int], report: WriteReport) -> tuple[list[int], list[float]]:
+    """Valid negatives of a query's rows, first occurrence kept, with their scores."""
+    seen: dict[int, float] = {}
+    for r in rows:
+        for d, s in zip(neg.ids[r].tolist(), neg.scores[r].tolist(), strict=True):
+            if d >= 0 and d not in seen:
+                seen[d] = s
+        n_valid = int((neg.ids[r] >= 0).sum())
+        if 0 < n_valid < neg.n:
+            report.short_rows_written += 1
+    return list(seen), list(seen.values())
+
+
+def _flag_rows(
+    f: IO[str],
+    neg: Negatives,
+    ds: BeirDataset,
+    docs: list[str],
+    report: WriteReport,
+    scores: bool,
+    pos_sc: list[np.ndarray] | None,
+) -> None:
+    for q, rows in _groups(neg):
+        nid, nsc = _merged(neg, rows, report)
+        if not nid:
+            report.empty_rows += 1
+            continue
+        obj: dict[str, Any] = {
+            "query": ds.query_texts[q],
+            "pos": [docs[p] for p in ds.positives[q].tolist()],
+            "neg": [docs[d] for d in nid],
+        }
+        if scores:
+            assert pos_sc is not None
+            obj["pos_scores"] = [_json_float(s) for s in pos_sc[q]]
+            obj["neg_scores"] = [_json_float(s) for s in nsc]
+        _line(f, obj)
+        report.rows += 1
+
+
+def _tevatron_rows(
+    f: IO[str],
+    neg: Negatives,
+    ds: BeirDataset,
+    docs: list[str],
+    report: WriteReport,
+    scores: bool,
+    pos_sc: list[np.ndarray] | None,
+) -> None:
+    for q, rows in _groups(neg):
+        nid, _ = _merged(neg, rows, report)
+        if not nid:
+            report.empty_rows += 1
+            continue
+        _line(
+            f,
+            {
+                "query_id": ds.query_ids[q],
+                "query_text": ds.query_texts[q],
+                "positive_document_ids": [ds.corpus_ids[p] for p in ds.positives[q].tolist()],
+                "negative_document_ids": [ds.corpus_ids[d] for d in nid],
+            },
+        )
+        report.rows += 1
+
+
+def _write_parquet(neg: Negatives, ds: BeirDataset, path: Path, report: WriteReport) -> None:
+    pa = require("pyarrow", "writing parquet")
+    pq = require("pyarrow.parquet", "writing parquet")
+    cols: dict[str, list[Any]] = {
+        "query_id": [],
+        "positive_ids": [],
+        "anchor_id": [],
+        "negative_ids": [],
+        "negative_scores": [],
+    }
+    for r in range(len(neg)):
+        keep = neg.ids[r] >= 0
+        if not keep.any():
+            report.empty_rows += 1
+            continue
+        if keep.sum() < neg.n:
+            report.short_rows_written += 1
+        q = int(neg.query_index[r])
+        a = int(neg.anchor_ids[r])
+        cols["query_id"].append(ds.query_ids[q])
+        cols["positive_ids"].append([ds.corpus_ids[p] for p in ds.positives[q].tolist()])
+        cols["anchor_id"].append(ds.corpus_ids[a] if a >= 0 else None)
+        cols["negative_ids"].append([ds.corpus_ids[d] for d in neg.ids[r][keep].tolist()])
+        cols["negative_scores"].append(neg.scores[r][keep].astype(np.float32))
+        report.rows += 1
+    schema = pa.schema(
+        [
+            ("query_id", pa.string()),
+            ("positive_ids", pa.list_(pa.string())),
+            ("anchor_id", pa.string()),
+            ("negative_ids", pa.list_(pa.string())),
+            ("negative_scores", pa.list_(pa.float32())),
+        ]
+    )
+    table = pa.table(cols, schema=schema)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, str(tmp))
