@@ -321,6 +321,11 @@ class BaseSampler:
         missing, never scored 0). Samplers that need vectors require ``index``.
         """
         self.check_n(n)
+        if self.needs_vectors and index is None:
+            raise ValueError(
+                f"{type(self).__name__} needs corpus vectors, which candidates alone do not "
+                "give: pass index= (and queries=), or use mine()"
+            )
         stats = MiningStats(seed=normalize_seed(seed))
         ids_a = to_numpy(ids, "ids")
         if ids_a.ndim != 2:
@@ -355,8 +360,6 @@ class BaseSampler:
         )
         if filters is not None and not filters.is_noop:
             batch = replace(batch, valid=filters.apply(batch, stats))
-        if self.needs_vectors and index is None:
-            raise ValueError(f"{type(self).__name__} needs corpus vectors: pass index=")
         return self.sample_batch(batch, n, stats)
 
 
