@@ -102,8 +102,12 @@ def test_protocol_runs_resa2_and_summarizes(data: ns.SyntheticRetrieval) -> None
         assert s.n_seeds == 3
         assert s.fn_rate_mean == pytest.approx(fn.mean())
         assert s.fn_rate_std == pytest.approx(fn.std(ddof=1))
+        own = [r for r in rows if r.label == s.label]
+        assert s.hardness_mean == pytest.approx(np.mean([r.hardness for r in own]))
+        assert s.filled_mean == np.mean([r.filled for r in own])
+        assert s.short_rows_mean == np.mean([r.short_rows for r in own])
     table = ns.summary_table(summ)
-    assert table.count("\n") == 3 and "ReSa2Sampler(k1=300" in table
+    assert table.count("\n") == 3 and "| filled |" in table and "ReSa2Sampler(k1=300" in table
     one = ns.summarize(rows[:1])
     assert one[0].n_seeds == 1 and math.isnan(one[0].fn_rate_std)
 

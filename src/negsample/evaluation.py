@@ -312,7 +312,7 @@ class ProtocolSummary:
     """Mean and spread over seeds of one sampler's :class:`ProtocolRow`.
 
     ``*_std`` is the sample standard deviation over seeds (``ddof=1``; NaN with one seed).
-    ``short_rows`` and ``padded`` are means over seeds.
+    ``short_rows_mean``, ``filled_mean`` and ``padded_mean`` are means over seeds.
     """
 
     label: str
@@ -326,6 +326,7 @@ class ProtocolSummary:
     false_negatives_mean: float
     n_negatives_mean: float
     short_rows_mean: float
+    filled_mean: float
     padded_mean: float
 
     def as_dict(self) -> dict[str, Any]:
@@ -362,6 +363,7 @@ def summarize(rows: Sequence[ProtocolRow]) -> list[ProtocolSummary]:
                 false_negatives_mean=stat("false_negatives")[0],
                 n_negatives_mean=stat("n_negatives")[0],
                 short_rows_mean=stat("short_rows")[0],
+                filled_mean=stat("filled")[0],
                 padded_mean=stat("padded")[0],
             )
         )
@@ -372,14 +374,14 @@ def summary_table(summaries: Sequence[ProtocolSummary]) -> str:
     """A Markdown table of :func:`summarize` output (FN rate in percent, mean +- std)."""
     lines = [
         "| sampler | FN rate (%) | hardness mean s(q,d-) | false negatives / negatives "
-        "| short rows | padded |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| short rows | filled | padded |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:
         lines.append(
             f"| {s.label} | {100 * s.fn_rate_mean:.2f} ± {100 * s.fn_rate_std:.2f} "
             f"| {s.hardness_mean:.4f} ± {s.hardness_std:.4f} "
             f"| {s.false_negatives_mean:.1f} / {s.n_negatives_mean:.0f} "
-            f"| {s.short_rows_mean:g} | {s.padded_mean:g} |"
+            f"| {s.short_rows_mean:.4g} | {s.filled_mean:.4g} | {s.padded_mean:.4g} |"
         )
     return "\n".join(lines)
