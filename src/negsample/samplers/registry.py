@@ -33,7 +33,7 @@ def _config_repr(self: Any) -> str:
 
     fields = [f for f in dataclasses.fields(self) if f.repr]
     own = [f for f in fields if f.name not in _SHARED]
-    shared = [f for f in fields if f.name in _SHARED]
+    shared = sorted((f for f in fields if f.name in _SHARED), key=lambda f: _SHARED.index(f.name))
     args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in own + shared)
     return f"{type(self).__name__}({args})"
 
