@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 POSITIVE_ANCHORS = ("max", "min", "mean", "random", "each")
+_FEW_POSITIVES = 16  # up to this many positive columns, membership is tested column by column
 SHORTFALL_POLICIES = ("pad", "fill", "drop")
 
 IntArray = npt.NDArray[np.int64]
@@ -466,11 +467,19 @@ def build_batch(
         r, c = np.argwhere(dup)[0]
         raise ValueError(f"candidate ids row {r} holds id {srt[r, c]} twice")
     b = ids.shape[0]
-    # membership of candidates in the positives, by sorted keys (no (b, K, P) tensor)
+    # membership of candidates in the positives: one comparison per positive column when
+    # queries have few positives, else by sorted keys (never a (b, K, P) tensor)
     width = int(max(ids.max(initial=-1), positives.max(initial=-1))) + 2
     ckey = np.arange(b, dtype=np.int64)[:, None] * width + (ids + 1)
     pkey = np.arange(b, dtype=np.int64)[:, None] * width + (positives + 1)
-    is_pos = present & np.isin(ckey, pkey[positives >= 0])
+    if positives.shape[1] <= _FEW_POSITIVES:
+        is_pos = np.zeros(ids.shape, dtype=bool)
+        for j in range(positives.shape[1]):
+            pj = positives[:, j : j + 1]
+            is_pos |= (ids == pj) & (pj >= 0)
+        is_pos &= present
+    else:
+        is_pos = present & np.isin(ckey, pkey[positives >= 0])
     stats.candidates_seen += int(present.sum())
     stats.count_removed("positive", int(is_pos.sum()))
 

@@ -1,0 +1,398 @@
+"""negsample against sentence-transformers' ``mine_hard_negatives`` (issue 6, part 1).
+
+Same embeddings, same settings, same output; each tool runs in its own fresh process so
+each peak RSS is its own, and the two run side by side (alternating) in one invocation.
+
+Settings: random sampling of 7 negatives from ranks 0-200 of the candidates left once the
+positives are removed, n-tuple output ``(anchor, positive, negative_1 .. negative_7)``,
+one row per (query, positive) pair; faiss Flat (``use_faiss=True``) and the non-faiss path
+(sentence-transformers: torch matrix product + topk; negsample: ``NumpyIndex``).
+
+- sentence-transformers: ``mine_hard_negatives(pairs, model=<cached embeddings>,
+  corpus=<all passages>, range_min=0, range_max=200, num_negatives=7,
+  sampling_strategy="random", output_format="n-tuple", use_faiss=...)``. No encoder is
+  loaded: ``model`` is a stub whose ``encode_query``/``encode_document`` return the cached
+  embedding of each text (a dictionary lookup) and whose ``similarity`` /
+  ``similarity_pairwise`` are sentence-transformers' own ``cos_sim`` / ``pairwise_cos_sim``
+  (what all-MiniLM-L6-v2 uses). Everything else is the library's code as installed.
+- negsample: ``mine(query_emb, index, positives, TopKSampler(k=200), n=7)``, then the same
+  n-tuple ``datasets.Dataset`` built with Arrow ``take`` from the passage texts.
+
+Datasets: NFCorpus train (110,575 pairs, 2,590 queries, 3,633 passages, MiniLM embeddings
+from /work/shared/data/nfcorpus or ``$NEGSAMPLE_NFCORPUS``) and a synthetic corpus of
+100,000 passages x 384 with 20,000 queries (one positive each; texts are short synthetic
+strings, so this one measures the mining more than the text handling).
+
+    python benchmarks/bench_vs_st.py            # both datasets, 3 repeats
+    python benchmarks/bench_vs_st.py --quick    # NFCorpus subset and a 20,000-passage synthetic set, 1 repeat
+
+Writes benchmarks/results/bench_vs_st{,_quick}.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C
+
+SCRIPT = Path(__file__).resolve()
+NFCORPUS = Path(os.environ.get("NEGSAMPLE_NFCORPUS", "/work/shared/data/nfcorpus"))
+K, N = 200, 7
+
+
+# -- data (identical for both tools) ----------------------------------------------------------
+def load_data(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Texts, embeddings and (query, positive) pairs, as row numbers into the arrays."""
+    if cfg["data"] == "nfcorpus":
+        emb = NFCORPUS / "embeddings" / "all-MiniLM-L6-v2"
+        doc_ids = (emb / "corpus_ids.txt").read_text().split("\n")[: -1 or None]
+        qry_ids = (emb / "query_ids.txt").read_text().split("\n")[: -1 or None]
+        doc_ids = [d for d in doc_ids if d]
+        qry_ids = [q for q in qry_ids if q]
+        docs: dict[str, str] = {}
+        with open(NFCORPUS / "corpus.jsonl") as f:
+            for line in f:
+                r = json.loads(line)
+                docs[r["_id"]] = (r.get("title", "") + " " + r["text"]).strip()
+        queries: dict[str, str] = {}
+        with open(NFCORPUS / "queries.jsonl") as f:
+            for line in f:
+                r = json.loads(line)
+                queries[r["_id"]] = r["text"]
+        drow = {d: i for i, d in enumerate(doc_ids)}
+        qrow = {q: i for i, q in enumerate(qry_ids)}
+        pq, pd = [], []
+        with open(NFCORPUS / "qrels" / "train.tsv") as f:
+            next(f)
+            for line in f:
+                q, d, s = line.rstrip("\n").split("\t")
+                if int(s) > 0:
+                    pq.append(qrow[q])
+                    pd.append(drow[d])
+        pair_q, pair_d = np.asarray(pq, np.int64), np.asarray(pd, np.int64)
+        if cfg.get("max_queries"):
+            keep_q = np.unique(pair_q)[: cfg["max_queries"]]
+            m = np.isin(pair_q, keep_q)
+            pair_q, pair_d = pair_q[m], pair_d[m]
+        return {
+            "doc_text": [docs[d] for d in doc_ids],
+            "query_text": [queries[q] for q in qry_ids],
+            "doc_emb": np.load(emb / "corpus.npy"),
+            "query_emb": np.load(emb / "queries.npy"),
+            "pair_q": pair_q,
+            "pair_d": pair_d,
+        }
+    paths = C.synthetic(cfg["docs"], cfg["queries"], 384)
+    pos = np.load(paths["positives"])
+    return {
+        "doc_text": [f"synthetic passage number {i}" for i in range(cfg["docs"])],
+        "query_text": [f"synthetic query number {i}" for i in range(cfg["queries"])],
+        "doc_emb": np.load(paths["corpus"]),
+        "query_emb": np.load(paths["queries"]),
+        "pair_q": np.arange(cfg["queries"], dtype=np.int64),
+        "pair_d": pos,
+    }
+
+
+# -- the two tools ----------------------------------------------------------------------------
+class CachedEmbeddings:
+    """Stands in for a SentenceTransformer: returns cached embeddings by text; uses
+    sentence-transformers' own cosine similarity functions."""
+
+    def __init__(
+        self, texts: list[str], emb: np.ndarray, qtexts: list[str], qemb: np.ndarray
+    ) -> None:
+        from types import SimpleNamespace
+
+        import torch
+
+        self.doc = {t: i for i, t in reversed(list(enumerate(texts)))}  # first occurrence
+        self.qry = {t: i for i, t in reversed(list(enumerate(qtexts)))}
+        self.demb, self.qemb = emb, qemb
+        self.device = torch.device("cpu")
+        self.model_card_data = SimpleNamespace(base_model="cached")
+
+    def get_embedding_dimension(self) -> int:
+        return int(self.demb.shape[1])
+
+    def encode_document(self, texts: list[str], **kw: Any) -> np.ndarray:
+        return self.demb[[self.doc[t] for t in texts]]
+
+    def encode_query(self, texts: list[str], **kw: Any) -> np.ndarray:
+        return self.qemb[[self.qry[t] for t in texts]]
+
+    def similarity(self, a: Any, b: Any) -> Any:
+        from sentence_transformers.util import cos_sim
+
+        return cos_sim(a, b)
+
+    def similarity_pairwise(self, a: Any, b: Any) -> Any:
+        from sentence_transformers.util import pairwise_cos_sim
+
+        return pairwise_cos_sim(a, b)
+
+
+def run_st(data: dict[str, Any], use_faiss: bool) -> Any:
+    from datasets import Dataset
+    from sentence_transformers.util import mine_hard_negatives
+
+    qt, dt = data["query_text"], data["doc_text"]
+    pairs = Dataset.from_dict(
+        {"anchor": [qt[i] for i in data["pair_q"]], "positive": [dt[i] for i in data["pair_d"]]}
+    )
+    model = CachedEmbeddings(dt, data["doc_emb"], qt, data["query_emb"])
+    t0 = time.perf_counter()
+    out = mine_hard_negatives(
+        pairs,
+        model,
+        corpus=list(dt),
+        range_min=0,
+        range_max=K,
+        num_negatives=N,
+        sampling_strategy="random",
+        output_format="n-tuple",
+        use_faiss=use_faiss,
+        verbose=False,
+    )
+    return out, time.perf_counter() - t0
+
+
+def run_negsample(data: dict[str, Any], use_faiss: bool) -> Any:
+    import pyarrow as pa
+    from datasets import Dataset
+
+    import negsample as ns
+
+    doc_arr = pa.array(data["doc_text"], type=pa.large_string())
+    qry_arr = pa.array(data["query_text"], type=pa.large_string())
+    t0 = time.perf_counter()
+    pq, pd = data["pair_q"], data["pair_d"]
+    uq, counts = np.unique(pq, return_counts=True)
+    order = np.argsort(pq, kind="stable")
+    bounds = np.cumsum(counts)[:-1]
+    positives = np.split(pd[order], bounds)  # all positives of each unique query
+    emb = data["doc_emb"]
+    index = ns.FaissIndex(emb, "Flat", device="cpu") if use_faiss else ns.NumpyIndex(emb)
+    negs = ns.mine(
+        data["query_emb"][uq], index, positives, sampler=ns.TopKSampler(k=K), n=N, seed=0
+    )
+    # n-tuple rows: one per (query, positive) pair, rows whose 7 negatives are all found
+    row_of_pair = np.repeat(np.arange(uq.size), counts)
+    ok = (negs.ids[row_of_pair] >= 0).all(axis=1)
+    rq, rd = row_of_pair[ok], pd[order][ok]
+    cols = {"anchor": qry_arr.take(pa.array(uq[rq])), "positive": doc_arr.take(pa.array(rd))}
+    for j in range(N):
+        cols[f"negative_{j + 1}"] = doc_arr.take(pa.array(negs.ids[rq, j]))
+    out = Dataset(pa.table(cols))
+    return out, time.perf_counter() - t0
+
+
+# -- checking that both produce the same kind of dataset ------------------------------------------
+def describe(ds: Any, data: dict[str, Any], sample: int = 2000) -> dict[str, Any]:
+    """Layout and negatives of an n-tuple dataset, judged on texts (sentence-transformers
+    returns only texts, and de-duplicates them): negatives that are a labelled positive's
+    text, rows with a repeated negative, and, on a seeded sample of rows, the mean score
+    and rank of the negatives among the query's distinct non-positive passage texts."""
+    dt, qt = data["doc_text"], data["query_text"]
+    first = {t: i for i, t in reversed(list(enumerate(dt)))}  # text -> first row
+    uniq = np.array(sorted(set(first.values())), dtype=np.int64)  # one row per distinct text
+    qrow = {t: i for i, t in reversed(list(enumerate(qt)))}
+    pos_text: dict[str, set[int]] = {}
+    for q, d in zip(data["pair_q"].tolist(), data["pair_d"].tolist(), strict=True):
+        pos_text.setdefault(qt[q], set()).add(first[dt[d]])
+    cols = ds.column_names
+    neg_cols = [c for c in cols if c.startswith("negative")]
+    anchors = ds[cols[0]]
+    negs = np.array([[first[t] for t in ds[c]] for c in neg_cols]).T
+    pos_hits = sum(
+        len(pos_text[a].intersection(row.tolist())) for a, row in zip(anchors, negs, strict=True)
+    )
+    dup_rows = int(sum(len(set(r.tolist())) < r.size for r in negs))
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(anchors), size=min(sample, len(anchors)), replace=False)
+    demb = np.asarray(data["doc_emb"], dtype=np.float32)
+    scores, ranks = [], []
+    for i in pick.tolist():
+        a = anchors[i]
+        s = demb @ np.asarray(data["query_emb"][qrow[a]], dtype=np.float32)
+        masked = np.full(s.shape, -np.inf, np.float32)
+        masked[uniq] = s[uniq]
+        masked[list(pos_text[a])] = -np.inf
+        srt = -np.sort(masked)
+        for d in negs[i].tolist():
+            scores.append(float(s[d]))
+            ranks.append(int(np.searchsorted(srt, -s[d], side="left")))
+    r = np.asarray(ranks)
+    return {
+        "rows": len(anchors),
+        "columns": cols,
+        "negatives_equal_to_a_positive_text": int(pos_hits),
+        "rows_with_duplicate_negatives": dup_rows,
+        "mean_negative_score": float(np.mean(scores)),
+        "mean_negative_rank": float(r.mean()),
+        "max_negative_rank": int(r.max()),
+    }
+
+
+def worker(cfg: dict[str, Any]) -> dict[str, Any]:
+    data = load_data(cfg)
+    gc.collect()
+    base = C.rss_mb()
+    C.reset_peak()
+    fn = run_st if cfg["tool"] == "sentence-transformers" else run_negsample
+    ds, seconds = fn(data, cfg["faiss"])
+    peak = C.peak_rss_mb()
+    out = {
+        "seconds": seconds,
+        "rss_before_mb": base,
+        "peak_rss_mb": peak,
+        "peak_over_base_mb": peak - base,
+    }
+    if cfg.get("describe"):
+        out["dataset"] = describe(ds, data)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if C.worker_main(argv, worker):
+        return 0
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--datasets", default="nfcorpus,synthetic")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.repeats = 1
+    cfgs = {
+        "nfcorpus": {"data": "nfcorpus", "max_queries": 300 if args.quick else None},
+        "synthetic": {
+            "data": "synthetic",
+            "docs": 20_000 if args.quick else 100_000,
+            "queries": 2_000 if args.quick else 20_000,
+        },
+    }
+    info = C.machine()
+    results: list[dict[str, Any]] = []
+    rows = []
+    for name in args.datasets.split(","):
+        base = cfgs[name]
+        if base["data"] == "synthetic":
+            C.synthetic(base["docs"], base["queries"], 384)
+        for use_faiss in (True, False):
+            per_tool: dict[str, list[dict[str, Any]]] = {
+                "sentence-transformers": [],
+                "negsample": [],
+            }
+            for rep in range(args.repeats):  # alternate the tools, so load hits both alike
+                for tool in per_tool:
+                    cfg = {**base, "tool": tool, "faiss": use_faiss, "describe": rep == 0}
+                    load0 = os.getloadavg()[0]
+                    res = C.run_worker(SCRIPT, cfg)
+                    res["load_before"], res["load_after"] = load0, os.getloadavg()[0]
+                    per_tool[tool].append(res)
+                    print(
+                        name,
+                        use_faiss,
+                        tool,
+                        f"{res['seconds']:.2f}s",
+                        f"{res['peak_rss_mb']:.0f}MB",
+                        file=sys.stderr,
+                    )
+            med = {
+                t: {
+                    "seconds": C.median([r["seconds"] for r in rs]),
+                    "peak_rss_mb": C.median([r["peak_rss_mb"] for r in rs]),
+                    "peak_over_base_mb": C.median([r["peak_over_base_mb"] for r in rs]),
+                }
+                for t, rs in per_tool.items()
+            }
+            st, ns_ = med["sentence-transformers"], med["negsample"]
+            results.append(
+                {
+                    "dataset": name,
+                    "faiss": use_faiss,
+                    "runs": per_tool,
+                    "median": med,
+                    "speedup": st["seconds"] / ns_["seconds"],
+                    "memory_ratio": ns_["peak_rss_mb"] / st["peak_rss_mb"],
+                }
+            )
+            loads = [r["load_before"] for rs in per_tool.values() for r in rs]
+            label = {
+                "nfcorpus": "NFCorpus train",
+                "synthetic": f"synthetic {base.get('docs', 0):,}",
+            }[name]
+            for t in per_tool:
+                d = per_tool[t][0]["dataset"]
+                rows.append(
+                    [
+                        label,
+                        "faiss Flat" if use_faiss else "no faiss",
+                        t,
+                        med[t]["seconds"],
+                        med[t]["peak_rss_mb"],
+                        med[t]["peak_over_base_mb"],
+                        d["rows"],
+                        d["negatives_equal_to_a_positive_text"],
+                        f"{d['mean_negative_score']:.4f}",
+                        f"{d['mean_negative_rank']:.1f}",
+                        d["max_negative_rank"],
+                        f"{min(loads):.1f}-{max(loads):.1f}",
+                    ]
+                )
+            rows.append(
+                [
+                    "",
+                    "",
+                    "**ratio**",
+                    f"**{results[-1]['speedup']:.1f}x faster**",
+                    f"**{results[-1]['memory_ratio']:.2f}x**",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
+    header = [
+        "data",
+        "search",
+        "tool",
+        "time s",
+        "peak RSS MB",
+        "peak - RSS before MB",
+        "rows",
+        "negatives = a positive's text",
+        "mean neg. score (2k rows)",
+        "mean neg. rank",
+        "max neg. rank",
+        "load 1-min",
+    ]
+    md = (
+        f"Random 7 of ranks 0-200, n-tuple dataset, embeddings cached (no encoder loaded); medians of "
+        f"{args.repeats} alternating runs, one fresh process each. {info.get('cpu', '')}, "
+        f"{info['affinity']} cores, sentence-transformers {info.get('sentence_transformers')}, "
+        f"faiss {info.get('faiss')}, {info['date']}.\n\n" + C.markdown_table(header, rows)
+    )
+    name = "bench_vs_st_quick" if args.quick else "bench_vs_st"
+    C.write_results(name, {"args": vars(args), "machine": info, "results": results}, md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
