@@ -288,6 +288,145 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+# -- train and probe (issue 5) ------------------------------------------------------------------
+
+
+def _split_embeddings(args: argparse.Namespace, ds: Any) -> Any:
+    """Embeddings of ``ds`` (precomputed ``--embeddings``, else encoded with ``--model``)."""
+    from .encoding import default_cache_dir, encode_dataset, load_embeddings
+
+    if args.embeddings:
+        return load_embeddings(args.embeddings, ds)
+    return encode_dataset(
+        ds,
+        args.model,
+        cache_dir=None if args.no_cache else (args.cache_dir or str(default_cache_dir())),
+        max_seq_length=args.max_seq_length,
+        device=args.device,
+        progress=not args.quiet,
+    )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from . import sampler_from_string
+    from .data import load_beir
+    from .integrations.sentence_transformers import TrainingData, train
+
+    train_ds = load_beir(args.data, args.split)
+    _log(train_ds.summary())
+    eval_ds = load_beir(args.data, args.eval_split) if args.eval_split else None
+    if eval_ds is not None:
+        _log(eval_ds.summary())
+    sampler = None if args.sampler.lower() == "none" else sampler_from_string(args.sampler)
+    corpus_emb = query_emb = None
+    if args.embeddings and sampler is not None:
+        emb = _split_embeddings(args, train_ds)
+        corpus_emb, query_emb = emb.corpus, emb.queries
+        _log(f"initial mining with the precomputed embeddings in {args.embeddings}")
+    _log(f"training with {sampler!r}" if sampler else "training with in-batch negatives only")
+    result = train(
+        args.model,
+        TrainingData.from_beir(train_ds),
+        sampler,
+        n=args.n,
+        eval_data=None if eval_ds is None else TrainingData.from_beir(eval_ds),
+        epochs=args.epochs,
+        batch_size=args.train_batch_size,
+        learning_rate=args.lr,
+        warmup_ratio=args.warmup_ratio,
+        max_seq_length=args.max_seq_length,
+        loss=args.loss,
+        mini_batch_size=args.mini_batch_size,
+        seed=args.seed,
+        remine_every=args.remine_every,
+        corpus_embeddings=corpus_emb,
+        query_embeddings=query_emb,
+        max_steps=args.max_steps,
+        evaluate_before=args.evaluate_before and eval_ds is not None,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    _log(f"trained in {result.seconds:.1f}s")
+    if args.out:
+        result.model.save(args.out)
+        _log(f"model saved to {args.out}")
+    report: dict[str, Any] = {
+        "sampler": repr(sampler) if sampler else None,
+        "metrics_before": result.metrics_before,
+        "metrics": result.metrics,
+        "seconds": result.seconds,
+    }
+    for key in ("metrics_before", "metrics"):
+        vals = report[key]
+        if vals:
+            print(
+                f"{key.replace('_', ' '):<15} nDCG@10 {vals['ndcg@10']:.4f}  "
+                f"MRR@10 {vals['mrr@10']:.4f}  Recall@100 {vals['recall@100']:.4f}"
+            )
+    if args.metrics_json:
+        Path(args.metrics_json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from . import sampler_from_string
+    from .data import load_beir
+    from .probe import probe
+
+    train_ds = load_beir(args.data, args.split)
+    eval_ds = load_beir(args.data, args.eval_split)
+    _log(f"{train_ds.summary()}; held out: {eval_ds.n_queries} queries ({args.eval_split})")
+    samplers = {spec: sampler_from_string(spec) for spec in args.sampler}
+    emb_train = _split_embeddings(args, train_ds)
+    emb_eval = _split_embeddings(args, eval_ds)
+    res = probe(
+        samplers,
+        emb_train.queries,
+        emb_train.corpus,
+        train_ds.positives,
+        emb_eval.queries,
+        eval_ds.positives,
+        n=args.n,
+        seeds=args.seeds,
+        epochs=args.epochs,
+        lr=args.lr,
+    )
+    print(res.table())
+    _log(f"probe: {len(samplers)} samplers x {len(args.seeds)} seeds in {res.seconds:.1f}s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res.as_dict(), indent=1))
+    return 0
+
+
+def _add_train_data_args(p: argparse.ArgumentParser, eval_default: str | None) -> None:
+    p.add_argument(
+        "--data", required=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"
+    )
+    p.add_argument("--split", default="train", help="training split (default train)")
+    p.add_argument(
+        "--eval-split",
+        default=eval_default,
+        required=eval_default is None,
+        help=f"held-out split to score (default {eval_default})",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="sentence-transformers model folder or name (default: the bundled all-MiniLM-L6-v2)",
+    )
+    p.add_argument(
+        "--embeddings",
+        default=None,
+        help="precomputed embeddings of --model (corpus.npy, queries.npy + id lists)",
+    )
+    p.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/negsample)")
+    p.add_argument("--no-cache", action="store_true", help="do not cache embeddings")
+    p.add_argument("--max-seq-length", type=int, default=None, help="truncate inputs (tokens)")
+    p.add_argument("--device", default=None, help="torch device (default: the GPU if any)")
+    p.add_argument("--n", type=int, default=7, help="negatives per query (default 7)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="negsample", description="Hard-negative sampling for dense retrievers."
@@ -368,6 +507,54 @@ def build_parser() -> argparse.ArgumentParser:
         "--out-dir", required=True, help="folder for summary.md, report.json and the PNG plots"
     )
     rep.set_defaults(func=_report)
+
+    tr = sub.add_parser(
+        "train",
+        help="fine-tune a sentence-transformers model with a sampler's negatives",
+        description="Mine negatives with the model as it is, fine-tune with "
+        "MultipleNegativesRankingLoss, score the held-out split (nDCG@10, MRR@10, Recall@100).",
+    )
+    _add_train_data_args(tr, "test")
+    tr.add_argument(
+        "--sampler", default="topk", help='sampler spec, or "none" for in-batch negatives only'
+    )
+    tr.add_argument("--epochs", type=int, default=1, help="epochs (default 1)")
+    tr.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps")
+    tr.add_argument("--train-batch-size", type=int, default=32, help="batch size (default 32)")
+    tr.add_argument("--lr", type=float, default=2e-5, help="learning rate (default 2e-5)")
+    tr.add_argument("--warmup-ratio", type=float, default=0.1, help="warm-up share (0.1)")
+    tr.add_argument("--loss", choices=("mnrl", "cached_mnrl"), default="mnrl", help="loss")
+    tr.add_argument(
+        "--mini-batch-size", type=int, default=32, help="cached_mnrl mini-batch (default 32)"
+    )
+    tr.add_argument(
+        "--remine-every",
+        type=int,
+        default=None,
+        help="re-mine with the current model every K epochs",
+    )
+    tr.add_argument("--evaluate-before", action="store_true", help="also score the start model")
+    tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tr.add_argument("--out", default=None, help="folder to save the trained model")
+    tr.add_argument("--metrics-json", default=None, help="write the metrics as JSON")
+    tr.set_defaults(func=_train)
+
+    pr = sub.add_parser(
+        "probe",
+        help="rank samplers in seconds: a linear query map trained on frozen embeddings",
+        description="For each sampler and seed, train a linear map on the query embeddings "
+        "with the sampler's negatives (InfoNCE) and score the held-out split; samplers "
+        "ranked by nDCG@10.",
+    )
+    _add_train_data_args(pr, "test")
+    pr.add_argument(
+        "--sampler", action="append", required=True, help="sampler spec; repeat to compare"
+    )
+    pr.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (0 1 2)")
+    pr.add_argument("--epochs", type=int, default=3, help="epochs of the map (default 3)")
+    pr.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    pr.add_argument("--json", default=None, help="write every figure as JSON")
+    pr.set_defaults(func=_probe)
     return parser
 
 
