@@ -136,3 +136,50 @@ def test_gumbel_topk_matches_successive_sampling() -> None:
     )
     second = np.bincount(pos[:, 1], minlength=4)
     assert sps.chisquare(second, second_p * rows).pvalue > 1e-4
+
+
+def test_search_depth_is_per_query(data: ns.SyntheticRetrieval) -> None:
+    from negsample.mining import search_depths
+
+    np.testing.assert_array_equal(
+        search_depths(200, np.array([1, 2, 3, 5, 475]), 10_000), [201, 202, 204, 208, 712]
+    )
+    assert search_depths(200, np.array([3]), 150).tolist() == [150]
+    assert search_depths(0, np.array([3]), 150).tolist() == [0]
+
+    class Recording:
+        """An Index wrapper that records the k of every search."""
+
+        def __init__(self, inner: ns.NumpyIndex) -> None:
+            self.inner, self.calls = inner, []  # type: list[tuple[int, int]]
+            self.metric = inner.metric
+
+        ntotal = property(lambda self: self.inner.ntotal)
+        dim = property(lambda self: self.inner.dim)
+
+        def search(self, q, k):  # type: ignore[no-untyped-def]
+            self.calls.append((len(q), k))
+            return self.inner.search(q, k)
+
+        def vectors(self, ids):  # type: ignore[no-untyped-def]
+            return self.inner.vectors(ids)
+
+    positives = [list(p) for p in data.positives]
+    positives[0] = list(range(300))  # one query with many positives
+    rec = Recording(ns.NumpyIndex(data.corpus))
+    negs = ns.mine(data.queries, rec, positives, ns.TopKSampler(k=50), n=5, seed=0)
+    ks = dict((k, 0) for _, k in rec.calls)
+    for nq, k in rec.calls:
+        ks[k] += nq
+    assert ks[50 + 512] == 1  # only that query searches deep
+    assert max(k for k in ks if k != 562) <= 54
+    ref = ns.mine(
+        data.queries[1:],
+        ns.NumpyIndex(data.corpus),
+        positives[1:],
+        ns.TopKSampler(k=50),
+        n=5,
+        seed=0,
+        query_offset=1,
+    )
+    np.testing.assert_array_equal(negs.ids[1:], ref.ids)

@@ -46,6 +46,7 @@ def test_sampler_contract(name: str, p: Problem, chunk: int) -> None:
     # same seed, same output; chunking does not change it
     again = _mine(p, name, chunk_size=chunk)
     np.testing.assert_array_equal(again.ids, ids)
+    np.testing.assert_array_equal(again.scores, negs.scores)
     np.testing.assert_array_equal(again.query_index, negs.query_index)
 
 

@@ -31,6 +31,49 @@ def auto_chunk_size(
     return int(np.clip(budget_mb * 2**20 // per_query, 16, 8192))
 
 
+def search_depths(depth: int, n_positives: np.ndarray, ntotal: int) -> np.ndarray:
+    """How many candidates to retrieve for each query so that ``depth`` remain once its
+    positives are removed: ``depth + P`` with the positive count ``P`` rounded up to a
+    power of two. It is a function of the query alone (never of the chunk it is in, so
+    approximate indexes such as HNSW, whose results depend on ``k``, give the same answer
+    however the queries are chunked), and a query with many positives does not make every
+    other query search deeper. The rounding groups queries into few distinct ``k``."""
+    if depth == 0:
+        return np.zeros(len(n_positives), dtype=np.int64)
+    p = np.maximum(np.asarray(n_positives, dtype=np.int64), 1)
+    pow2 = np.left_shift(1, np.ceil(np.log2(p)).astype(np.int64))
+    return np.minimum(depth + pow2, ntotal).astype(np.int64)
+
+
+def _search_grouped(index: Index, q: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Search each group of queries with its own ``k``; rows padded with -1 / NaN to the
+    largest ``k`` (the padding is dropped when candidates are compacted)."""
+    width = int(ks.max(initial=0))
+    ids = np.full((q.shape[0], width), -1, np.int64)
+    sc = np.full((q.shape[0], width), np.nan, np.float32)
+    for k in np.unique(ks[ks > 0]):
+        rows = np.flatnonzero(ks == k)
+        res = index.search(q[rows], int(k))
+        ids[rows, :k] = res.ids
+        sc[rows, :k] = res.scores
+    return ids, sc
+
+
+def _rescore(part: Negatives, q: np.ndarray, start: int, index: Index) -> Negatives:
+    """Recompute ``s(q, d-)`` of the sampled negatives row by row.
+
+    BLAS rounds a matrix product differently for different batch shapes (in the last bit),
+    so the scores a search returns can depend on how queries were grouped. A row-wise dot
+    product does not: the output scores are the same whatever the chunking, and cost only
+    ``n`` vectors per query.
+    """
+    ids = part.ids
+    v = index.vectors(ids)
+    scores = np.einsum("bd,bnd->bn", q[part.query_index - start], v).astype(np.float32)
+    scores[ids < 0] = np.nan
+    return replace(part, scores=scores)
+
+
 def mine(
     queries: Any,
     index: Index,
@@ -111,10 +154,10 @@ def mine(
     pos = pad_positives(positives, n_q, index.ntotal)
     seed_i = normalize_seed(seed)
     stats = MiningStats(seed=seed_i)
-    n_pos_max = int((pos >= 0).sum(axis=1).max(initial=0))
-    # one search depth for every chunk (so HNSW results cannot depend on the chunking):
-    # enough that k candidates remain after the positives are removed
-    search_k = min(index.ntotal, sampler.depth + n_pos_max) if sampler.depth else 0
+    n_pos = (pos >= 0).sum(axis=1)
+    n_pos_max = int(n_pos.max(initial=0))
+    k_per_query = search_depths(sampler.depth, n_pos, index.ntotal)
+    search_k = int(k_per_query.max(initial=0))
     if chunk_size is None:
         chunk_size = auto_chunk_size(sampler, search_k, index.dim, n_pos_max, memory_budget_mb)
     if chunk_size < 1:
@@ -134,12 +177,7 @@ def mine(
             p = p[:, : max(1, int((p >= 0).sum(axis=1).max()))]
             qi = np.arange(start, stop, dtype=np.int64) + int(query_offset)
             t0 = time.perf_counter()
-            if search_k:
-                res = index.search(q, search_k)
-                ids, sc = res.ids, res.scores
-            else:
-                ids = np.full((stop - start, 0), -1, np.int64)
-                sc = np.full((stop - start, 0), np.nan, np.float32)
+            ids, sc = _search_grouped(index, q, k_per_query[start:stop])
             t1 = time.perf_counter()
             ps = positive_scores_from_vectors(q, p, index)
             t2 = time.perf_counter()
@@ -158,6 +196,7 @@ def mine(
             if filters is not None and not filters.is_noop:
                 batch = replace(batch, valid=filters.apply(batch, stats))
             part = sampler.sample_batch(batch, n, stats)
+            part = _rescore(part, q, start + int(query_offset), index)
             t3 = time.perf_counter()
             stats.add_time("search", t1 - t0)
             stats.add_time("positives", t2 - t1)
