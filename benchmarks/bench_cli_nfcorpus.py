@@ -74,12 +74,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--skip-encode", action="store_true", help="leave out the model runs")
+    ap.add_argument(
+        "--skip-encode",
+        action="store_true",
+        help="leave out the model runs (about 10 minutes); their rows from the previous "
+        "results file are kept, each with the commit it was measured at",
+    )
     a = ap.parse_args()
     if not (a.data / "corpus.jsonl").is_file():
         raise SystemExit(f"{a.data} not found (set NEGSAMPLE_SHARED_DATA or pass --data)")
     emb = a.data / "embeddings" / "all-MiniLM-L6-v2"
     results = []
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
+    ).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         work = Path(tmp)
         base = ["mine", "--data", str(a.data), "--split", "train", "--n", "7", "--seed", "0"]
@@ -177,6 +185,7 @@ def main() -> None:
             cmd = "negsample " + shlex.join(base + extra).replace(str(work), "$TMP")
             row = {
                 "config": label,
+                "commit": commit,
                 "command": cmd.replace(str(a.data), "../shared/data/nfcorpus"),
                 "repeats": reps,
                 "wall_s_median": statistics.median(walls),
@@ -192,6 +201,13 @@ def main() -> None:
             )
     out = HERE / "results" / "cli_nfcorpus.json"
     out.parent.mkdir(exist_ok=True)
+    if a.skip_encode and out.is_file():
+        kept = [
+            r for r in json.loads(out.read_text())["results"] if r["config"].startswith("default")
+        ]
+        for r in kept:
+            r.setdefault("commit", "f6beeb9")  # the first results file did not record it
+        results += kept
     machine = {
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
