@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -126,6 +126,25 @@ class Negatives:
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
+
+    @classmethod
+    def concat(cls, parts: Sequence[Negatives], n: int, stats: MiningStats) -> Negatives:
+        """Rows of ``parts`` one after the other (an empty result with ``n`` columns if none)."""
+        if not parts:
+            return cls(
+                np.empty((0, n), np.int64),
+                np.empty((0, n), np.float32),
+                np.empty(0, np.int64),
+                np.empty(0, np.int64),
+                stats,
+            )
+        return cls(
+            ids=np.concatenate([p.ids for p in parts]),
+            scores=np.concatenate([p.scores for p in parts]),
+            query_index=np.concatenate([p.query_index for p in parts]),
+            anchor_ids=np.concatenate([p.anchor_ids for p in parts]),
+            stats=stats,
+        )
 
     @property
     def n(self) -> int:

@@ -207,19 +207,4 @@ def mine(
     finally:
         if bar is not None:
             bar.close()
-    if not parts:
-        empty_i = np.empty((0, n), np.int64)
-        return Negatives(
-            empty_i,
-            np.empty((0, n), np.float32),
-            np.empty(0, np.int64),
-            np.empty(0, np.int64),
-            stats,
-        )
-    return Negatives(
-        ids=np.concatenate([p.ids for p in parts]),
-        scores=np.concatenate([p.scores for p in parts]),
-        query_index=np.concatenate([p.query_index for p in parts]),
-        anchor_ids=np.concatenate([p.anchor_ids for p in parts]),
-        stats=stats,
-    )
+    return Negatives.concat(parts, n, stats)

@@ -225,21 +225,7 @@ def mine_resumable(
     if resumed and log is not None:
         log(f"resumed {resumed} of {total} chunks from {wd}, computed {new}")
     stats.seed = int(seed)
-    if not parts:
-        return Negatives(
-            np.empty((0, n), np.int64),
-            np.empty((0, n), np.float32),
-            np.empty(0, np.int64),
-            np.empty(0, np.int64),
-            stats,
-        )
-    return Negatives(
-        ids=np.concatenate([p.ids for p in parts]),
-        scores=np.concatenate([p.scores for p in parts]),
-        query_index=np.concatenate([p.query_index for p in parts]),
-        anchor_ids=np.concatenate([p.anchor_ids for p in parts]),
-        stats=stats,
-    )
+    return Negatives.concat(parts, n, stats)
 
 
 def _mine_chunk(
