@@ -92,6 +92,38 @@ def test_to_dataset_layout(model: Any) -> None:
     assert pairs.column_names == ["anchor", "positive"] and len(pairs) == 7
 
 
+def _negs(ids: list[list[int]], query_index: list[int], anchors: list[int]) -> ns.Negatives:
+    a = np.array(ids)
+    return ns.Negatives(
+        ids=a,
+        scores=np.where(a >= 0, 0.5, np.nan).astype(np.float32),
+        query_index=np.array(query_index),
+        anchor_ids=np.array(anchors),
+        stats=ns.MiningStats(),
+    )
+
+
+def test_to_dataset_one_row_per_labelled_pair_whatever_the_anchor() -> None:
+    corpus = [f"d{i}" for i in range(9)]
+    positives = [[1, 2], [0]]
+    # positive_anchor="each": one mined row per positive, each pair gets its own
+    each = _negs([[3, 4], [5, 6], [7, 8]], [0, 0, 1], [1, 2, 0])
+    ds = to_dataset(each, ["a", "b"], corpus, positives)
+    assert [(r["anchor"], r["positive"], r["negative_1"]) for r in ds] == [
+        ("a", "d1", "d3"),
+        ("a", "d2", "d5"),
+        ("b", "d0", "d7"),
+    ]
+    # one anchor drawn per query ("random", "max"): its negatives serve every pair
+    one = _negs([[3, 4], [7, 8]], [0, 1], [2, 0])
+    ds = to_dataset(one, ["a", "b"], corpus, positives)
+    assert [(r["positive"], r["negative_2"]) for r in ds] == [
+        ("d1", "d4"),
+        ("d2", "d4"),
+        ("d0", "d8"),
+    ]
+
+
 def test_to_dataset_short_rows_are_counted_or_refused() -> None:
     negs = ns.Negatives(
         ids=np.array([[2, -1], [0, 3]]),

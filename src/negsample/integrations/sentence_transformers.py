@@ -117,7 +117,9 @@ def _rows(
         for q, row in enumerate(positives):
             keys.extend((q, int(p)) for p in row[row >= 0])
         return keys, np.empty((len(keys), 0), np.int64)
+    # full rows of each query, by anchor (-1 = sampled against no single positive)
     short = 0
+    by_query: dict[int, list[tuple[int, IntArray]]] = {}
     for r in range(len(negatives)):
         q = int(negatives.query_index[r])
         ids = negatives.ids[r]
@@ -129,15 +131,19 @@ def _rows(
                     "on_shortfall='fill', or pass on_short='drop'"
                 )
             continue
-        a = int(negatives.anchor_ids[r])
-        anchors = [a] if a >= 0 else [int(p) for p in positives[q][positives[q] >= 0]]
-        for p in anchors:
-            keys.append((q, p))
-            neg_rows.append(ids)
+        by_query.setdefault(q, []).append((int(negatives.anchor_ids[r]), ids))
+    # one training row per (query, labelled positive): the row sampled against that
+    # positive when there is one (positive_anchor="each"), else the query's first row
+    for q in sorted(by_query):
+        rows = by_query[q]
+        anchored = {a: ids for a, ids in rows if a >= 0}
+        for p in positives[q][positives[q] >= 0].tolist():
+            keys.append((q, int(p)))
+            neg_rows.append(anchored.get(int(p), rows[0][1]))
     if short:
         warnings.warn(
             f"to_dataset: {short} of {len(negatives)} rows have fewer than {negatives.n} "
-            "negatives and were dropped (mine with on_shortfall='fill' to keep them)",
+            "negatives and were left out (mine with on_shortfall='fill' to keep them)",
             stacklevel=3,
         )
     n = negatives.n
@@ -170,11 +176,12 @@ def to_dataset(
 ) -> Any:
     """Mined negatives and texts to a ``datasets.Dataset`` for sentence-transformers.
 
-    One row per (query, positive): ``anchor`` (the query text), ``positive``, and
+    One row per (query, labelled positive): ``anchor`` (the query text), ``positive``, and
     ``negative_1`` .. ``negative_n`` (corpus texts), the layout that
     ``MultipleNegativesRankingLoss`` and ``mine_hard_negatives(output_format="n-tuple")`` use.
-    A row of ``negatives`` sampled against one positive (``anchor_ids >= 0``) gives one row;
-    a row with no single anchor gives one row per labelled positive of its query.
+    The negatives of a pair are those of the row sampled against that positive when there is
+    one (``positive_anchor="each"``), else those of the query's first row (they exclude every
+    labelled positive either way), so every sampler trains on the same pairs.
 
     Parameters
     ----------
