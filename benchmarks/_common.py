@@ -38,6 +38,11 @@ def _status(field: str) -> float:
     raise KeyError(field)
 
 
+def status_mb(field: str) -> float:
+    """Any ``/proc/self/status`` memory field in MiB (``RssAnon``, ``RssFile``...)."""
+    return _status(field)
+
+
 def rss_mb() -> float:
     return _status("VmRSS")
 

@@ -21,6 +21,7 @@ Writes benchmarks/results/bench_scaling{,_quick}.json, .md and .png.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -57,6 +58,9 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     out["peak_mine_mb"] = C.peak_rss_mb()
     out["working_set_mb"] = out["peak_mine_mb"] - out["rss_index_mb"]
     out["peak_rss_mb"] = max(out["peak_build_mb"], out["peak_mine_mb"])
+    # at the end: how much of the RSS is file-backed (memory-mapped inputs, reclaimable)
+    out["rss_file_end_mb"] = C.status_mb("RssFile")
+    out["rss_anon_end_mb"] = C.status_mb("RssAnon")
     out["output_mb"] = (
         negs.ids.nbytes + negs.scores.nbytes + negs.query_index.nbytes + negs.anchor_ids.nbytes
     ) / 2**20
@@ -157,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--fixed-docs", type=int, default=50_000)
     ap.add_argument("--query-counts", default="1000,10000,100000")
+    ap.add_argument(
+        "--part",
+        choices=("both", "sizes", "queries"),
+        default="both",
+        help="rerun one part only; the other is kept from the existing results file",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.sizes, args.size_queries, args.hnsw_max = "10000,50000", 500, 10_000
@@ -164,8 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     info = C.machine()
     sizes = [int(s) for s in args.sizes.split(",")]
     gen_q = 20_000  # the query file of bench_mine/bench_overhead, so the HNSW cache is shared
-    by_size = []
-    for kind in ("Flat", "HNSW32"):
+    name = "bench_scaling_quick" if args.quick else "bench_scaling"
+    old = C.RESULTS / f"{name}.json"
+    previous = json.loads(old.read_text()) if old.exists() and args.part != "both" else {}
+    by_size = [] if args.part != "queries" else previous["by_size"]
+    for kind in ("Flat", "HNSW32") if args.part != "queries" else ():
         for n in sizes:
             if kind == "HNSW32" and n > args.hnsw_max:
                 continue
@@ -173,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
                 point(n, min(args.size_queries, gen_q), max(gen_q, args.size_queries), kind)
             )
     counts = [int(x) for x in args.query_counts.split(",")]
-    by_queries = [point(args.fixed_docs, q, max(counts), "Flat") for q in counts]
+    if args.part == "sizes":
+        by_queries = previous["by_queries"]
+    else:
+        by_queries = [point(args.fixed_docs, q, max(counts), "Flat") for q in counts]
     rows = [
         [
             r["index"],
@@ -200,11 +216,11 @@ def main(argv: list[str] | None = None) -> int:
             r["peak_mine_mb"],
             r["working_set_mb"],
             r["output_mb"],
+            r.get("rss_file_end_mb", "-"),
             f"{r['load'][0]:.1f} / {r['load'][1]:.1f}",
         ]
         for r in by_queries
     ]
-    name = "bench_scaling_quick" if args.quick else "bench_scaling"
     plot(by_size, by_queries, C.RESULTS / f"{name}.png")
     md = (
         f"TopK(k=200), n=7, synthetic 384-d float32 corpora memory-mapped from disk; one fresh "
@@ -238,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                 "peak RSS mining MB",
                 "working set MB",
                 "output arrays MB",
+                "file-backed RSS at the end MB",
                 "load 1-min",
             ],
             rows_q,
