@@ -82,9 +82,11 @@ def pad_positives(
     n_queries: int,
     n_corpus: int | None,
     name: str = "positives",
+    allow_empty: bool = False,
 ) -> npt.NDArray[np.int64]:
     """Ragged positives (one sequence of corpus rows per query) to an int64 ``(n, P)`` array
-    padded with ``-1``. Every query needs at least one positive; ids must be in range."""
+    padded with ``-1``. Every query needs at least one positive (unless ``allow_empty``);
+    ids must be in range."""
     if isinstance(positives, np.ndarray) and positives.ndim == 2 and positives.dtype.kind in "iu":
         pos = positives.astype(np.int64, copy=False)
         if pos.shape[0] != n_queries:
@@ -124,7 +126,7 @@ def pad_positives(
             r = int(flat_bad[0, 0])
             raise ValueError(f"{name}[{r}] holds a negative id ({rows[r][rows[r] < 0][0]})")
     lengths = (pos >= 0).sum(axis=1)
-    if n_queries and np.any(lengths == 0):
+    if n_queries and not allow_empty and np.any(lengths == 0):
         row = int(np.argmax(lengths == 0))
         n_empty = int((lengths == 0).sum())
         raise ValueError(

@@ -178,6 +178,7 @@ def _mine(args: argparse.Namespace) -> int:
             settings=settings,
             progress=not args.quiet,
             log=_log,
+            exclude_duplicate_texts=not args.keep_duplicate_texts,
         )
     except RunIncomplete as exc:
         _log(str(exc))
@@ -481,6 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mine.add_argument(
         "--fresh", action="store_true", help="discard the saved chunks of an earlier run"
+    )
+    mine.add_argument(
+        "--keep-duplicate-texts",
+        action="store_true",
+        help="allow negatives whose text is identical to one of the query's positives under "
+        "another id (by default they are excluded and counted)",
     )
     mine.add_argument("--stats-json", default=None, help="also write the diagnostics as JSON")
     mine.set_defaults(func=_mine)

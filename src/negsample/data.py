@@ -84,6 +84,35 @@ class BeirDataset:
             for t, x in zip(self.corpus_titles, self.corpus_texts, strict=True)
         ]
 
+    def duplicate_texts(self) -> list[IntArray]:
+        """For each query, the corpus rows that are *not* labelled positives but whose
+        document text (``document_texts()``, exact match) is a positive's text: the same
+        passage under another id. Sampling one as a negative trains the model to push away
+        its own positive; :func:`~negsample.mine_dataset` excludes them by default."""
+        texts = self.document_texts()
+        group: dict[str, int] = {}
+        gid = np.fromiter(
+            (group.setdefault(t, len(group)) for t in texts), dtype=np.int64, count=len(texts)
+        )
+        shared = np.bincount(gid, minlength=len(group)) > 1
+        empty = np.empty(0, np.int64)
+        if not shared.any():
+            return [empty] * self.n_queries
+        order = np.argsort(gid, kind="stable")
+        bounds = np.flatnonzero(np.diff(gid[order])) + 1
+        members = dict(
+            zip(gid[order][np.r_[0, bounds]].tolist(), np.split(order, bounds), strict=True)
+        )
+        out = []
+        for p in self.positives:
+            g = np.unique(gid[p])
+            g = g[shared[g]]
+            if g.size == 0:
+                out.append(empty)
+                continue
+            out.append(np.setdiff1d(np.concatenate([members[x] for x in g.tolist()]), p))
+        return out
+
     def positives_padded(self) -> IntArray:
         """Positives as an int64 ``(n_queries, P)`` array padded with ``-1``."""
         width = max((p.size for p in self.positives), default=1)

@@ -87,6 +87,7 @@ def mine(
     memory_budget_mb: float = _DEFAULT_BUDGET_MB,
     progress: bool = False,
     query_offset: int = 0,
+    exclude: Any = None,
 ) -> Negatives:
     """Mine ``n`` hard negatives per query.
 
@@ -109,6 +110,9 @@ def mine(
     filters : :class:`~negsample.Filters` applied before the sampler.
     chunk_size : queries per chunk; by default sized to ``memory_budget_mb``.
     progress : show a tqdm progress bar on stderr (needs tqdm).
+    exclude : more corpus ids per query never to sample (ragged, may be empty), e.g. the
+        documents whose text duplicates a positive's. Removed like positives and counted
+        as ``stats.removed["excluded"]``, but never used as a positive anchor.
     query_offset : global index of ``queries[0]``: rows are numbered
         ``query_offset + arange(n_queries)`` (in ``query_index`` and in the random
         streams), so mining a slice of a larger query set gives the same negatives as
@@ -152,11 +156,13 @@ def mine(
     q_all = as_matrix(queries, "queries", dim=index.dim)
     n_q = q_all.shape[0]
     pos = pad_positives(positives, n_q, index.ntotal)
+    exc = None if exclude is None else pad_positives(exclude, n_q, index.ntotal, "exclude", True)
     seed_i = normalize_seed(seed)
     stats = MiningStats(seed=seed_i)
     n_pos = (pos >= 0).sum(axis=1)
     n_pos_max = int(n_pos.max(initial=0))
-    k_per_query = search_depths(sampler.depth, n_pos, index.ntotal)
+    n_removed = n_pos if exc is None else n_pos + (exc >= 0).sum(axis=1)
+    k_per_query = search_depths(sampler.depth, n_removed, index.ntotal)
     search_k = int(k_per_query.max(initial=0))
     if chunk_size is None:
         chunk_size = auto_chunk_size(sampler, search_k, index.dim, n_pos_max, memory_budget_mb)
@@ -192,6 +198,7 @@ def mine(
                 positive_scores=ps,
                 queries=q,
                 index=index,
+                exclude=None if exc is None else exc[start:stop],
             )
             if filters is not None and not filters.is_noop:
                 batch = replace(batch, valid=filters.apply(batch, stats))

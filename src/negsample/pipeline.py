@@ -71,6 +71,7 @@ def mine_dataset(
     settings: dict[str, Any] | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    exclude_duplicate_texts: bool = True,
 ) -> MinedDataset:
     """Mine ``n`` negatives for every query of ``dataset``.
 
@@ -89,6 +90,9 @@ def mine_dataset(
     settings : extra settings that identify the run (file names...), hashed into the
         work folder's manifest.
     log : receives one-line diagnostics (chunks resumed...).
+    exclude_duplicate_texts : never sample a document whose text is identical to one of
+        the query's positives under another id (:meth:`BeirDataset.duplicate_texts`);
+        counted in ``stats.removed["excluded"]``.
     """
     sampler = TopKSampler() if sampler is None else sampler
     if (embeddings is None) == (candidates is None):
@@ -112,11 +116,24 @@ def mine_dataset(
             idx = _index_for(embeddings, index, metric, wd, settings_hash(user)[:16])
             timings["index"] = time.perf_counter() - t
             queries = embeddings.queries
+        exclude = None
+        if exclude_duplicate_texts:
+            dups = dataset.duplicate_texts()
+            n_dup = sum(d.size for d in dups)
+            if n_dup:
+                exclude = dups
+                if log is not None:
+                    n_q = sum(1 for d in dups if d.size)
+                    log(
+                        f"excluding {n_dup} (query, document) pairs whose document text "
+                        f"duplicates one of the query's positives ({n_q} queries)"
+                    )
         negs = mine_resumable(
             queries,
             idx,
             dataset.positives,
             sampler,
+            exclude=exclude,
             work_dir=wd,
             n=n,
             seed=seed,

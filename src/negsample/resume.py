@@ -101,6 +101,7 @@ def mine_resumable(
     progress: bool = False,
     on_chunk: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
+    exclude: Any = None,
 ) -> Negatives:
     """Mine like :func:`mine`, saving each chunk of ``chunk_size`` queries in ``work_dir``.
 
@@ -156,8 +157,16 @@ def mine_resumable(
             else int(queries.shape[0])
         )
     pos = pad_positives(positives, n_q, index.ntotal if index is not None else None)
+    exc = (
+        None
+        if exclude is None
+        else pad_positives(
+            exclude, n_q, index.ntotal if index is not None else None, "exclude", True
+        )
+    )
     digests = {
         "positives": _array_digest(pos),
+        "exclude": _array_digest(exc) if exc is not None else None,
         "queries": _array_digest(queries) if queries is not None else None,
         "candidates": (
             _array_digest(candidates.ids, candidates.scores) if candidates is not None else None
@@ -210,7 +219,9 @@ def mine_resumable(
             else:
                 if max_chunks is not None and new >= max_chunks:
                     raise RunIncomplete(i, total, wd)
-                part = _mine_chunk(queries, index, pos, sampler, candidates, a, b, n, seed, filters)
+                part = _mine_chunk(
+                    queries, index, pos, sampler, candidates, a, b, n, seed, filters, exc
+                )
                 _save_chunk(path, part)
                 new += 1
             stats.merge(part.stats)
@@ -239,13 +250,23 @@ def _mine_chunk(
     n: int,
     seed: int,
     filters: Filters | None,
+    exc: np.ndarray | None = None,
 ) -> Negatives:
     p = pos[a:b]
     p = p[:, : max(1, int((p >= 0).sum(axis=1).max()))]
+    e = None if exc is None else exc[a:b]
     if candidates is None:
         assert index is not None
         return mine(
-            queries[a:b], index, p, sampler, n=n, seed=seed, filters=filters, query_offset=a
+            queries[a:b],
+            index,
+            p,
+            sampler,
+            n=n,
+            seed=seed,
+            filters=filters,
+            query_offset=a,
+            exclude=e,
         )
     return sampler.sample(
         candidates.ids[a:b],
@@ -257,6 +278,7 @@ def _mine_chunk(
         queries=None if queries is None else queries[a:b],
         index=index,
         query_index=np.arange(a, b, dtype=np.int64),
+        exclude=e,
     )
 
 

@@ -311,6 +311,7 @@ class BaseSampler:
         index: Index | None = None,
         filters: Filters | None = None,
         query_index: Any = None,
+        exclude: Any = None,
     ) -> Negatives:
         """Sample negatives from candidates you already have (your own search, BM25, a
         TREC run): ``ids``/``scores`` ``(b, K)`` best first, ``-1`` padded.
@@ -320,6 +321,8 @@ class BaseSampler:
         ``positive_scores`` ``(b, P)`` if given, else from ``queries`` + ``index``, else from
         the candidates when a positive was retrieved (a positive found nowhere is marked
         missing, never scored 0). Samplers that need vectors require ``index``.
+        ``exclude``: more ids per query (ragged, may be empty) never to sample, e.g.
+        documents whose text duplicates a positive's; counted as ``"excluded"``.
         """
         self.check_n(n)
         if self.needs_vectors and index is None:
@@ -333,6 +336,13 @@ class BaseSampler:
             raise ValueError(f"ids must be 2-D (n_queries, k), got shape {ids_a.shape}")
         n_q = ids_a.shape[0]
         pos = pad_positives(positives, n_q, index.ntotal if index is not None else None)
+        exc = (
+            None
+            if exclude is None
+            else pad_positives(
+                exclude, n_q, index.ntotal if index is not None else None, "exclude", True
+            )
+        )
         q = None
         if queries is not None:
             from ..index.base import prepare_queries
@@ -358,6 +368,7 @@ class BaseSampler:
             positive_scores=positive_scores,
             queries=q,
             index=index,
+            exclude=exc,
         )
         if filters is not None and not filters.is_noop:
             batch = replace(batch, valid=filters.apply(batch, stats))
@@ -436,9 +447,12 @@ def build_batch(
     positive_scores: Any = None,
     queries: FloatArray | None = None,
     index: Index | None = None,
+    exclude: IntArray | None = None,
 ) -> SamplerBatch:
-    """Validate candidates, remove every labelled positive (counted), keep the first
-    ``depth`` remaining candidates per row (all if ``depth`` is 0) and find ``s(q, d+)``."""
+    """Validate candidates, remove every labelled positive (counted as ``"positive"``) and
+    every id of ``exclude`` (``(b, E)``, -1 padded; counted as ``"excluded"``), keep the
+    first ``depth`` remaining candidates per row (all if ``depth`` is 0) and find
+    ``s(q, d+)``. Excluded ids are never sampled but, unlike positives, never anchor."""
     ids = to_numpy(ids, "ids")
     sc = to_numpy(scores, "scores")
     if ids.dtype.kind not in "iu":
@@ -467,21 +481,19 @@ def build_batch(
         r, c = np.argwhere(dup)[0]
         raise ValueError(f"candidate ids row {r} holds id {srt[r, c]} twice")
     b = ids.shape[0]
-    # membership of candidates in the positives: one comparison per positive column when
-    # queries have few positives, else by sorted keys (never a (b, K, P) tensor)
     width = int(max(ids.max(initial=-1), positives.max(initial=-1))) + 2
     ckey = np.arange(b, dtype=np.int64)[:, None] * width + (ids + 1)
     pkey = np.arange(b, dtype=np.int64)[:, None] * width + (positives + 1)
-    if positives.shape[1] <= _FEW_POSITIVES:
-        is_pos = np.zeros(ids.shape, dtype=bool)
-        for j in range(positives.shape[1]):
-            pj = positives[:, j : j + 1]
-            is_pos |= (ids == pj) & (pj >= 0)
-        is_pos &= present
-    else:
-        is_pos = present & np.isin(ckey, pkey[positives >= 0])
+    is_pos = present & _members(ids, positives)
     stats.candidates_seen += int(present.sum())
     stats.count_removed("positive", int(is_pos.sum()))
+    removed = is_pos
+    if exclude is not None:
+        if exclude.shape[0] != b:
+            raise ValueError(f"exclude has {exclude.shape[0]} rows, the candidates {b}")
+        is_exc = present & ~is_pos & _members(ids, exclude)
+        stats.count_removed("excluded", int(is_exc.sum()))
+        removed = is_pos | is_exc
 
     # positive scores: given > computed from vectors > looked up among the candidates
     if positive_scores is not None:
@@ -502,7 +514,7 @@ def build_batch(
             where = np.searchsorted(flat_c[order], pkey[ppos])
             ps[ppos] = sc[is_pos][order][where]
 
-    keep = present & ~is_pos
+    keep = present & ~removed
     order = np.argsort(~keep, axis=1, kind="stable")
     width_out = depth if depth > 0 else ids.shape[1]
     order = order[:, :width_out]
@@ -523,6 +535,20 @@ def build_batch(
         queries=queries,
         index=index,
     )
+
+
+def _members(ids: IntArray, sets: IntArray) -> BoolArray:
+    """``ids[r, c]`` is in row ``r`` of ``sets`` (``(b, P)``, -1 padded): one comparison per
+    column when rows are short, else by sorted (row, id) keys; never a ``(b, K, P)`` tensor."""
+    if sets.shape[1] <= _FEW_POSITIVES:
+        out = np.zeros(ids.shape, dtype=bool)
+        for j in range(sets.shape[1]):
+            sj = sets[:, j : j + 1]
+            out |= (ids == sj) & (sj >= 0)
+        return out
+    width = int(max(ids.max(initial=-1), sets.max(initial=-1))) + 2
+    rows = np.arange(ids.shape[0], dtype=np.int64)[:, None] * width
+    return np.isin(rows + ids + 1, (rows + sets + 1)[sets >= 0])
 
 
 def positive_scores_from_vectors(
