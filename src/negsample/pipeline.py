@@ -25,8 +25,8 @@ from .samplers.base import BaseSampler, positive_scores_from_vectors
 from .samplers.topk import TopKSampler
 
 if TYPE_CHECKING:
-    from .data import BeirDataset
-    from .encoding import DatasetEmbeddings
+    from .io.data import BeirDataset
+    from .io.encoding import DatasetEmbeddings
 
 __all__ = ["MinedDataset", "build_index", "mine_dataset"]
 
@@ -156,7 +156,7 @@ def mine_dataset(
                 q = prepare_queries(queries[a : a + step], idx.dim, idx.metric, check=False)
                 ps[a : a + step] = positive_scores_from_vectors(q, pos[a : a + step], idx)
         else:
-            from .runs import scores_of
+            from .io.runs import scores_of
 
             assert candidates is not None
             ps = scores_of(candidates, pos)

@@ -17,15 +17,15 @@ import numpy.typing as npt
 
 from ._optional import require
 from .index.base import Index, prepare_queries
+from .io.writers import atomic_path
 from .mining import mine
 from .pipeline import build_index
 from .samplers.base import BaseSampler, positive_scores_from_vectors
-from .writers import atomic_path
 
 if TYPE_CHECKING:
-    from .data import BeirDataset
-    from .encoding import DatasetEmbeddings
     from .evaluation import ProtocolRow, ProtocolSummary
+    from .io.data import BeirDataset
+    from .io.encoding import DatasetEmbeddings
 
 __all__ = ["SamplerReport", "sampler_report"]
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._types import Candidates
+from .._types import Candidates
 from .data import DataError, _lines
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ._optional import require
+from .._optional import require
 from .data import DataError
 
 if TYPE_CHECKING:

@@ -35,8 +35,8 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ._optional import require
-from ._types import Negatives
+from .._optional import require
+from .._types import Negatives
 
 if TYPE_CHECKING:
     from .data import BeirDataset
