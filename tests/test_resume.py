@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import negsample as ns
-from negsample import resume
 from negsample.cli import main
+from negsample.pipeline import resume
 from tests.beir_helpers import write_beir
 
 

@@ -31,9 +31,9 @@ from .io.encoding import (
 from .io.runs import RunCandidates, read_trec_run
 from .io.writers import WriteReport, write_negatives
 from .mining import mine
-from .pipeline import MinedDataset, build_index, mine_dataset
-from .report import SamplerReport, sampler_report
-from .resume import RunIncomplete, mine_resumable
+from .pipeline.dataset import MinedDataset, build_index, mine_dataset
+from .pipeline.report import SamplerReport, sampler_report
+from .pipeline.resume import RunIncomplete, mine_resumable
 from .samplers import (
     BaseSampler,
     RandomSampler,

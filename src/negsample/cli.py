@@ -119,8 +119,8 @@ def _work_dir(out: Path) -> Path:
 def _mine(args: argparse.Namespace) -> int:
     from . import sampler_from_string
     from .io.writers import write_negatives
-    from .pipeline import mine_dataset
-    from .resume import RunIncomplete, remove_work_dir
+    from .pipeline.dataset import mine_dataset
+    from .pipeline.resume import RunIncomplete, remove_work_dir
 
     t_all = time.perf_counter()
     sampler = sampler_from_string(args.sampler)
@@ -231,7 +231,7 @@ def _mine(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from . import sampler_from_string
-    from .report import sampler_report
+    from .pipeline.report import sampler_report
 
     samplers = {spec: sampler_from_string(spec) for spec in args.sampler}
     ds, timings, _settings = _load_inputs(args)

@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ._optional import require
-from .index.base import Index, prepare_queries
-from .io.writers import atomic_path
-from .mining import mine
-from .pipeline import build_index
-from .samplers.base import BaseSampler, positive_scores_from_vectors
+from .._optional import require
+from ..index.base import Index, prepare_queries
+from ..io.writers import atomic_path
+from ..mining import mine
+from ..samplers.base import BaseSampler, positive_scores_from_vectors
+from .dataset import build_index
 
 if TYPE_CHECKING:
-    from .evaluation import ProtocolRow, ProtocolSummary
-    from .io.data import BeirDataset
-    from .io.encoding import DatasetEmbeddings
+    from ..evaluation import ProtocolRow, ProtocolSummary
+    from ..io.data import BeirDataset
+    from ..io.encoding import DatasetEmbeddings
 
 __all__ = ["SamplerReport", "sampler_report"]
 
@@ -113,7 +113,7 @@ class SamplerReport:
         }
 
     def markdown(self, images: Sequence[str] = ()) -> str:
-        from .evaluation import summary_table
+        from ..evaluation import summary_table
 
         m = self.meta
         out = [
@@ -248,7 +248,7 @@ def sampler_report(
     >>> rep = ns.sampler_report(ds, emb, ["topk", ns.ReSa2Sampler()], n=7)   # doctest: +SKIP
     >>> print(rep.table()); rep.write("report/")                             # doctest: +SKIP
     """
-    from .evaluation import hidden_positive_protocol, summarize
+    from ..evaluation import hidden_positive_protocol, summarize
 
     if isinstance(samplers, Mapping):
         labelled = {str(k): v for k, v in samplers.items()}

@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from ._types import Candidates, MiningStats, Negatives
-from ._validate import pad_positives
-from .filters import Filters
-from .index.base import Index
-from .mining import mine
-from .samplers.base import BaseSampler
-from .samplers.topk import TopKSampler
+from .._types import Candidates, MiningStats, Negatives
+from .._validate import pad_positives
+from ..filters import Filters
+from ..index.base import Index
+from ..mining import mine
+from ..samplers.base import BaseSampler
+from ..samplers.topk import TopKSampler
 
 __all__ = ["RunIncomplete", "mine_resumable", "settings_hash"]
 
@@ -206,7 +206,7 @@ def mine_resumable(
     resumed = 0
     bar = None
     if progress:
-        from ._optional import require
+        from .._optional import require
 
         bar = require("tqdm.auto", "progress bars").tqdm(total=n_q, unit="query", desc="mining")
     try:

@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ._types import Candidates, Negatives
-from .filters import Filters
-from .index.base import Index, prepare_queries
+from .._types import Candidates, Negatives
+from ..filters import Filters
+from ..index.base import Index, prepare_queries
+from ..samplers.base import BaseSampler, positive_scores_from_vectors
+from ..samplers.topk import TopKSampler
 from .resume import mine_resumable, settings_hash
-from .samplers.base import BaseSampler, positive_scores_from_vectors
-from .samplers.topk import TopKSampler
 
 if TYPE_CHECKING:
-    from .io.data import BeirDataset
-    from .io.encoding import DatasetEmbeddings
+    from ..io.data import BeirDataset
+    from ..io.encoding import DatasetEmbeddings
 
 __all__ = ["MinedDataset", "build_index", "mine_dataset"]
 
@@ -36,10 +36,10 @@ def build_index(vectors: Any, spec: str = "exact", *, metric: str = "ip", **kwar
     faiss factory string (``"Flat"``, ``"HNSW32"``, ``"IVF1024,Flat"``) for
     :class:`~negsample.FaissIndex`."""
     if spec.lower() in ("exact", "numpy"):
-        from .index.numpy_index import NumpyIndex
+        from ..index.numpy_index import NumpyIndex
 
         return NumpyIndex(vectors, metric=metric)
-    from .index.faiss_index import FaissIndex
+    from ..index.faiss_index import FaissIndex
 
     return FaissIndex(vectors, spec, metric=metric, **kwargs)
 
@@ -156,7 +156,7 @@ def mine_dataset(
                 q = prepare_queries(queries[a : a + step], idx.dim, idx.metric, check=False)
                 ps[a : a + step] = positive_scores_from_vectors(q, pos[a : a + step], idx)
         else:
-            from .io.runs import scores_of
+            from ..io.runs import scores_of
 
             assert candidates is not None
             ps = scores_of(candidates, pos)
@@ -175,7 +175,7 @@ def _index_for(emb: DatasetEmbeddings, spec: str | Index, metric: str, wd: Path,
         return build_index(emb.corpus, spec, metric=metric)
     # approximate faiss indexes may be built differently each time (threads): keep the
     # one built for this run so a resumed run searches the same graph
-    from .index.faiss_index import FaissIndex
+    from ..index.faiss_index import FaissIndex
 
     saved = wd / f"index-{key}"
     if (saved / "meta.json").is_file():
