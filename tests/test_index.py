@@ -184,3 +184,57 @@ def test_numpy_index_ties_broken_by_id_whatever_the_blocks(chunk: int, qblock: i
     order = np.lexsort((np.broadcast_to(np.arange(30), s.shape), -s), axis=1)[:, :12]
     np.testing.assert_array_equal(res.ids, order)
     np.testing.assert_array_equal(res.scores, np.take_along_axis(s, order, axis=1))
+
+
+def _score_indexes(x: np.ndarray) -> list[ns.Index]:
+    x16 = x.astype(np.float16)
+    return [
+        ns.NumpyIndex(x),
+        ns.NumpyIndex(x, metric="cosine"),
+        ns.NumpyIndex(x16),
+        ns.FaissIndex(x, "Flat"),
+        ns.FaissIndex(x, "Flat", metric="cosine"),
+        ns.FaissIndex(x, "HNSW16", metric="cosine"),
+        ns.FaissIndex(x, "IVF8,Flat", nprobe=2),
+        ns.FaissIndex(x, "IVF8,PQ4", keep_vectors=False),
+    ]
+
+
+@pytest.mark.parametrize("which", range(8))
+def test_score_primitive_equals_gathered_dot_products(which: int) -> None:
+    x, q = _data(n=1200, d=16, nq=40)
+    index = _score_indexes(x)[which]
+    qq = q / np.linalg.norm(q, axis=1, keepdims=True) if index.metric == "cosine" else q
+    ids = np.random.default_rng(1).integers(-1, index.ntotal, (40, 25))
+    got = index.score(qq, ids)
+    v = index.vectors(ids)
+    want = np.einsum("bd,bmd->bm", qq.astype(np.float64), v.astype(np.float64))
+    assert got.dtype == np.float32 and got.shape == ids.shape
+    assert np.array_equal(np.isnan(got), ids < 0)
+    np.testing.assert_allclose(got[ids >= 0], want[ids >= 0], rtol=1e-5, atol=1e-5)
+    norms = index.sq_norms(ids)
+    want_n = np.einsum("bmd,bmd->bm", v.astype(np.float64), v.astype(np.float64))
+    assert np.array_equal(np.isnan(norms), ids < 0)
+    np.testing.assert_allclose(norms[ids >= 0], want_n[ids >= 0], rtol=1e-5, atol=1e-5)
+    # one pair at a time gives the very same numbers (no batch-dependent rounding)
+    one = np.array([index.score(qq[i : i + 1], ids[i : i + 1])[0] for i in range(5)])
+    np.testing.assert_array_equal(one, got[:5])
+
+
+def test_score_refuses_bad_shapes_and_ids() -> None:
+    x, q = _data(n=100, d=8, nq=3)
+    index = ns.NumpyIndex(x)
+    with pytest.raises(ValueError, match="vectors must have shape"):
+        index.score(q[:2], np.zeros((3, 4), np.int64))
+    with pytest.raises(ValueError, match="out of range"):
+        index.score(q, np.full((3, 2), 100))
+    with pytest.raises(ValueError, match="2-D"):
+        index.score(q, np.zeros(3, np.int64))
+
+
+def test_exact_flag() -> None:
+    x, _ = _data(n=500, d=8)
+    assert ns.NumpyIndex(x).exact
+    assert ns.FaissIndex(x, "Flat").exact
+    assert not ns.FaissIndex(x, "HNSW16").exact
+    assert not ns.FaissIndex(x, "IVF4,Flat").exact

@@ -19,7 +19,7 @@ from .evaluation import (
     summary_table,
 )
 from .filters import Filters
-from .index import FaissIndex, Index, NumpyIndex, load_index
+from .index import BaseIndex, FaissIndex, Index, NumpyIndex, load_index
 from .io.data import BeirDataset, DataError, load_beir
 from .io.encoding import (
     DatasetEmbeddings,
@@ -52,6 +52,7 @@ from .samplers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BaseIndex",
     "BaseSampler",
     "BeirDataset",
     "Candidates",

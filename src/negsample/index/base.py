@@ -15,7 +15,7 @@ import numpy.typing as npt
 from .._types import SearchResult
 from .._validate import as_matrix, check_finite
 
-__all__ = ["METRICS", "Index", "load_index", "prepare_queries"]
+__all__ = ["DEFAULT_SEARCH_BLOCK", "METRICS", "BaseIndex", "Index", "prepare_queries"]
 
 METRICS = ("ip", "cosine")
 
@@ -27,6 +27,11 @@ class Index(Protocol):
     Scores are similarities (higher = more similar): inner product, or cosine when the
     index normalises. ``search`` follows the faiss ``(n, k)`` convention: float32 scores
     sorted best first and int64 ids, ``-1`` (score ``-inf``) where fewer than ``k`` exist.
+
+    Samplers never gather candidate vectors: every quantity they need is a dot product or
+    a norm, which the index serves natively through :meth:`score` and :meth:`sq_norms`.
+    Subclass :class:`BaseIndex` to get both (and the defaults of ``exact`` and
+    ``search_block``) from ``vectors`` alone.
     """
 
     metric: str
@@ -37,7 +42,32 @@ class Index(Protocol):
     @property
     def dim(self) -> int: ...
 
+    @property
+    def exact(self) -> bool:
+        """True when ``search`` is exhaustive: the exact top-``k`` by score, ties broken by
+        the smaller id, and a query's scores depend only on the query and its row in the
+        search call (so :func:`~negsample.mine` can make them independent of chunking)."""
+        ...
+
+    @property
+    def search_block(self) -> int:
+        """Queries per ``search`` call in :func:`~negsample.mine`: queries are searched in
+        fixed blocks aligned to their global index, whatever the sampling chunk."""
+        ...
+
     def search(self, queries: Any, k: int) -> SearchResult: ...
+
+    def score(self, vectors: Any, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Inner products ``(b, m)`` float32 of ``vectors`` ``(b, dim)`` (already in the
+        index's space: normalised for cosine) with the corpus rows ``ids`` ``(b, m)``; NaN
+        where an id is ``-1``. Each entry depends only on its vector and its row (no
+        batch-dependent rounding)."""
+        ...
+
+    def sq_norms(self, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """``|d|^2`` of the corpus rows ``ids`` (any shape) in the index's space, float32;
+        NaN where an id is ``-1``."""
+        ...
 
     def vectors(self, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """Corpus vectors for ``ids`` (any shape), float32 ``(*ids.shape, dim)``, in the
@@ -45,6 +75,83 @@ class Index(Protocol):
         ...
 
     def save(self, path: str | os.PathLike[str]) -> None: ...
+
+
+#: Queries per search call unless an index says otherwise (faiss and BLAS reach their
+#: full speed per query from about 500 queries per call).
+DEFAULT_SEARCH_BLOCK = 2048
+_SCORE_BLOCK = 1 << 22  # floats gathered at a time by the default ``score``
+
+
+class BaseIndex:
+    """Defaults for the :class:`Index` protocol built on ``vectors(ids)``: ``score`` and
+    ``sq_norms`` gather in bounded blocks (subclasses override them with native versions),
+    ``exact`` is False and ``search_block`` is :data:`DEFAULT_SEARCH_BLOCK`."""
+
+    metric: str
+    _sq_norms_cache: npt.NDArray[np.float32] | None = None
+
+    @property
+    def ntotal(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def exact(self) -> bool:
+        return False
+
+    @property
+    def search_block(self) -> int:
+        return int(getattr(self, "_search_block", DEFAULT_SEARCH_BLOCK))
+
+    def vectors(self, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        raise NotImplementedError
+
+    def score(self, vectors: Any, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        v, idx = check_score_args(vectors, ids, self.ntotal, self.dim)
+        out = np.empty(idx.shape, np.float32)
+        rows = max(1, _SCORE_BLOCK // max(1, idx.shape[1] * self.dim))
+        for s in range(0, idx.shape[0], rows):
+            g = self.vectors(idx[s : s + rows])
+            out[s : s + rows] = np.einsum("bd,bmd->bm", v[s : s + rows], g)
+        out[idx < 0] = np.nan
+        return out
+
+    def sq_norms(self, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        idx = check_ids(ids, self.ntotal)
+        if self._sq_norms_cache is None:
+            self._sq_norms_cache = self._compute_sq_norms()
+        out = self._sq_norms_cache[np.maximum(idx, 0)]
+        out[idx < 0] = np.nan
+        return out
+
+    def _compute_sq_norms(self) -> npt.NDArray[np.float32]:
+        """``|d|^2`` of every corpus row (cached by :meth:`sq_norms`)."""
+        out = np.empty(self.ntotal, np.float32)
+        step = max(1, _SCORE_BLOCK // self.dim)
+        for s in range(0, self.ntotal, step):
+            v = self.vectors(np.arange(s, min(s + step, self.ntotal)))
+            out[s : s + v.shape[0]] = np.einsum("bd,bd->b", v, v)
+        return out
+
+
+def check_score_args(
+    vectors: Any, ids: npt.ArrayLike, ntotal: int, dim: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """float32 C-contiguous ``(b, dim)`` vectors and int64 ``(b, m)`` ids, checked."""
+    idx = check_ids(ids, ntotal)
+    if idx.ndim != 2:
+        raise ValueError(f"ids must be 2-D (b, m), got shape {idx.shape}")
+    v = np.ascontiguousarray(np.asarray(vectors), dtype=np.float32)
+    if v.ndim != 2 or v.shape != (idx.shape[0], dim):
+        raise ValueError(
+            f"vectors must have shape {(idx.shape[0], dim)} to score ids of shape {idx.shape}, "
+            f"got {v.shape}"
+        )
+    return v, idx
 
 
 def check_metric(metric: str) -> str:
@@ -120,18 +227,3 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise FileNotFoundError(f"{path} is not a saved negsample index (no meta.json)")
     meta: dict[str, Any] = json.loads(meta_file.read_text())
     return meta
-
-
-def load_index(path: str | os.PathLike[str], **kwargs: Any) -> Index:
-    """Load an index written by ``Index.save``, whatever its type."""
-    meta = read_meta(path)
-    kind = meta.get("type")
-    if kind == "NumpyIndex":
-        from .numpy_index import NumpyIndex
-
-        return NumpyIndex.load(path, **kwargs)
-    if kind == "FaissIndex":
-        from .faiss_index import FaissIndex
-
-        return FaissIndex.load(path, **kwargs)
-    raise ValueError(f"{path}/meta.json names an unknown index type {kind!r}")

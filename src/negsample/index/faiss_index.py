@@ -15,9 +15,12 @@ from .._optional import require
 from .._types import SearchResult
 from .._validate import as_matrix
 from .base import (
+    DEFAULT_SEARCH_BLOCK,
+    BaseIndex,
     check_ids,
     check_k,
     check_metric,
+    check_score_args,
     normalize_rows,
     prepare_queries,
     read_meta,
@@ -42,7 +45,7 @@ def _gpu_available(faiss: Any) -> bool:
         return False
 
 
-class FaissIndex:
+class FaissIndex(BaseIndex):
     """A FAISS index built from any factory string.
 
     Parameters
@@ -57,6 +60,9 @@ class FaissIndex:
     train_size : rows used to train index types that need training (seeded sample).
     keep_vectors : keep a reference to ``vectors`` (no copy) to serve :meth:`vectors`
         exactly; otherwise vectors are reconstructed from the index.
+    search_block : queries per search call in :func:`~negsample.mine` (fixed blocks aligned
+        to the global query index; faiss's Flat search is several times slower per query
+        below about 500 queries per call).
 
     Examples
     --------
@@ -80,10 +86,14 @@ class FaissIndex:
         keep_vectors: bool = True,
         check: bool = True,
         seed: int = 0,
+        search_block: int = DEFAULT_SEARCH_BLOCK,
         _index: Any = None,
     ) -> None:
         faiss = _faiss()
         self.metric = check_metric(metric)
+        if isinstance(search_block, bool) or not isinstance(search_block, int) or search_block < 1:
+            raise ValueError(f"search_block must be a positive integer, got {search_block!r}")
+        self._search_block = int(search_block)
         self.factory = factory
         self.ef_search = int(ef_search)
         self.nprobe = nprobe
@@ -143,6 +153,31 @@ class FaissIndex:
     @property
     def dim(self) -> int:
         return int(self._cpu.d)
+
+    @property
+    def exact(self) -> bool:
+        """True for a flat (exhaustive) index on the CPU."""
+        faiss = _faiss()
+        return self.device == "cpu" and isinstance(faiss.downcast_index(self._cpu), faiss.IndexFlat)
+
+    def score(self, vectors: Any, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """``s(v_i, d_ids[i, j])`` ``(b, m)``. Flat and HNSW indexes score the stored codes
+        natively (``compute_distance_subset``, one dot product per pair, nothing gathered);
+        other types read the vectors passed at construction, or reconstruct them."""
+        v, idx = check_score_args(vectors, ids, self.ntotal, self.dim)
+        flat = _flat_storage(self._cpu)
+        if flat is None:
+            return super().score(v, idx)
+        faiss = _faiss()
+        b, m = idx.shape
+        labels = np.ascontiguousarray(np.maximum(idx, 0))
+        out = np.empty((b, m), np.float32)
+        if b and m:
+            flat.compute_distance_subset(
+                b, faiss.swig_ptr(v), m, faiss.swig_ptr(out), faiss.swig_ptr(labels)
+            )
+        out[idx < 0] = np.nan
+        return out
 
     def _set_params(self, index: Any, k: int) -> None:
         faiss = _faiss()
@@ -220,6 +255,7 @@ class FaissIndex:
                 "ntotal": self.ntotal,
                 "ef_search": self.ef_search,
                 "nprobe": self.nprobe,
+                "search_block": self.search_block,
             }
             (tmp / "meta.json").write_text(json.dumps(meta))
 
@@ -241,6 +277,7 @@ class FaissIndex:
             device=device,
             ef_search=meta.get("ef_search", 128),
             nprobe=meta.get("nprobe"),
+            search_block=meta.get("search_block", DEFAULT_SEARCH_BLOCK),
             _index=index,
         )
         if vectors is not None:
@@ -249,3 +286,17 @@ class FaissIndex:
                 raise ValueError(f"vectors has {v.shape[0]} rows, the index {obj.ntotal}")
             obj._source = v
         return obj
+
+
+def _flat_storage(index: Any) -> Any:
+    """The ``IndexFlat`` holding the uncompressed vectors of a Flat or HNSW-Flat index (it
+    can score ids directly), else ``None``."""
+    faiss = _faiss()
+    storage = getattr(faiss.downcast_index(index), "storage", None)
+    for cand in (index, storage):
+        if cand is None:
+            continue
+        cand = faiss.downcast_index(cand)
+        if isinstance(cand, faiss.IndexFlat) and cand.metric_type == faiss.METRIC_INNER_PRODUCT:
+            return cand
+    return None

@@ -13,9 +13,12 @@ import numpy.typing as npt
 from .._types import SearchResult
 from .._validate import as_matrix
 from .base import (
+    DEFAULT_SEARCH_BLOCK,
+    BaseIndex,
     check_ids,
     check_k,
     check_metric,
+    check_score_args,
     prepare_queries,
     read_meta,
     write_dir_atomic,
@@ -41,7 +44,7 @@ def topk_merge(
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
-class NumpyIndex:
+class NumpyIndex(BaseIndex):
     """Exact inner-product (or cosine) search over a numpy or memory-mapped array.
 
     The corpus is never copied: it is read in blocks of ``chunk_size`` rows, so memory is
@@ -53,6 +56,9 @@ class NumpyIndex:
     vectors : array (n, dim), float16/32/64, or a memory-mapped ``.npy``.
     metric : ``"ip"`` (inner product) or ``"cosine"``.
     chunk_size : corpus rows scored at a time.
+    query_block : queries scored at a time within one search call.
+    search_block : queries per search call in :func:`~negsample.mine` (fixed blocks aligned
+        to the global query index, so results do not depend on the sampling chunk).
     check : scan the corpus for NaN / infinite values once at construction.
 
     Examples
@@ -70,14 +76,21 @@ class NumpyIndex:
         metric: str = "ip",
         chunk_size: int = 16384,
         query_block: int = 1024,
+        search_block: int = DEFAULT_SEARCH_BLOCK,
         check: bool = True,
     ) -> None:
         self.metric = check_metric(metric)
         self._vectors = as_matrix(vectors, "corpus", check=check)
-        if chunk_size < 1 or query_block < 1:
-            raise ValueError("chunk_size and query_block must be >= 1")
+        for name, v in (
+            ("chunk_size", chunk_size),
+            ("query_block", query_block),
+            ("search_block", search_block),
+        ):
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
         self.chunk_size = int(chunk_size)
         self.query_block = int(query_block)
+        self._search_block = int(search_block)
         self._inv_norms: npt.NDArray[np.float32] | None = None
         if metric == "cosine":
             norms = np.empty(self.ntotal, dtype=np.float32)
@@ -98,6 +111,10 @@ class NumpyIndex:
     @property
     def dim(self) -> int:
         return int(self._vectors.shape[1])
+
+    @property
+    def exact(self) -> bool:
+        return True
 
     def _block(self, start: int) -> npt.NDArray[np.float32]:
         block = np.asarray(self._vectors[start : start + self.chunk_size], dtype=np.float32)
@@ -138,6 +155,38 @@ class NumpyIndex:
         out[flat < 0] = 0.0
         return out.reshape(*ids.shape, self.dim)
 
+    def score(self, vectors: Any, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """``s(v_i, d_ids[i, j])`` ``(b, m)``: rows gathered into one reused buffer, block by
+        block, and dotted with their vector (one dot product per pair, never a matrix
+        product whose rounding would depend on the batch)."""
+        v, idx = check_score_args(vectors, ids, self.ntotal, self.dim)
+        b, m = idx.shape
+        out = np.empty((b, m), np.float32)
+        rows = max(1, (1 << 20) // max(1, m * self.dim))
+        buf = np.empty((min(rows, b) * m, self.dim), np.float32)
+        for s in range(0, b, rows):
+            part = idx[s : s + rows]
+            flat = np.maximum(part.reshape(-1), 0)
+            g = buf[: flat.size]
+            if self._vectors.dtype == np.float32:
+                np.take(self._vectors, flat, axis=0, out=g)
+            else:
+                g[...] = self._vectors[flat]
+            if self._inv_norms is not None:
+                g *= self._inv_norms[flat, None]
+            out[s : s + rows] = np.einsum(
+                "bd,bmd->bm", v[s : s + rows], g.reshape(part.shape[0], m, self.dim)
+            )
+        out[idx < 0] = np.nan
+        return out
+
+    def _compute_sq_norms(self) -> npt.NDArray[np.float32]:
+        out = np.empty(self.ntotal, np.float32)
+        for s in range(0, self.ntotal, self.chunk_size):
+            block = self._block(s)
+            out[s : s + block.shape[0]] = np.einsum("bd,bd->b", block, block)
+        return out
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write ``path/vectors.npy`` and ``path/meta.json`` (atomically)."""
 
@@ -154,6 +203,7 @@ class NumpyIndex:
                 "metric": self.metric,
                 "dim": self.dim,
                 "ntotal": self.ntotal,
+                "search_block": self.search_block,
             }
             (tmp / "meta.json").write_text(json.dumps(meta))
 
@@ -164,6 +214,7 @@ class NumpyIndex:
         meta = read_meta(path)
         vectors = np.load(Path(path) / "vectors.npy", mmap_mode="r" if mmap else None)
         kwargs.setdefault("check", False)
+        kwargs.setdefault("search_block", meta.get("search_block", DEFAULT_SEARCH_BLOCK))
         return cls(vectors, metric=meta["metric"], **kwargs)
 
 
