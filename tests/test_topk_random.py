@@ -136,3 +136,18 @@ def test_random_sampler_corpus_smaller_than_n_pads() -> None:
 def test_topk_bad_parameters(kwargs: dict) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError):
         ns.TopKSampler(**kwargs)
+
+
+def test_max_n_is_the_largest_n_each_sampler_accepts() -> None:
+    for sampler in [
+        ns.TopKSampler(k=50, range_min=10, range_max=30),
+        ns.SimANSSampler(k=40),
+        ns.TriSampler(k=40, m=12),
+        ns.ReSa2Sampler(k1=100, k1_prime=50, k2=20),
+    ]:
+        top = sampler.max_n
+        assert top is not None
+        sampler.check_n(top)
+        with pytest.raises(ValueError):
+            sampler.check_n(top + 1)
+    assert ns.RandomSampler().max_n is None

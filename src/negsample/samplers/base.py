@@ -219,6 +219,13 @@ class BaseSampler:
     def depth(self) -> int:
         raise NotImplementedError
 
+    @property
+    def max_n(self) -> int | None:
+        """The most negatives one row can get from the sampler's region (``None``: no limit).
+        Draws come in draw order, so the first ``n`` of ``max_n`` draws are exactly the
+        ``n`` draws (a judge can look at draws one after another)."""
+        return self.depth or None
+
     def vectors_per_query(self) -> int:
         """Corpus vectors gathered per query (sizes the chunks in :func:`mine`)."""
         return 0

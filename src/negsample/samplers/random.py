@@ -42,6 +42,10 @@ class RandomSampler(BaseSampler):
     def depth(self) -> int:
         return 0
 
+    @property
+    def max_n(self) -> None:
+        return None
+
     def check_n(self, n: int) -> None:
         return None
 

@@ -130,6 +130,10 @@ class ReSa2Sampler(KernelSampler):
     def vectors_per_query(self) -> int:
         return self.k1_prime + 1
 
+    @property
+    def max_n(self) -> int:
+        return int(self.k2)
+
     def check_n(self, n: int) -> None:
         if n > self.k2:
             raise ValueError(

@@ -63,6 +63,10 @@ class TopKSampler(BaseSampler):
     def depth(self) -> int:
         return self.k
 
+    @property
+    def max_n(self) -> int:
+        return (self.range_max or self.k) - self.range_min
+
     def check_n(self, n: int) -> None:
         window = (self.range_max or self.k) - self.range_min
         if n > window:

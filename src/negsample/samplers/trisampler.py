@@ -124,6 +124,10 @@ class TriSampler(KernelSampler):
         m = self.transitional_size
         return (2 * m if self.variant == "T1" else m) + 1
 
+    @property
+    def max_n(self) -> int:
+        return min(int(self.k), self.transitional_size)
+
     def check_n(self, n: int) -> None:
         super().check_n(n)
         if n > self.transitional_size:
