@@ -116,18 +116,7 @@ def mine_dataset(
             idx = _index_for(embeddings, index, metric, wd, settings_hash(user)[:16])
             timings["index"] = time.perf_counter() - t
             queries = embeddings.queries
-        exclude = None
-        if exclude_duplicate_texts:
-            dups = dataset.duplicate_texts()
-            n_dup = sum(d.size for d in dups)
-            if n_dup:
-                exclude = dups
-                if log is not None:
-                    n_q = sum(1 for d in dups if d.size)
-                    log(
-                        f"excluding {n_dup} (query, document) pairs whose document text "
-                        f"duplicates one of the query's positives ({n_q} queries)"
-                    )
+        exclude = duplicate_exclusion(dataset, log) if exclude_duplicate_texts else None
         negs = mine_resumable(
             queries,
             idx,
@@ -150,11 +139,7 @@ def mine_dataset(
         t = time.perf_counter()
         pos = dataset.positives_padded()
         if idx is not None and queries is not None:
-            ps = np.empty(pos.shape, np.float32)
-            step = 4096
-            for a in range(0, pos.shape[0], step):
-                q = prepare_queries(queries[a : a + step], idx.dim, idx.metric, check=False)
-                ps[a : a + step] = positive_scores_from_vectors(q, pos[a : a + step], idx)
+            ps = positive_scores(queries, pos, idx)
         else:
             from ..io.runs import scores_of
 
@@ -166,6 +151,36 @@ def mine_dataset(
     finally:
         if tmp_dir is not None:
             tmp_dir.cleanup()
+
+
+def duplicate_exclusion(dataset: BeirDataset, log: Callable[[str], None] | None) -> Any:
+    """The documents never to sample per query because their text duplicates one of the
+    query's positives (:meth:`BeirDataset.duplicate_texts`), ``None`` when there are none;
+    the count goes to ``log``."""
+    dups = dataset.duplicate_texts()
+    n_dup = sum(d.size for d in dups)
+    if not n_dup:
+        return None
+    if log is not None:
+        n_q = sum(1 for d in dups if d.size)
+        log(
+            f"excluding {n_dup} (query, document) pairs whose document text "
+            f"duplicates one of the query's positives ({n_q} queries)"
+        )
+    return dups
+
+
+def positive_scores(
+    queries: Any, positives: npt.NDArray[np.int64], index: Index, step: int = 4096
+) -> npt.NDArray[np.float32]:
+    """``s(q, d+)`` ``(n, P)`` of ``queries`` ``(n, dim)`` with their padded ``positives``
+    ``(n, P)`` (NaN for padding), ``step`` queries at a time. Row by row: a worker that
+    scores a slice of the queries gets the numbers a single process gets."""
+    ps = np.empty(positives.shape, np.float32)
+    for a in range(0, positives.shape[0], step):
+        q = prepare_queries(queries[a : a + step], index.dim, index.metric, check=False)
+        ps[a : a + step] = positive_scores_from_vectors(q, positives[a : a + step], index)
+    return ps
 
 
 def _index_for(emb: DatasetEmbeddings, spec: str | Index, metric: str, wd: Path, key: str) -> Index:

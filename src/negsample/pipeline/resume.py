@@ -84,6 +84,74 @@ def _load_chunk(path: Path) -> Negatives | None:
         return None
 
 
+def prepare_run(
+    queries: Any,
+    ntotal: int | None,
+    positives: Any,
+    sampler: BaseSampler,
+    *,
+    n_queries: int,
+    work_dir: str | os.PathLike[str],
+    n: int,
+    seed: int,
+    filters: Filters | None,
+    candidates: Candidates | None,
+    settings: Mapping[str, Any] | None,
+    chunk_size: int,
+    exclude: Any,
+) -> tuple[Path, int, np.ndarray, np.ndarray | None]:
+    """Check the inputs, hash the settings and open the work folder (writing its manifest,
+    or refusing a folder made with other settings). Returns the folder, the number of
+    queries (``n_queries``) and the padded positives and exclusions. Shared by
+    :func:`mine_resumable` and the distributed runner (``negsample.distributed``), so both
+    keep their chunks the same way and either can continue the other's run."""
+    n_q = int(n_queries)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    pos = pad_positives(positives, n_q, ntotal)
+    exc = None if exclude is None else pad_positives(exclude, n_q, ntotal, "exclude", True)
+    digests = {
+        "positives": _array_digest(pos),
+        "exclude": _array_digest(exc) if exc is not None else None,
+        "queries": _array_digest(queries) if queries is not None else None,
+        "candidates": (
+            _array_digest(candidates.ids, candidates.scores) if candidates is not None else None
+        ),
+    }
+    full = {
+        "user": dict(settings or {}),
+        "sampler": repr(sampler),
+        "n": int(n),
+        "seed": int(seed),
+        "filters": repr(filters),
+        "chunk_size": int(chunk_size),
+        "n_queries": n_q,
+        "inputs": digests,
+    }
+    h = settings_hash(full)
+    wd = Path(work_dir)
+    wd.mkdir(parents=True, exist_ok=True)
+    man = wd / _MANIFEST
+    if man.is_file():
+        old = json.loads(man.read_text())
+        if old.get("hash") != h:
+            raise ValueError(
+                f"{wd} holds a run with other settings (hash {str(old.get('hash'))[:12]}, now "
+                f"{h[:12]}); delete that folder to start over, or use another output path"
+            )
+    else:
+        tmp = wd / f".{_MANIFEST}.tmp"
+        tmp.write_text(json.dumps({"hash": h, "settings": full}, indent=1, default=str))
+        os.replace(tmp, man)
+
+    return wd, n_q, pos, exc
+
+
+def chunk_path(work_dir: Path, a: int, b: int) -> Path:
+    """The file holding the finished chunk of queries ``a:b``."""
+    return work_dir / f"chunk_{a:010d}_{b:010d}.npz"
+
+
 def mine_resumable(
     queries: Any,
     index: Index | None,
@@ -133,8 +201,6 @@ def mine_resumable(
         run are those of that run).
     """
     sampler = TopKSampler() if sampler is None else sampler
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if candidates is None and (queries is None or index is None):
         raise ValueError("pass queries and an index, or candidates")
     if candidates is not None:
@@ -156,48 +222,21 @@ def mine_resumable(
             if not hasattr(queries, "shape")
             else int(queries.shape[0])
         )
-    pos = pad_positives(positives, n_q, index.ntotal if index is not None else None)
-    exc = (
-        None
-        if exclude is None
-        else pad_positives(
-            exclude, n_q, index.ntotal if index is not None else None, "exclude", True
-        )
+    wd, n_q, pos, exc = prepare_run(
+        queries,
+        index.ntotal if index is not None else None,
+        positives,
+        sampler,
+        n_queries=n_q,
+        work_dir=work_dir,
+        n=n,
+        seed=seed,
+        filters=filters,
+        candidates=candidates,
+        settings=settings,
+        chunk_size=chunk_size,
+        exclude=exclude,
     )
-    digests = {
-        "positives": _array_digest(pos),
-        "exclude": _array_digest(exc) if exc is not None else None,
-        "queries": _array_digest(queries) if queries is not None else None,
-        "candidates": (
-            _array_digest(candidates.ids, candidates.scores) if candidates is not None else None
-        ),
-    }
-    full = {
-        "user": dict(settings or {}),
-        "sampler": repr(sampler),
-        "n": int(n),
-        "seed": int(seed),
-        "filters": repr(filters),
-        "chunk_size": int(chunk_size),
-        "n_queries": n_q,
-        "inputs": digests,
-    }
-    h = settings_hash(full)
-    wd = Path(work_dir)
-    wd.mkdir(parents=True, exist_ok=True)
-    man = wd / _MANIFEST
-    if man.is_file():
-        old = json.loads(man.read_text())
-        if old.get("hash") != h:
-            raise ValueError(
-                f"{wd} holds a run with other settings (hash {str(old.get('hash'))[:12]}, now "
-                f"{h[:12]}); delete that folder to start over, or use another output path"
-            )
-    else:
-        tmp = wd / f".{_MANIFEST}.tmp"
-        tmp.write_text(json.dumps({"hash": h, "settings": full}, indent=1, default=str))
-        os.replace(tmp, man)
-
     starts = list(range(0, n_q, chunk_size))
     total = len(starts)
     parts: list[Negatives] = []
@@ -212,7 +251,7 @@ def mine_resumable(
     try:
         for i, a in enumerate(starts):
             b = min(a + chunk_size, n_q)
-            path = wd / f"chunk_{a:010d}_{b:010d}.npz"
+            path = chunk_path(wd, a, b)
             part = _load_chunk(path) if path.is_file() else None
             if part is not None:
                 resumed += 1
