@@ -137,6 +137,7 @@ def _mine(args: argparse.Namespace) -> int:
         )
     if args.model and args.embeddings:
         raise ValueError("give --model or --embeddings, not both")
+    _check_ray_args(args)
     ds, timings, settings = _load_inputs(args)
     emb = cands = None
     if args.run:
@@ -162,8 +163,9 @@ def _mine(args: argparse.Namespace) -> int:
         remove_work_dir(work)
     _log(f"mining with {sampler!r}, n={args.n}, seed={args.seed}, index={args.index}")
     had_work = work.is_dir()
+    mine_fn = mine_dataset if args.ray is None else _ray_runner(args)
     try:
-        res = mine_dataset(
+        res = mine_fn(
             ds,
             sampler,
             embeddings=emb,
@@ -183,6 +185,15 @@ def _mine(args: argparse.Namespace) -> int:
     except RunIncomplete as exc:
         _log(str(exc))
         return 3
+    except KeyboardInterrupt:
+        if args.ray is None:  # (a local run lets Ctrl-C through as before)
+            raise
+        if not had_work and not any(work.glob("chunk_*.npz")):
+            remove_work_dir(work)
+        _log(
+            "interrupted: the cluster work is cancelled and the finished chunks kept; run the same command again to continue"
+        )
+        return 130
     except BaseException:
         if not had_work and not any(work.glob("chunk_*.npz")):
             remove_work_dir(work)
@@ -227,6 +238,50 @@ def _mine(args: argparse.Namespace) -> int:
         with atomic_path(args.stats_json) as tmp:
             tmp.write_text(json.dumps(info, indent=1))
     return 0
+
+
+_RAY_FLAGS = ("workers", "corpus_shards", "worker_cpus", "worker_gpus")
+
+
+def _check_ray_args(args: argparse.Namespace) -> None:
+    given = [f"--{k.replace('_', '-')}" for k in _RAY_FLAGS if getattr(args, k) is not None]
+    if args.ray is None:
+        if given:
+            raise ValueError(f"{', '.join(given)} need --ray (auto, local or HOST:PORT)")
+        return
+    if args.run:
+        raise ValueError("--ray distributes the dense search; with --run there is none: drop --ray")
+    if args.max_chunks is not None:
+        raise ValueError(
+            "--max-chunks is not available with --ray: stop a cluster run with Ctrl-C and "
+            "run the same command again to continue"
+        )
+    if args.workers is not None and args.corpus_shards is not None:
+        raise ValueError("give --workers (query sharding) or --corpus-shards, not both")
+    for flag, value in (("--workers", args.workers), ("--corpus-shards", args.corpus_shards)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    for flag, value in (("--worker-cpus", args.worker_cpus), ("--worker-gpus", args.worker_gpus)):
+        if value is not None and value < 0:
+            raise ValueError(f"{flag} must be >= 0, got {value}")
+
+
+def _ray_runner(args: argparse.Namespace) -> Any:
+    """``mine_dataset_distributed`` with the cluster flags, called like ``mine_dataset``."""
+    from .distributed import mine_dataset_distributed
+
+    def run(*a: Any, candidates: Any, max_chunks: Any, **kw: Any) -> Any:
+        return mine_dataset_distributed(
+            *a,
+            address=args.ray,
+            workers=args.workers,
+            corpus_shards=args.corpus_shards,
+            cpus_per_worker=1.0 if args.worker_cpus is None else args.worker_cpus,
+            gpus_per_worker=0.0 if args.worker_gpus is None else args.worker_gpus,
+            **kw,
+        )
+
+    return run
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -490,6 +545,36 @@ def build_parser() -> argparse.ArgumentParser:
         "another id (by default they are excluded and counted)",
     )
     mine.add_argument("--stats-json", default=None, help="also write the diagnostics as JSON")
+    ray = mine.add_argument_group(
+        "cluster (Ray)", "mine on a Ray cluster: same output, resumable (see docs/distributed.md)"
+    )
+    ray.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        default=None,
+        help="run on a Ray cluster: 'auto' (the cluster started on this machine), HOST:PORT "
+        "of its head node, or 'local' (a private Ray instance)",
+    )
+    ray.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="query sharding: workers that each hold the whole index (default: as many as "
+        "the cluster's CPUs allow)",
+    )
+    ray.add_argument(
+        "--corpus-shards",
+        type=int,
+        default=None,
+        help="corpus sharding instead: workers that each hold a shard of the corpus",
+    )
+    ray.add_argument("--worker-cpus", type=float, default=None, help="CPUs per worker (default 1)")
+    ray.add_argument(
+        "--worker-gpus",
+        type=float,
+        default=None,
+        help="GPUs per worker (default 0); use --index torch on GPU workers",
+    )
     mine.set_defaults(func=_mine)
 
     rep = sub.add_parser(

@@ -1,0 +1,96 @@
+"""Ray, imported lazily: connecting, the remote worker class, and errors made plain."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from .._optional import require
+
+__all__ = ["connect", "get", "is_worker_lost", "ray_module", "remote_worker_class"]
+
+
+def ray_module() -> Any:
+    """The ``ray`` module, or an ImportError naming ``pip install "negsample[ray]"``."""
+    return require("ray", "distributed mining")
+
+
+def connect(address: str | None = None) -> bool:
+    """Connect this process to a Ray cluster unless it already is.
+
+    Parameters
+    ----------
+    address : ``"auto"`` (the cluster started on this machine with ``ray start``, or
+        ``$RAY_ADDRESS``), ``"HOST:PORT"`` of a head node, ``"local"`` (start a private
+        Ray instance in this process), or ``None`` (``$RAY_ADDRESS`` if set, else a
+        private instance).
+
+    Returns
+    -------
+    bool
+        True when this call connected (the caller should disconnect with
+        ``ray.shutdown()`` when done); False when the process was already connected.
+    """
+    ray = ray_module()
+    if ray.is_initialized():
+        return False
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise ValueError(f"address must be 'auto', 'local' or HOST:PORT, got {address!r}")
+    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "configure_logging": True}
+    if address in (None, "local"):
+        kwargs["include_dashboard"] = False
+    try:
+        ray.init(address=address, **kwargs)
+    except ConnectionError as exc:
+        raise ConnectionError(f"cannot reach a Ray cluster at {address!r}: {exc}") from exc
+    return True
+
+
+@lru_cache(maxsize=1)
+def remote_worker_class() -> Any:
+    """:class:`~negsample.distributed._workers.IndexWorker` as a Ray actor class."""
+    from ._workers import IndexWorker
+
+    return ray_module().remote(IndexWorker)
+
+
+def is_worker_lost(exc: BaseException) -> bool:
+    """True for the errors that mean a worker process or its node is gone (the work it
+    held can be given to another worker), as opposed to an error raised by the work."""
+    ex = ray_module().exceptions
+    lost = tuple(
+        getattr(ex, name)
+        for name in (
+            "RayActorError",
+            "ActorUnavailableError",
+            "WorkerCrashedError",
+            "NodeDiedError",
+        )
+        if hasattr(ex, name)
+    )
+    return isinstance(exc, lost)
+
+
+def get(refs: Any, timeout: float | None = None) -> Any:
+    """``ray.get``, re-raising an error raised inside a worker as the original exception
+    (a ``ValueError`` in a worker is a ``ValueError`` here, with its own message)."""
+    ray = ray_module()
+    try:
+        return ray.get(refs, timeout=timeout)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, Exception) and not is_worker_lost(cause):
+            raise cause from exc
+        raise
+
+
+def kill(actors: Sequence[Any]) -> None:
+    """Stop actors for good (no restart); already dead ones are skipped."""
+    ray = ray_module()
+    for a in actors:
+        try:
+            ray.kill(a, no_restart=True)
+        except Exception:  # an actor already gone needs nothing more
+            pass

@@ -1,0 +1,610 @@
+"""Distributed mining on a real local Ray cluster (two nodes, each its own processes).
+
+The workers run BLAS with one thread (Ray gives a 1-CPU worker one), and OpenBLAS's
+matrix product rounds differently with different thread counts, so the single-process
+references here are computed with one BLAS thread too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import negsample as ns
+from negsample.index.numpy_index import topk_merge
+from tests.ray_cluster import DRIVER_ENV, ROOT, KillOnceTopK, LocalCluster, SlowTopK
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None,
+    reason='needs Ray: pip install "negsample[ray]"',
+)
+
+CPUS = 0.25  # logical CPUs per test worker: several pools fit the 2-CPU test cluster
+CHUNK = 16  # queries per chunk (and per search block): 6 chunks of 96 queries
+DATA = ns.make_synthetic(3000, 96, 16, seed=1, max_positives=3)
+SAMPLERS = ns.available_samplers()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    saved = {k: os.environ.get(k) for k in DRIVER_ENV}
+    os.environ.update(DRIVER_ENV)  # before Ray is imported: the driver keeps 127.0.0.1
+    import ray
+
+    from negsample.distributed import connect
+
+    c = LocalCluster(nodes=2, cpus=1)
+    c.start()
+    try:
+        connect(c.address)
+        yield c
+    finally:
+        ray.shutdown()
+        c.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(1):
+        yield
+
+
+def _reference_index(kind: str) -> Any:
+    if kind == "exact":
+        return ns.NumpyIndex(DATA.corpus, search_block=CHUNK, chunk_size=512)
+    return ns.FaissIndex(DATA.corpus, "Flat", search_block=CHUNK)
+
+
+def _held(mode: str, kind: str) -> Any:
+    from negsample.distributed import ReplicatedIndex, ShardedIndex
+
+    opts: dict[str, Any] = {"search_block": CHUNK}
+    spec = "Flat" if kind == "flat" else "exact"
+    if kind == "exact":
+        opts["chunk_size"] = 512
+    if mode == "query":
+        return ReplicatedIndex(
+            spec, corpus=DATA.corpus, workers=2, cpus_per_worker=CPUS, index_options=opts
+        )
+    return ShardedIndex(spec, corpus=DATA.corpus, shards=2, cpus_per_shard=CPUS, index_options=opts)
+
+
+def assert_same(got: ns.Negatives, ref: ns.Negatives) -> None:
+    np.testing.assert_array_equal(got.ids, ref.ids)
+    np.testing.assert_array_equal(got.scores, ref.scores)  # NaN where -1, in both
+    np.testing.assert_array_equal(got.query_index, ref.query_index)
+    np.testing.assert_array_equal(got.anchor_ids, ref.anchor_ids)
+    a, b = got.stats.as_dict(), ref.stats.as_dict()
+    a.pop("timings"), b.pop("timings")
+    assert a == b
+
+
+def _mine_ref(sampler: Any, kind: str = "exact", **kw: Any) -> ns.Negatives:
+    # mine() at the chunk size of the distributed run: on the landed main, ReSa2's output
+    # still depends on the chunk size (the search is not yet in fixed blocks)
+    return ns.mine(
+        DATA.queries,
+        _reference_index(kind),
+        DATA.positives,
+        sampler,
+        n=5,
+        seed=3,
+        chunk_size=CHUNK,
+        **kw,
+    )
+
+
+# -- without a cluster ------------------------------------------------------------------------
+
+
+def test_import_negsample_does_not_import_ray() -> None:
+    code = "import sys, negsample, negsample.distributed; print('ray' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_shard_bounds() -> None:
+    from negsample.distributed import shard_bounds
+
+    assert shard_bounds(10_000, 3, 1024) == [0, 4096, 7168, 10_000]
+    assert shard_bounds(3000, 2, 512) == [0, 1536, 3000]
+    assert shard_bounds(5, 5) == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="at most 3 shards"):
+        shard_bounds(3000, 4, 1024)
+    with pytest.raises(ValueError, match="shards must be a positive integer"):
+        shard_bounds(3000, 0)
+
+
+def test_cli_ray_flags_need_ray(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from negsample.cli import main
+
+    base = ["mine", "--data", str(tmp_path), "--out", str(tmp_path / "o.jsonl")]
+    assert main([*base, "--workers", "2"]) == 2
+    assert "--workers need --ray" in capsys.readouterr().err
+    assert main([*base, "--ray", "auto", "--workers", "2", "--corpus-shards", "2"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main([*base, "--ray", "auto", "--max-chunks", "1"]) == 2
+    assert "--max-chunks is not available with --ray" in capsys.readouterr().err
+
+
+# -- identical to mine(), every sampler, both ways of sharding, numpy and faiss Flat ----------
+
+CONFIGS = ["query-exact", "corpus-exact", "query-flat", "corpus-flat"]
+
+
+@pytest.fixture(scope="module", params=CONFIGS)
+def held(request: pytest.FixtureRequest, cluster: LocalCluster) -> Iterator[tuple[str, Any]]:
+    mode, kind = request.param.split("-")
+    if kind == "flat":
+        pytest.importorskip("faiss")
+    h = _held(mode, kind)
+    try:
+        yield kind, h
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_identical_to_mine(held: tuple[str, Any], name: str, one_thread: None) -> None:
+    from negsample.distributed import ReplicatedIndex, mine_distributed
+
+    kind, h = held
+    sampler = ns.get_sampler(name)
+    logs: list[str] = []
+    got = mine_distributed(
+        DATA.queries, h, DATA.positives, sampler, n=5, seed=3, chunk_size=CHUNK, log=logs.append
+    )
+    assert_same(got, _mine_ref(sampler, kind))
+    if isinstance(h, ReplicatedIndex):  # both workers took chunks
+        line = next(m for m in logs if "chunks on 2 workers" in m)
+        counts = [int(c) for c in re.findall(r"worker \d+: (\d+)", line)]
+        assert len(counts) == 2 and min(counts) > 0 and sum(counts) == 6, logs
+
+
+@pytest.mark.parametrize("held", ["corpus-exact", "corpus-flat"], indirect=True)
+def test_sharded_index_primitives(held: tuple[str, Any], one_thread: None) -> None:
+    """search, score, sq_norms and vectors of the shards equal one index's, bit for bit."""
+    from negsample.distributed import ShardedIndex
+
+    kind, h = held
+    assert isinstance(h, ShardedIndex)
+    ref = _reference_index(kind)
+    assert h.exact and h.ntotal == ref.ntotal and h.search_block == CHUNK
+    assert h.bounds == ([0, 1536, 3000] if kind == "exact" else [0, 2048, 3000])
+    for k in (1, 9, ref.ntotal + 5):
+        a, b = h.search(DATA.queries[:40], k), ref.search(DATA.queries[:40], k)
+        b_scores, b_ids = b.scores, b.ids
+        if kind == "flat":  # faiss orders equal scores its own way; the shards by id
+            b_scores, b_ids = topk_merge(b.scores, b.ids, k)
+        np.testing.assert_array_equal(a.ids, b_ids)
+        np.testing.assert_array_equal(a.scores, b_scores)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(-1, ref.ntotal, size=(40, 7))
+    ids[:, 0] = [1535, 1536, 2047, 2048, 2999] * 8  # both sides of each boundary
+    q = DATA.queries[:40]
+    np.testing.assert_array_equal(h.score(q, ids), ref.score(q, ids))
+    np.testing.assert_array_equal(h.sq_norms(ids), ref.sq_norms(ids))
+    np.testing.assert_array_equal(h.vectors(ids), ref.vectors(ids))
+    with pytest.raises(ValueError, match="out of range"):
+        h.score(q[:1], [[ref.ntotal]])
+    with pytest.raises(NotImplementedError, match="not saved"):
+        h.save("x")
+
+
+# -- files, resuming, Ctrl-C, and either mode continuing the other's run ------------------------
+
+
+def test_files_resume_and_interrupt(
+    cluster: LocalCluster, tmp_path: Path, one_thread: None
+) -> None:
+    from negsample.distributed import mine_distributed
+
+    np.save(tmp_path / "corpus.npy", DATA.corpus)
+    np.save(tmp_path / "queries.npy", DATA.queries)
+    sampler = ns.TriSampler()
+    ref = _mine_ref(sampler)
+    work = tmp_path / "work"
+    kw: dict[str, Any] = dict(
+        corpus=str(tmp_path / "corpus.npy"),
+        n=5,
+        seed=3,
+        chunk_size=CHUNK,
+        cpus_per_worker=CPUS,
+        index_options={"search_block": CHUNK, "chunk_size": 512},
+        work_dir=work,
+    )
+
+    def interrupt(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    logs: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        mine_distributed(
+            str(tmp_path / "queries.npy"),
+            "exact",
+            DATA.positives,
+            sampler,
+            workers=2,
+            on_chunk=interrupt,
+            log=logs.append,
+            **kw,
+        )
+    assert any("stopped: 2 of 6 chunks are saved" in m for m in logs), logs
+    assert len(list(work.glob("chunk_*.npz"))) == 2
+    # the corpus-sharded run continues the query-sharded one
+    logs.clear()
+    got = mine_distributed(
+        str(tmp_path / "queries.npy"),
+        "exact",
+        DATA.positives,
+        sampler,
+        corpus_shards=2,
+        log=logs.append,
+        **kw,
+    )
+    assert_same(got, ref)
+    assert any("resumed 2 of 6 chunks" in m for m in logs), logs
+    # everything saved: a query-sharded rerun only loads
+    logs.clear()
+    again = mine_distributed(
+        str(tmp_path / "queries.npy"),
+        "exact",
+        DATA.positives,
+        sampler,
+        workers=1,
+        log=logs.append,
+        **kw,
+    )
+    assert_same(again, ref)
+    assert any("resumed 6 of 6" in m for m in logs), logs
+    # other settings: refused
+    with pytest.raises(ValueError, match="holds a run with other settings"):
+        mine_distributed(
+            str(tmp_path / "queries.npy"),
+            "exact",
+            DATA.positives,
+            ns.TopKSampler(),
+            workers=1,
+            **kw,
+        )
+
+
+def test_errors_come_back_plain(cluster: LocalCluster) -> None:
+    from negsample.distributed import ReplicatedIndex, ShardedIndex, mine_distributed
+
+    with pytest.raises(ValueError, match="faiss cannot build index"):
+        ReplicatedIndex("NoSuchIndex", corpus=DATA.corpus, workers=1, cpus_per_worker=CPUS)
+    bad = DATA.corpus.copy()
+    bad[2100, 3] = np.nan
+    with pytest.raises(ValueError, match="corpus row 2100 contains NaN"):
+        ShardedIndex(
+            "exact", corpus=bad, shards=2, cpus_per_shard=CPUS, index_options={"chunk_size": 512}
+        )
+    with pytest.raises(ValueError, match="not a multiple of its index's corpus block"):
+        ShardedIndex(
+            "exact",
+            corpus=DATA.corpus,
+            shards=2,
+            cpus_per_shard=CPUS,
+            corpus_block=100,
+            index_options={"chunk_size": 512},
+        )
+    with pytest.raises(ValueError, match="fewer than the n=9 negatives requested"):
+        mine_distributed(
+            DATA.queries, "exact", DATA.positives, ns.TopKSampler(k=5), corpus=DATA.corpus, n=9
+        )
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_chunk(cluster: LocalCluster, tmp_path: Path, one_thread: None) -> None:
+    """A worker's process dies while it mines a chunk: Ray restarts it, the chunk is mined
+    again, and the output is unchanged."""
+    from negsample.distributed import ReplicatedIndex, mine_distributed
+
+    marker = tmp_path / "killed"
+    sampler = KillOnceTopK(k=50, marker=str(marker))
+    with ReplicatedIndex(
+        "exact",
+        corpus=DATA.corpus,
+        workers=2,
+        cpus_per_worker=CPUS,
+        index_options={"search_block": CHUNK, "chunk_size": 512},
+    ) as pool:
+        before = pool.pids()
+        assert set(before) <= _index_workers(cluster)  # (what the CLI test relies on)
+        got = mine_distributed(
+            DATA.queries, pool, DATA.positives, sampler, n=5, seed=3, chunk_size=CHUNK
+        )
+        after = pool.pids()
+    dead = int(marker.read_text())
+    assert dead in before and dead not in after
+    assert_same(got, _mine_ref(ns.TopKSampler(k=50)))
+
+
+@pytest.mark.slow
+def test_shard_killed_between_calls(cluster: LocalCluster, one_thread: None) -> None:
+    """A corpus shard's process is killed mid-run: Ray restarts it (it loads its shard
+    again) and the search it missed is retried; same output."""
+    from negsample.distributed import ShardedIndex, mine_distributed
+
+    killed: list[int] = []
+    with ShardedIndex(
+        "exact",
+        corpus=DATA.corpus,
+        shards=2,
+        cpus_per_shard=CPUS,
+        index_options={"search_block": CHUNK, "chunk_size": 512},
+    ) as index:
+
+        def kill_shard(done: int, total: int) -> None:
+            if done == 2:
+                pid = index.pids()[1]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        sampler = ns.ReSa2Sampler(k1=200, k1_prime=100, k2=20)
+        got = mine_distributed(
+            DATA.queries,
+            index,
+            DATA.positives,
+            sampler,
+            n=5,
+            seed=3,
+            chunk_size=CHUNK,
+            on_chunk=kill_shard,
+        )
+        assert killed and index.pids()[1] != killed[0]
+    assert_same(got, _mine_ref(sampler))
+
+
+_DRIVER = """
+import os, signal, sys
+import numpy as np
+from negsample.distributed import connect, mine_distributed
+import negsample as ns
+from threadpoolctl import threadpool_limits
+
+threadpool_limits(1)
+d = sys.argv[1]
+connect(sys.argv[2])
+
+def die(done, total):
+    if done == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+mine_distributed(
+    d + "/queries.npy", "exact", np.load(d + "/positives.npy"), ns.SimANSSampler(),
+    corpus=d + "/corpus.npy", n=5, seed=3, chunk_size=16, workers=2, cpus_per_worker=0.25,
+    index_options={"search_block": 16, "chunk_size": 512}, work_dir=d + "/work", on_chunk=die,
+)
+"""
+
+
+@pytest.mark.slow
+def test_killed_driver_resumes(cluster: LocalCluster, tmp_path: Path, one_thread: None) -> None:
+    """The driver process is killed after three chunks: a new driver continues from them."""
+    from negsample._validate import pad_positives
+    from negsample.distributed import mine_distributed
+
+    pytest.importorskip("threadpoolctl")
+    np.save(tmp_path / "corpus.npy", DATA.corpus)
+    np.save(tmp_path / "queries.npy", DATA.queries)
+    pos = pad_positives(DATA.positives, len(DATA.positives), DATA.corpus.shape[0])
+    np.save(tmp_path / "positives.npy", pos)
+    env = {**os.environ, **DRIVER_ENV, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _DRIVER, str(tmp_path), cluster.address],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    saved = len(list((tmp_path / "work").glob("chunk_*.npz")))
+    assert saved >= 3
+    time.sleep(0.5)
+    logs: list[str] = []
+    got = mine_distributed(
+        str(tmp_path / "queries.npy"),
+        "exact",
+        pos,
+        ns.SimANSSampler(),
+        corpus=str(tmp_path / "corpus.npy"),
+        n=5,
+        seed=3,
+        chunk_size=CHUNK,
+        workers=2,
+        cpus_per_worker=CPUS,
+        index_options={"search_block": CHUNK, "chunk_size": 512},
+        work_dir=tmp_path / "work",
+        log=logs.append,
+    )
+    assert any(f"resumed {saved} of 6 chunks" in m for m in logs), logs
+    assert_same(got, _mine_ref(ns.SimANSSampler()))
+
+
+_INTERRUPTED = """
+import sys
+from negsample.distributed import connect, mine_distributed
+import negsample as ns
+from tests.ray_cluster import SlowTopK
+
+d = sys.argv[1]
+connect(sys.argv[2])
+try:
+    mine_distributed(
+        d + "/queries.npy", "exact", [[int(p) for p in row] for row in ns.make_synthetic(
+            3000, 96, 16, seed=1, max_positives=3).positives],
+        SlowTopK(k=50, pause=0.5), corpus=d + "/corpus.npy", n=5, seed=3, chunk_size=16,
+        workers=2, cpus_per_worker=0.25, index_options={"search_block": 16, "chunk_size": 512},
+        work_dir=d + "/work", on_chunk=lambda done, total: print("chunk", done, flush=True),
+        log=lambda m: print(m, flush=True),
+    )
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_cluster_work(
+    cluster: LocalCluster, tmp_path: Path, one_thread: None
+) -> None:
+    """SIGINT to a driver waiting on its workers: KeyboardInterrupt, the work in flight
+    cancelled, the finished chunks saved; a new run continues from them."""
+    from negsample.distributed import mine_distributed
+
+    np.save(tmp_path / "corpus.npy", DATA.corpus)
+    np.save(tmp_path / "queries.npy", DATA.queries)
+    env = {**os.environ, **DRIVER_ENV, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _INTERRUPTED, str(tmp_path), cluster.address],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # wait for the first finished chunk
+            lines.append(line)
+            if line.startswith("chunk"):
+                break
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    out = "".join(lines) + rest
+    assert proc.returncode == 130, out
+    assert time.monotonic() - t0 < 20, out
+    assert "interrupted" in out and "chunks are saved" in out, out
+    saved = len(list((tmp_path / "work").glob("chunk_*.npz")))
+    assert 1 <= saved < 6
+    logs: list[str] = []
+    got = mine_distributed(
+        str(tmp_path / "queries.npy"),
+        "exact",
+        DATA.positives,
+        SlowTopK(k=50, pause=0.5),
+        corpus=str(tmp_path / "corpus.npy"),
+        n=5,
+        seed=3,
+        chunk_size=CHUNK,
+        workers=2,
+        cpus_per_worker=CPUS,
+        index_options={"search_block": CHUNK, "chunk_size": 512},
+        work_dir=tmp_path / "work",
+        log=logs.append,
+    )
+    assert any(f"resumed {saved} of 6 chunks" in m for m in logs), logs
+    assert_same(got, _mine_ref(ns.TopKSampler(k=50)))
+
+
+# -- the CLI ---------------------------------------------------------------------------------
+
+
+def _index_workers(cluster: LocalCluster) -> set[int]:
+    """Process ids of the cluster's live IndexWorker actors."""
+    import psutil
+
+    out = set()
+    for p in cluster.processes():
+        try:
+            if "IndexWorker" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+                out.add(p.pid)
+        except psutil.Error:
+            continue
+    return out
+
+
+def _cli(root: Path, out: Path, *extra: str) -> int:
+    from negsample.cli import main
+
+    return main(
+        [
+            "mine",
+            "--data",
+            str(root),
+            "--embeddings",
+            str(root / "embeddings"),
+            "--sampler",
+            "ReSa2Sampler(k1=100, k1_prime=50, k2=20)",
+            "--n",
+            "4",
+            "--seed",
+            "2",
+            "--scores",
+            "--chunk-size",
+            "2048",
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        ]
+    )
+
+
+def test_cli_ray_same_file(
+    cluster: LocalCluster,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    one_thread: None,
+) -> None:
+    from negsample.pipeline import resume
+    from tests.beir_helpers import write_beir
+
+    # two blocks of the default NumpyIndex (16384 rows): two corpus shards
+    root = write_beir(tmp_path / "beir", n_docs=16384 + 600, n_queries=40)
+    ref = tmp_path / "ref.jsonl"
+    assert _cli(root, ref) == 0
+    ray_flags = ["--ray", cluster.address, "--worker-cpus", str(CPUS)]
+    # query sharding (one chunk: the default NumpyIndex searches blocks of 2048 queries)
+    out = tmp_path / "q.jsonl"
+    assert _cli(root, out, *ray_flags, "--workers", "2") == 0
+    assert out.read_bytes() == ref.read_bytes()
+    # corpus sharding, interrupted (Ctrl-C) as its chunk is saved, then run again
+    real = resume._save_chunk
+
+    def interrupt(path: Path, part: ns.Negatives) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(resume, "_save_chunk", interrupt)
+    out = tmp_path / "c.jsonl"
+    shard = [*ray_flags, "--corpus-shards", "2"]
+    before = _index_workers(cluster)
+    assert _cli(root, out, *shard) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert not out.exists()
+    for _ in range(50):  # the interrupted run's workers are stopped
+        if _index_workers(cluster) <= before:
+            break
+        time.sleep(0.2)
+    assert _index_workers(cluster) <= before
+    monkeypatch.setattr(resume, "_save_chunk", real)
+    assert _cli(root, out, *shard) == 0
+    assert out.read_bytes() == ref.read_bytes()
