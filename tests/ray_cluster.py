@@ -40,10 +40,13 @@ DRIVER_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED
 
 
 class LocalCluster:
-    """``nodes`` Ray nodes (the first is the head) of ``cpus`` logical CPUs each."""
+    """``nodes`` Ray nodes (the first is the head) of ``cpus`` logical CPUs (and ``gpus``
+    GPUs) each."""
 
-    def __init__(self, nodes: int = 2, cpus: int = 1, timeout: float = 120.0) -> None:
-        self.nodes, self.cpus, self.timeout = nodes, cpus, timeout
+    def __init__(
+        self, nodes: int = 2, cpus: int = 1, gpus: int = 0, timeout: float = 120.0
+    ) -> None:
+        self.nodes, self.cpus, self.gpus, self.timeout = nodes, cpus, gpus, timeout
         self.temp_dir = tempfile.mkdtemp(prefix="nsray-", dir="/tmp")
         self.groups: list[int] = []
         self.address = ""
@@ -61,7 +64,7 @@ class LocalCluster:
             _RAY_START,
             "--node-ip-address=127.0.0.1",
             f"--num-cpus={self.cpus}",
-            "--num-gpus=0",
+            f"--num-gpus={self.gpus}",
             f"--temp-dir={self.temp_dir}",
             "--object-store-memory=200000000",
             "--disable-usage-stats",

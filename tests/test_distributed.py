@@ -133,6 +133,18 @@ def test_shard_bounds() -> None:
         shard_bounds(3000, 0)
 
 
+def test_unreachable_address_fails_fast() -> None:
+    from negsample.distributed._ray import _check_reachable
+
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match=r"cannot reach a Ray cluster at '127.0.0.1:1'"):
+        _check_reachable("127.0.0.1:1")
+    assert time.monotonic() - t0 < 15
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        _check_reachable("nonsense")
+    _check_reachable("auto")  # left to Ray
+
+
 def test_cli_ray_flags_need_ray(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from negsample.cli import main
 
@@ -291,8 +303,11 @@ def test_files_resume_and_interrupt(
 def test_errors_come_back_plain(cluster: LocalCluster) -> None:
     from negsample.distributed import ReplicatedIndex, ShardedIndex, mine_distributed
 
-    with pytest.raises(ValueError, match="faiss cannot build index"):
-        ReplicatedIndex("NoSuchIndex", corpus=DATA.corpus, workers=1, cpus_per_worker=CPUS)
+    if importlib.util.find_spec("faiss") is not None:  # raised in a worker
+        with pytest.raises(ValueError, match="faiss cannot build index"):
+            ShardedIndex("NoSuchIndex", corpus=DATA.corpus, shards=2, cpus_per_shard=CPUS)
+    with pytest.raises(ValueError, match="would be a different index on each"):
+        ReplicatedIndex("HNSW32", corpus=DATA.corpus, workers=2)
     bad = DATA.corpus.copy()
     bad[2100, 3] = np.nan
     with pytest.raises(ValueError, match="corpus row 2100 contains NaN"):
@@ -312,6 +327,35 @@ def test_errors_come_back_plain(cluster: LocalCluster) -> None:
         mine_distributed(
             DATA.queries, "exact", DATA.positives, ns.TopKSampler(k=5), corpus=DATA.corpus, n=9
         )
+
+
+def test_approximate_index_built_once(
+    cluster: LocalCluster, tmp_path: Path, one_thread: None
+) -> None:
+    """An HNSW index is built once and saved in the work folder; every worker loads that
+    one, so query sharding gives mine()'s output on that index."""
+    pytest.importorskip("faiss")
+    from negsample.distributed import mine_distributed
+
+    sampler = ns.SimANSSampler()
+    got = mine_distributed(
+        DATA.queries,
+        "HNSW32",
+        DATA.positives,
+        sampler,
+        corpus=DATA.corpus,
+        n=5,
+        seed=3,
+        chunk_size=CHUNK,
+        workers=2,
+        cpus_per_worker=CPUS,
+        index_options={"search_block": CHUNK},
+        work_dir=tmp_path / "work",
+    )
+    (saved,) = (tmp_path / "work").glob("index-*")
+    index = ns.FaissIndex.load(saved, vectors=DATA.corpus)
+    ref = ns.mine(DATA.queries, index, DATA.positives, sampler, n=5, seed=3, chunk_size=CHUNK)
+    assert_same(got, ref)
 
 
 # -- faults ----------------------------------------------------------------------------------
@@ -522,6 +566,52 @@ def test_ctrl_c_stops_the_cluster_work(
     )
     assert any(f"resumed {saved} of 6 chunks" in m for m in logs), logs
     assert_same(got, _mine_ref(ns.TopKSampler(k=50)))
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_gpu_workers_with_torch_index(cluster: LocalCluster, tmp_path: Path) -> None:
+    """GPU workers (gpus_per_worker) build a TorchIndex on their GPU: the output of
+    mine() with the same TorchIndex in this process, by query and by corpus shards."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    if not hasattr(ns, "TorchIndex"):
+        pytest.skip("needs negsample.TorchIndex")
+    import ray
+
+    from negsample.distributed import connect, mine_distributed
+
+    # a small memory budget: blocks of 256 corpus rows, so 2 shards can cut on them
+    opts = {"search_block": CHUNK, "memory_budget_mb": 0.05}
+    ref_index = ns.build_index(DATA.corpus, "torch:cuda", **opts)
+    assert ref_index.block_rows == 256
+    sampler = ns.ReSa2Sampler(k1=200, k1_prime=100, k2=20)
+    ref = ns.mine(DATA.queries, ref_index, DATA.positives, sampler, n=5, seed=3, chunk_size=CHUNK)
+    ray.shutdown()  # this test's own cluster: one node with the GPU
+    gpu = LocalCluster(nodes=1, cpus=2, gpus=1).start()
+    try:
+        connect(gpu.address)
+        for kw in ({"workers": 1}, {"corpus_shards": 2}):
+            got = mine_distributed(
+                DATA.queries,
+                "torch:cuda",
+                DATA.positives,
+                sampler,
+                corpus=DATA.corpus,
+                n=5,
+                seed=3,
+                chunk_size=CHUNK,
+                index_options=opts,
+                cpus_per_worker=0.5,
+                gpus_per_worker=0.5,
+                **kw,
+            )
+            assert_same(got, ref)
+    finally:
+        ray.shutdown()
+        gpu.stop()
+        connect(cluster.address)
 
 
 # -- the CLI ---------------------------------------------------------------------------------

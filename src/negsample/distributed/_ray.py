@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -32,20 +33,46 @@ def connect(address: str | None = None) -> bool:
     bool
         True when this call connected (the caller should disconnect with
         ``ray.shutdown()`` when done); False when the process was already connected.
+
+    Raises
+    ------
+    ValueError
+        when no cluster answers at ``address``.
     """
     ray = ray_module()
     if ray.is_initialized():
         return False
     if address is not None and (not isinstance(address, str) or not address.strip()):
         raise ValueError(f"address must be 'auto', 'local' or HOST:PORT, got {address!r}")
+    _check_reachable(address)
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "configure_logging": True}
     if address in (None, "local"):
         kwargs["include_dashboard"] = False
     try:
         ray.init(address=address, **kwargs)
     except ConnectionError as exc:
-        raise ConnectionError(f"cannot reach a Ray cluster at {address!r}: {exc}") from exc
+        raise ValueError(
+            f"cannot reach a Ray cluster at {address!r} ({str(exc).splitlines()[0]}); start one "
+            "with `ray start --head`, or use 'local' for a private instance"
+        ) from exc
     return True
+
+
+def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
+    """Fail in seconds, not after Ray's minutes of retries, when nothing listens at an
+    explicit ``HOST:PORT``."""
+    if address is None or address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"address must be 'auto', 'local' or HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ValueError(
+            f"cannot reach a Ray cluster at {address!r} ({exc}); start one with "
+            "`ray start --head`, or use 'local' for a private instance"
+        ) from exc
 
 
 @lru_cache(maxsize=1)

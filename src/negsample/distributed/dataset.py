@@ -16,8 +16,8 @@ from ..pipeline.dataset import MinedDataset, _index_for, duplicate_exclusion, po
 from ..pipeline.resume import settings_hash
 from ..samplers.base import BaseSampler
 from ._ray import connect, get, ray_module
-from .index import ReplicatedIndex, ShardedIndex, as_data
-from .runner import _check_args, _exact_like, default_workers, query_rows, run_chunks
+from .index import ReplicatedIndex, ShardedIndex, as_data, exact_like
+from .runner import _check_args, default_workers, query_rows, run_chunks
 
 if TYPE_CHECKING:
     from ..io.data import BeirDataset
@@ -93,17 +93,17 @@ def mine_dataset_distributed(
                 max_restarts=max_restarts,
             )
         else:
-            spec = index
-            if not _exact_like(index):  # the one index mine_dataset builds and keeps
+            spec, options = index, index_options
+            if not exact_like(index):  # the one index mine_dataset builds and keeps
                 key = settings_hash(user)[:16]
                 _index_for(embeddings, index, metric, wd, key)
-                spec = str(wd / f"index-{key}")
+                spec, options = str(wd / f"index-{key}"), None
             held = ReplicatedIndex(
                 spec,
                 corpus=embeddings.corpus,
                 workers=workers or default_workers(cpus_per_worker, gpus_per_worker),
                 metric=metric,
-                index_options=index_options,
+                index_options=options,
                 cpus_per_worker=cpus_per_worker,
                 gpus_per_worker=gpus_per_worker,
                 max_restarts=max_restarts,

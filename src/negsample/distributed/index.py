@@ -86,6 +86,12 @@ def as_data(x: Any, name: str) -> tuple[Rows | np.ndarray, int, int]:
     return arr, int(arr.shape[0]), int(arr.shape[1])
 
 
+def exact_like(spec: str) -> bool:
+    """Specs that every worker builds into the same index (nothing trained or random)."""
+    s = spec.lower()
+    return s in ("exact", "numpy", "flat") or s.startswith("torch")
+
+
 def _is_saved(index: Any) -> bool:
     return isinstance(index, str | os.PathLike) and (Path(index) / "meta.json").is_file()
 
@@ -241,15 +247,16 @@ class ReplicatedIndex:
     query chunks).
 
     Each worker opens the index once: a saved index folder on storage every node sees
-    (:func:`~negsample.load_index`), or ``index`` (a spec) built over ``corpus``, a
-    ``.npy`` path (memory-mapped by each worker) or an array (sent once through Ray's
-    object store). A worker whose process dies is restarted by Ray (up to
+    (:func:`~negsample.load_index`), or ``index`` (an exact spec: ``"exact"``, ``"Flat"``,
+    ``"torch..."``) built over ``corpus``, a ``.npy`` path (memory-mapped by each worker)
+    or an array (sent once through Ray's object store). An approximate index is refused as
+    a spec (each worker would build a different one): save it once and pass the folder. A worker whose process dies is restarted by Ray (up to
     ``max_restarts`` times) and opens the index again.
 
     Parameters
     ----------
-    index : a saved index folder, or a spec: ``"exact"``, ``"torch[:device[:dtype]]"``,
-        a faiss factory (``"Flat"``, ``"HNSW32"``...).
+    index : a saved index folder (any type), or an exact spec: ``"exact"``,
+        ``"torch[:device[:dtype]]"``, ``"Flat"``.
     corpus : ``(n, dim)`` vectors (path or array) for a spec.
     workers : number of actors.
     metric : ``"ip"`` or ``"cosine"`` (a saved index keeps its own).
@@ -276,6 +283,12 @@ class ReplicatedIndex:
         start_timeout: float = 600.0,
     ) -> None:
         _check_positive("workers", workers, integer=True)
+        if isinstance(index, str) and not _is_saved(index) and not exact_like(index):
+            raise ValueError(
+                f"index {index!r} built by each worker would be a different index on each "
+                "(graphs and clusterings depend on the build): build it once, save it "
+                "(Index.save) and pass the folder; mine_distributed does this for you"
+            )
         ray = ray_module()
         src, data, ntotal, dim = _template(index, corpus, metric, index_options)
         self._ref = None

@@ -21,7 +21,7 @@ from ..samplers.base import BaseSampler
 from ..samplers.topk import TopKSampler
 from ._ray import connect, get, is_worker_lost, ray_module
 from ._workers import MineTask, Rows, build_spec_index
-from .index import ReplicatedIndex, ShardedIndex, as_data
+from .index import ReplicatedIndex, ShardedIndex, as_data, exact_like
 
 __all__ = ["aligned_chunk_size", "default_workers", "mine_distributed"]
 
@@ -69,12 +69,6 @@ def _check_args(sampler: Any, n: Any, seed: Any, filters: Filters | None) -> Bas
             f"{type(sampler).__name__} searches no candidates, so score filters do not apply"
         )
     return sampler
-
-
-def _exact_like(spec: str) -> bool:
-    """Specs that every worker builds into the same index (no trained or random state)."""
-    s = spec.lower()
-    return s in ("exact", "numpy", "flat") or s.startswith("torch")
 
 
 def mine_distributed(
@@ -170,6 +164,18 @@ def mine_distributed(
     sampler = _check_args(sampler, n, seed, filters)
     if workers is not None and corpus_shards is not None:
         raise ValueError("give workers (query sharding) or corpus_shards, not both")
+    if isinstance(index, ReplicatedIndex | ShardedIndex):
+        given = {
+            "corpus": corpus,
+            "index_options": index_options,
+            "workers": workers,
+            "corpus_shards": corpus_shards,
+        }
+        extra = [k for k, v in given.items() if v is not None]
+        if extra:
+            raise ValueError(
+                f"{type(index).__name__} workers are already started: leave out {', '.join(extra)}"
+            )
     started = connect(address)
     tmp = None
     if work_dir is None:
@@ -191,8 +197,9 @@ def mine_distributed(
                 max_restarts=max_restarts,
             )
         else:
-            if isinstance(index, str) and not os.path.isdir(index) and not _exact_like(index):
+            if isinstance(index, str) and not os.path.isdir(index) and not exact_like(index):
                 index = _build_once(index, corpus, metric, index_options, Path(work_dir))
+                index_options = None  # used by the build; the workers load the saved index
             held = owned = ReplicatedIndex(
                 index,
                 corpus=corpus,
