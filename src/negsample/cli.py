@@ -108,21 +108,22 @@ def _check_outputs(
     files: dict[str, Path],
     dirs: dict[str, Path] | None = None,
 ) -> None:
-    """Before any work: every output is writable and none is an input (exit 2)."""
+    """Before any work: every output is writable and none is an input (exit 2). Output
+    folders (``dirs``) may not be an input folder either (the data, its qrels, the
+    embeddings)."""
     from .pipeline.outputs import check_output_dir, check_output_file, refuse_inputs
 
+    dirs = dirs or {}
     for opt, p in files.items():
         check_output_file(p, opt.split()[0])
-    for opt, p in (dirs or {}).items():
+    for opt, p in dirs.items():
         check_output_dir(p, opt)
     inputs, input_dirs = _input_paths(args, splits)
-    outs = dict(files)
-    for opt, d in (dirs or {}).items():
-        outs[opt] = d
-        inputs = [*inputs, Path(args.data), Path(args.data) / "qrels"]
+    if dirs:
+        inputs += [Path(args.data), Path(args.data) / "qrels"]
         if getattr(args, "embeddings", None):
             inputs.append(Path(args.embeddings))
-    refuse_inputs(outs, inputs, input_dirs)
+    refuse_inputs({**files, **dirs}, inputs, input_dirs)
 
 
 def _load_inputs(args: argparse.Namespace) -> tuple[Any, dict[str, float], dict[str, Any]]:
