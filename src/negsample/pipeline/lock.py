@@ -79,10 +79,13 @@ def hold_lock(path: str | os.PathLike[str]) -> Iterator[Path]:
         fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:  # held by another process (or thread)
             pid = _owner(fd)
             os.close(fd)
             raise RunLocked(p, pid) from None
+        except OSError:  # no lock support here (some network file systems): say so
+            os.close(fd)
+            raise
         # the holder before us may have removed the file after we opened it: then we
         # locked an orphan; start again on the file now at ``path``
         try:
