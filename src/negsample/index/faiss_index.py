@@ -47,6 +47,23 @@ def _gpu_available(faiss: Any) -> bool:
         return False
 
 
+def _train_error(factory: str, n_train: int, n: int, exc: RuntimeError) -> str:
+    """faiss's training error, explained (too few vectors for the lists or codebooks)."""
+    import re
+
+    m = re.search(r"training points \((\d+)\).*number of clusters \((\d+)\)", str(exc))
+    if m is None:
+        return f"faiss cannot train index {factory!r} on {n_train} vectors: {str(exc)[-200:]}"
+    k = int(m.group(2))
+    ivf = re.search(r"IVF(\d+)", factory)
+    what = f"IVF{ivf.group(1)}" if ivf and int(ivf.group(1)) == k else f"{factory!r}"
+    fewer = f"IVF{max(1, n // 39)},Flat" if ivf else "a Flat index"
+    return (
+        f"{what} needs at least {k} training vectors, the corpus has {n}: use a Flat index "
+        f"or fewer lists (e.g. {fewer}; faiss wants about 39 vectors per list)"
+    )
+
+
 class FaissIndex(BaseIndex):
     """A FAISS index built from any factory string.
 
@@ -117,7 +134,10 @@ class FaissIndex(BaseIndex):
                 rows = np.sort(
                     np.random.default_rng(seed).choice(x.shape[0], n_train, replace=False)
                 )
-                index.train(self._prep(x[rows]))
+                try:
+                    index.train(self._prep(x[rows]))
+                except RuntimeError as exc:
+                    raise ValueError(_train_error(factory, n_train, x.shape[0], exc)) from None
             for s in range(0, x.shape[0], _ADD_CHUNK):
                 index.add(self._prep(x[s : s + _ADD_CHUNK]))
             self._cpu = index
