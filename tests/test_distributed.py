@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 
 import negsample as ns
-from negsample.index.numpy_index import topk_merge
 from tests.ray_cluster import DRIVER_ENV, ROOT, KillOnceTopK, LocalCluster, SlowTopK
 
 pytestmark = pytest.mark.skipif(
@@ -96,19 +95,9 @@ def assert_same(got: ns.Negatives, ref: ns.Negatives) -> None:
     assert a == b
 
 
-def _mine_ref(sampler: Any, kind: str = "exact", **kw: Any) -> ns.Negatives:
-    # mine() at the chunk size of the distributed run: on the landed main, ReSa2's output
-    # still depends on the chunk size (the search is not yet in fixed blocks)
-    return ns.mine(
-        DATA.queries,
-        _reference_index(kind),
-        DATA.positives,
-        sampler,
-        n=5,
-        seed=3,
-        chunk_size=CHUNK,
-        **kw,
-    )
+def _mine_ref(sampler: Any, kind: str = "exact") -> ns.Negatives:
+    """One mine() call over all queries, at its own chunk size."""
+    return ns.mine(DATA.queries, _reference_index(kind), DATA.positives, sampler, n=5, seed=3)
 
 
 # -- without a cluster ------------------------------------------------------------------------
@@ -203,11 +192,8 @@ def test_sharded_index_primitives(held: tuple[str, Any], one_thread: None) -> No
     assert h.bounds == ([0, 1536, 3000] if kind == "exact" else [0, 2048, 3000])
     for k in (1, 9, ref.ntotal + 5):
         a, b = h.search(DATA.queries[:40], k), ref.search(DATA.queries[:40], k)
-        b_scores, b_ids = b.scores, b.ids
-        if kind == "flat":  # faiss orders equal scores its own way; the shards by id
-            b_scores, b_ids = topk_merge(b.scores, b.ids, k)
-        np.testing.assert_array_equal(a.ids, b_ids)
-        np.testing.assert_array_equal(a.scores, b_scores)
+        np.testing.assert_array_equal(a.ids, b.ids)
+        np.testing.assert_array_equal(a.scores, b.scores)
     rng = np.random.default_rng(0)
     ids = rng.integers(-1, ref.ntotal, size=(40, 7))
     ids[:, 0] = [1535, 1536, 2047, 2048, 2999] * 8  # both sides of each boundary
@@ -354,7 +340,7 @@ def test_approximate_index_built_once(
     )
     (saved,) = (tmp_path / "work").glob("index-*")
     index = ns.FaissIndex.load(saved, vectors=DATA.corpus)
-    ref = ns.mine(DATA.queries, index, DATA.positives, sampler, n=5, seed=3, chunk_size=CHUNK)
+    ref = ns.mine(DATA.queries, index, DATA.positives, sampler, n=5, seed=3)
     assert_same(got, ref)
 
 
@@ -587,7 +573,7 @@ def test_gpu_workers_with_torch_index(cluster: LocalCluster, tmp_path: Path) -> 
     ref_index = ns.build_index(DATA.corpus, "torch:cuda", **opts)
     assert ref_index.block_rows == 256
     sampler = ns.ReSa2Sampler(k1=200, k1_prime=100, k2=20)
-    ref = ns.mine(DATA.queries, ref_index, DATA.positives, sampler, n=5, seed=3, chunk_size=CHUNK)
+    ref = ns.mine(DATA.queries, ref_index, DATA.positives, sampler, n=5, seed=3)
     ray.shutdown()  # this test's own cluster: one node with the GPU
     gpu = LocalCluster(nodes=1, cpus=2, gpus=1).start()
     try:
@@ -649,7 +635,7 @@ def _cli(root: Path, out: Path, *extra: str) -> int:
             "2",
             "--scores",
             "--chunk-size",
-            "2048",
+            "1024",
             "--out",
             str(out),
             "--quiet",
@@ -668,20 +654,24 @@ def test_cli_ray_same_file(
     from negsample.pipeline import resume
     from tests.beir_helpers import write_beir
 
-    # two blocks of the default NumpyIndex (16384 rows): two corpus shards
-    root = write_beir(tmp_path / "beir", n_docs=16384 + 600, n_queries=40)
+    # three blocks of the default NumpyIndex (16384 rows): two corpus shards; 3 chunks of
+    # 1024 queries (its search block)
+    root = write_beir(tmp_path / "beir", n_docs=2 * 16384 + 600, n_queries=2100)
     ref = tmp_path / "ref.jsonl"
     assert _cli(root, ref) == 0
     ray_flags = ["--ray", cluster.address, "--worker-cpus", str(CPUS)]
-    # query sharding (one chunk: the default NumpyIndex searches blocks of 2048 queries)
-    out = tmp_path / "q.jsonl"
+    out = tmp_path / "q.jsonl"  # query sharding
     assert _cli(root, out, *ray_flags, "--workers", "2") == 0
     assert out.read_bytes() == ref.read_bytes()
-    # corpus sharding, interrupted (Ctrl-C) as its chunk is saved, then run again
+    # corpus sharding, interrupted (Ctrl-C) as its second chunk is saved, then resumed
     real = resume._save_chunk
+    calls: list[Path] = []
 
-    def interrupt(path: Path, part: ns.Negatives) -> None:
-        raise KeyboardInterrupt
+    def interrupt(path: Path, part: ns.Negatives, h: str) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(path, part, h)
 
     monkeypatch.setattr(resume, "_save_chunk", interrupt)
     out = tmp_path / "c.jsonl"
@@ -697,4 +687,5 @@ def test_cli_ray_same_file(
     assert _index_workers(cluster) <= before
     monkeypatch.setattr(resume, "_save_chunk", real)
     assert _cli(root, out, *shard) == 0
+    assert "resumed 1 of 3 chunks" in capsys.readouterr().err
     assert out.read_bytes() == ref.read_bytes()

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._ragged import Ragged
 from .._types import Negatives, SearchResult
 from .._validate import as_matrix, check_finite
 from ..index.base import Index
@@ -189,20 +190,18 @@ class IndexWorker:
         self,
         start: int,
         queries: Any,
-        positives: npt.NDArray[np.int64],
-        exclude: npt.NDArray[np.int64] | None,
+        positives: Ragged,
+        exclude: Ragged | None,
         task: MineTask,
     ) -> Negatives:
         """:func:`~negsample.mine` on one chunk of queries whose first row is the global
         query ``start`` (what :func:`~negsample.mine_resumable` computes for that chunk)."""
         from ..mining import mine
 
-        q = resolve(queries)
-        p = positives[:, : max(1, int((positives >= 0).sum(axis=1).max(initial=0)))]
         return mine(
-            q,
+            resolve(queries),
             self.index,
-            p,
+            positives,
             task.sampler,
             n=task.n,
             seed=task.seed,
@@ -211,10 +210,8 @@ class IndexWorker:
             exclude=exclude,
         )
 
-    def positive_scores(
-        self, queries: Any, positives: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.float32]:
-        """``s(q, d+)`` of a chunk of queries (NaN for padding)."""
+    def positive_scores(self, queries: Any, positives: Ragged) -> npt.NDArray[np.float32]:
+        """``s(q, d+)`` of a chunk's positives, flat in their order."""
         from ..pipeline.dataset import positive_scores
 
         return positive_scores(resolve(queries), positives, self.index)

@@ -6,14 +6,17 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
+from .._ragged import Ragged
 from ..filters import Filters
 from ..pipeline.dataset import MinedDataset, _index_for, duplicate_exclusion, positive_scores
-from ..pipeline.resume import settings_hash
+from ..pipeline.resume import settings_hash, work_lock
 from ..samplers.base import BaseSampler
 from ._ray import connect, get, ray_module
 from .index import ReplicatedIndex, ShardedIndex, as_data, exact_like
@@ -79,7 +82,9 @@ def mine_dataset_distributed(
         work_dir = tmp.name
     wd = Path(work_dir)
     held: ReplicatedIndex | ShardedIndex | None = None
+    lock = ExitStack()
     try:
+        lock.enter_context(work_lock(wd))  # the saved index and the chunks: one process
         t = time.perf_counter()
         if corpus_shards is not None:
             held = ShardedIndex(
@@ -131,17 +136,18 @@ def mine_dataset_distributed(
         for k, v in negs.stats.timings.items():
             timings[k] = timings.get(k, 0.0) + v
         t = time.perf_counter()
-        pos = dataset.positives_padded()
+        pos = dataset.positives_ragged()
         if isinstance(held, ShardedIndex):
             ps = positive_scores(embeddings.queries, pos, held)
         else:
             ps = _pool_positive_scores(held, embeddings.queries, pos)
         timings["positive_scores"] = time.perf_counter() - t
-        per_query = [ps[i, : p.size] for i, p in enumerate(dataset.positives)]
+        per_query = np.split(ps, pos.indptr[1:-1])
         return MinedDataset(negs, per_query, timings)
     finally:
         if held is not None:
             held.close()
+        lock.close()
         if tmp is not None:
             tmp.cleanup()
         if started:
@@ -149,15 +155,16 @@ def mine_dataset_distributed(
 
 
 def _pool_positive_scores(
-    pool: ReplicatedIndex, queries: Any, pos: np.ndarray, step: int = 4096
-) -> np.ndarray:
-    """``s(q, d+)`` of every query, in chunks spread over the workers."""
+    pool: ReplicatedIndex, queries: Any, pos: Ragged, step: int = 4096
+) -> npt.NDArray[np.float32]:
+    """``s(q, d+)`` of every positive (flat, in order), chunks of queries spread over the
+    workers."""
     qdata, n_q, _ = as_data(queries, "queries")
     refs = [
         pool.actors[j % pool.num_workers].positive_scores.remote(
-            query_rows(qdata, a, min(a + step, n_q)), pos[a : a + step]
+            query_rows(qdata, a, min(a + step, n_q)), pos.slice(a, min(a + step, n_q))
         )
         for j, a in enumerate(range(0, n_q, step))
     ]
     parts = get(refs)
-    return np.concatenate(parts) if parts else np.empty(pos.shape, np.float32)
+    return np.concatenate(parts) if parts else np.empty(0, np.float32)

@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +183,10 @@ def mine_distributed(
         tmp = tempfile.TemporaryDirectory(prefix="negsample-work-")
         work_dir = tmp.name
     owned: ReplicatedIndex | ShardedIndex | None = None
+    lock = ExitStack()
     try:
+        # the saved index and the chunks: one process at a time in the work folder
+        lock.enter_context(resume.work_lock(Path(work_dir)))
         if isinstance(index, ReplicatedIndex | ShardedIndex):
             held = index
         elif corpus_shards is not None:
@@ -230,6 +234,7 @@ def mine_distributed(
     finally:
         if owned is not None:
             owned.close()
+        lock.close()
         if tmp is not None:
             tmp.cleanup()
         if started:
@@ -305,13 +310,12 @@ def run_chunks(
             log=log,
             exclude=exclude,
         )
-    wd, n_q, pos, exc = resume.prepare_run(
+    h, full, pos, exc = resume.prepare_run(
         q_all,
         held.ntotal,
         positives,
         sampler,
         n_queries=n_q,
-        work_dir=work_dir,
         n=n,
         seed=seed,
         filters=filters,
@@ -324,20 +328,23 @@ def run_chunks(
     task = MineTask(sampler, n, seed, filters)
 
     def submit(actor: Any, a: int, b: int) -> Any:
-        e = None if exc is None else exc[a:b]
-        return actor.mine_chunk.remote(a, query_rows(qdata, a, b), pos[a:b], e, task)
+        e = None if exc is None else exc.slice(a, b)
+        return actor.mine_chunk.remote(a, query_rows(qdata, a, b), pos.slice(a, b), e, task)
 
-    return _schedule(
-        held,
-        chunks,
-        wd,
-        submit,
-        n=n,
-        seed=seed,
-        progress=progress,
-        on_chunk=on_chunk,
-        log=log,
-    )
+    with resume.work_lock(work_dir):  # (re-entrant: callers may hold it already)
+        resume.open_work_dir(work_dir, h, full, log)
+        return _schedule(
+            held,
+            chunks,
+            work_dir,
+            h,
+            submit,
+            n=n,
+            seed=seed,
+            progress=progress,
+            on_chunk=on_chunk,
+            log=log,
+        )
 
 
 def query_rows(qdata: Rows | np.ndarray, a: int, b: int) -> Any:
@@ -351,6 +358,7 @@ def _schedule(
     pool: ReplicatedIndex,
     chunks: list[tuple[int, int]],
     wd: Path,
+    h: str,
     submit: Callable[[Any, int, int], Any],
     *,
     n: int,
@@ -363,11 +371,17 @@ def _schedule(
     ray = ray_module()
     total = len(chunks)
     parts: dict[int, Negatives] = {}
+    rejected = 0
     for i, (a, b) in enumerate(chunks):
-        path = resume.chunk_path(wd, a, b)
-        part = resume._load_chunk(path) if path.is_file() else None
-        if part is not None:
-            parts[i] = part
+        path = resume._chunk_path(wd, h, a, b)
+        got = resume._load_chunk(path, h) if path.is_file() else None
+        if isinstance(got, Negatives):
+            parts[i] = got
+        elif got is not None:  # damaged (or, renamed, another run's): computed again
+            path.unlink(missing_ok=True)
+            rejected += 1
+    if rejected and log is not None:
+        log(f"recomputing {rejected} damaged chunk files")
     resumed = len(parts)
     if resumed and log is not None:
         log(f"resumed {resumed} of {total} chunks from {wd}, computing {total - resumed}")
@@ -416,7 +430,7 @@ def _schedule(
                             f"in {wd}: run again to continue"
                         ) from exc
                     continue
-                resume._save_chunk(resume.chunk_path(wd, a, b), part)
+                resume._save_chunk(resume._chunk_path(wd, h, a, b), part, h)
                 parts[i] = part
                 done_by[w] += 1
                 if bar is not None:

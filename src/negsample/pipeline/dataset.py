@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from .._ragged import Ragged
 from .._types import Candidates, Negatives
+from ..candidates import positive_scores_for
 from ..filters import Filters
 from ..index.base import Index, prepare_queries
-from ..samplers.base import BaseSampler, positive_scores_from_vectors
+from ..samplers.base import BaseSampler
 from ..samplers.topk import TopKSampler
-from .resume import mine_resumable, settings_hash
+from .resume import mine_resumable, settings_hash, work_lock
 
 if TYPE_CHECKING:
     from ..io.data import BeirDataset
@@ -86,7 +89,8 @@ def mine_dataset(
     work_dir : where chunk results are kept so an interrupted run resumes (see
         :func:`~negsample.mine_resumable`); a faiss index other than ``Flat`` is saved
         there too, so a resumed run searches the very same graph. ``None``: a temporary
-        folder, removed at the end.
+        folder, removed at the end. Its lock (``<work_dir>.lock``) is held for the call:
+        another process gets :class:`~negsample.RunLocked` at once.
     settings : extra settings that identify the run (file names...), hashed into the
         work folder's manifest.
     log : receives one-line diagnostics (chunks resumed...).
@@ -107,6 +111,8 @@ def mine_dataset(
         tmp_dir = tempfile.TemporaryDirectory(prefix="negsample-work-")
         work_dir = tmp_dir.name
     wd = Path(work_dir)
+    held = ExitStack()
+    held.enter_context(work_lock(wd))  # the saved index and the chunks: one process at a time
     try:
         idx: Index | None = None
         queries = None
@@ -137,7 +143,7 @@ def mine_dataset(
         for k, v in negs.stats.timings.items():
             timings[k] = timings.get(k, 0.0) + v
         t = time.perf_counter()
-        pos = dataset.positives_padded()
+        pos = dataset.positives_ragged()
         if idx is not None and queries is not None:
             ps = positive_scores(queries, pos, idx)
         else:
@@ -146,9 +152,10 @@ def mine_dataset(
             assert candidates is not None
             ps = scores_of(candidates, pos)
         timings["positive_scores"] = time.perf_counter() - t
-        per_query = [ps[i, : p.size] for i, p in enumerate(dataset.positives)]
+        per_query = np.split(ps, pos.indptr[1:-1])
         return MinedDataset(negs, per_query, timings)
     finally:
+        held.close()
         if tmp_dir is not None:
             tmp_dir.cleanup()
 
@@ -171,15 +178,18 @@ def duplicate_exclusion(dataset: BeirDataset, log: Callable[[str], None] | None)
 
 
 def positive_scores(
-    queries: Any, positives: npt.NDArray[np.int64], index: Index, step: int = 4096
+    queries: Any, positives: Ragged, index: Index, step: int = 4096
 ) -> npt.NDArray[np.float32]:
-    """``s(q, d+)`` ``(n, P)`` of ``queries`` ``(n, dim)`` with their padded ``positives``
-    ``(n, P)`` (NaN for padding), ``step`` queries at a time. Row by row: a worker that
-    scores a slice of the queries gets the numbers a single process gets."""
-    ps = np.empty(positives.shape, np.float32)
-    for a in range(0, positives.shape[0], step):
-        q = prepare_queries(queries[a : a + step], index.dim, index.metric, check=False)
-        ps[a : a + step] = positive_scores_from_vectors(q, positives[a : a + step], index)
+    """``s(q, d+)`` of every positive of ``positives`` (ragged, one row per query of
+    ``queries``), flat in their order, ``step`` queries at a time. Row by row: a worker
+    that scores a slice of the queries gets the numbers a single process gets."""
+    ps = np.empty(positives.nnz, np.float32)
+    for a in range(0, positives.n_rows, step):
+        b = min(a + step, positives.n_rows)
+        q = prepare_queries(queries[a:b], index.dim, index.metric, check=False)
+        ps[positives.indptr[a] : positives.indptr[b]] = positive_scores_for(
+            q, positives.slice(a, b), index
+        )
     return ps
 
 
