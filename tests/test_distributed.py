@@ -32,6 +32,11 @@ pytestmark = pytest.mark.skipif(
 CPUS = 0.25  # logical CPUs per test worker: several pools fit the 2-CPU test cluster
 CHUNK = 16  # queries per chunk (and per search block): 6 chunks of 96 queries
 DATA = ns.make_synthetic(3000, 96, 16, seed=1, max_positives=3)
+# exact ties across the shard boundaries (row 1536 for "exact", 2048 for faiss Flat): the
+# last rows repeat the two best rows of the first 40 queries, which lie before row 1500
+_top = np.unique(ns.NumpyIndex(DATA.corpus).search(DATA.queries[:40], 2).ids)
+TIED = _top[_top < 1500]
+DATA.corpus[3000 - TIED.size :] = DATA.corpus[TIED]
 SAMPLERS = ns.available_samplers()
 
 
@@ -108,6 +113,33 @@ def test_import_negsample_does_not_import_ray() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_topk_merge_breaks_ties_at_the_cut_by_id() -> None:
+    """Equal scores straddling the k-th place: the smaller ids are kept, as one exact
+    index over the whole corpus keeps them (the merge of the shards' results)."""
+    from negsample.index.numpy_index import topk_merge
+
+    s = np.array([[0.5, 0.3, 0.3, 0.3, -np.inf], [0.1, 0.1, 0.2, -np.inf, -np.inf]], np.float32)
+    i = np.array([[7, 9, 2, 5, -1], [8, 3, 4, -1, -1]])
+    got_s, got_i = topk_merge(s, i, 2)
+    np.testing.assert_array_equal(got_i, [[7, 2], [4, 3]])
+    np.testing.assert_array_equal(got_s, np.array([[0.5, 0.3], [0.2, 0.1]], np.float32))
+    _, all_i = topk_merge(s, i, 9)
+    np.testing.assert_array_equal(all_i, [[7, 2, 5, 9, -1], [4, 3, 8, -1, -1]])
+    corpus = np.repeat(np.eye(4, dtype=np.float32), 3, axis=0)  # each row three times
+    whole = ns.NumpyIndex(corpus).search(corpus[[0, 5]], 2)
+    halves = [
+        ns.NumpyIndex(corpus[:6]).search(corpus[[0, 5]], 2),
+        ns.NumpyIndex(corpus[6:]).search(corpus[[0, 5]], 2),
+    ]
+    m_s, m_i = topk_merge(
+        np.concatenate([h.scores for h in halves], 1),
+        np.concatenate([halves[0].ids, halves[1].ids + 6], 1),
+        2,
+    )
+    np.testing.assert_array_equal(m_i, whole.ids)
+    np.testing.assert_array_equal(m_s, whole.scores)
 
 
 def test_shard_bounds() -> None:
@@ -190,10 +222,15 @@ def test_sharded_index_primitives(held: tuple[str, Any], one_thread: None) -> No
     ref = _reference_index(kind)
     assert h.exact and h.ntotal == ref.ntotal and h.search_block == CHUNK
     assert h.bounds == ([0, 1536, 3000] if kind == "exact" else [0, 2048, 3000])
-    for k in (1, 9, ref.ntotal + 5):
+    cut_at_tie = 0
+    for k in (1, 2, 3, 9, ref.ntotal + 5):
         a, b = h.search(DATA.queries[:40], k), ref.search(DATA.queries[:40], k)
         np.testing.assert_array_equal(a.ids, b.ids)
         np.testing.assert_array_equal(a.scores, b.scores)
+        if k < ref.ntotal:  # equal scores on both sides of the k-th place
+            deeper = ref.search(DATA.queries[:40], k + 1).scores
+            cut_at_tie += int((deeper[:, k - 1] == deeper[:, k]).sum())
+    assert cut_at_tie > 0  # the tie-break at the cut was exercised
     rng = np.random.default_rng(0)
     ids = rng.integers(-1, ref.ntotal, size=(40, 7))
     ids[:, 0] = [1535, 1536, 2047, 2048, 2999] * 8  # both sides of each boundary
@@ -663,29 +700,38 @@ def test_cli_ray_same_file(
     out = tmp_path / "q.jsonl"  # query sharding
     assert _cli(root, out, *ray_flags, "--workers", "2") == 0
     assert out.read_bytes() == ref.read_bytes()
-    # corpus sharding, interrupted (Ctrl-C) as its second chunk is saved, then resumed
+    capsys.readouterr()
+    # one run, three ways: a local run stopped (Ctrl-C) after its first chunk, continued
+    # by corpus shards stopped after one more chunk, finished by query shards
     real = resume._save_chunk
-    calls: list[Path] = []
+    saves: list[int] = []
 
-    def interrupt(path: Path, part: ns.Negatives, h: str) -> None:
-        calls.append(path)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        real(path, part, h)
+    def stop_after(k: int) -> Any:
+        def save(path: Path, part: ns.Negatives, h: str) -> None:
+            saves.append(1)
+            if len(saves) > k:
+                raise KeyboardInterrupt
+            real(path, part, h)
 
-    monkeypatch.setattr(resume, "_save_chunk", interrupt)
+        return save
+
     out = tmp_path / "c.jsonl"
-    shard = [*ray_flags, "--corpus-shards", "2"]
+    work = tmp_path / ".c.jsonl.negsample-work"
+    monkeypatch.setattr(resume, "_save_chunk", stop_after(1))
+    assert _cli(root, out) == 130
+    assert len(list(work.glob("chunk_*.npz"))) == 1
+    saves.clear()
+    monkeypatch.setattr(resume, "_save_chunk", stop_after(1))
     before = _index_workers(cluster)
-    assert _cli(root, out, *shard) == 130
+    assert _cli(root, out, *ray_flags, "--corpus-shards", "2") == 130
     assert "interrupted" in capsys.readouterr().err
-    assert not out.exists()
+    assert len(list(work.glob("chunk_*.npz"))) == 2 and not out.exists()
     for _ in range(50):  # the interrupted run's workers are stopped
         if _index_workers(cluster) <= before:
             break
         time.sleep(0.2)
     assert _index_workers(cluster) <= before
     monkeypatch.setattr(resume, "_save_chunk", real)
-    assert _cli(root, out, *shard) == 0
-    assert "resumed 1 of 3 chunks" in capsys.readouterr().err
+    assert _cli(root, out, *ray_flags, "--workers", "2") == 0
+    assert "resumed 2 of 3 chunks" in capsys.readouterr().err
     assert out.read_bytes() == ref.read_bytes()
