@@ -11,7 +11,7 @@ import numpy as np
 from ._rng import normalize_seed
 from ._types import MiningStats, Negatives
 from ._validate import as_matrix, pad_positives
-from .filters import Filters
+from .filters import Filters, warn_emptied
 from .index.base import Index, prepare_queries
 from .samplers.base import BaseSampler, build_batch, positive_scores_from_vectors
 from .samplers.topk import TopKSampler
@@ -214,4 +214,5 @@ def mine(
     finally:
         if bar is not None:
             bar.close()
+    warn_emptied(stats)
     return Negatives.concat(parts, n, stats)
