@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -124,8 +126,9 @@ def _mine(args: argparse.Namespace) -> int:
 
     t_all = time.perf_counter()
     sampler = sampler_from_string(args.sampler)
+    filters = _filters(args)
     out = Path(args.out)
-    if out.is_dir():
+    if out.is_dir() and args.format != "hf":
         raise ValueError(f"{out}: --out must be a file, not a folder")
     if args.run and (args.embeddings or args.model):
         raise ValueError("--run gives the candidates: leave out --embeddings and --model")
@@ -161,6 +164,8 @@ def _mine(args: argparse.Namespace) -> int:
     if args.fresh:
         remove_work_dir(work)
     _log(f"mining with {sampler!r}, n={args.n}, seed={args.seed}, index={args.index}")
+    if filters is not None:
+        _log(f"filters: {filters!r}")
     had_work = work.is_dir()
     try:
         res = mine_dataset(
@@ -179,6 +184,9 @@ def _mine(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             log=_log,
             exclude_duplicate_texts=not args.keep_duplicate_texts,
+            filters=filters,
+            nprobe=args.nprobe,
+            ef_search=args.ef_search,
         )
     except RunIncomplete as exc:
         _log(str(exc))
@@ -195,6 +203,11 @@ def _mine(args: argparse.Namespace) -> int:
         f"{st.candidates_seen}, removed: {removed}; short rows {st.short_rows}, "
         f"filled {st.filled}, padded slots {st.padded}, dropped rows {st.dropped_rows}"
     )
+    if st.emptied:
+        _log(
+            "queries left without any candidate by the filters: "
+            + ", ".join(f"{k} {v}" for k, v in st.emptied.items())
+        )
     t = time.perf_counter()
     report = write_negatives(
         res.negatives,
@@ -204,6 +217,7 @@ def _mine(args: argparse.Namespace) -> int:
         scores=args.scores,
         positive_scores=res.positive_scores,
         on_short=args.on_short,
+        hf_layout=args.hf_layout,
     )
     timings["write"] = time.perf_counter() - t
     remove_work_dir(work)
@@ -227,6 +241,58 @@ def _mine(args: argparse.Namespace) -> int:
         with atomic_path(args.stats_json) as tmp:
             tmp.write_text(json.dumps(info, indent=1))
     return 0
+
+
+def _filters(args: argparse.Namespace) -> Any:
+    """The ``Filters`` the filter options ask for (``None`` when none is given)."""
+    from .filters import Filters
+
+    f = Filters(
+        range_min=args.range_min,
+        range_max=args.range_max,
+        absolute_margin=args.absolute_margin,
+        relative_margin=args.relative_margin,
+        max_score=args.max_score,
+        min_score=args.min_score,
+    )
+    return None if f.is_noop else f
+
+
+def _add_filter_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "filters (sentence-transformers' names and meanings; see docs/filters.md)"
+    )
+    g.add_argument(
+        "--range-min",
+        type=int,
+        default=0,
+        help="skip candidates ranked before this (ranks after the positives are removed)",
+    )
+    g.add_argument("--range-max", type=int, default=None, help="keep candidates ranked before this")
+    g.add_argument(
+        "--absolute-margin",
+        type=float,
+        default=None,
+        help="keep s(q,d-) < s+ - M (s+: the query's least positive score)",
+    )
+    g.add_argument(
+        "--relative-margin",
+        type=float,
+        default=None,
+        help="keep s(q,d-) < s+ - |s+| * R; 0.05 is NV-Retriever's TopK-PercPos 95%%",
+    )
+    g.add_argument("--max-score", type=float, default=None, help="keep s(q,d-) < this")
+    g.add_argument("--min-score", type=float, default=None, help="keep s(q,d-) > this")
+    s = p.add_argument_group("faiss search settings")
+    s.add_argument(
+        "--nprobe", type=int, default=None, help="IVF lists probed per query (--index IVF...)"
+    )
+    s.add_argument(
+        "--ef-search",
+        type=int,
+        default=None,
+        help="HNSW efSearch (--index HNSW...; raised to at least the search depth; default 128)",
+    )
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -439,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.set_defaults(func=_demo)
 
-    from .io.writers import FORMATS
+    from .io.writers import FORMATS, HF_LAYOUTS
 
     mine = sub.add_parser(
         "mine",
@@ -463,7 +529,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=FORMATS, default="st-ntuple", help="output format (default st-ntuple)"
     )
     mine.add_argument(
-        "--scores", action="store_true", help="add s(q,d+) and s(q,d-) where the format has them"
+        "--hf-layout",
+        choices=HF_LAYOUTS,
+        default="st-ntuple",
+        help="rows of a --format hf folder (default st-ntuple)",
+    )
+    mine.add_argument(
+        "--scores",
+        action="store_true",
+        help="add the miner's own s(q,d+) and s(q,d-) (not teacher scores) where the format "
+        "has them",
     )
     mine.add_argument(
         "--on-short",
@@ -490,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
         "another id (by default they are excluded and counted)",
     )
     mine.add_argument("--stats-json", default=None, help="also write the diagnostics as JSON")
+    _add_filter_args(mine)
     mine.set_defaults(func=_mine)
 
     rep = sub.add_parser(
@@ -561,7 +637,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is at each record."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+@contextmanager
+def _library_log_on_stderr() -> Iterator[None]:
+    """While a command runs, the library's diagnostics (the ``negsample`` logger, INFO and
+    above) go to stderr; the logger is left as it was afterwards."""
+    logger = logging.getLogger("negsample")
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("negsample: %(levelname)s: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    if level == logging.NOTSET or level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with _library_log_on_stderr():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     np.set_printoptions(precision=4)
