@@ -83,7 +83,7 @@ def _column(columns: Sequence[str], name: str | None, pos: int, what: str) -> st
 
 
 def _text_column(table: Any, name: str) -> Any:
-    """The column as one string array; refuses nulls and non-string columns by row."""
+    """The column (an Arrow string array, as stored); refuses nulls and non-strings."""
     pa = require("pyarrow", "mine_hard_negatives")
     col = table.column(name)
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
@@ -91,16 +91,34 @@ def _text_column(table: Any, name: str) -> Any:
     if col.null_count:
         row = int(np.flatnonzero(np.asarray(col.is_null()))[0])
         raise ValueError(f"column {name!r} row {row} is None; every row needs a text")
-    return col.combine_chunks().cast(pa.large_string())
+    return col
 
 
-def _unique(values: Any) -> tuple[Any, npt.NDArray[np.int64]]:
-    """Distinct texts in order of first appearance (as ``dict.fromkeys``), and the index
-    of each value into them."""
+def _compact(texts: Any) -> Any:
+    """``string`` (32-bit offsets) when the texts fit, so that gathering them for the output
+    needs no cast; ``large_string`` otherwise."""
+    pa = require("pyarrow", "mine_hard_negatives")
+    if pa.types.is_large_string(texts.type) and texts.nbytes < 2**31 - 2**24:
+        return texts.cast(pa.string())
+    return texts
+
+
+def _index_in(values: Any, uniq: Any) -> npt.NDArray[np.int64]:
+    """Row of each of ``values`` in ``uniq`` (which holds them all)."""
+    pa = require("pyarrow", "mine_hard_negatives")
     pc = require("pyarrow.compute", "mine_hard_negatives")
-    uniq = pc.unique(values)
-    idx = np.asarray(pc.index_in(values, value_set=uniq)).astype(np.int64)
-    return uniq, idx
+    if uniq.type != values.type:
+        if pa.types.is_string(values.type) and uniq.nbytes >= 2**31 - 2**24:
+            values = values.cast(pa.large_string())
+        else:
+            uniq = uniq.cast(values.type)
+    return np.asarray(pc.index_in(values, value_set=uniq)).astype(np.int64)
+
+
+def _unique(values: Any) -> Any:
+    """Distinct texts in order of first appearance (as ``dict.fromkeys``)."""
+    pc = require("pyarrow.compute", "mine_hard_negatives")
+    return pc.unique(values)
 
 
 def _pairs(q_idx: IntArray, p_idx: IntArray, n_q: int, n_c: int) -> tuple[IntArray, IntArray]:
@@ -363,10 +381,10 @@ def _take(texts: Any, ids: IntArray) -> Any:
     """``texts[ids]`` as a chunked Arrow ``string`` column (sentence-transformers' type)."""
     pa = require("pyarrow", "mine_hard_negatives")
     ids = np.asarray(ids, np.int64)
-    chunks = [
-        texts.take(pa.array(ids[s : s + _TAKE_ROWS])).cast(pa.string())
-        for s in range(0, ids.size, _TAKE_ROWS)
-    ]
+    chunks = []
+    for s in range(0, ids.size, _TAKE_ROWS):
+        part = texts.take(pa.array(ids[s : s + _TAKE_ROWS]))
+        chunks.append(part if part.type == pa.string() else part.cast(pa.string()))
     return pa.chunked_array(chunks, type=pa.string())
 
 
@@ -828,18 +846,20 @@ def mine_hard_negatives(
     # -- texts to rows: queries and documents de-duplicated, pairs grouped by query --------
     table = dataset.select_columns([anchor, positive]).with_format("arrow")[:]
     q_col, p_col = _text_column(table, anchor), _text_column(table, positive)
-    uq, q_idx = _unique(q_col)
+    uq = _compact(_unique(q_col))
+    q_idx = _index_in(q_col, uq)
+    uc = _unique(p_col)
     if corpus is not None:
         if isinstance(corpus, str) or not isinstance(corpus, Sequence):
             raise TypeError(f"corpus must be a list of strings, got {type(corpus).__name__}")
         for i, t in enumerate(corpus):
             if not isinstance(t, str):
                 raise TypeError(f"corpus[{i}] must be a string, got {type(t).__name__}")
-        all_docs = pa.concat_arrays([pa.array(list(corpus), pa.large_string()), p_col])
-        uc, d_idx = _unique(all_docs)
-        p_idx = d_idx[len(corpus) :]
-    else:
-        uc, p_idx = _unique(p_col)
+        # dict.fromkeys(corpus + positives): the corpus's texts first, then new positives
+        first = _unique(pa.array(list(corpus), pa.large_string()))
+        uc = _unique(pa.concat_arrays([first, uc.cast(pa.large_string())]))
+    uc = _compact(uc)
+    p_idx = _index_in(p_col, uc)
     n_q, n_c = len(uq), len(uc)
     max_positives = int(np.bincount(q_idx).max())  # rows per query, as sentence-transformers counts
     pair_q, pair_p = _pairs(q_idx, p_idx, n_q, n_c)
@@ -899,7 +919,10 @@ def mine_hard_negatives(
         from ..index.numpy_index import NumpyIndex
 
         index = NumpyIndex(c_emb, metric="ip", check=False)
-    pair_s = np.einsum("ij,ij->i", q_emb[pair_q], c_emb[pair_p]).astype(np.float32)
+    pair_s = np.empty(pair_q.size, np.float32)
+    for a in range(0, pair_q.size, _TAKE_ROWS):  # s(q, d+) per pair, gathered in blocks
+        b = slice(a, a + _TAKE_ROWS)
+        pair_s[b] = np.einsum("ij,ij->i", q_emb[pair_q[b]], c_emb[pair_p[b]])
 
     # a document whose text is the query's own text is never its negative
     pc = require("pyarrow.compute", "mine_hard_negatives")
