@@ -433,3 +433,58 @@ def test_with_minilm_matches_sentence_transformers() -> None:
     for fmt in FORMATS:
         kw = dict(corpus=corpus, num_negatives=2, output_format=fmt, output_scores=True)
         _assert_same(_ns(ds, model, **kw), _st(ds, model, **kw))
+
+
+class _Recording(StubModel):
+    """Records the keyword arguments of each encode call; has a (fake) process pool."""
+
+    def __init__(self, vectors: dict[str, np.ndarray]) -> None:
+        super().__init__(vectors)
+        self.kwargs: list[dict[str, Any]] = []
+        self.pools: list[Any] = []
+
+    def _encode(self, texts: list[str], normalize_embeddings: bool = False, **kw: Any) -> Any:
+        self.kwargs.append(kw)
+        return super()._encode(texts, normalize_embeddings=normalize_embeddings)
+
+    encode_query = _encode
+    encode_document = _encode
+
+    def start_multi_process_pool(self, target_devices: Any = None) -> dict[str, Any]:
+        pool = {"devices": target_devices}
+        self.pools.append(pool)
+        return pool
+
+    def stop_multi_process_pool(self, pool: Any) -> None:
+        pool["stopped"] = True
+
+
+def test_prompts_and_multi_process_reach_the_model(single: Any) -> None:
+    ds, docs, model = single
+    rec = _Recording(model.vectors)
+    _ns(
+        ds,
+        rec,
+        corpus=docs,
+        query_prompt_name="query",
+        corpus_prompt="passage: ",
+        batch_size=7,
+        use_multi_process=["cpu", "cpu"],
+    )
+    doc_kw, query_kw = rec.kwargs  # the corpus is encoded first, as in sentence-transformers
+    assert doc_kw["prompt"] == "passage: " and doc_kw["prompt_name"] is None
+    assert query_kw["prompt_name"] == "query" and query_kw["prompt"] is None
+    assert doc_kw["batch_size"] == query_kw["batch_size"] == 7
+    assert rec.pools == [{"devices": ["cpu", "cpu"], "stopped": True}]
+    assert doc_kw["pool"] is rec.pools[0] and query_kw["pool"] is rec.pools[0]
+
+
+def test_large_string_columns(single: Any) -> None:
+    from datasets import Value
+
+    ds, docs, model = single
+    big = ds.cast_column("query", Value("large_string")).cast_column(
+        "answer", Value("large_string")
+    )
+    kw = dict(corpus=docs, num_negatives=3, output_format="labeled-list")
+    _assert_same(_ns(big, model, **kw), _st(big, model, **kw))

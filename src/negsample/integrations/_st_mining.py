@@ -35,7 +35,7 @@ from .._validate import pad_positives
 from ..filters import Filters
 from ..index.base import Index
 from ..mining import mine
-from ..samplers.base import Anchor, BaseSampler, IntArray, SamplerBatch, _members
+from ..samplers.base import Anchor, BaseSampler, IntArray, SamplerBatch
 from ..samplers.topk import TopKSampler
 
 __all__ = ["mine_hard_negatives"]
@@ -103,16 +103,21 @@ def _compact(texts: Any) -> Any:
     return texts
 
 
-def _index_in(values: Any, uniq: Any) -> npt.NDArray[np.int64]:
-    """Row of each of ``values`` in ``uniq`` (which holds them all)."""
+def _index_in(values: Any, uniq: Any, missing: int | None = None) -> npt.NDArray[np.int64]:
+    """Row of each of ``values`` in ``uniq``; ``missing`` for a value not there (``None``:
+    every value is there)."""
     pa = require("pyarrow", "mine_hard_negatives")
     pc = require("pyarrow.compute", "mine_hard_negatives")
-    if uniq.type != values.type:
-        if pa.types.is_string(values.type) and uniq.nbytes >= 2**31 - 2**24:
+    if uniq.type != values.type:  # one side holds more than 2 GiB of text
+        if pa.types.is_large_string(uniq.type):
             values = values.cast(pa.large_string())
         else:
-            uniq = uniq.cast(values.type)
-    return np.asarray(pc.index_in(values, value_set=uniq)).astype(np.int64)
+            uniq = uniq.cast(pa.large_string())
+            values = values.cast(pa.large_string())
+    found = pc.index_in(values, value_set=uniq)
+    if missing is not None:
+        found = found.fill_null(missing)
+    return np.asarray(found).astype(np.int64)
 
 
 def _unique(values: Any) -> Any:
@@ -295,7 +300,10 @@ def _pools(
     k = int(min(depth + int(n_rm.max(initial=0)), index.ntotal))
     res = index.search(q, k)
     ids, sc = np.asarray(res.ids, np.int64), np.asarray(res.scores, np.float32)
-    keep = (ids >= 0) & ~_members(ids, remove)
+    width = int(max(ids.max(initial=-1), remove.max(initial=-1))) + 2
+    row = np.arange(ids.shape[0], dtype=np.int64)[:, None] * width
+    removed = np.isin(row + ids + 1, (row + remove + 1)[remove >= 0])
+    keep = (ids >= 0) & ~removed
     order = np.argsort(~keep, axis=1, kind="stable")[:, :depth]
     c_ids = np.take_along_axis(np.where(keep, ids, -1), order, axis=1)
     c_sc = np.take_along_axis(np.where(keep, sc, np.nan), order, axis=1).astype(np.float32)
@@ -310,7 +318,7 @@ def _mine_own_candidates(
     q_emb: npt.NDArray[np.float32],
     index: Index,
     positives: list[IntArray],
-    exclude: list[IntArray],
+    exclude: IntArray,
     sampler: BaseSampler,
     *,
     n: int,
@@ -335,7 +343,7 @@ def _mine_own_candidates(
         stop = min(start + chunk, q_emb.shape[0])
         rows = np.arange(start, stop)
         pos = pad_positives([positives[i] for i in rows], len(rows), None)
-        exc = pad_positives([exclude[i] for i in rows], len(rows), None, "exclude", True)
+        exc = exclude[start:stop]
         remove = exc if include_positives else np.concatenate([pos, exc], axis=1)
         ids, sc = _pools(index, q_emb[start:stop], remove, depth)
         ps = _ragged_to_padded_f([pos_scores[i] for i in rows])
@@ -394,18 +402,26 @@ def _lists(offsets: IntArray, values: Any) -> Any:
 
 
 def _text_lists(texts: Any, offsets: IntArray, ids: IntArray) -> Any:
+    """Lists of texts (row ``i``: ``texts[ids[offsets[i]:offsets[i + 1]]]``), chunked by
+    rows so that no chunk's strings pass 2 GiB."""
     pa = require("pyarrow", "mine_hard_negatives")
-    vals = _take(texts, ids)
-    flat = vals.combine_chunks() if vals.num_chunks else pa.array([], pa.string())
-    return _lists(offsets, flat)
+    n_rows = offsets.size - 1
+    step = max(1, _TAKE_ROWS // max(1, int(np.ceil(ids.size / max(n_rows, 1)))))
+    chunks = []
+    for a in range(0, n_rows, step):
+        b = min(a + step, n_rows)
+        vals = _take(texts, ids[offsets[a] : offsets[b]])
+        flat = vals.combine_chunks() if vals.num_chunks else pa.array([], pa.string())
+        chunks.append(_lists(offsets[a : b + 1] - offsets[a], flat))
+    return pa.chunked_array(chunks, type=pa.list_(pa.string()))
 
 
 @dataclass
 class _Mined:
     """Everything the layouts need, in row numbers."""
 
-    queries: Any  # Arrow large_string, distinct queries
-    corpus: Any  # Arrow large_string, distinct documents
+    queries: Any  # Arrow strings, distinct queries
+    corpus: Any  # Arrow strings, distinct documents
     pair_q: IntArray  # (pairs,) query of each distinct (query, positive) pair
     pair_p: IntArray  # (pairs,) its positive
     pair_s: npt.NDArray[np.float64]  # (pairs,) s(q, d+)
@@ -924,12 +940,8 @@ def mine_hard_negatives(
         b = slice(a, a + _TAKE_ROWS)
         pair_s[b] = np.einsum("ij,ij->i", q_emb[pair_q[b]], c_emb[pair_p[b]])
 
-    # a document whose text is the query's own text is never its negative
-    pc = require("pyarrow.compute", "mine_hard_negatives")
-    self_doc = np.asarray(pc.index_in(uq, value_set=uc).fill_null(-1)).astype(np.int64)
-    exclude = [
-        np.array([d], np.int64) if d >= 0 else np.empty(0, np.int64) for d in self_doc.tolist()
-    ]
+    # a document whose text is the query's own text is never its negative: (n_q, 1), -1 = none
+    exclude = _index_in(uq, uc, missing=-1)[:, None]
 
     filters = Filters(
         absolute_margin=absolute_margin,
