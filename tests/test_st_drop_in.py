@@ -169,13 +169,11 @@ def test_tiny_corpus_gives_short_rows_like_sentence_transformers() -> None:
 # -- random draws: the same allowed candidates ---------------------------------------------------
 
 
-def _allowed(
-    ds: Any, docs: list[str], model: StubModel, kw: dict[str, Any], *, st_pool: bool
-) -> dict[str, set[str]]:
-    """Per query text, the documents each library may return: the pool (sentence-
-    transformers: the top ``range_max + max_positives`` before removing the positives;
-    negsample: the first ``range_max`` once they are removed), then the positives and the
-    filters, then positions ``[range_min, range_max)`` among what passed."""
+def _allowed(ds: Any, docs: list[str], model: StubModel, kw: dict[str, Any]) -> dict[str, set[str]]:
+    """Per query text, the documents sentence-transformers' rule allows: the pool is the
+    top ``range_max + max_positives`` of the search (``max_positives``: the most rows any
+    query has), less the query's positives; then the filters; then positions
+    ``[range_min, range_max)`` among what passed."""
     q_texts, p_texts = list(ds["query"]), list(ds["answer"])
     corpus = list(dict.fromkeys(docs + p_texts))
     c = model._encode(corpus, normalize_embeddings=True)
@@ -190,10 +188,7 @@ def _allowed(
         qv = model._encode([q], normalize_embeddings=True)[0]
         s = c @ qv
         order = np.argsort(-s, kind="stable")
-        if st_pool:
-            pool = [d for d in order[: rmax + max_pos] if d not in ps]
-        else:
-            pool = [d for d in order if d not in ps][:rmax]
+        pool = [d for d in order[: rmax + max_pos] if d not in ps]
         s_pos = min(s[d] for d in ps)
         keep = []
         for d in pool:
@@ -247,9 +242,7 @@ def test_random_draws_within_the_same_allowed_sets(cfg: int, fmt: str, single: A
     out = _ns(ds, model, output_format=fmt, seed=3, **kw)
     ref = _st(ds, model, output_format=fmt, **kw)
     assert out.column_names == ref.column_names and out.features == ref.features
-    allowed = _allowed(ds, docs, model, kw, st_pool=False)
-    # one positive per query, retrieved first: the two pools are the same
-    assert allowed == _allowed(ds, docs, model, kw, st_pool=True)
+    allowed = _allowed(ds, docs, model, kw)
     positives = dict(zip(list(ds["query"]), list(ds["answer"]), strict=True))
     for tool, res in (("negsample", out), ("sentence-transformers", ref)):
         got = _negatives(res, fmt)
@@ -270,21 +263,31 @@ def test_random_draws_within_the_same_allowed_sets(cfg: int, fmt: str, single: A
     assert len(out) == len(ref)
 
 
-def test_random_with_multiple_positives(multi: Any) -> None:
+@pytest.mark.parametrize("fmt", ["triplet", "n-tuple"])
+def test_random_with_multiple_positives(multi: Any, fmt: str) -> None:
     ds, docs, model = multi
     kw = dict(corpus=docs, num_negatives=3, range_max=15, max_score=0.55)
-    ours = _allowed(ds, docs, model, kw, st_pool=False)
-    theirs = _allowed(ds, docs, model, kw, st_pool=True)
-    out = _ns(ds, model, sampling_strategy="random", output_format="triplet", **kw)
+    allowed = _allowed(ds, docs, model, kw)
     positives: dict[str, set[str]] = {}
     for q, p in zip(list(ds["query"]), list(ds["answer"]), strict=True):
         positives.setdefault(q, set()).add(p)
-    for q, rows in _negatives(out, "triplet").items():
-        got = {n for r in rows for n in r}
-        assert got <= ours[q] and not got & positives[q]
-        # negsample's pool is the first range_max non-positive candidates; a query with
-        # fewer positives than the dataset's most gets no deeper pool than the others
-        assert ours[q] <= theirs[q]
+    out = _ns(ds, model, sampling_strategy="random", output_format=fmt, **kw)
+    ref = _st(ds, model, sampling_strategy="random", output_format=fmt, **kw)
+    assert len(out) == len(ref)
+    for res in (out, ref):
+        for q, rows in _negatives(res, fmt).items():
+            got = {n for r in rows for n in r}
+            assert got <= allowed[q] and not got & positives[q]
+
+
+def test_top_with_multiple_positives_and_filters_matches(multi: Any) -> None:
+    # the pool depends on the most positives any query has, as in sentence-transformers
+    ds, docs, model = multi
+    kw = dict(
+        corpus=docs, num_negatives=3, range_min=1, relative_margin=0.05, max_score=0.55,
+        output_format="labeled-list", output_scores=True,
+    )  # fmt: skip
+    _assert_same(_ns(ds, model, **kw), _st(ds, model, **kw))
 
 
 def test_seeded_and_reproducible(single: Any) -> None:
@@ -351,6 +354,10 @@ def test_errors_are_clear(single: Any) -> None:
         _ns(ds.select([]), model)
     with pytest.raises(TypeError, match="corpus\\[1\\] must be a string"):
         _ns(ds, model, corpus=["a", None])
+    import negsample as ns
+
+    with pytest.raises(ValueError, match="sampler= works without include_positives"):
+        _ns(ds, model, sampler=ns.TopKSampler(k=20), include_positives=True)
     bad = _dataset({"q": ["a", None], "p": ["x", "y"]})
     with pytest.raises(ValueError, match="column 'q' row 1 is None"):
         _ns(bad, model)
@@ -488,3 +495,53 @@ def test_large_string_columns(single: Any) -> None:
     )
     kw = dict(corpus=docs, num_negatives=3, output_format="labeled-list")
     _assert_same(_ns(big, model, **kw), _st(big, model, **kw))
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_nfcorpus_matches_sentence_transformers() -> None:
+    """Real texts, many positives per query, MiniLM embeddings (precomputed): the same
+    dataset with the defaults, with a rank window and a cap, and with NV-Retriever's
+    relative margin."""
+    import json
+
+    from tests.conftest import shared_dataset
+
+    root = shared_dataset("nfcorpus")
+    emb = root / "embeddings" / "all-MiniLM-L6-v2"
+    if not (emb / "corpus.npy").is_file():
+        pytest.skip(f"real-data test: {emb} not found")
+    doc_ids = [d for d in (emb / "corpus_ids.txt").read_text().split("\n") if d]
+    qry_ids = [q for q in (emb / "query_ids.txt").read_text().split("\n") if q]
+    docs = {}
+    for line in (root / "corpus.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        docs[r["_id"]] = (r.get("title", "") + " " + r["text"]).strip()
+    queries = {}
+    for line in (root / "queries.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        queries[r["_id"]] = r["text"]
+    c, q = np.load(emb / "corpus.npy"), np.load(emb / "queries.npy")
+    vectors = {docs[d]: c[i] for i, d in reversed(list(enumerate(doc_ids)))}
+    vectors.update({queries[x]: q[i] for i, x in reversed(list(enumerate(qry_ids)))})
+    pairs: dict[str, list[str]] = {"query": [], "answer": []}
+    keep: set[str] = set()
+    for line in (root / "qrels" / "train.tsv").read_text().splitlines()[1:]:
+        qid, did, score = line.split("\t")
+        if int(score) > 0 and (qid in keep or len(keep) < 150):
+            keep.add(qid)
+            pairs["query"].append(queries[qid])
+            pairs["answer"].append(docs[did])
+    ds, model, corpus = _dataset(pairs), StubModel(vectors), list(docs.values())
+    for kw in (
+        dict(num_negatives=5, output_format="n-tuple", output_scores=True),
+        dict(range_min=10, range_max=60, max_score=0.6, num_negatives=4, output_scores=True),
+    ):
+        out = _ns(ds, model, corpus=corpus, **kw)
+        assert len(out) > 0
+        _assert_same(out, _st(ds, model, corpus=corpus, **kw))
+    # the least positive of these queries scores low: a relative margin leaves nothing, and
+    # negsample says so
+    kw = dict(relative_margin=0.05, num_negatives=5, output_format="labeled-list")
+    out = _ns(ds, model, corpus=corpus, **kw)
+    _assert_same(out, _st(ds, model, corpus=corpus, **kw))

@@ -10,8 +10,10 @@ counts, dtypes) as the sentence-transformers version installed; plus ``sampler=`
 negsample sampler) and ``seed=``. Inside: encode with the model (or read the embeddings
 that ``cache_folder`` holds, in sentence-transformers' own cache files), index the corpus
 (:class:`~negsample.FaissIndex` with ``use_faiss``, else :class:`~negsample.NumpyIndex`),
-:func:`negsample.mine` with :class:`~negsample.Filters`, then the ``datasets.Dataset`` built
-with Arrow ``take`` on the de-duplicated texts (no Python loop over rows).
+search sentence-transformers' candidate pool and sample it with a negsample sampler and
+:class:`~negsample.Filters` (``sampler.sample``, draws keyed by the query; with
+``sampler=``, :func:`negsample.mine`), then the ``datasets.Dataset`` built with Arrow
+``take`` on the de-duplicated texts (no Python loop over rows).
 The deliberate differences from sentence-transformers are listed in
 docs/sentence_transformers.md and in the docstring of :func:`mine_hard_negatives`.
 """
@@ -288,23 +290,23 @@ def _embeddings(
 # -- mining paths that need their own candidates --------------------------------------------
 
 
-def _pools(
+def _pool(
     index: Index,
     q: npt.NDArray[np.float32],
     remove: IntArray,
     depth: int,
 ) -> tuple[IntArray, npt.NDArray[np.float32]]:
-    """The first ``depth`` candidates of each query once the ids of ``remove`` (``(b, R)``,
-    -1 padded) are taken out; -1 / NaN padded."""
-    n_rm = (remove >= 0).sum(axis=1)
-    k = int(min(depth + int(n_rm.max(initial=0)), index.ntotal))
+    """sentence-transformers' candidate pool: the top ``depth`` of the search, less the ids
+    of ``remove`` (``(b, R)``, -1 padded) found among them; compacted, best first, ``-1`` /
+    NaN padded to ``depth`` columns."""
+    k = int(min(depth, index.ntotal))
     res = index.search(q, k)
     ids, sc = np.asarray(res.ids, np.int64), np.asarray(res.scores, np.float32)
     width = int(max(ids.max(initial=-1), remove.max(initial=-1))) + 2
     row = np.arange(ids.shape[0], dtype=np.int64)[:, None] * width
     removed = np.isin(row + ids + 1, (row + remove + 1)[remove >= 0])
     keep = (ids >= 0) & ~removed
-    order = np.argsort(~keep, axis=1, kind="stable")[:, :depth]
+    order = np.argsort(~keep, axis=1, kind="stable")
     c_ids = np.take_along_axis(np.where(keep, ids, -1), order, axis=1)
     c_sc = np.take_along_axis(np.where(keep, sc, np.nan), order, axis=1).astype(np.float32)
     if c_ids.shape[1] < depth:
@@ -314,13 +316,14 @@ def _pools(
     return c_ids, c_sc
 
 
-def _mine_own_candidates(
+def _mine_pools(
     q_emb: npt.NDArray[np.float32],
     index: Index,
     positives: list[IntArray],
     exclude: IntArray,
     sampler: BaseSampler,
     *,
+    depth: int,
     n: int,
     seed: int | None,
     filters: Filters | None,
@@ -328,24 +331,30 @@ def _mine_own_candidates(
     include_positives: bool,
     rescore: Any,
     pos_scores: list[npt.NDArray[np.float32]],
+    progress: bool,
 ) -> Negatives:
-    """``include_positives`` or cross-encoder rescoring: search each chunk, take the pool
-    that can be sampled, rescore it (``rescore(query_rows, ids) -> scores``) and re-sort it,
-    then ``sampler.sample`` with the filters. Random draws are keyed by the global query
-    index, as in :func:`negsample.mine`."""
+    """Mine from sentence-transformers' pool: per chunk of queries, search the top
+    ``depth`` (``range_max + max_positives``), remove the query's positives (unless
+    ``include_positives``) and excluded ids found there, optionally rescore the pool
+    (``rescore(query_rows, ids) -> scores``, a cross-encoder) and re-sort it, then
+    ``sampler.sample`` with the filters. The random draws are keyed by the global query
+    index, as in :func:`negsample.mine`, so ``chunk`` never changes the result."""
     from .._rng import normalize_seed
 
     seed_i = normalize_seed(seed)
     stats = MiningStats(seed=seed_i)
     parts: list[Negatives] = []
-    depth = sampler.depth
-    for start in range(0, q_emb.shape[0], chunk):
+    starts = range(0, q_emb.shape[0], chunk)
+    if progress:
+        tqdm = require("tqdm.auto", "progress bars").tqdm
+        starts = tqdm(starts, desc="Mining", unit="chunk")
+    for start in starts:
         stop = min(start + chunk, q_emb.shape[0])
         rows = np.arange(start, stop)
         pos = pad_positives([positives[i] for i in rows], len(rows), None)
         exc = exclude[start:stop]
         remove = exc if include_positives else np.concatenate([pos, exc], axis=1)
-        ids, sc = _pools(index, q_emb[start:stop], remove, depth)
+        ids, sc = _pool(index, q_emb[start:stop], remove, depth)
         ps = _ragged_to_padded_f([pos_scores[i] for i in rows])
         if rescore is not None:
             sc = rescore(rows, ids)
@@ -362,11 +371,9 @@ def _mine_own_candidates(
                 query_index=rows,
             )  # fmt: skip
         else:
-            vec = sampler.needs_vectors
             part = sampler.sample(
                 ids, sc, pos, n=n, seed=seed_i, positive_scores=ps, filters=filters,
-                query_index=rows, index=index if vec else None,
-                queries=q_emb[start:stop] if vec else None,
+                query_index=rows,
             )  # fmt: skip
         stats.merge(part.stats)
         parts.append(part)
@@ -729,10 +736,12 @@ def mine_hard_negatives(
         positives with ``cross_encoder.predict``; ranks, filters and output scores are then
         the cross-encoder's. Without a score filter it is not used (as in
         sentence-transformers), and a warning says so.
-    range_min, range_max : the rank window, counted among the candidates that pass the
-        filters; the pool is the first ``range_max`` candidates once the query's positives
-        are removed. ``range_max=None``: ``range_min + num_negatives + max_positives``, or
-        ``range_min + 10 * num_negatives + max_positives`` with a score filter.
+    range_min, range_max : the rank window ``[range_min, range_max)``, counted among the
+        candidates that pass the filters, in a pool of the top ``range_max + max_positives``
+        of the search less the query's positives (``max_positives``: the most rows any query
+        has), as in sentence-transformers. ``range_max=None``: ``range_min + num_negatives
+        + max_positives``, or ``range_min + 10 * num_negatives + max_positives`` with a
+        score filter.
     max_score, min_score : keep ``min_score < s(q,d-) < max_score``.
     absolute_margin : keep ``s(q,d-) < s+ - absolute_margin``.
     relative_margin : keep ``s(q,d-) < s+ - |s+| * relative_margin`` (0.05: NV-Retriever's
@@ -761,9 +770,11 @@ def mine_hard_negatives(
         (``query_embeddings_{hash}.npy``, ``corpus_embeddings_{hash}.npy``, same hash), so a
         cache written by either library serves the other; written atomically here.
     as_triplets, margin : deprecated (``output_format``, ``absolute_margin``).
-    sampler : any negsample sampler instead of the default TopK (then ``range_min`` and an
+    sampler : any negsample sampler instead of the default TopK, mined by
+        :func:`negsample.mine` with the sampler's own depth (then ``range_min`` and an
         explicit ``range_max`` become a :class:`~negsample.Filters` rank window and
-        ``sampling_strategy`` is the sampler's business).
+        ``sampling_strategy`` is the sampler's business); not with ``include_positives`` or
+        ``cross_encoder``.
     seed : the random draws (``None``: fresh entropy); sentence-transformers cannot be
         seeded.
 
@@ -780,11 +791,12 @@ def mine_hard_negatives(
     Notes
     -----
     Deliberate differences from sentence-transformers (see docs/sentence_transformers.md):
-    seeded draws; a negative whose text is the query's own text is never sampled; the pool
-    of a query does not depend on how many positives other queries have; filters are strict
-    (``<``); fewer documents than ``num_negatives + 1`` give short rows instead of failing;
-    unknown column names and invalid ``sampling_strategy`` values raise; no 2048 cap on
-    ``range_max`` with faiss on a GPU.
+    seeded draws; a document whose text is the query's own text is never its negative;
+    filters are strict (``<``); unknown column names, invalid ``sampling_strategy`` or
+    ``relative_margin`` values and ``None`` texts raise; cache files are written
+    atomically; no 2048 cap on ``range_max`` with faiss on a GPU; a ``cross_encoder``
+    without a score filter is reported (it is not used, as there); an empty result keeps
+    typed columns.
 
     Examples
     --------
@@ -950,21 +962,30 @@ def mine_hard_negatives(
         min_score=min_score,
     )
     n_eff = min(num_negatives, n_c - 1)
+    # sentence-transformers searches range_max + max_positives (the most rows any query
+    # has) and removes the query's own positives from what it found
+    depth = range_max + max_positives
     if sampler is None:
         run_sampler: BaseSampler = _EligibleRankTopK(
-            k=range_max, range_min=range_min, strategy=sampling_strategy
+            k=depth, range_min=range_min, range_max=range_max, strategy=sampling_strategy
         )
     else:
         run_sampler = sampler
         filters = replace(
             filters, range_min=range_min, range_max=range_max if range_max_given else None
         )
+        if include_positives or cross_encoder is not None:
+            raise ValueError(
+                "sampler= works without include_positives and cross_encoder (they reorder "
+                "or keep candidates that a negsample sampler would remove)"
+            )
     if cross_encoder is not None and not filter_set:
         _log.warning(
             "cross_encoder is used only together with a score filter (absolute_margin, "
             "relative_margin, max_score or min_score), as in sentence-transformers; it was ignored"
         )
     use_ce = cross_encoder is not None and filter_set
+    active = None if filters.is_noop else filters
     if n_eff < 1:
         negs = Negatives.concat([], num_negatives, MiningStats(n_queries=n_q))
         ids = np.full((n_q, num_negatives), -1, np.int64)
@@ -972,34 +993,7 @@ def mine_hard_negatives(
         qidx = np.arange(n_q)
         anchors = np.full(n_q, -1, np.int64)
     else:
-        pos_scores = [pair_s[q_first[q] : q_first[q] + n_pos[q]] for q in range(n_q)]
-        if include_positives and run_sampler.needs_vectors:
-            raise ValueError(
-                "include_positives=True works with samplers that need only scores; "
-                f"{type(run_sampler).__name__} needs corpus vectors"
-            )
-        active = None if filters.is_noop else filters
-        if use_ce:
-            scorer = _CrossEncoderScores(
-                cross_encoder, queries_list, corpus_list, batch_size, use_multi_process, verbose
-            )
-            try:
-                pair_s = scorer.pairs(pair_q, pair_p)
-                pos_scores = [pair_s[q_first[q] : q_first[q] + n_pos[q]] for q in range(n_q)]
-                negs = _mine_own_candidates(
-                    q_emb, index, positives, exclude, run_sampler, n=n_eff, seed=seed,
-                    filters=active, chunk=faiss_batch_size, include_positives=include_positives,
-                    rescore=scorer, pos_scores=pos_scores,
-                )  # fmt: skip
-            finally:
-                scorer.close()
-        elif include_positives:
-            negs = _mine_own_candidates(
-                q_emb, index, positives, exclude, run_sampler, n=n_eff, seed=seed,
-                filters=active, chunk=faiss_batch_size, include_positives=True, rescore=None,
-                pos_scores=pos_scores,
-            )  # fmt: skip
-        else:
+        if sampler is not None:
             negs = mine(
                 q_emb,
                 index,
@@ -1012,6 +1006,26 @@ def mine_hard_negatives(
                 progress=verbose,
                 exclude=exclude,
             )
+        else:
+            scorer = None
+            if use_ce:
+                scorer = _CrossEncoderScores(
+                    cross_encoder, queries_list, corpus_list, batch_size, use_multi_process,
+                    verbose,
+                )  # fmt: skip
+            try:
+                if scorer is not None:
+                    pair_s = scorer.pairs(pair_q, pair_p)
+                pos_scores = [pair_s[q_first[q] : q_first[q] + n_pos[q]] for q in range(n_q)]
+                negs = _mine_pools(
+                    q_emb, index, positives, exclude, run_sampler, depth=depth, n=n_eff,
+                    seed=seed, filters=active, chunk=faiss_batch_size,
+                    include_positives=include_positives, rescore=scorer, pos_scores=pos_scores,
+                    progress=verbose,
+                )  # fmt: skip
+            finally:
+                if scorer is not None:
+                    scorer.close()
         ids, nsc, qidx, anchors = negs.ids, negs.scores, negs.query_index, negs.anchor_ids
 
     # -- negatives of each (query, positive) pair, best first -------------------------------
