@@ -938,19 +938,21 @@ def mine_hard_negatives(
         use_multi_process=use_multi_process,
         verbose=verbose,
     )
-    index: Index
-    if use_faiss:
-        from ..index.faiss_index import FaissIndex
-
-        index = FaissIndex(c_emb, "Flat", metric="ip", check=False)
-    else:
-        from ..index.numpy_index import NumpyIndex
-
-        index = NumpyIndex(c_emb, metric="ip", check=False)
     pair_s = np.empty(pair_q.size, np.float32)
     for a in range(0, pair_q.size, _TAKE_ROWS):  # s(q, d+) per pair, gathered in blocks
         b = slice(a, a + _TAKE_ROWS)
         pair_s[b] = np.einsum("ij,ij->i", q_emb[pair_q[b]], c_emb[pair_p[b]])
+    index: Index
+    if use_faiss:
+        from ..index.faiss_index import FaissIndex
+
+        # the Flat index stores the vectors exactly: no second copy is kept beside it
+        index = FaissIndex(c_emb, "Flat", metric="ip", check=False, keep_vectors=False)
+        del c_emb
+    else:
+        from ..index.numpy_index import NumpyIndex
+
+        index = NumpyIndex(c_emb, metric="ip", check=False)
 
     # a document whose text is the query's own text is never its negative: (n_q, 1), -1 = none
     exclude = _index_in(uq, uc, missing=-1)[:, None]
