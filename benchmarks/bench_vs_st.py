@@ -31,6 +31,7 @@ strings, so this one measures the mining more than the text handling).
 
     python benchmarks/bench_vs_st.py            # both datasets, 3 repeats
     python benchmarks/bench_vs_st.py --quick    # NFCorpus subset and a 20,000-passage synthetic set, 1 repeat
+    python benchmarks/bench_vs_st.py --datasets nfcorpus --repeats 1 --name bench_vs_st_nfcorpus
 
 Writes benchmarks/results/bench_vs_st{,_quick}.json and .md.
 """
@@ -295,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--datasets", default="nfcorpus,synthetic")
+    ap.add_argument("--name", default=None, help="results file name (default bench_vs_st[_quick])")
     args = ap.parse_args(argv)
     if args.quick:
         args.repeats = 1
@@ -399,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{info['affinity']} cores, sentence-transformers {info.get('sentence_transformers')}, "
         f"faiss {info.get('faiss')}, {info['date']}.\n\n" + C.markdown_table(header, rows)
     )
-    name = "bench_vs_st_quick" if args.quick else "bench_vs_st"
+    name = args.name or ("bench_vs_st_quick" if args.quick else "bench_vs_st")
     C.write_results(name, {"args": vars(args), "machine": info, "results": results}, md)
     return 0
 
