@@ -10,6 +10,7 @@ Policies (the same for every format):
 
 - ``-1`` (a short row's padding) is never written as a document.
 - A row with no valid negative at all is skipped and counted (``empty_rows``).
+- Zero rows in all is an error (:class:`EmptyOutput`): no empty file is ever written.
 - Formats with a fixed number of negatives per row (``st-ntuple``, and ``hf`` in that
   layout) need exactly ``n``:
   with ``on_short="skip"`` (default) short rows are skipped and counted
@@ -52,7 +53,15 @@ from .._types import Negatives
 if TYPE_CHECKING:
     from .data import BeirDataset
 
-__all__ = ["FORMATS", "HF_LAYOUTS", "WriteReport", "atomic_dir", "atomic_path", "write_negatives"]
+__all__ = [
+    "FORMATS",
+    "HF_LAYOUTS",
+    "EmptyOutput",
+    "WriteReport",
+    "atomic_dir",
+    "atomic_path",
+    "write_negatives",
+]
 
 FORMATS = (
     "st-triplet",
@@ -99,6 +108,27 @@ class WriteReport:
         if self.empty_rows:
             extra.append(f"{self.empty_rows} rows without any negative skipped")
         return s + ("; " + "; ".join(extra) if extra else "")
+
+
+class EmptyOutput(ValueError):
+    """No row at all would be written (every row short or empty): nothing is written,
+    an existing file is left as it was. ``report`` counts what was left out."""
+
+    def __init__(self, report: WriteReport) -> None:
+        self.report = report
+        why = []
+        if report.short_rows_skipped:
+            why.append(f"{report.short_rows_skipped} short rows skipped ({report.format} needs n)")
+        if report.empty_rows:
+            why.append(f"{report.empty_rows} rows without any negative")
+        super().__init__(
+            f"{report.path}: no row to write ({'; '.join(why) or 'no negatives'}); nothing written"
+        )
+
+
+def _refuse_empty(report: WriteReport) -> None:
+    if report.rows == 0:
+        raise EmptyOutput(report)
 
 
 class atomic_path:
@@ -220,6 +250,11 @@ def write_negatives(
     -------
     WriteReport
         rows written and everything left out, counted.
+
+    Raises
+    ------
+    EmptyOutput
+        (a ``ValueError``) when no row at all would be written: no file is written.
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -260,12 +295,13 @@ def write_negatives(
     if format == "parquet":
         _write_parquet(negatives, dataset, Path(path), report)
         return report
-    docs = dataset.document_texts()
+    docs = dataset.document_texts
     if format == "hf":
         report.layout = hf_layout
         datasets = require("datasets", "writing a Hugging Face datasets folder")
         rows: list[dict[str, Any]] = []
         _ROW_WRITERS[hf_layout](rows, negatives, dataset, docs, report, scores, pos_sc)
+        _refuse_empty(report)  # before anything is written
         with atomic_dir(path) as tmp:
             datasets.Dataset.from_list(rows).save_to_disk(str(tmp))
         return report
@@ -274,13 +310,15 @@ def write_negatives(
         corpus_path = tevatron_corpus_path(path)
         report.corpus_path = str(corpus_path)
         with atomic_path(corpus_path) as ctmp, atomic_path(path) as tmp:
-            with open(ctmp, "w", encoding="utf-8") as f:
-                _tevatron_corpus(f, dataset)
             with open(tmp, "w", encoding="utf-8") as f:
                 writer(f, negatives, dataset, docs, report, scores, pos_sc)
+                _refuse_empty(report)  # before the moves: an empty file is never written
+            with open(ctmp, "w", encoding="utf-8") as f:
+                _tevatron_corpus(f, dataset)
         return report
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         writer(f, negatives, dataset, docs, report, scores, pos_sc)
+        _refuse_empty(report)  # before the move: an empty file is never written
     return report
 
 
@@ -294,10 +332,9 @@ def tevatron_corpus_path(path: str | os.PathLike[str]) -> Path:
 
 
 def _check_no_positive(neg: Negatives, dataset: BeirDataset) -> None:
-    pos = dataset.positives_padded()[neg.query_index]
-    hit = (neg.ids[:, :, None] == pos[:, None, :]) & (neg.ids[:, :, None] >= 0)
+    hit = dataset.positives_ragged().take(neg.query_index).contains(neg.ids)
     if hit.any():
-        r, c, _ = (int(v) for v in np.argwhere(hit)[0])
+        r, c = (int(v) for v in np.argwhere(hit)[0])
         q = dataset.query_ids[int(neg.query_index[r])]
         raise ValueError(
             f"negative {dataset.corpus_ids[int(neg.ids[r, c])]!r} of query {q!r} is one of its "
@@ -535,6 +572,7 @@ def _write_parquet(neg: Negatives, ds: BeirDataset, path: Path, report: WriteRep
             ("negative_scores", pa.list_(pa.float32())),
         ]
     )
+    _refuse_empty(report)
     table = pa.table(cols, schema=schema)
     with atomic_path(path) as tmp:
         pq.write_table(table, str(tmp))
