@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from importlib.util import find_spec
+
 import numpy as np
 import pytest
 
 import negsample as ns
 from negsample.index.numpy_index import topk_merge
+
+_HAS_TORCH = find_spec("torch") is not None
 
 faiss = pytest.importorskip(
     "faiss", reason="faiss-cpu not installed (pip install negsample[faiss])"
@@ -156,6 +160,8 @@ def test_gpu_device_without_gpu_is_clear() -> None:
 
 @pytest.mark.gpu
 def test_gpu_flat_matches_cpu_and_handles_large_k() -> None:
+    if not (hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0):
+        pytest.skip("needs faiss-gpu (the GPU is there, faiss-gpu is not)")
     x, q = _data(n=5000)
     gpu = ns.FaissIndex(x, "Flat", device="gpu")
     assert gpu.device == "gpu"
@@ -197,11 +203,19 @@ def _score_indexes(x: np.ndarray) -> list[ns.Index]:
         ns.FaissIndex(x, "HNSW16", metric="cosine"),
         ns.FaissIndex(x, "IVF8,Flat", nprobe=2),
         ns.FaissIndex(x, "IVF8,PQ4", keep_vectors=False),
+        # TorchIndex (float32 here: half precision rounds the query too, see test_torch_index)
+        *(
+            [ns.TorchIndex(x, device="cpu"), ns.TorchIndex(x, metric="cosine", device="cpu")]
+            if _HAS_TORCH
+            else []
+        ),
     ]
 
 
-@pytest.mark.parametrize("which", range(8))
+@pytest.mark.parametrize("which", range(10))
 def test_score_primitive_equals_gathered_dot_products(which: int) -> None:
+    if which >= 8 and not _HAS_TORCH:
+        pytest.skip("torch not installed (pip install negsample[torch])")
     x, q = _data(n=1200, d=16, nq=40)
     index = _score_indexes(x)[which]
     qq = q / np.linalg.norm(q, axis=1, keepdims=True) if index.metric == "cosine" else q

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import negsample as ns
@@ -63,3 +63,34 @@ def test_different_seeds_differ(name: str) -> None:
     a = ns.mine(data.queries, index, data.positives, sampler=ns.get_sampler(name), seed=1)
     b = ns.mine(data.queries, index, data.positives, sampler=ns.get_sampler(name), seed=2)
     assert not np.array_equal(a.ids, b.ids)
+
+
+# -- the same contract over TorchIndex (issue 10; kept apart from the suite above) ---------------
+@pytest.mark.parametrize("name", SAMPLERS)
+@settings(max_examples=8)
+@given(p=problems(), chunk=st.integers(1, 4))
+def test_sampler_contract_torch_index(name: str, p: Problem, chunk: int) -> None:
+    pytest.importorskip("torch", reason="torch not installed (pip install negsample[torch])")
+    index = ns.TorchIndex(p.corpus, device="cpu", search_block=16)
+
+    def run(**kw: object) -> ns.Negatives:
+        sampler = ns.get_sampler(name)
+        kw.update(sampler=sampler, n=p.n, seed=p.seed)
+        return ns.mine(p.queries, index, p.positives, **kw)  # type: ignore[arg-type]
+
+    negs = run()
+    ids = negs.ids
+    assert ids.shape[1] == p.n and ids.dtype == np.int64 and negs.scores.dtype == np.float32
+    assert np.all((ids >= -1) & (ids < len(p.corpus)))
+    assert np.array_equal(np.isnan(negs.scores), ids < 0)
+    for row, q in zip(ids, negs.query_index, strict=True):
+        got = row[row >= 0]
+        assert len(set(got.tolist())) == len(got), "duplicate negative in a row"
+        assert not set(got.tolist()) & set(p.positives[q]), "a positive was sampled"
+    valid = ids >= 0
+    expect = np.einsum("rd,rkd->rk", p.queries[negs.query_index], p.corpus[np.maximum(ids, 0)])
+    np.testing.assert_allclose(negs.scores[valid], expect[valid], rtol=1e-4, atol=1e-4)
+    assert negs.stats.padded == int((ids < 0).sum())
+    again = run(chunk_size=chunk)
+    np.testing.assert_array_equal(again.ids, ids)
+    np.testing.assert_array_equal(again.scores, negs.scores)

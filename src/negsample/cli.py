@@ -278,7 +278,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--index",
         default="exact",
-        help="'exact' (numpy, default) or a faiss factory string: Flat, HNSW32, IVF1024,Flat",
+        help="'exact' (numpy, default), 'torch[:DEVICE[:DTYPE]]' (exact, GPU: torch:cuda, "
+        "torch:cuda:bfloat16) or a faiss factory string: Flat, HNSW32, IVF1024,Flat",
     )
     g.add_argument("--metric", choices=("ip", "cosine"), default="ip", help="score (default ip)")
     p.add_argument("--n", type=int, default=7, help="negatives per query (default 7)")
