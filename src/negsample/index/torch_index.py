@@ -45,7 +45,7 @@ from .base import (
     read_meta,
     write_dir_atomic,
 )
-from .numpy_index import _unpack
+from .numpy_index import _EMPTY, _unpack
 
 __all__ = ["DTYPES", "TorchIndex", "resolve_devices"]
 
@@ -374,11 +374,7 @@ class TorchIndex(BaseIndex):
                 for cs in range(0, shard.n, self.block_rows):
                     block = shard.data[cs : cs + self.block_rows]
                     s = self._mm(qt, block, shard.fp32_out)
-                    keys = _block_topk(torch, s, kk, shard.offset + cs)
-                    if best is not None:
-                        keys = torch.cat([best, keys], dim=1)
-                        keys = torch.topk(keys, kk, dim=1, sorted=False).values
-                    best = keys
+                    best = _merge_block(torch, best, s, kk, shard.offset + cs)
                 assert best is not None  # the shard has rows
                 out[qs : qs + qt.shape[0]] = best.cpu().numpy()
         return out
@@ -566,6 +562,45 @@ def _pack(torch: Any, scores: Any, ids: Any) -> Any:
     return (bits << 32) | (_LOW - 1 - ids)
 
 
+def _merge_block(torch: Any, best: Any, s: Any, kk: int, offset: int) -> Any:
+    """Merge the scores ``s`` ``(rows, m)`` of corpus ids ``offset + arange(m)`` into the
+    running top-``kk`` packed keys ``best`` (``None`` before the first block). Exact.
+
+    Once every row holds ``kk`` keys, only the entries scoring at least the row's current
+    ``kk``-th best can enter: they are gathered (few, after the first blocks) and merged by
+    packed key. A block where some row has more than ``2 kk`` of them takes the top-``k``
+    path instead. Which path runs changes the speed only: both select the same keys, a
+    function of the scores alone.
+    """
+    if best is not None and s.shape[1] > kk:
+        low = best.min(dim=1).values
+        if bool((low != _EMPTY).all()):
+            thr = _unpack_scores(torch, low)[:, None]
+            rows, cols = torch.nonzero(s >= thr, as_tuple=True)  # row-major order
+            cnt = torch.bincount(rows, minlength=s.shape[0])
+            width = int(cnt.max())
+            if width <= 2 * kk:
+                if width == 0:
+                    return best
+                starts = torch.cumsum(cnt, 0) - cnt
+                pos = torch.arange(rows.shape[0], device=s.device) - starts[rows]
+                cand = torch.full((s.shape[0], width), _EMPTY, dtype=torch.int64, device=s.device)
+                cand[rows, pos] = _pack(torch, s[rows, cols], cols + offset)
+                merged = torch.cat([best, cand], dim=1)
+                return torch.topk(merged, kk, dim=1, sorted=False).values
+    keys = _block_topk(torch, s, kk, offset)
+    if best is None:
+        return keys
+    return torch.topk(torch.cat([best, keys], dim=1), kk, dim=1, sorted=False).values
+
+
+def _unpack_scores(torch: Any, keys: Any) -> Any:
+    """float32 scores of packed keys (the inverse of :func:`_pack`'s high half)."""
+    bits = keys >> 32
+    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    return bits.to(torch.int32).view(torch.float32)
+
+
 def _block_topk(torch: Any, s: Any, kk: int, offset: int) -> Any:
     """Packed keys ``(rows, min(kk, m))`` of the exact top of ``s`` ``(rows, m)`` float32
     (corpus ids ``offset + arange(m)``), ties at the cut broken by the smaller id.
@@ -578,7 +613,7 @@ def _block_topk(torch: Any, s: Any, kk: int, offset: int) -> Any:
     kb = min(kk, m)
     vals, cols = torch.topk(s, kb, dim=1, sorted=False)
     thr = vals.min(dim=1, keepdim=True).values
-    tied = (s >= thr).sum(dim=1) > kb
+    tied = (s >= thr).sum(dim=1, dtype=torch.int32) > kb
     if bool(tied.any()):
         rows = torch.nonzero(tied)[:, 0]
         ids = torch.arange(m, device=s.device, dtype=torch.int64) + offset
