@@ -105,6 +105,10 @@ def _embeddings(args: argparse.Namespace, ds: Any, timings: dict[str, float]) ->
             batch_size=args.batch_size,
             max_seq_length=args.max_seq_length,
             query_prompt=args.query_prompt,
+            document_prompt=args.document_prompt,
+            query_prompt_name=args.query_prompt_name,
+            document_prompt_name=args.document_prompt_name,
+            precision=args.precision,
             device=args.device,
             progress=not args.quiet,
         )
@@ -274,7 +278,20 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=64, help="encoding batch size (default 64)")
     g.add_argument("--max-seq-length", type=int, default=None, help="truncate inputs (tokens)")
     g.add_argument("--query-prompt", default=None, help="prefix added to queries when encoding")
-    g.add_argument("--device", default=None, help="torch device for encoding (default: auto)")
+    g.add_argument("--document-prompt", default=None, help="prefix added to documents")
+    g.add_argument("--query-prompt-name", default=None, help="a prompt of the model, for queries")
+    g.add_argument(
+        "--document-prompt-name", default=None, help="a prompt of the model, for documents"
+    )
+    g.add_argument(
+        "--precision",
+        choices=("float32", "float16", "bfloat16"),
+        default=None,
+        help="dtype the model encodes in (default: float16 on a CUDA GPU, else float32)",
+    )
+    g.add_argument(
+        "--device", default=None, help="torch device for encoding (default: auto, every GPU)"
+    )
     g.add_argument(
         "--index",
         default="exact",
