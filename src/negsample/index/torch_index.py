@@ -69,7 +69,8 @@ GPU_BUDGET_MB = 2048
 CPU_BUDGET_MB = 256
 _BYTES_PER_SCORE = 12  # float32 score + bool mask + top-k temporaries, per (query, row)
 _UPLOAD_FLOATS = 1 << 23  # float32 values converted at a time when the corpus is uploaded
-_PAIR_FLOATS = 1 << 22  # float32 products held at a time by score()
+_PAIR_FLOATS = 1 << 23  # float32 products held at a time by score() on the CPU (32 MiB)
+_PAIR_FLOATS_GPU = 1 << 26  # and on a GPU (256 MiB: fewer, larger kernels)
 _LOW = 0xFFFFFFFF
 
 
@@ -379,33 +380,54 @@ class TorchIndex(BaseIndex):
                 out[qs : qs + qt.shape[0]] = best.cpu().numpy()
         return out
 
-    def _pairs(self, vectors: Any, ids: npt.ArrayLike, fn: Callable[..., Any]) -> np.ndarray:
-        """Apply ``fn(v_rows, corpus_rows) -> (p,)`` float32 to every valid (row, id) pair,
-        a bounded number of pairs at a time on the device that holds the id."""
-        torch = _torch()
-        v, idx = check_score_args(vectors, ids, self.ntotal, self.dim)
-        out = np.full(idx.shape, np.nan, dtype=np.float32)
-        step = max(1, _PAIR_FLOATS // self.dim)
-        with torch.inference_mode():
-            for shard in self._shards:
-                r, c = np.nonzero((idx >= shard.offset) & (idx < shard.offset + shard.n))
-                if not r.size:
-                    continue
-                vt = _tensor(torch, v).to(shard.device).to(self._tdtype)
-                for s in range(0, r.size, step):
-                    rows = torch.from_numpy(r[s : s + step]).to(shard.device)
-                    local = torch.from_numpy(idx[r[s : s + step], c[s : s + step]] - shard.offset)
-                    d = shard.data[local.to(shard.device)].float()
-                    vals = fn(vt[rows].float(), d)
-                    out[r[s : s + step], c[s : s + step]] = vals.cpu().numpy()
-        return out
-
     def score(self, vectors: Any, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """``s(v_i, d_ids[i, j])`` ``(b, m)`` float32, NaN where an id is ``-1``: rows
         gathered on their device, ``vectors`` rounded to ``dtype``, products summed in
         float32 by a fixed pairwise tree (one value per pair, identical whatever the batch
         or the device)."""
-        return self._pairs(vectors, ids, lambda a, b: _tree_sum(a * b))
+        torch = _torch()
+        v, idx = check_score_args(vectors, ids, self.ntotal, self.dim)
+        out = np.full(idx.shape, np.nan, dtype=np.float32)
+        if not idx.size:
+            return out
+        with torch.inference_mode():
+            if len(self._shards) == 1:
+                self._score_rows(torch, self._shards[0], v, idx, out)
+            else:
+                for shard in self._shards:
+                    self._score_pairs(torch, shard, v, idx, out)
+        return out
+
+    def _score_rows(self, torch: Any, shard: _Shard, v: Any, idx: Any, out: Any) -> None:
+        """One shard: blocks of rows, each ``(r, m, dim)`` gathered and multiplied by its
+        row's vector (broadcast)."""
+        m = idx.shape[1]
+        floats = _PAIR_FLOATS if shard.device == "cpu" else _PAIR_FLOATS_GPU
+        step = max(1, floats // (m * self.dim))
+        vt = _tensor(torch, v).to(shard.device).to(self._tdtype)
+        for s in range(0, idx.shape[0], step):
+            part = idx[s : s + step]
+            local = torch.from_numpy(np.maximum(part, 0)).to(shard.device)
+            d = shard.data[local].float()
+            vals = _tree_sum(d * vt[s : s + step].float()[:, None, :]).cpu().numpy()
+            vals[part < 0] = np.nan
+            out[s : s + step] = vals
+
+    def _score_pairs(self, torch: Any, shard: _Shard, v: Any, idx: Any, out: Any) -> None:
+        """Several shards: the (row, id) pairs whose id this shard holds, a bounded number
+        at a time (the same products and tree as :meth:`_score_rows`)."""
+        r, c = np.nonzero((idx >= shard.offset) & (idx < shard.offset + shard.n))
+        if not r.size:
+            return
+        floats = _PAIR_FLOATS if shard.device == "cpu" else _PAIR_FLOATS_GPU
+        step = max(1, floats // self.dim)
+        vt = _tensor(torch, v).to(shard.device).to(self._tdtype)
+        for s in range(0, r.size, step):
+            rows = torch.from_numpy(r[s : s + step]).to(shard.device)
+            local = torch.from_numpy(idx[r[s : s + step], c[s : s + step]] - shard.offset)
+            d = shard.data[local.to(shard.device)].float()
+            vals = _tree_sum(d * vt[rows].float())
+            out[r[s : s + step], c[s : s + step]] = vals.cpu().numpy()
 
     def _compute_sq_norms(self) -> npt.NDArray[np.float32]:
         torch = _torch()
@@ -626,15 +648,14 @@ def _block_topk(torch: Any, s: Any, kk: int, offset: int) -> Any:
 
 
 def _tree_sum(x: Any) -> Any:
-    """Sum over the last axis by a fixed pairwise tree of element-wise float32 additions:
-    the result for a row depends on that row alone (no reduction kernel whose order could
-    change with the batch, the device or the thread count)."""
+    """Sum over the last axis by a fixed pairwise tree of element-wise float32 additions
+    (halves added, an odd last column carried up): the result for a row depends on that
+    row alone, never on a reduction kernel whose order could change with the batch, the
+    device or the thread count."""
     torch = _torch()
-    d = x.shape[-1]
-    width = 1 << max(0, (d - 1).bit_length())
-    if width != d:
-        x = torch.nn.functional.pad(x, (0, width - d))
     while x.shape[-1] > 1:
-        h = x.shape[-1] // 2
-        x = x[..., :h] + x[..., h:]
+        w = x.shape[-1]
+        h = w // 2
+        y = x[..., :h] + x[..., h : 2 * h]
+        x = torch.cat([y, x[..., 2 * h :]], dim=-1) if w % 2 else y
     return x[..., 0]
