@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +262,25 @@ def test_build_index_spec() -> None:
     assert ns.build_index(x, "torch:cpu").dtype == "float32"
     with pytest.raises(ValueError, match="not a torch device"):
         ns.build_index(x, "torch:cpu:int3")
+
+
+def test_cli_mine_with_index_torch(tmp_path: Path) -> None:
+    from negsample.cli import main
+    from tests.beir_helpers import write_beir
+
+    root = write_beir(tmp_path / "beir")
+    outs = {}
+    for spec in ("exact", "torch:cpu"):
+        out = tmp_path / f"{spec.replace(':', '-')}.jsonl"
+        args = ["mine", "--data", str(root), "--embeddings", str(root / "embeddings")]
+        args += ["--sampler", "topk(k=30)", "--n", "5", "--index", spec, "--out", str(out)]
+        assert main([*args, "--scores", "--quiet"]) == 0
+        outs[spec] = [json.loads(line) for line in out.read_text().splitlines()]
+    # float32 on the CPU: the same negatives as the exact numpy index, the same scores
+    assert len(outs["exact"]) == len(outs["torch:cpu"]) > 0
+    for a, b in zip(outs["exact"], outs["torch:cpu"], strict=True):
+        np.testing.assert_allclose(a.pop("scores"), b.pop("scores"), atol=2e-6)
+        assert a == b
 
 
 @pytest.mark.gpu
