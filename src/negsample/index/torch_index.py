@@ -369,8 +369,9 @@ class TorchIndex(BaseIndex):
         out = np.empty((n, kk), dtype=np.int64)
         with torch.inference_mode():
             for qs in range(0, n, self._search_block):
-                qt = _tensor(torch, q[qs : qs + self._search_block]).to(shard.device)
-                qt = qt.to(self._tdtype)
+                # a fresh (aligned) copy: BLAS may take another path for other alignments
+                qt = _tensor(torch, q[qs : qs + self._search_block])
+                qt = qt.to(shard.device, dtype=self._tdtype, copy=True)
                 best = None
                 for cs in range(0, shard.n, self.block_rows):
                     block = shard.data[cs : cs + self.block_rows]
