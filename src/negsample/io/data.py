@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._ragged import Ragged
+
 __all__ = ["BeirDataset", "DataError", "load_beir", "resolve_file"]
 
 IntArray = npt.NDArray[np.int64]
@@ -112,6 +114,15 @@ class BeirDataset:
                 continue
             out.append(np.setdiff1d(np.concatenate([members[x] for x in g.tolist()]), p))
         return out
+
+    def positives_ragged(self) -> Ragged:
+        """Positives as :class:`~negsample._ragged.Ragged` rows (CSR: one flat array, never
+        padded to the widest row)."""
+        lengths = np.fromiter((p.size for p in self.positives), np.int64, self.n_queries)
+        indptr = np.zeros(self.n_queries + 1, np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        values = np.concatenate(self.positives) if self.positives else np.empty(0, np.int64)
+        return Ragged(indptr, values.astype(np.int64, copy=False))
 
     def positives_padded(self) -> IntArray:
         """Positives as an int64 ``(n_queries, P)`` array padded with ``-1``."""

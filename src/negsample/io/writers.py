@@ -202,10 +202,9 @@ def write_negatives(
 
 
 def _check_no_positive(neg: Negatives, dataset: BeirDataset) -> None:
-    pos = dataset.positives_padded()[neg.query_index]
-    hit = (neg.ids[:, :, None] == pos[:, None, :]) & (neg.ids[:, :, None] >= 0)
+    hit = dataset.positives_ragged().take(neg.query_index).contains(neg.ids)
     if hit.any():
-        r, c, _ = (int(v) for v in np.argwhere(hit)[0])
+        r, c = (int(v) for v in np.argwhere(hit)[0])
         q = dataset.query_ids[int(neg.query_index[r])]
         raise ValueError(
             f"negative {dataset.corpus_ids[int(neg.ids[r, c])]!r} of query {q!r} is one of its "

@@ -18,9 +18,10 @@ import numpy as np
 import numpy.typing as npt
 
 from .._types import Candidates, Negatives
+from ..candidates import positive_scores_for
 from ..filters import Filters
 from ..index.base import Index, prepare_queries
-from ..samplers.base import BaseSampler, positive_scores_from_vectors
+from ..samplers.base import BaseSampler
 from ..samplers.topk import TopKSampler
 from .resume import mine_resumable, settings_hash
 
@@ -157,20 +158,21 @@ def mine_dataset(
         for k, v in negs.stats.timings.items():
             timings[k] = timings.get(k, 0.0) + v
         t = time.perf_counter()
-        pos = dataset.positives_padded()
+        pos = dataset.positives_ragged()
         if idx is not None and queries is not None:
-            ps = np.empty(pos.shape, np.float32)
+            ps = np.empty(pos.nnz, np.float32)
             step = 4096
-            for a in range(0, pos.shape[0], step):
-                q = prepare_queries(queries[a : a + step], idx.dim, idx.metric, check=False)
-                ps[a : a + step] = positive_scores_from_vectors(q, pos[a : a + step], idx)
+            for a in range(0, pos.n_rows, step):
+                b = min(a + step, pos.n_rows)
+                q = prepare_queries(queries[a:b], idx.dim, idx.metric, check=False)
+                ps[pos.indptr[a] : pos.indptr[b]] = positive_scores_for(q, pos.slice(a, b), idx)
         else:
             from ..io.runs import scores_of
 
             assert candidates is not None
             ps = scores_of(candidates, pos)
         timings["positive_scores"] = time.perf_counter() - t
-        per_query = [ps[i, : p.size] for i, p in enumerate(dataset.positives)]
+        per_query = np.split(ps, pos.indptr[1:-1])
         return MinedDataset(negs, per_query, timings)
     finally:
         if tmp_dir is not None:

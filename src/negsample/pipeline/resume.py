@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .._ragged import Ragged, to_ragged
 from .._types import Candidates, MiningStats, Negatives
-from .._validate import pad_positives
 from ..filters import Filters
 from ..index.base import Index
 from ..mining import mine
@@ -156,17 +156,14 @@ def mine_resumable(
             if not hasattr(queries, "shape")
             else int(queries.shape[0])
         )
-    pos = pad_positives(positives, n_q, index.ntotal if index is not None else None)
+    n_corpus = index.ntotal if index is not None else None
+    pos = to_ragged(positives, n_q, n_corpus)
     exc = (
-        None
-        if exclude is None
-        else pad_positives(
-            exclude, n_q, index.ntotal if index is not None else None, "exclude", True
-        )
+        None if exclude is None else to_ragged(exclude, n_q, n_corpus, "exclude", allow_empty=True)
     )
     digests = {
-        "positives": _array_digest(pos),
-        "exclude": _array_digest(exc) if exc is not None else None,
+        "positives": _array_digest(pos.indptr, pos.values),
+        "exclude": _array_digest(exc.indptr, exc.values) if exc is not None else None,
         "queries": _array_digest(queries) if queries is not None else None,
         "candidates": (
             _array_digest(candidates.ids, candidates.scores) if candidates is not None else None
@@ -242,7 +239,7 @@ def mine_resumable(
 def _mine_chunk(
     queries: Any,
     index: Index | None,
-    pos: np.ndarray,
+    pos: Ragged,
     sampler: BaseSampler,
     candidates: Candidates | None,
     a: int,
@@ -250,11 +247,10 @@ def _mine_chunk(
     n: int,
     seed: int,
     filters: Filters | None,
-    exc: np.ndarray | None = None,
+    exc: Ragged | None = None,
 ) -> Negatives:
-    p = pos[a:b]
-    p = p[:, : max(1, int((p >= 0).sum(axis=1).max()))]
-    e = None if exc is None else exc[a:b]
+    p = pos.slice(a, b)
+    e = None if exc is None else exc.slice(a, b)
     if candidates is None:
         assert index is not None
         return mine(
