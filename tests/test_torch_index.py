@@ -304,12 +304,12 @@ def test_cuda_equals_cpu_and_shards_over_every_gpu() -> None:
             assert gpu_index._shards[0].fp32_out
             ids = got.ids[:, :10]
             np.testing.assert_allclose(gpu_index.score(q_n(q), ids), got.scores[:, :10], atol=1e-5)
-        # score() is bit-identical to the CPU index in float32 (element-wise tree sums)
+        # score() is bit-identical to the CPU index in float32 (element-wise products and
+        # tree sums; "ip", so that the stored rows are the input rows on both devices)
         if dtype == "float32":
             ids = cpu.ids[:, :10]
-            np.testing.assert_array_equal(
-                gpu_index.score(q_n(q), ids), _cpu(x, metric="cosine").score(q_n(q), ids)
-            )
+            on_gpu = ns.TorchIndex(x, device="cuda:0", dtype="float32").score(q, ids)
+            np.testing.assert_array_equal(on_gpu, _cpu(x).score(q, ids))
     n_gpu = torch.cuda.device_count()
     if n_gpu >= 2:
         sharded = ns.TorchIndex(x, metric="cosine", device="cuda", dtype="float32")
