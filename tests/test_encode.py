@@ -224,11 +224,11 @@ def test_prompts_and_prompt_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert not np.allclose(prompted.corpus, plain.corpus)
     assert not np.allclose(prompted.queries, plain.queries)
     assert prompted.source != plain.source and "document_prompt" in prompted.source
-    want = ns.encode(ds.document_texts(), prompt="passage: ", **kw)  # type: ignore[arg-type]
+    want = ns.encode(ds.document_texts, prompt="passage: ", **kw)  # type: ignore[arg-type]
     np.testing.assert_array_equal(prompted.corpus, want)
     # a prompt name from the model's configuration: the same as the prompt it names
     monkeypatch.setitem(_model().prompts, "passage", "passage: ")  # type: ignore[attr-defined]
-    named = ns.encode(ds.document_texts(), prompt_name="passage", cache_dir=cache, **kw)  # type: ignore[arg-type]
+    named = ns.encode(ds.document_texts, prompt_name="passage", cache_dir=cache, **kw)  # type: ignore[arg-type]
     np.testing.assert_allclose(named, want, atol=1e-6)
     assert len(list(cache.glob("*.npy"))) == 5  # and its own cache key
     with pytest.raises(ValueError, match="nope"):

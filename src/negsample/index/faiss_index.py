@@ -47,6 +47,23 @@ def _gpu_available(faiss: Any) -> bool:
         return False
 
 
+def _train_error(factory: str, n_train: int, n: int, exc: RuntimeError) -> str:
+    """faiss's training error, explained (too few vectors for the lists or codebooks)."""
+    import re
+
+    m = re.search(r"training points \((\d+)\).*number of clusters \((\d+)\)", str(exc))
+    if m is None:
+        return f"faiss cannot train index {factory!r} on {n_train} vectors: {str(exc)[-200:]}"
+    k = int(m.group(2))
+    ivf = re.search(r"IVF(\d+)", factory)
+    what = f"IVF{ivf.group(1)}" if ivf and int(ivf.group(1)) == k else f"{factory!r}"
+    fewer = f"IVF{max(1, n // 39)},Flat" if ivf else "a Flat index"
+    return (
+        f"{what} needs at least {k} training vectors, the corpus has {n}: use a Flat index "
+        f"or fewer lists (e.g. {fewer}; faiss wants about 39 vectors per list)"
+    )
+
+
 class FaissIndex(BaseIndex):
     """A FAISS index built from any factory string.
 
@@ -117,7 +134,10 @@ class FaissIndex(BaseIndex):
                 rows = np.sort(
                     np.random.default_rng(seed).choice(x.shape[0], n_train, replace=False)
                 )
-                index.train(self._prep(x[rows]))
+                try:
+                    index.train(self._prep(x[rows]))
+                except RuntimeError as exc:
+                    raise ValueError(_train_error(factory, n_train, x.shape[0], exc)) from None
             for s in range(0, x.shape[0], _ADD_CHUNK):
                 index.add(self._prep(x[s : s + _ADD_CHUNK]))
             self._cpu = index
@@ -222,12 +242,18 @@ class FaissIndex(BaseIndex):
             if not spill.any():
                 break
             deeper = min(2 * deeper, self.ntotal)
-        id_key = np.where(ids < 0, np.iinfo(np.int64).max, ids)
-        order = np.lexsort((id_key, -scores), axis=1)[:, :kk]
+        # faiss sorts by score; only rows holding equal scores need the id order restored
+        tied = np.flatnonzero((scores[:, 1:] == scores[:, :-1]).any(axis=1))
+        if tied.size:
+            sub_s, sub_i = scores[tied], ids[tied]
+            id_key = np.where(sub_i < 0, np.iinfo(np.int64).max, sub_i)
+            order = np.lexsort((id_key, -sub_s), axis=1)
+            scores[tied] = np.take_along_axis(sub_s, order, axis=1)
+            ids[tied] = np.take_along_axis(sub_i, order, axis=1)
         out_s = np.full((q.shape[0], k), -np.inf, np.float32)
         out_i = np.full((q.shape[0], k), -1, np.int64)
-        out_s[:, :kk] = np.take_along_axis(scores, order, axis=1)
-        out_i[:, :kk] = np.take_along_axis(ids, order, axis=1)
+        out_s[:, :kk] = scores[:, :kk]
+        out_i[:, :kk] = ids[:, :kk]
         return SearchResult(out_s, out_i)
 
     def _search(self, q: npt.NDArray[np.float32], k: int) -> SearchResult:

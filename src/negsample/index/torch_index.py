@@ -36,6 +36,7 @@ from .._optional import require
 from .._types import SearchResult
 from .._validate import as_matrix
 from .base import (
+    DEFAULT_SEARCH_BLOCK,
     BaseIndex,
     check_ids,
     check_k,
@@ -63,7 +64,7 @@ _DTYPE_ALIASES = {
 }
 #: Queries per search call in ``mine()``: GPUs reach full speed with large blocks.
 GPU_SEARCH_BLOCK = 16384
-CPU_SEARCH_BLOCK = 2048
+CPU_SEARCH_BLOCK = DEFAULT_SEARCH_BLOCK  # as every CPU index
 #: Default memory budget (MiB) per device for one block of scores and its top-k temporaries.
 GPU_BUDGET_MB = 2048
 CPU_BUDGET_MB = 256
@@ -184,7 +185,7 @@ class TorchIndex(BaseIndex):
         float32 on the CPU (half-precision products are slow on CPUs).
     devices : the devices to shard over (``["cuda:0", "cuda:1"]``), instead of ``device``.
     search_block : queries per search call in :func:`~negsample.mine` and rows per matrix
-        product; ``None``: 16384 on a GPU, 2048 on the CPU.
+        product; ``None``: 16384 on a GPU, 1024 on the CPU.
     memory_budget_mb : MiB per device for one block of scores and its top-``k``
         temporaries; sets the corpus rows scored at a time. ``None``: 2048 on a GPU, 256
         on the CPU.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from ..filters import Filters
 from ..index.base import Index, prepare_queries
 from ..samplers.base import BaseSampler
 from ..samplers.topk import TopKSampler
-from .resume import mine_resumable, settings_hash
+from .resume import mine_resumable, settings_hash, work_lock
 
 if TYPE_CHECKING:
     from ..io.data import BeirDataset
@@ -96,7 +97,8 @@ def mine_dataset(
     work_dir : where chunk results are kept so an interrupted run resumes (see
         :func:`~negsample.mine_resumable`); a faiss index other than ``Flat`` is saved
         there too, so a resumed run searches the very same graph. ``None``: a temporary
-        folder, removed at the end.
+        folder, removed at the end. Its lock (``<work_dir>.lock``) is held for the call:
+        another process gets :class:`~negsample.RunLocked` at once.
     settings : extra settings that identify the run (file names...), hashed into the
         work folder's manifest.
     log : receives one-line diagnostics (chunks resumed...).
@@ -117,6 +119,8 @@ def mine_dataset(
         tmp_dir = tempfile.TemporaryDirectory(prefix="negsample-work-")
         work_dir = tmp_dir.name
     wd = Path(work_dir)
+    held = ExitStack()
+    held.enter_context(work_lock(wd))  # the saved index and the chunks: one process at a time
     try:
         idx: Index | None = None
         queries = None
@@ -175,6 +179,7 @@ def mine_dataset(
         per_query = np.split(ps, pos.indptr[1:-1])
         return MinedDataset(negs, per_query, timings)
     finally:
+        held.close()
         if tmp_dir is not None:
             tmp_dir.cleanup()
 
