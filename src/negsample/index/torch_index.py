@@ -95,7 +95,7 @@ def resolve_devices(device: str = "auto", devices: Sequence[str] | None = None) 
 
     Raises
     ------
-    RuntimeError
+    ValueError
         naming the device when torch cannot use it (no CUDA build, no such GPU...).
     """
     torch = _torch()
@@ -134,19 +134,19 @@ def _check_device(torch: Any, name: str) -> str:
         return "cpu"
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(
+            raise ValueError(
                 f"device {name!r}: torch sees no CUDA GPU (torch.cuda.is_available() is False; "
                 f"torch {torch.__version__}); use device='auto' or 'cpu'"
             )
         idx = 0 if dev.index is None else dev.index
         if idx >= torch.cuda.device_count():
-            raise RuntimeError(
+            raise ValueError(
                 f"device {name!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible"
             )
         return f"cuda:{idx}"
     if dev.type == "mps":
         if not _mps_available(torch):
-            raise RuntimeError(f"device {name!r}: torch's MPS backend is not available")
+            raise ValueError(f"device {name!r}: torch's MPS backend is not available")
         return "mps"
     raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}")
 

@@ -159,7 +159,7 @@ def _pool_devices(device: str | Sequence[str] | None) -> list[str] | None:
         return None
     torch = require("torch", "encoding texts")
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' but torch sees no CUDA GPU; use device=None or 'cpu'")
+        raise ValueError("device='cuda' but torch sees no CUDA GPU; use device=None or 'cpu'")
     n_gpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
     return [f"cuda:{i}" for i in range(n_gpu)] if n_gpu > 1 else None
 

@@ -49,7 +49,12 @@ def build_index(vectors: Any, spec: str = "exact", *, metric: str = "ip", **kwar
         parts = spec.split(":")[1:]
         dtype = parts.pop() if parts and parts[-1].lower() in (*DTYPES, "fp16", "bf16") else None
         device = ":".join(parts) or "auto"
-        return TorchIndex(vectors, metric=metric, device=device, dtype=dtype, **kwargs)
+        try:
+            return TorchIndex(vectors, metric=metric, device=device, dtype=dtype, **kwargs)
+        except ValueError as exc:
+            if "device" not in str(exc) and "dtype" not in str(exc):
+                raise
+            raise ValueError(f"index {spec!r} (torch[:DEVICE[:DTYPE]]): {exc}") from exc
     from ..index.faiss_index import FaissIndex
 
     return FaissIndex(vectors, spec, metric=metric, **kwargs)
