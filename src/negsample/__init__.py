@@ -21,7 +21,7 @@ from .evaluation import (
     summary_table,
 )
 from .filters import Filters
-from .index import BaseIndex, FaissIndex, Index, NumpyIndex, load_index
+from .index import BaseIndex, FaissIndex, Index, NumpyIndex, TorchIndex, load_index
 from .io.data import BeirDataset, DataError, load_beir
 from .io.encoding import (
     DatasetEmbeddings,
@@ -88,6 +88,7 @@ __all__ = [
     "SimANSSampler",
     "SyntheticRetrieval",
     "TopKSampler",
+    "TorchIndex",
     "TriSampler",
     "WriteReport",
     "align_embeddings",

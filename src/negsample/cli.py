@@ -172,6 +172,10 @@ def _embeddings(args: argparse.Namespace, ds: Any, timings: dict[str, float]) ->
             batch_size=args.batch_size,
             max_seq_length=args.max_seq_length,
             query_prompt=args.query_prompt,
+            document_prompt=args.document_prompt,
+            query_prompt_name=args.query_prompt_name,
+            document_prompt_name=args.document_prompt_name,
+            precision=args.precision,
             device=args.device,
             progress=not args.quiet,
         )
@@ -510,11 +514,25 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         "--max-seq-length", type=_int_at_least(1), default=None, help="truncate inputs (tokens)"
     )
     g.add_argument("--query-prompt", default=None, help="prefix added to queries when encoding")
-    g.add_argument("--device", default=None, help="torch device for encoding (default: auto)")
+    g.add_argument("--document-prompt", default=None, help="prefix added to documents")
+    g.add_argument("--query-prompt-name", default=None, help="a prompt of the model, for queries")
+    g.add_argument(
+        "--document-prompt-name", default=None, help="a prompt of the model, for documents"
+    )
+    g.add_argument(
+        "--precision",
+        choices=("float32", "float16", "bfloat16"),
+        default=None,
+        help="dtype the model encodes in (default: float16 on a CUDA GPU, else float32)",
+    )
+    g.add_argument(
+        "--device", default=None, help="torch device for encoding (default: auto, every GPU)"
+    )
     g.add_argument(
         "--index",
         default="exact",
-        help="'exact' (numpy, default) or a faiss factory string: Flat, HNSW32, IVF1024,Flat",
+        help="'exact' (numpy, default), 'torch[:DEVICE[:DTYPE]]' (exact, GPU: torch:cuda, "
+        "torch:cuda:bfloat16) or a faiss factory string: Flat, HNSW32, IVF1024,Flat",
     )
     g.add_argument("--metric", choices=("ip", "cosine"), default="ip", help="score (default ip)")
     p.add_argument("--n", type=_int_at_least(1), default=7, help="negatives per query (default 7)")

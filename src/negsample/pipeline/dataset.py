@@ -34,13 +34,27 @@ __all__ = ["MinedDataset", "build_index", "mine_dataset"]
 
 
 def build_index(vectors: Any, spec: str = "exact", *, metric: str = "ip", **kwargs: Any) -> Index:
-    """``"exact"`` (or ``"numpy"``): :class:`~negsample.NumpyIndex`; anything else is a
-    faiss factory string (``"Flat"``, ``"HNSW32"``, ``"IVF1024,Flat"``) for
-    :class:`~negsample.FaissIndex`."""
+    """``"exact"`` (or ``"numpy"``): :class:`~negsample.NumpyIndex`; ``"torch"``,
+    ``"torch:DEVICE"`` or ``"torch:DEVICE:DTYPE"`` (``"torch:cuda"``,
+    ``"torch:cuda:1:bfloat16"``, ``"torch:float16"``): :class:`~negsample.TorchIndex`;
+    anything else is a faiss factory string (``"Flat"``, ``"HNSW32"``, ``"IVF1024,Flat"``)
+    for :class:`~negsample.FaissIndex`."""
     if spec.lower() in ("exact", "numpy"):
         from ..index.numpy_index import NumpyIndex
 
         return NumpyIndex(vectors, metric=metric)
+    if _is_torch_spec(spec):
+        from ..index.torch_index import DTYPES, TorchIndex
+
+        parts = spec.split(":")[1:]
+        dtype = parts.pop() if parts and parts[-1].lower() in (*DTYPES, "fp16", "bf16") else None
+        device = ":".join(parts) or "auto"
+        try:
+            return TorchIndex(vectors, metric=metric, device=device, dtype=dtype, **kwargs)
+        except ValueError as exc:
+            if "device" not in str(exc) and "dtype" not in str(exc):
+                raise
+            raise ValueError(f"index {spec!r} (torch[:DEVICE[:DTYPE]]): {exc}") from exc
     from ..index.faiss_index import FaissIndex
 
     return FaissIndex(vectors, spec, metric=metric, **kwargs)
@@ -181,6 +195,10 @@ def mine_dataset(
             tmp_dir.cleanup()
 
 
+def _is_torch_spec(spec: str) -> bool:
+    return spec.lower() == "torch" or spec.lower().startswith("torch:")
+
+
 def _search_options(
     index: str | Index, nprobe: int | None, ef_search: int | None
 ) -> dict[str, int]:
@@ -212,7 +230,7 @@ def _index_for(
     opts = opts or {}
     if not isinstance(spec, str):
         return spec
-    if spec.lower() in ("exact", "numpy", "flat"):
+    if spec.lower() in ("exact", "numpy", "flat") or _is_torch_spec(spec):
         return build_index(emb.corpus, spec, metric=metric)
     # approximate faiss indexes may be built differently each time (threads): keep the
     # one built for this run so a resumed run searches the same graph
