@@ -145,6 +145,11 @@ _HEAD = re.compile(
 )
 
 
+_ANY = re.compile(
+    r"(?<![A-Z0-9])(FALSE[\s_-]+NEGATIVE|TRUE[\s_-]+NEGATIVE|HARD[\s_-]+NEGATIVE|FN|TN|HN)(?![A-Z0-9])"
+)
+
+
 def parse_label(answer: str) -> Label | None:
     """The label an answer gives, or ``None`` (malformed).
 
@@ -152,8 +157,9 @@ def parse_label(answer: str) -> Label | None:
     final punctuation: the code alone (``HN``), the label's name (``hard negative``), either
     after a ``Label:``/``Answer:`` prefix, either followed by an explanation
     (``HN - the paragraph ...``), or a JSON object ``{"label": "HN"}``; a ``<think>...</think>``
-    block before the answer is ignored. Anything else, including an answer that starts with
-    other words (``The answer is HN``, ``not FN``), is malformed: a label is never guessed.
+    block before the answer is ignored. Anything else is malformed: an answer that starts with
+    other words (``The answer is HN``, ``not FN``) or names two different labels
+    (``FN/HN``, ``HN, not TN``). A label is never guessed.
 
     Examples
     --------
@@ -174,10 +180,14 @@ def parse_label(answer: str) -> Label | None:
         return _PHRASES.get(_normalise(value)) if isinstance(value, str) else None
     text = text.replace("*", "").replace("`", "").strip().strip("\"'").strip()
     text = _PREFIX.sub("", text).strip().strip("\"'").strip()
-    m = _HEAD.match(text.upper())
+    upper = text.upper()
+    m = _HEAD.match(upper)
     if m is None:
         return None
-    return _PHRASES.get(_normalise(m.group(1)))
+    label = _PHRASES.get(_normalise(m.group(1)))
+    # an answer that names two different labels ("FN/HN", "HN, or maybe FN") is ambiguous
+    named = {_PHRASES[_normalise(x)] for x in _ANY.findall(upper)}
+    return label if named == {label} else None
 
 
 def _normalise(value: str) -> str:

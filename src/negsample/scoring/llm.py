@@ -340,7 +340,7 @@ class LLMJudge:
                     ) from exc
                 if code != 429 and code < 500:  # the request itself is refused: not retried
                     self._failed()
-                return None
+                    return None
                 retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
             except (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
@@ -351,7 +351,7 @@ class LLMJudge:
                 if label is None:
                     self.stats.add(malformed=1)
                     self._failed()
-                return None
+                    return None
                 if self.cache is not None:
                     self.cache.put(
                         key,
