@@ -490,3 +490,27 @@ def test_import_stays_light() -> None:
     code2 = "import sys, negsample; print('negsample.scoring' in sys.modules)"
     out2 = subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True, check=True)
     assert out2.stdout.strip() == "False"
+
+
+def test_api_doc_lists_the_scoring_api() -> None:
+    import re
+
+    import negsample.scoring as sc
+
+    text = (Path(__file__).parents[1] / "docs" / "api.md").read_text()
+    section = text.split("## Denoising: `negsample.scoring`", 1)[1]
+    documented = set()
+    for line in section.splitlines():
+        m = re.match(r"^\* (.*?): ", line)
+        if m:
+            documented |= set(re.findall(r"`(\w+)`", m.group(1)))
+    assert documented == set(sc.__all__), documented ^ set(sc.__all__)
+    assert list(sc.__all__) == sorted(sc.__all__, key=lambda s: (not s.isupper(), s))
+
+
+def test_chunk_runs() -> None:
+    from negsample.scoring.denoise import _chunk_runs
+
+    assert _chunk_runs(np.array([3, 5, 20, 21, 45]), 10, 47) == [(0, 10), (20, 30), (40, 47)]
+    assert _chunk_runs(np.array([9, 10]), 10, 100) == [(0, 20)]
+    assert _chunk_runs(np.array([], np.int64), 10, 100) == []

@@ -363,175 +363,182 @@ def _row_keys(neg: Negatives) -> list[tuple[int, int, int]]:
     return out
 
 
-def _process_chunk(
-    ctx: _Context,
-    ids: IntArray,
-    scores: FloatArray,
-    query_index: IntArray,
-    anchor_ids: IntArray,
-    keys: list[tuple[int, int, int]],
-    redraw: Redraw | None,
-    cap: int,
-    growth: float,
-) -> tuple[IntArray, FloatArray, FloatArray, npt.NDArray[np.float64], list[IntArray], IntArray]:
-    """Denoise the rows of one chunk. Returns kept ids, retriever scores, teacher scores,
-    the ``s+`` anchors, extra positives and candidates checked, per row."""
-    n, st = ctx.n, ctx.stats
-    b = ids.shape[0]
-    draw_ids = [ids[r] for r in range(b)]
-    draw_sc = [scores[r] for r in range(b)]
-    ptr = np.zeros(b, np.int64)
-    out_ids = np.full((b, n), -1, np.int64)
-    out_sc = np.full((b, n), np.nan, np.float32)
-    out_t = np.full((b, n), np.nan, np.float32)
-    count = np.zeros(b, np.int64)
-    checked = np.zeros(b, np.int64)
-    extra: list[list[int]] = [[] for _ in range(b)]
-    anchors = np.full(b, np.nan, np.float64)
-    judge_pos: list[str] = []
-    if ctx.judge is not None:
-        for r in range(b):
-            q = int(query_index[r])
-            a = int(anchor_ids[r])
-            p = a if a >= 0 else int(ctx.positives[q][0])
-            judge_pos.append(ctx.dt[p])
-    if ctx.need_pos:
-        ctx.positive_scores(query_index)
+class _Rows:
+    """The state of every row: its draws (ragged; replaced by wider ones when widened), how
+    far they were walked, and what was kept so far."""
+
+    def __init__(self, ctx: _Context, negatives: Negatives) -> None:
+        n, b = ctx.n, len(negatives)
+        self.ctx = ctx
+        self.query_index = negatives.query_index
+        self.anchor_ids = negatives.anchor_ids
+        self.keys = _row_keys(negatives)
+        self.draw_ids: list[IntArray] = list(negatives.ids)
+        self.draw_sc: list[FloatArray] = list(negatives.scores)
+        self.ptr = np.zeros(b, np.int64)
+        self.ids = np.full((b, n), -1, np.int64)
+        self.scores = np.full((b, n), np.nan, np.float32)
+        self.teacher = np.full((b, n), np.nan, np.float32)
+        self.count = np.zeros(b, np.int64)
+        self.checked = np.zeros(b, np.int64)
+        self.extra: list[list[int]] = [[] for _ in range(b)]
+        self.anchors = np.full(b, np.nan, np.float64)
+        self.prepared = np.zeros(b, bool)
+
+    def _prepare(self, rows: IntArray) -> None:
+        """Teacher scores of the rows' positives and their ``s+`` (once per row)."""
+        ctx = self.ctx
+        rows = rows[~self.prepared[rows]]
+        if rows.size == 0 or not ctx.need_pos:
+            self.prepared[rows] = True
+            return
+        ctx.positive_scores(self.query_index[rows])
         if ctx.margins is not None and ctx.margins.needs_positive:
-            anchors = np.array([ctx.anchor(int(q)) for q in query_index], np.float64)
-    width = ids.shape[1]
-    st.max_draws = max(st.max_draws, width)
+            self.anchors[rows] = [ctx.anchor(int(q)) for q in self.query_index[rows]]
+        self.prepared[rows] = True
 
-    while True:
-        # the next draws of every row still short: exactly as many as it still needs
-        cand_row: list[int] = []
-        cand_pos: list[int] = []
-        for r in range(b):
-            need = n - int(count[r])
-            if need <= 0:
-                continue
-            row = draw_ids[r]
-            p = int(ptr[r])
-            while need > 0 and p < row.size:
-                if row[p] >= 0:
-                    cand_row.append(r)
-                    cand_pos.append(p)
-                    need -= 1
-                p += 1
-            ptr[r] = p
-        if not cand_row:
-            # rows out of draws: widen those whose draws may go on
-            if redraw is None:
-                break
-            wide = [
-                r
-                for r in range(b)
-                if count[r] < n and draw_ids[r].size < cap and bool(np.all(draw_ids[r] >= 0))
-            ]
-            if not wide:
-                break
-            cur = max(draw_ids[r].size for r in wide)
-            m2 = min(cap, max(cur + 1, math.ceil(cur * growth)))
-            qs = np.unique(query_index[wide]).astype(np.int64)
-            t0 = time.perf_counter()
-            more = redraw(m2, qs)
-            st.add_time("redraw", time.perf_counter() - t0)
-            st.redraw_calls += 1
-            if more.n < m2:
-                raise RuntimeError(f"redraw({m2}, ...) returned rows of {more.n} draws")
-            where = {k: i for i, k in enumerate(_row_keys(more))}
-            for r in wide:
-                i = where.get(keys[r])
-                if i is None:
-                    raise RuntimeError(
-                        f"redraw returned no row for query {keys[r][0]} (anchor {keys[r][1]}): "
-                        "rows must be drawn with on_shortfall='pad' or 'fill', not 'drop'"
-                    )
-                old = draw_ids[r]
-                new_ids = more.ids[i]
-                if not np.array_equal(new_ids[: old.size], old):
-                    raise RuntimeError(
-                        f"query {keys[r][0]}: a wider draw does not start with the first "
-                        f"{old.size} draws; the draws are not reproducible (the same seed, "
-                        "sampler and index are needed; an approximate index built again "
-                        "may differ)"
-                    )
-                draw_ids[r] = new_ids
-                draw_sc[r] = more.scores[i]
-                st.widened_rows += 1
-            st.max_draws = max(st.max_draws, m2)
-            continue
+    def judge_positive(self, r: int) -> str:
+        a = int(self.anchor_ids[r])
+        p = a if a >= 0 else int(self.ctx.positives[int(self.query_index[r])][0])
+        return self.ctx.dt[p]
 
-        rr = np.asarray(cand_row, np.int64)
-        pp = np.asarray(cand_pos, np.int64)
-        dd = np.array([draw_ids[r][p] for r, p in zip(cand_row, cand_pos, strict=True)], np.int64)
-        np.add.at(checked, rr, 1)
-        st.candidates_checked += rr.size
-        ok = np.ones(rr.size, bool)
-        teach = np.full(rr.size, np.nan, np.float32)
-        if ctx.use_scorer:
-            assert ctx.scorer is not None
-            pairs = [
-                (ctx.qt[int(query_index[r])], ctx.dt[int(d)]) for r, d in zip(rr, dd, strict=True)
-            ]
-            t0 = time.perf_counter()
-            teach = _scores(ctx.scorer, pairs)
-            st.add_time("score", time.perf_counter() - t0)
-            st.pairs_scored += len(pairs)
-            if ctx.margins is not None:
-                ok, reason = ctx.margins.keep(teach, anchors[rr])
-                for i, name in enumerate(_MARGIN_REASONS):
-                    k = int((reason == i).sum())
-                    if k:
-                        st.count("removed", name, k)
-        if ctx.judge is not None and ok.any():
-            idx = np.flatnonzero(ok)
-            items = [
-                JudgeItem(
-                    ctx.qt[int(query_index[rr[i]])], judge_pos[int(rr[i])], ctx.dt[int(dd[i])]
-                )
-                for i in idx
-            ]
-            t0 = time.perf_counter()
-            labels = list(ctx.judge.judge(items))
-            st.add_time("judge", time.perf_counter() - t0)
-            if len(labels) != len(items):
-                raise RuntimeError(f"the judge returned {len(labels)} labels for {len(items)}")
-            st.pairs_judged += len(items)
-            for i, lab in zip(idx.tolist(), labels, strict=True):
-                if lab is None or lab not in LABELS:
-                    st.count("labels", "failed")
-                    if ctx.on_judge_failure == "raise":
-                        q = int(query_index[rr[i]])
-                        raise RuntimeError(
-                            f"the judge gave no label for query {q}, document {int(dd[i])} "
-                            "(on_judge_failure='raise')"
-                        )
-                    if ctx.on_judge_failure == "skip":
-                        ok[i] = False
-                        st.count("removed", "judge_failed")
-                    else:
-                        st.failed_kept += 1
+    def process(self, rows: IntArray) -> None:
+        """Walk ``rows`` until each has ``n`` negatives or has run out of draws."""
+        ctx, n, st = self.ctx, self.ctx.n, self.ctx.stats
+        self._prepare(rows)
+        while True:
+            # the next draws of every row still short: exactly as many as it still needs
+            cand_row: list[int] = []
+            cand_pos: list[int] = []
+            for r in rows.tolist():
+                need = n - int(self.count[r])
+                if need <= 0:
                     continue
-                st.count("labels", lab)
-                if lab == "FN":
-                    ok[i] = False
-                    st.count("removed", "judge_fn")
-                    extra[int(rr[i])].append(int(dd[i]))
-                elif lab not in ctx.judge_keep:
-                    ok[i] = False
-                    st.count("removed", "judge_label")
-        # keep the survivors; candidates are listed row by row in draw order
-        for i in np.flatnonzero(ok).tolist():
-            r, p = int(rr[i]), int(pp[i])
-            c = int(count[r])
-            out_ids[r, c] = draw_ids[r][p]
-            out_sc[r, c] = draw_sc[r][p]
-            out_t[r, c] = teach[i]
-            count[r] = c + 1
+                row = self.draw_ids[r]
+                p = int(self.ptr[r])
+                while need > 0 and p < row.size:
+                    if row[p] >= 0:
+                        cand_row.append(r)
+                        cand_pos.append(p)
+                        need -= 1
+                    p += 1
+                self.ptr[r] = p
+            if not cand_row:
+                return
+            rr = np.asarray(cand_row, np.int64)
+            pp = np.asarray(cand_pos, np.int64)
+            dd = np.array([self.draw_ids[r][p] for r, p in zip(cand_row, cand_pos, strict=True)])
+            dd = dd.astype(np.int64)
+            np.add.at(self.checked, rr, 1)
+            st.candidates_checked += rr.size
+            ok = np.ones(rr.size, bool)
+            teach = np.full(rr.size, np.nan, np.float32)
+            qi = self.query_index
+            if ctx.use_scorer:
+                assert ctx.scorer is not None
+                pairs = [(ctx.qt[int(qi[r])], ctx.dt[int(d)]) for r, d in zip(rr, dd, strict=True)]
+                t0 = time.perf_counter()
+                teach = _scores(ctx.scorer, pairs)
+                st.add_time("score", time.perf_counter() - t0)
+                st.pairs_scored += len(pairs)
+                if ctx.margins is not None:
+                    ok, reason = ctx.margins.keep(teach, self.anchors[rr])
+                    for i, name in enumerate(_MARGIN_REASONS):
+                        k = int((reason == i).sum())
+                        if k:
+                            st.count("removed", name, k)
+            if ctx.judge is not None and ok.any():
+                self._judge(rr, dd, ok)
+            # keep the survivors; candidates are listed row by row in draw order
+            for i in np.flatnonzero(ok).tolist():
+                r, p = int(rr[i]), int(pp[i])
+                c = int(self.count[r])
+                self.ids[r, c] = self.draw_ids[r][p]
+                self.scores[r, c] = self.draw_sc[r][p]
+                self.teacher[r, c] = teach[i]
+                self.count[r] = c + 1
 
-    extra_arr = [np.asarray(e, np.int64) for e in extra]
-    return out_ids, out_sc, out_t, anchors, extra_arr, checked
+    def _judge(self, rr: IntArray, dd: IntArray, ok: npt.NDArray[np.bool_]) -> None:
+        ctx, st = self.ctx, self.ctx.stats
+        assert ctx.judge is not None
+        idx = np.flatnonzero(ok)
+        qi = self.query_index
+        items = [
+            JudgeItem(ctx.qt[int(qi[rr[i]])], self.judge_positive(int(rr[i])), ctx.dt[int(dd[i])])
+            for i in idx
+        ]
+        t0 = time.perf_counter()
+        labels = list(ctx.judge.judge(items))
+        st.add_time("judge", time.perf_counter() - t0)
+        if len(labels) != len(items):
+            raise RuntimeError(f"the judge returned {len(labels)} labels for {len(items)} items")
+        st.pairs_judged += len(items)
+        for i, lab in zip(idx.tolist(), labels, strict=True):
+            if lab is None or lab not in LABELS:
+                st.count("labels", "failed")
+                if ctx.on_judge_failure == "raise":
+                    raise RuntimeError(
+                        f"the judge gave no label for query {int(qi[rr[i]])}, document "
+                        f"{int(dd[i])} (on_judge_failure='raise')"
+                    )
+                if ctx.on_judge_failure == "skip":
+                    ok[i] = False
+                    st.count("removed", "judge_failed")
+                else:
+                    st.failed_kept += 1
+                continue
+            st.count("labels", lab)
+            if lab == "FN":
+                ok[i] = False
+                st.count("removed", "judge_fn")
+                self.extra[int(rr[i])].append(int(dd[i]))
+            elif lab not in ctx.judge_keep:
+                ok[i] = False
+                st.count("removed", "judge_label")
+
+    def to_widen(self, cap: int) -> IntArray:
+        """Rows still short whose draws may go on: every draw so far valid (a ``-1`` means
+        the sampler's region ran dry) and fewer than ``cap`` of them."""
+        out = [
+            r
+            for r in np.flatnonzero(self.count < self.ctx.n).tolist()
+            if self.draw_ids[r].size < cap and bool(np.all(self.draw_ids[r] >= 0))
+        ]
+        return np.asarray(out, np.int64)
+
+    def widen(self, rows: IntArray, redraw: Redraw, cap: int, growth: float) -> None:
+        """Draw ``rows`` again, wider; the new draws must start with the old ones."""
+        st = self.ctx.stats
+        cur = max(self.draw_ids[int(r)].size for r in rows)
+        m2 = min(cap, max(cur + 1, math.ceil(cur * growth)))
+        qs = np.unique(self.query_index[rows]).astype(np.int64)
+        t0 = time.perf_counter()
+        more = redraw(m2, qs)
+        st.add_time("redraw", time.perf_counter() - t0)
+        st.redraw_calls += 1
+        if more.n < m2:
+            raise RuntimeError(f"redraw({m2}, ...) returned rows of {more.n} draws")
+        where = {k: i for i, k in enumerate(_row_keys(more))}
+        for r in rows.tolist():
+            i = where.get(self.keys[r])
+            if i is None:
+                raise RuntimeError(
+                    f"redraw returned no row for query {self.keys[r][0]} (anchor "
+                    f"{self.keys[r][1]}): rows must be drawn with on_shortfall='pad' or 'fill', "
+                    "not 'drop'"
+                )
+            old = self.draw_ids[r]
+            if not np.array_equal(more.ids[i, : old.size], old):
+                raise RuntimeError(
+                    f"query {self.keys[r][0]}: a wider draw does not start with the first "
+                    f"{old.size} draws; the draws are not reproducible (the same seed, sampler, "
+                    "index and query chunks are needed; an approximate index built again may "
+                    "differ)"
+                )
+            self.draw_ids[r] = more.ids[i]
+            self.draw_sc[r] = more.scores[i]
+        st.widened_rows += int(rows.size)
+        st.max_draws = max(st.max_draws, m2)
 
 
 def _ragged(positives: Any, n_queries: int) -> list[IntArray]:
@@ -708,32 +715,28 @@ def denoise(
     )
     s_before = scorer.stats.copy() if scorer is not None and _has_stats(scorer) else None
     j_before = judge.stats.copy() if judge is not None and _has_stats(judge) else None
-    keys = _row_keys(negatives)
+    state = _Rows(ctx, negatives)
     rows = len(negatives)
-    parts: list[tuple[Any, ...]] = []
+    stats.max_draws = negatives.n
     bar = None
     if progress:
         from .._optional import require
 
         bar = require("tqdm.auto", "progress bars").tqdm(total=rows, unit="row", desc="denoise")
     try:
-        for a in range(0, rows, chunk_rows):
-            z = min(rows, a + chunk_rows)
-            parts.append(
-                _process_chunk(
-                    ctx,
-                    negatives.ids[a:z],
-                    negatives.scores[a:z],
-                    negatives.query_index[a:z],
-                    negatives.anchor_ids[a:z],
-                    keys[a:z],
-                    redraw,
-                    cap,
-                    growth,
-                )
-            )
-            if bar is not None:
-                bar.update(z - a)
+        todo = np.arange(rows, dtype=np.int64)
+        first = True
+        while todo.size:
+            for a in range(0, todo.size, chunk_rows):
+                state.process(todo[a : a + chunk_rows])
+                if bar is not None and first:
+                    bar.update(min(chunk_rows, todo.size - a))
+            first = False
+            if redraw is None:
+                break
+            todo = state.to_widen(cap)
+            if todo.size:
+                state.widen(todo, redraw, cap, growth)
     finally:
         if bar is not None:
             bar.close()
@@ -742,20 +745,9 @@ def denoise(
         if j_before is not None and judge is not None:
             stats.judge = judge.stats.since(j_before)
 
-    if parts:
-        ids = np.concatenate([p[0] for p in parts])
-        sc = np.concatenate([p[1] for p in parts])
-        tc = np.concatenate([p[2] for p in parts])
-        anchors = np.concatenate([p[3] for p in parts])
-        extra = [e for p in parts for e in p[4]]
-        checked = np.concatenate([p[5] for p in parts])
-    else:
-        ids = np.empty((0, n), np.int64)
-        sc = np.empty((0, n), np.float32)
-        tc = np.empty((0, n), np.float32)
-        anchors = np.empty(0, np.float64)
-        extra = []
-        checked = np.empty(0, np.int64)
+    ids, sc, tc = state.ids, state.scores, state.teacher
+    anchors, checked = state.anchors, state.checked
+    extra = [np.asarray(e, np.int64) for e in state.extra]
     qi, ai = negatives.query_index, negatives.anchor_ids
     stats.rows = rows
     stats.queries = int(np.unique(qi).size)
@@ -855,9 +847,11 @@ def mine_denoised(
     teacher_scores, growth, chunk_rows, progress : as for :func:`denoise`.
 
     The sampler's ``on_shortfall="drop"`` is applied after denoising (rows still short are
-    dropped); the draws themselves are mined with ``"pad"``. Redraws mine only the queries
-    that need them (contiguous runs, with ``query_offset`` so the random streams are those
-    of the full run).
+    dropped); the draws themselves are mined with ``"pad"``. A widening must repeat the
+    first draws exactly (checked), so it mines the same query chunks as the first draw: with
+    ``chunk_size`` set, only the chunks holding rows to widen (with ``query_offset``, so the
+    random streams are those of the full run); without it, every query again. Each
+    widening level is one such mining, whatever ``chunk_rows``.
 
     Returns
     -------
@@ -898,7 +892,10 @@ def mine_denoised(
         raise ValueError(f"positives has {n_pos} entries, queries {n_q} rows")
 
     def draw(m: int, qrows: IntArray | None) -> Negatives:
-        if qrows is None:
+        # a widening draw must repeat the first draws exactly, so it mines the very query
+        # chunks the first draw mined (scores of a search can differ in the last bit with
+        # the batch's shape): whole chunks of chunk_size when it is set, else everything
+        if qrows is None or chunk_size is None:
             return mine(
                 q_all,
                 index,
@@ -911,7 +908,7 @@ def mine_denoised(
                 exclude=exclude,
             )
         parts = []
-        for a, z in _runs(np.asarray(qrows, np.int64)):
+        for a, z in _chunk_runs(np.asarray(qrows, np.int64), chunk_size, n_q):
             parts.append(
                 mine(
                     q_all[a:z],
@@ -955,13 +952,16 @@ def mine_denoised(
     return out
 
 
-def _runs(rows: IntArray, gap: int = 64) -> list[tuple[int, int]]:
-    """Sorted unique ``rows`` as half-open ``[a, z)`` runs, joining runs less than ``gap``
-    apart (a few extra queries mined beat many small mine calls)."""
-    rows = np.unique(rows)
-    if rows.size == 0:
+def _chunk_runs(rows: IntArray, chunk: int, total: int) -> list[tuple[int, int]]:
+    """The query chunks ``[c * chunk, (c + 1) * chunk)`` that hold ``rows``, joined into
+    half-open runs of consecutive chunks."""
+    blocks = np.unique(np.asarray(rows, np.int64) // chunk)
+    if blocks.size == 0:
         return []
-    cut = np.flatnonzero(np.diff(rows) > gap) + 1
+    cut = np.flatnonzero(np.diff(blocks) > 1) + 1
     starts = np.concatenate([[0], cut])
-    stops = np.concatenate([cut, [rows.size]])
-    return [(int(rows[s]), int(rows[e - 1]) + 1) for s, e in zip(starts, stops, strict=True)]
+    stops = np.concatenate([cut, [blocks.size]])
+    return [
+        (int(blocks[a]) * chunk, min(total, (int(blocks[b - 1]) + 1) * chunk))
+        for a, b in zip(starts, stops, strict=True)
+    ]
