@@ -112,7 +112,7 @@ def load_scifact() -> dict[str, Any]:
             positives=[p.tolist() for p in ds.positives],
         )
         out.setdefault("corpus_ids", ds.corpus_ids)
-        out.setdefault("corpus_texts", ds.document_texts())
+        out.setdefault("corpus_texts", ds.document_texts)
         out.setdefault("corpus_emb", emb.corpus)
     return out
 

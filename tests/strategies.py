@@ -15,10 +15,13 @@ class Problem:
     positives: list[list[int]]
     n: int
     seed: int
+    exclude: list[list[int]] | None = None
 
 
 @st.composite
-def problems(draw: st.DrawFn, max_docs: int = 120, max_queries: int = 10) -> Problem:
+def problems(
+    draw: st.DrawFn, max_docs: int = 120, max_queries: int = 10, dims: tuple[int, int] = (2, 8)
+) -> Problem:
     """A small retrieval problem: corpus, queries, ragged positives, n and a seed.
 
     Vectors come from a seeded generator (Hypothesis shrinks the seed, not the floats);
@@ -26,10 +29,16 @@ def problems(draw: st.DrawFn, max_docs: int = 120, max_queries: int = 10) -> Pro
     """
     n_docs = draw(st.integers(12, max_docs))
     n_q = draw(st.integers(1, max_queries))
-    dim = draw(st.integers(2, 8))
+    dim = draw(st.integers(*dims))
     data_seed = draw(st.integers(0, 2**16))
     rng = np.random.default_rng(data_seed)
     corpus = rng.standard_normal((n_docs, dim)).astype(np.float32)
+    if draw(st.booleans()):  # near ties: exact and near copies of a few vectors
+        n_copy = draw(st.integers(1, n_docs // 2))
+        src = rng.integers(0, n_docs, n_copy)
+        dst = rng.choice(n_docs, n_copy, replace=False)
+        jitter = draw(st.sampled_from([0.0, 1e-7, 1e-6]))
+        corpus[dst] = corpus[src] + jitter * rng.standard_normal((n_copy, dim)).astype(np.float32)
     positives = [
         sorted(set(rng.choice(n_docs, size=draw(st.integers(1, 4)), replace=False).tolist()))
         for _ in range(n_q)
@@ -38,5 +47,11 @@ def problems(draw: st.DrawFn, max_docs: int = 120, max_queries: int = 10) -> Pro
         [corpus[p[0]] + 0.3 * rng.standard_normal(dim).astype(np.float32) for p in positives]
     ).astype(np.float32)
     n = draw(st.integers(1, min(6, n_docs - 5)))
-    seed = draw(st.integers(0, 2**32))
-    return Problem(corpus, queries, positives, n, seed)
+    seed = draw(st.integers(0, 2**64 - 1))
+    exclude = None
+    if draw(st.booleans()):
+        exclude = [
+            sorted(set(rng.choice(n_docs, size=draw(st.integers(0, 3)), replace=False).tolist()))
+            for _ in range(n_q)
+        ]
+    return Problem(corpus, queries, positives, n, seed, exclude)

@@ -27,8 +27,8 @@ def test_load_beir(tmp_path: Path, gz: bool) -> None:
     assert ds.corpus_ids[5] == "d5" and ds.query_ids == [f"q{i}" for i in range(24)]
     for got, want in zip(ds.positives, data.positives, strict=True):
         np.testing.assert_array_equal(got, want)
-    assert ds.document_texts()[0] == "doc 0 text"  # empty title: text only
-    assert ds.document_texts()[1] == "title 1 doc 1 text"
+    assert ds.document_texts[0] == "doc 0 text"  # empty title: text only
+    assert ds.document_texts[1] == "title 1 doc 1 text"
     test = ns.load_beir(root, "test")
     assert test.n_queries == 12 and test.stats["queries_not_in_split"] == 12
 
@@ -125,39 +125,219 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_input(
-    beir: Path, tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bad_input(beir: Path, case: str) -> None:
+    """The API error; tests/test_cli_errors.py runs the same cases through the CLI."""
     rel, text, pattern = BAD[case]
     _append(beir / rel, text)
     with pytest.raises(ns.DataError, match=pattern):
         ns.load_beir(beir, "train")
-    out = tmp_path / "out" / "neg.jsonl"
-    rc = main(
-        [
-            "mine",
-            "--data",
-            str(beir),
-            "--embeddings",
-            str(beir / "embeddings"),
-            "--out",
-            str(out),
-            "--sampler",
-            "topk(k=20)",
-            "--quiet",
-        ]
-    )
-    err = capsys.readouterr().err
-    assert rc == 2
-    assert "negsample: error: " in err and str(beir) in err
-    assert not out.exists()
-    assert not out.parent.exists() or not any(out.parent.iterdir())  # no work folder left
 
 
 def test_missing_file(beir: Path) -> None:
     (beir / "qrels" / "train.tsv").unlink()
     with pytest.raises(FileNotFoundError, match=r"train.tsv: not found \(nor train.tsv.gz\)"):
         ns.load_beir(beir, "train")
+
+
+def test_missing_split_lists_the_splits(beir: Path) -> None:
+    (beir / "qrels" / "dev.tsv.gz").write_bytes(b"")
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"validation.tsv: not found .*the splits in "
+        r".*qrels are: dev, test, train$",
+    ):
+        ns.load_beir(beir, "validation")
+
+
+# -- encodings, byte-order marks, lines ----------------------------------------------------
+
+
+def _bad_byte_at(path: Path, lineno: int) -> None:
+    """Put an invalid UTF-8 byte into line ``lineno`` (1-based) of ``path``."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[lineno - 1] = lines[lineno - 1].replace(b"text", b"te\xffxt", 1)
+    path.write_bytes(b"".join(lines))
+
+
+@pytest.mark.parametrize(
+    "rel, lineno", [("corpus.jsonl", 300), ("queries.jsonl", 4), ("qrels/train.tsv", 1)]
+)
+def test_non_utf8_reported_on_its_line(tmp_path: Path, rel: str, lineno: int) -> None:
+    root = write_beir(tmp_path / "b", n_docs=2000, n_queries=24)
+    path = root / rel
+    if rel.startswith("qrels"):  # a long qrels file: bad bytes on line 100
+        rows = [f"q{i % 24}\td{i}\t1\n" for i in range(200)]
+        path.write_text("query-id\tcorpus-id\tscore\n" + "".join(rows))
+        lines = path.read_bytes().splitlines(keepends=True)
+        lines[99] = lines[99].replace(b"\t1", b"\t\xff1")
+        path.write_bytes(b"".join(lines))
+        lineno = 100
+    else:
+        _bad_byte_at(path, lineno)
+    with pytest.raises(ns.DataError, match=rf"{rel.split('/')[-1]}:{lineno}: not valid UTF-8"):
+        ns.load_beir(root, "train")
+
+
+def test_non_utf8_in_gz_and_run_files(tmp_path: Path) -> None:
+    root = write_beir(tmp_path / "b", gz=True)
+    import gzip
+
+    with gzip.open(root / "corpus.jsonl.gz", "rb") as f:
+        lines = f.read().splitlines(keepends=True)
+    lines[209] = lines[209].replace(b"text", b"\xc3(", 1)
+    with gzip.open(root / "corpus.jsonl.gz", "wb") as f:
+        f.write(b"".join(lines))
+    with pytest.raises(ns.DataError, match=r"corpus.jsonl.gz:210: not valid UTF-8: byte 0xc3"):
+        ns.load_beir(root, "train")
+    root = write_beir(tmp_path / "c")
+    ds = ns.load_beir(root, "train")
+    run = _run_file(tmp_path / "run.trec", ds)
+    lines = run.read_bytes().splitlines(keepends=True)
+    lines[40] = lines[40].replace(b"bm25", b"bm\xff25")
+    run.write_bytes(b"".join(lines))
+    with pytest.raises(ns.DataError, match=r"run.trec:41: not valid UTF-8"):
+        ns.read_trec_run(run, ds)
+
+
+def test_byte_order_mark_is_accepted(beir: Path) -> None:
+    want = ns.load_beir(beir, "train")
+    for rel in ("corpus.jsonl", "queries.jsonl", "qrels/train.tsv"):
+        p = beir / rel
+        p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())
+    got = ns.load_beir(beir, "train")
+    assert got.corpus_ids == want.corpus_ids and got.query_ids == want.query_ids
+    for a, b in zip(got.positives, want.positives, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_utf16_is_refused(beir: Path) -> None:
+    p = beir / "queries.jsonl"
+    p.write_bytes(p.read_text().encode("utf-16"))
+    with pytest.raises(ns.DataError, match=r"queries.jsonl:1: the file is UTF-16"):
+        ns.load_beir(beir, "train")
+
+
+def test_plain_and_gz_both_present_is_refused(beir: Path) -> None:
+    import gzip
+
+    with gzip.open(beir / "corpus.jsonl.gz", "wb") as f:
+        f.write((beir / "corpus.jsonl").read_bytes())
+    with pytest.raises(ns.DataError, match=r"both corpus.jsonl and corpus.jsonl.gz are present"):
+        ns.load_beir(beir, "train")
+    (beir / "corpus.jsonl.gz").unlink()
+    (beir / "qrels" / "train.tsv.gz").write_bytes(b"")
+    with pytest.raises(ns.DataError, match=r"both train.tsv and train.tsv.gz are present"):
+        ns.load_beir(beir, "train")
+
+
+def test_title_only_document(beir: Path) -> None:
+    _append(beir / "corpus.jsonl", '{"_id": "t1", "title": "only a title"}\n')
+    _append(beir / "corpus.jsonl", '{"_id": "t2", "title": "a title", "text": ""}\n')
+    ds = ns.load_beir(beir, "train")
+    assert ds.corpus_ids[-2:] == ["t1", "t2"]
+    assert ds.document_texts[-2:] == ["only a title", "a title"]
+    _append(beir / "corpus.jsonl", '{"_id": "t3", "title": " "}\n')
+    with pytest.raises(
+        ns.DataError,
+        match=r"corpus.jsonl:403: document 't3' has an empty "
+        r"text and no title",
+    ):
+        ns.load_beir(beir, "train")
+
+
+def test_document_texts_is_an_attribute(beir: Path) -> None:
+    ds = ns.load_beir(beir, "train")
+    assert isinstance(ds.document_texts, list) and isinstance(ds.query_texts, list)
+    assert ds.document_texts is ds.document_texts  # computed once
+    with pytest.warns(DeprecationWarning, match="an attribute"):
+        assert ds.document_texts() == ds.document_texts
+
+
+# -- qrels forms and graded judgements ---------------------------------------------------
+
+
+def test_trec_qrels_four_columns(beir: Path) -> None:
+    want = ns.load_beir(beir, "train")
+    rows = (beir / "qrels" / "train.tsv").read_text().splitlines()[1:]
+    trec = "".join(f"{q} 0 {d} {s}\n" for q, d, s in (r.split("\t") for r in rows))
+    (beir / "qrels" / "train.tsv").write_text(trec)
+    got = ns.load_beir(beir, "train")
+    for a, b in zip(got.positives, want.positives, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "text, line, pattern",
+    [
+        ("q0\td1\t1\t0\n", 54, r"expected 3 tab-separated fields .* as on line 1, got 4"),
+        ("q0\td1\n", 54, r"expected 3 tab-separated fields"),
+    ],
+)
+def test_qrels_field_count_must_match_the_first_line(
+    beir: Path, text: str, line: int, pattern: str
+) -> None:
+    n = len((beir / "qrels" / "train.tsv").read_text().splitlines())
+    _append(beir / "qrels" / "train.tsv", text)
+    with pytest.raises(ns.DataError, match=rf"train.tsv:{n + 1}: {pattern}"):
+        ns.load_beir(beir, "train")
+    trec = beir / "qrels" / "test.tsv"
+    trec.write_text("q0 0 d1 1\nq1 0 d2 1 extra\n")
+    with pytest.raises(ns.DataError, match=r"test.tsv:2: expected 4 fields \(TREC"):
+        ns.load_beir(beir, "test")
+
+
+def test_min_relevance(beir: Path) -> None:
+    # graded: q0 gets a grade-1 ("related") and a grade-2 judgement; q1 only grade 1
+    (beir / "qrels" / "dev.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq0\td1\t1\nq0\td2\t2\nq1\td3\t1\nq2\td4\t3\nq3\td5\t0\n"
+    )
+    ds = ns.load_beir(beir, "dev")  # default: any score > 0
+    assert ds.query_ids == ["q0", "q1", "q2"] and ds.positives[0].tolist() == [1, 2]
+    strict = ns.load_beir(beir, "dev", min_relevance=2)
+    assert strict.query_ids == ["q0", "q2"] and strict.positives[0].tolist() == [2]
+    assert strict.relevance[1].tolist() == [3]
+    assert strict.stats["below_min_relevance"] == 2
+    assert strict.stats["queries_below_min_relevance"] == 1  # q1 lost all its positives
+    assert strict.stats["queries_without_positive"] == 1  # q3: judged 0 only
+    assert strict.min_relevance == 2 and "(score >= 2)" in strict.summary()
+    with pytest.raises(ns.DataError, match=r"no judgement with a score >= 4"):
+        ns.load_beir(beir, "dev", min_relevance=4)
+    with pytest.raises(ValueError, match="min_relevance must be >= 1"):
+        ns.load_beir(beir, "dev", min_relevance=0)
+    with pytest.raises(TypeError, match="min_relevance must be an integer"):
+        ns.load_beir(beir, "dev", min_relevance=True)
+
+
+# -- precomputed embeddings: NaN / inf named by the file's row --------------------------
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_nonfinite_embedding_names_file_row_and_id(tmp_path: Path, shuffled: bool) -> None:
+    root = write_beir(tmp_path / "b", shuffle_embedding_ids=shuffled)
+    emb = root / "embeddings"
+    ids = (emb / "query_ids.txt").read_text().splitlines()
+    r = ids.index("q8")  # in the test split (every other query), at the split's row 4
+    q = np.load(emb / "queries.npy")
+    q[r, 3] = np.inf
+    np.save(emb / "queries.npy", q)
+    ds = ns.load_beir(root, "test")
+    assert ds.query_ids.index("q8") == 4
+    with pytest.raises(
+        ns.DataError,
+        match=rf"queries.npy: row {r} \(0-based; id 'q8', line {r + 1} of query_ids.txt\) "
+        r"holds inf: vectors must be finite \(1 of the 12 queries",
+    ):
+        ns.load_embeddings(emb, ds)
+    c = np.load(emb / "corpus.npy")
+    c[[250, 11], 0] = np.nan
+    np.save(emb / "corpus.npy", c)
+    np.save(emb / "queries.npy", np.nan_to_num(q, posinf=0.0))
+    cids = (emb / "corpus_ids.txt").read_text().splitlines()
+    with pytest.raises(
+        ns.DataError,
+        match=rf"corpus.npy: row 11 \(0-based; id '{cids[11]}'.* holds nan.*\(2 of the",
+    ):
+        ns.load_embeddings(emb, ds)
 
 
 # -- TREC runs ---------------------------------------------------------------------------

@@ -145,6 +145,16 @@ def test_bad_factory_string() -> None:
         ns.FaissIndex(x, "NotAnIndex", device="cpu")
 
 
+def test_ivf_with_more_lists_than_vectors_is_explained() -> None:
+    x, _ = _data(n=100)
+    with pytest.raises(
+        ValueError,
+        match=r"^IVF1024 needs at least 1024 training vectors, the corpus has 100: use a Flat "
+        r"index or fewer lists \(e.g. IVF2,Flat",
+    ):
+        ns.FaissIndex(x, "IVF1024,Flat", device="cpu")
+
+
 def test_gpu_device_without_gpu_is_clear() -> None:
     if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
         pytest.skip("a GPU is present")

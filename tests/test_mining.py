@@ -88,8 +88,8 @@ def test_progress_bar_goes_to_stderr(data: ns.SyntheticRetrieval, capsys) -> Non
 def test_chunk_size_is_bounded_by_budget() -> None:
     from negsample.mining import auto_chunk_size
 
-    small = auto_chunk_size(ns.TopKSampler(k=200), 260, 384, 60, budget_mb=64)
-    big = auto_chunk_size(ns.TopKSampler(k=200), 260, 384, 60, budget_mb=1024)
+    small = auto_chunk_size(ns.TopKSampler(k=200), 260, 384, budget_mb=64)
+    big = auto_chunk_size(ns.TopKSampler(k=200), 260, 384, budget_mb=1024)
     assert 16 <= small < big <= 8192
 
 
@@ -150,9 +150,11 @@ def test_search_depth_is_per_query(data: ns.SyntheticRetrieval) -> None:
     class Recording:
         """An Index wrapper that records the k of every search."""
 
-        def __init__(self, inner: ns.NumpyIndex) -> None:
+        def __init__(self, inner: ns.NumpyIndex, exact: bool) -> None:
             self.inner, self.calls = inner, []  # type: list[tuple[int, int]]
             self.metric = inner.metric
+            self.exact = exact
+            self.search_block = 64
 
         ntotal = property(lambda self: self.inner.ntotal)
         dim = property(lambda self: self.inner.dim)
@@ -165,14 +167,32 @@ def test_search_depth_is_per_query(data: ns.SyntheticRetrieval) -> None:
             return self.inner.vectors(ids)
 
     positives = [list(p) for p in data.positives]
-    positives[0] = list(range(300))  # one query with many positives
-    rec = Recording(ns.NumpyIndex(data.corpus))
+    # one query with 300 positives that crowd its top ranks
+    positives[0] = ns.NumpyIndex(data.corpus).search(data.queries[:1], 300).ids[0].tolist()
+    # an approximate index (whose results depend on k): each query searches at its own
+    # depth, in groups of equal depth within blocks of search_block queries; the crowded
+    # query first searches 50 + 64 and, left short, once more at 50 + 512
+    rec = Recording(ns.NumpyIndex(data.corpus), exact=False)
     negs = ns.mine(data.queries, rec, positives, ns.TopKSampler(k=50), n=5, seed=0)
     ks = dict((k, 0) for _, k in rec.calls)
     for nq, k in rec.calls:
         ks[k] += nq
-    assert ks[50 + 512] == 1  # only that query searches deep
-    assert max(k for k in ks if k != 562) <= 54
+    assert ks[50 + 64] == 1 and ks[50 + 512] == 1  # only that query searches deep
+    assert max(k for k in ks if k not in (114, 562)) <= 54
+    assert max(nq for nq, _ in rec.calls) <= 64
+    assert not np.isin(negs.ids[0], positives[0]).any() and (negs.ids[0] >= 0).all()
+    # an exact index: one call of exactly search_block rows per block, at the block's
+    # largest first-pass depth (exact top-k lists are prefixes of each other), each query
+    # cut to its own; the crowded query alone in a call of DEEP_BLOCK rows
+    from negsample.mining import DEEP_BLOCK
+
+    exact = Recording(ns.NumpyIndex(data.corpus), exact=True)
+    negs_exact = ns.mine(data.queries, exact, positives, ns.TopKSampler(k=50), n=5, seed=0)
+    n_blocks = -(-len(data.queries) // 64)
+    assert exact.calls[0] == (64, 114) and exact.calls[1] == (DEEP_BLOCK, 562)
+    assert len(exact.calls) == n_blocks + 1
+    assert all(nq == 64 and k <= 54 for nq, k in exact.calls[2:])
+    np.testing.assert_array_equal(negs_exact.ids, negs.ids)
     ref = ns.mine(
         data.queries[1:],
         ns.NumpyIndex(data.corpus),

@@ -8,13 +8,13 @@ import pytest
 from scipy.stats import chisquare
 
 import negsample as ns
+from negsample._ragged import Ragged, as_ragged
 from negsample._types import MiningStats
-from negsample._validate import pad_positives
 from negsample.samplers.base import (
     Anchor,
     SamplerBatch,
     build_batch,
-    positive_scores_from_vectors,
+    positive_scores_for,
     resolve_anchor,
 )
 from negsample.samplers.resa2 import RELEASED_CHUNK
@@ -51,7 +51,7 @@ def test_n_larger_than_k2_is_refused_before_any_work() -> None:
 def test_defaults_follow_the_paper_and_the_released_anchor() -> None:
     s = ns.ReSa2Sampler()
     assert (s.k1, s.k1_prime, s.k2, s.tau, s.positive_anchor) == (1000, 500, 75, 0.25, "max")
-    assert s.depth == 1000 and s.vectors_per_query() == 501 and s.needs_vectors
+    assert s.depth == 1000 and s.vectors_per_query() == 0 and s.needs_vectors
     assert ns.sampler_from_string(repr(s)) == s
     assert ns.get_sampler("resa2", faithful=True) == ns.ReSa2Sampler(faithful=True)
 
@@ -122,8 +122,8 @@ def _manual_batch(scores: np.ndarray, s_pos: float, rows: int, valid: np.ndarray
         ids=np.broadcast_to(np.arange(k, dtype=np.int64), (rows, k)).copy(),
         scores=np.broadcast_to(scores.astype(np.float32), (rows, k)).copy(),
         valid=np.broadcast_to(valid, (rows, k)).copy(),
-        positive_ids=np.full((rows, 1), 10_000, np.int64),
-        positive_scores=np.full((rows, 1), s_pos, np.float32),
+        positives=Ragged(np.arange(rows + 1, dtype=np.int64), np.full(rows, 10_000, np.int64)),
+        positive_scores=np.full(rows, s_pos, np.float32),
         seed=20240501,
     )
 
@@ -143,7 +143,7 @@ def test_stage1_first_and_second_draw_follow_the_kernel(
     valid[3] = False  # a filtered candidate is never drawn
     batch = _manual_batch(scores, s_pos, rows, valid)
     sampler = ns.ReSa2Sampler(k1=12, k1_prime=4, k2=2, temperature=temperature)
-    anchor = Anchor(batch.positive_ids[:, 0], np.zeros(rows, np.int64), np.full(rows, s_pos), "max")
+    anchor = Anchor(batch.positives.values, np.full(rows, s_pos), "max")
     draws = sampler.stage1(batch, anchor)
     assert draws.shape == (rows, 4) and np.all(draws >= 0) and not np.any(draws == 3)
     assert all(len(set(r)) == 4 for r in draws[:200].tolist())
@@ -175,17 +175,20 @@ def _mining_batch(
     """The batch mine() builds for one chunk holding every query (same search depth)."""
     index = ns.NumpyIndex(data.corpus)
     q = data.queries
-    pos = pad_positives(data.positives, len(q), index.ntotal)
-    res = index.search(q, sampler.depth + int((pos >= 0).sum(axis=1).max()))
+    pos, _ = as_ragged(data.positives, len(q), index.ntotal)
+    # searched as mine() does: one call of index.search_block rows, queries in place
+    call = np.repeat(q[:1], index.search_block, axis=0)
+    call[: len(q)] = q
+    res = index.search(call, sampler.depth + int(pos.lengths.max()))
     batch = build_batch(
-        res.ids,
-        res.scores,
+        res.ids[: len(q)],
+        res.scores[: len(q)],
         pos,
         query_index=np.arange(len(q), dtype=np.int64),
         seed=seed,
         depth=sampler.depth,
         stats=MiningStats(seed=seed),
-        positive_scores=positive_scores_from_vectors(q, pos, index),
+        positive_scores=positive_scores_for(q, pos, index),
         queries=q,
         index=index,
     )
@@ -233,13 +236,14 @@ def test_the_region_is_not_the_query_centric_top(data: ns.SyntheticRetrieval) ->
     assert not all(set(r.tolist()) == set(range(25)) for r in region)
 
 
-class _CountingIndex:
-    """Wraps an index and records how many vectors each call asks for per row."""
+class _CountingIndex(ns.BaseIndex):
+    """Wraps an index and records the shape of every vectors() and score() call."""
 
     def __init__(self, inner: ns.NumpyIndex) -> None:
         self.inner = inner
         self.metric = inner.metric
-        self.widths: list[int] = []
+        self.gathered: list[tuple[int, ...]] = []
+        self.scored: list[tuple[int, ...]] = []
 
     @property
     def ntotal(self) -> int:
@@ -249,23 +253,33 @@ class _CountingIndex:
     def dim(self) -> int:
         return self.inner.dim
 
+    @property
+    def exact(self) -> bool:
+        return True
+
     def search(self, queries: np.ndarray, k: int) -> ns.SearchResult:
         return self.inner.search(queries, k)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(ids)
-        self.widths.append(ids.shape[-1] if ids.ndim > 1 else 1)
+        self.gathered.append(np.shape(ids))
         return self.inner.vectors(ids)
+
+    def score(self, vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        self.scored.append(np.shape(ids))
+        return self.inner.score(vectors, ids)
 
     def save(self, path: str) -> None:  # pragma: no cover
         raise NotImplementedError
 
 
-def test_only_the_stage1_draws_vectors_are_gathered(data: ns.SyntheticRetrieval) -> None:
+def test_no_candidate_vector_is_gathered(data: ns.SyntheticRetrieval) -> None:
+    # stage 2 asks the index for s(d+, d-) of the stage-1 draws; the only vectors handed
+    # out are the anchor positives', one per row
     index = _CountingIndex(ns.NumpyIndex(data.corpus))
     sampler = ns.ReSa2Sampler(k1=400, k1_prime=120, k2=25)
-    ns.mine(data.queries, index, data.positives, sampler, n=7, seed=0)  # type: ignore[arg-type]
-    assert index.widths and max(index.widths) <= 120
+    ns.mine(data.queries, index, data.positives, sampler, n=7, seed=0)
+    assert index.gathered and all(len(shape) == 1 for shape in index.gathered)
+    assert (len(data.queries), 120) in index.scored
 
 
 # -- faithful=True: the released code's chunked sort ------------------------------------

@@ -13,11 +13,27 @@ from tests.strategies import Problem, problems
 SAMPLERS = ns.available_samplers()
 
 
-def _mine(p: Problem, name: str, **kw: object) -> ns.Negatives:
+def _mine(p: Problem, name: str, index: ns.Index | None = None, **kw: object) -> ns.Negatives:
     sampler = ns.get_sampler(name)
     return ns.mine(
-        p.queries, ns.NumpyIndex(p.corpus), p.positives, sampler=sampler, n=p.n, seed=p.seed, **kw
+        p.queries,
+        ns.NumpyIndex(p.corpus) if index is None else index,
+        p.positives,
+        sampler=sampler,
+        n=p.n,
+        seed=p.seed,
+        exclude=p.exclude,
+        **kw,
     )  # type: ignore[arg-type]
+
+
+def _exact_indexes(p: Problem, block: int) -> list[ns.Index]:
+    out: list[ns.Index] = [ns.NumpyIndex(p.corpus, search_block=block)]
+    try:
+        out.append(ns.FaissIndex(p.corpus, "Flat", search_block=block))
+    except ImportError:  # pragma: no cover - faiss is a test dependency
+        pass
+    return out
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
@@ -37,6 +53,8 @@ def test_sampler_contract(name: str, p: Problem, chunk: int) -> None:
         got = row[row >= 0]
         assert len(set(got.tolist())) == len(got), "duplicate negative in a row"
         assert not set(got.tolist()) & set(p.positives[q]), "a positive was sampled"
+        if p.exclude is not None:
+            assert not set(got.tolist()) & set(p.exclude[q]), "an excluded id was sampled"
     # scores are the real s(q, d-)
     valid = ids >= 0
     expect = np.einsum("rd,rkd->rk", p.queries[negs.query_index], p.corpus[np.maximum(ids, 0)])
@@ -48,6 +66,43 @@ def test_sampler_contract(name: str, p: Problem, chunk: int) -> None:
     np.testing.assert_array_equal(again.ids, ids)
     np.testing.assert_array_equal(again.scores, negs.scores)
     np.testing.assert_array_equal(again.query_index, negs.query_index)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+@given(
+    p=problems(max_docs=400, max_queries=40, dims=(8, 72)),
+    chunk=st.integers(1, 9),
+    block=st.sampled_from([1, 3, 16, 64]),
+    cut=st.floats(0.0, 1.0),
+)
+def test_exact_indexes_are_invariant_to_chunks_and_slices(
+    name: str, p: Problem, chunk: int, block: int, cut: float
+) -> None:
+    """Byte-identical output whatever the sampling chunk or the slice mined (query_offset),
+    with NumpyIndex and faiss Flat, on data with exact and near ties."""
+    n_q = len(p.positives)
+    a = int(cut * n_q)
+    for index in _exact_indexes(p, block):
+        full = _mine(p, name, index=index)
+        chunked = _mine(p, name, index=index, chunk_size=chunk)
+        for got in (chunked,):
+            np.testing.assert_array_equal(got.ids, full.ids)
+            np.testing.assert_array_equal(got.scores, full.scores)
+        if a < n_q:
+            part = ns.mine(
+                p.queries[a:],
+                index,
+                p.positives[a:],
+                sampler=ns.get_sampler(name),
+                n=p.n,
+                seed=p.seed,
+                exclude=None if p.exclude is None else p.exclude[a:],
+                query_offset=a,
+            )
+            rows = full.query_index >= a
+            np.testing.assert_array_equal(part.ids, full.ids[rows])
+            np.testing.assert_array_equal(part.scores, full.scores[rows])
+            np.testing.assert_array_equal(part.query_index, full.query_index[rows])
 
 
 @pytest.mark.parametrize("name", SAMPLERS)

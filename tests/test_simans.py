@@ -42,18 +42,19 @@ def _counts(first: np.ndarray, ids: np.ndarray = IDS[0]) -> np.ndarray:
 
 def test_log_weights_hand_computed() -> None:
     ids, scores = IDS, SCORES
+    from negsample._ragged import as_ragged
     from negsample._types import MiningStats
     from negsample.samplers.base import build_batch, resolve_anchor
 
     batch = build_batch(
         ids,
         scores,
-        np.array([[99]]),
+        as_ragged([[99]], 1, None)[0],
         query_index=np.array([0]),
         seed=0,
         depth=5,
         stats=MiningStats(),
-        positive_scores=np.array([[S_POS]]),
+        positive_scores=np.array([S_POS]),
     )
     batch, anchor = resolve_anchor(batch, "random")
     # x = s- - s+ + b with b = 0.5: 1.0, 0.0, -1.0, -2.0, -3.0

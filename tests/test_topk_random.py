@@ -49,7 +49,7 @@ def test_topk_random_is_uniform_over_window() -> None:
     assert sps.chisquare(counts).pvalue > 1e-4
 
 
-@pytest.mark.parametrize("policy, expect", [("pad", [[23, -1, -1]]), ("fill", [[23, 20, 22]])])
+@pytest.mark.parametrize("policy, expect", [("pad", [[23, -1, -1]]), ("fill", [[23, 22, 20]])])
 def test_topk_shortfall_pad_and_fill(policy: str, expect: list[list[int]]) -> None:
     sampler = ns.TopKSampler(k=8, range_min=2, range_max=3, strategy="top", on_shortfall=policy)
     with pytest.raises(ValueError, match="holds 1 candidates"):
@@ -58,7 +58,8 @@ def test_topk_shortfall_pad_and_fill(policy: str, expect: list[list[int]]) -> No
     sampler = ns.TopKSampler(k=8, range_min=2, range_max=5, strategy="top", on_shortfall=policy)
     negs = sampler.sample(IDS, SCORES, [[21]], n=3, filters=ns.Filters(min_score=0.55))
     # after removing 21: ranks 20:0 (0.9) 22:1 (0.7) 23:2 (0.6) 24:3 (0.5) 25:4 (0.4);
-    # window [2, 5) = 23, 24, 25 and min_score 0.55 keeps only 23; fill takes 20 then 22
+    # window [2, 5) = 23, 24, 25 and min_score 0.55 keeps only 23; fill looks below the
+    # window first (ranks 5.., all filtered), then above it nearest first: 22, then 20
     assert negs.stats.short_rows == 1
     assert negs.ids.tolist() == expect
     assert negs.stats.padded == (2 if policy == "pad" else 0)

@@ -90,7 +90,7 @@ def test_bad_n(setup, n: object) -> None:  # type: ignore[no-untyped-def]
 
 def test_bad_seed(setup) -> None:  # type: ignore[no-untyped-def]
     _, q, index = setup
-    with pytest.raises(ValueError, match="seed must be >= 0"):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*64\)"):
         ns.mine(q, index, [[0], [1], [2]], seed=-1)
     with pytest.raises(TypeError, match="seed must be an int"):
         ns.mine(q, index, [[0], [1], [2]], seed="x")  # type: ignore[arg-type]

@@ -163,6 +163,26 @@ def test_on_short_error_writes_nothing(mined, tmp_path: Path) -> None:  # type: 
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temp file left
 
 
+@pytest.mark.parametrize("fmt", ["st-ntuple", "tevatron", "parquet"])
+def test_zero_rows_writes_nothing(mined, tmp_path: Path, fmt: str) -> None:  # type: ignore[no-untyped-def]
+    ds, res = mined
+    n = res.negatives
+    short = ns.Negatives(np.where(np.arange(5) < 2, n.ids, -1), n.scores, n.query_index,
+                         n.anchor_ids, n.stats)  # fmt: skip
+    path = tmp_path / "out"
+    path.write_text("old\n")
+    if fmt == "st-ntuple":  # every row short: nothing to write
+        match = rf"no row to write \({ds.n_queries} short rows skipped \(st-ntuple needs n\)\)"
+    else:  # every row empty
+        short = ns.Negatives(np.full_like(n.ids, -1), n.scores, n.query_index, n.anchor_ids,
+                             n.stats)  # fmt: skip
+        match = rf"no row to write \({ds.n_queries} rows without any negative\); nothing written"
+    with pytest.raises(ns.io.writers.EmptyOutput, match=match):
+        ns.write_negatives(short, ds, path, fmt)
+    assert path.read_text() == "old\n"  # left as it was
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
 def test_positive_as_negative_is_refused(mined, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ds, res = mined
     n = res.negatives

@@ -33,7 +33,7 @@ from .io.writers import WriteReport, write_negatives
 from .mining import mine
 from .pipeline.dataset import MinedDataset, build_index, mine_dataset
 from .pipeline.report import SamplerReport, sampler_report
-from .pipeline.resume import RunIncomplete, mine_resumable
+from .pipeline.resume import RunIncomplete, RunLocked, mine_resumable
 from .samplers import (
     BaseSampler,
     RandomSampler,
@@ -73,6 +73,7 @@ __all__ = [
     "ReSa2Sampler",
     "RunCandidates",
     "RunIncomplete",
+    "RunLocked",
     "Sampler",
     "SamplerBatch",
     "SamplerReport",

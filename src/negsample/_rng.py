@@ -14,7 +14,7 @@ import secrets
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Stream", "gumbel", "normalize_seed", "uniform"]
+__all__ = ["Stream", "gumbel", "gumbel_at", "normalize_seed", "uniform", "uniform_at"]
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -47,9 +47,9 @@ def normalize_seed(seed: int | np.random.Generator | None) -> int:
         raise TypeError(
             f"seed must be an int, a numpy Generator or None, got {type(seed).__name__}"
         )
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    return int(seed) & ((1 << 64) - 1)
+    if seed < 0 or seed >= 1 << 64:
+        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed}")
+    return int(seed)
 
 
 def _mix(z: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
@@ -96,3 +96,32 @@ def gumbel(
 ) -> npt.NDArray[np.float64]:
     """Standard Gumbel noise ``-log(-log(U))``, shape ``(len(rows), n)``."""
     return -np.log(-np.log(uniform(seed, rows, n, stream, sub)))
+
+
+def uniform_at(
+    seed: int,
+    rows: npt.ArrayLike,
+    keys: npt.ArrayLike,
+    stream: int,
+    sub: npt.ArrayLike | None = None,
+) -> npt.NDArray[np.float64]:
+    """Uniform numbers in (0, 1) keyed by ``keys`` ``(b, m)`` (e.g. candidate ids) instead of
+    column positions: entry ``[i, j]`` depends only on ``(seed, rows[i], sub[i], stream,
+    keys[i, j])``. A candidate keeps its random number wherever it sits in the row, so two
+    near-tied candidates that swap ranks keep their draws."""
+    row_keys = _row_keys(seed, rows, stream, sub)
+    with np.errstate(over="ignore"):
+        k = np.asarray(keys, dtype=np.int64).astype(np.uint64) + np.uint64(1)
+        bits = _mix(row_keys[:, None] + k * _GAMMA)
+    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / (1 << 53))
+
+
+def gumbel_at(
+    seed: int,
+    rows: npt.ArrayLike,
+    keys: npt.ArrayLike,
+    stream: int,
+    sub: npt.ArrayLike | None = None,
+) -> npt.NDArray[np.float64]:
+    """Standard Gumbel noise keyed by ``keys`` ``(b, m)`` (see :func:`uniform_at`)."""
+    return -np.log(-np.log(uniform_at(seed, rows, keys, stream, sub)))

@@ -56,6 +56,9 @@ class MiningStats:
     filled : slots filled from outside the sampler's region (``on_shortfall="fill"``).
     padded : slots left as ``-1`` (``on_shortfall="pad"``, or ``"fill"`` that ran dry).
     dropped_rows : rows removed by ``on_shortfall="drop"``.
+    duplicate_positives : repeated ids in a query's positives (each counts once).
+    skipped_anchors : positives that could not anchor a row of their own
+        (``positive_anchor="each"``) because their score ``s(q, d+)`` is unknown.
     seed : the integer seed actually used (drawn at random when ``seed=None``).
     timings : seconds spent per phase (``"search"``, ``"sample"``...).
     """
@@ -68,6 +71,8 @@ class MiningStats:
     filled: int = 0
     padded: int = 0
     dropped_rows: int = 0
+    duplicate_positives: int = 0
+    skipped_anchors: int = 0
     seed: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -100,6 +105,8 @@ _COUNTERS = (
     "filled",
     "padded",
     "dropped_rows",
+    "duplicate_positives",
+    "skipped_anchors",
 )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -10,6 +9,8 @@ import numpy.typing as npt
 
 __all__ = [
     "as_matrix",
+    "check_int",
+    "check_number",
     "check_finite",
     "pad_positives",
     "to_numpy",
@@ -84,60 +85,50 @@ def pad_positives(
     name: str = "positives",
     allow_empty: bool = False,
 ) -> npt.NDArray[np.int64]:
-    """Ragged positives (one sequence of corpus rows per query) to an int64 ``(n, P)`` array
-    padded with ``-1``. Every query needs at least one positive (unless ``allow_empty``);
-    ids must be in range."""
-    if isinstance(positives, np.ndarray) and positives.ndim == 2 and positives.dtype.kind in "iu":
-        pos = positives.astype(np.int64, copy=False)
-        if pos.shape[0] != n_queries:
-            raise ValueError(f"{name} has {pos.shape[0]} rows but there are {n_queries} queries")
-        lengths = (pos >= 0).sum(axis=1)
-        # padding must be at the end of a row
-        first_pad = np.where(pos < 0, np.arange(pos.shape[1]), pos.shape[1]).min(axis=1)
-        if np.any(lengths != first_pad):
-            row = int(np.argmax(lengths != first_pad))
-            raise ValueError(f"{name} row {row}: -1 padding must come after the ids")
-    else:
-        if not isinstance(positives, Sequence) and not isinstance(positives, np.ndarray):
-            raise TypeError(
-                f"{name} must be a sequence with one sequence of corpus row ids per query, "
-                f"got {type(positives).__name__}"
-            )
-        if len(positives) != n_queries:
-            raise ValueError(
-                f"{name} has {len(positives)} entries but there are {n_queries} queries"
-            )
-        rows = []
-        for i, p in enumerate(positives):
-            a = np.atleast_1d(np.asarray(p))
-            if a.size and a.dtype.kind not in "iu":
-                raise TypeError(
-                    f"{name}[{i}] must hold integer corpus row ids, got dtype {a.dtype}"
-                )
-            rows.append(a.astype(np.int64, copy=False).ravel())
-        lengths = np.fromiter((r.size for r in rows), dtype=np.int64, count=len(rows))
-        width = int(lengths.max()) if len(rows) else 0
-        pos = np.full((n_queries, max(width, 1)), -1, dtype=np.int64)
-        if rows:
-            mask = np.arange(pos.shape[1])[None, :] < lengths[:, None]
-            pos[mask] = np.concatenate(rows) if width else np.empty(0, np.int64)
-        if np.any((pos[mask] if rows else pos) < 0) and rows:
-            flat_bad = np.argwhere(mask & (pos < 0))
-            r = int(flat_bad[0, 0])
-            raise ValueError(f"{name}[{r}] holds a negative id ({rows[r][rows[r] < 0][0]})")
-    lengths = (pos >= 0).sum(axis=1)
-    if n_queries and not allow_empty and np.any(lengths == 0):
-        row = int(np.argmax(lengths == 0))
-        n_empty = int((lengths == 0).sum())
-        raise ValueError(
-            f"query {row} has no positives ({n_empty} queries in all); every query needs at "
-            "least one labelled positive (drop those queries first)"
-        )
-    if n_corpus is not None and pos.size:
-        bad = pos >= n_corpus
-        if bad.any():
-            r, c = (int(v) for v in np.argwhere(bad)[0])
-            raise ValueError(
-                f"{name}[{r}] holds id {pos[r, c]}, out of range for a corpus of {n_corpus} rows"
-            )
-    return pos
+    """Ids per query (validated, duplicates removed) as an int64 ``(n, P)`` array padded
+    with ``-1``. For evaluation and training helpers only: mining keeps positives ragged
+    (:func:`negsample._ragged.as_ragged`), since padding to the widest row makes memory grow
+    with ``queries x the largest positive count``."""
+    from ._ragged import as_ragged
+
+    return as_ragged(positives, n_queries, n_corpus, name, allow_empty=allow_empty)[0].to_padded()
+
+
+def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an int: a Python or numpy integer (never a bool, a float or a string)
+    within ``[minimum, maximum]``; otherwise a ``ValueError`` naming the parameter."""
+    what = {1: "a positive integer", 0: "a non-negative integer"}.get(
+        minimum if minimum is not None else -1, "an integer"
+    )
+    if maximum is not None:
+        what = f"an integer in [{minimum}, {maximum}]"
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be {what}, got {value!r} ({type(value).__name__})")
+    v = int(value)
+    if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+        if minimum is not None and minimum > 1 and maximum is None:
+            what = f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {what}, got {v}")
+    return v
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    positive: bool = False,
+    nonnegative: bool = False,
+    finite: bool = True,
+) -> float:
+    """``value`` as a float: a real number (int or float, never a bool or a string),
+    finite unless ``finite=False``, and ``> 0`` / ``>= 0`` when asked."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if np.isnan(v) or (finite and not np.isfinite(v)):
+        raise ValueError(f"{name} must be a finite number, got {v}")
+    if positive and not v > 0:
+        raise ValueError(f"{name} must be > 0, got {v}")
+    if nonnegative and not v >= 0:
+        raise ValueError(f"{name} must be >= 0, got {v}")
+    return v

@@ -1,8 +1,13 @@
-"""Command line: ``negsample demo``, ``negsample mine``, ``negsample report``.
+"""Command line: ``negsample demo``, ``negsample mine``, ``negsample report``,
+``negsample train``, ``negsample probe``.
 
 ``main(argv) -> int``: data to stdout or files, progress and diagnostics to stderr.
-Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input, 3 a run stopped by
-``--max-chunks`` before its end (rerun the same command to continue).
+Exit codes: 0 success, 1 runtime failure (disk full, a missing optional dependency, an
+unexpected error), 2 bad usage or bad input, 3 a run stopped by ``--max-chunks`` before
+its end (rerun the same command to continue), 4 another run holds the lock on this
+output, 130 interrupted (Ctrl-C; ``mine`` resumes from its finished chunks).
+Every failure ends in one line ``negsample: error: ...`` on stderr, never a traceback
+(``NEGSAMPLE_DEBUG=1`` shows it for unexpected errors).
 The subcommands only call the Python API (``load_beir``, ``encode_dataset``,
 ``mine_dataset``, ``write_negatives``, ``sampler_report``...).
 """
@@ -10,16 +15,22 @@ The subcommands only call the Python API (``load_beir``, ``encode_dataset``,
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 __all__ = ["main"]
+
+#: Exit codes (docs/cli.md has the table).
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_LOCKED = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -64,25 +75,79 @@ def _file_stat(path: Path) -> list[Any]:
     return [str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns]
 
 
+def _data_files(args: argparse.Namespace, splits: Sequence[str]) -> list[Path]:
+    """The BEIR files a command reads (corpus, queries, the splits' qrels)."""
+    from .io.data import qrels_file, resolve_file
+
+    root = Path(args.data)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a directory (expected a BEIR dataset folder)")
+    files = [resolve_file(root, "corpus.jsonl"), resolve_file(root, "queries.jsonl")]
+    return files + [qrels_file(root, s) for s in dict.fromkeys(splits)]
+
+
+def _input_paths(args: argparse.Namespace, splits: Sequence[str]) -> tuple[list[Path], list[Path]]:
+    """Every input file of a command, and its input folders (a local model folder)."""
+    files = _data_files(args, splits)
+    emb = getattr(args, "embeddings", None)
+    if emb:
+        d = Path(emb)
+        files += [d / n for n in ("corpus.npy", "corpus_ids.txt", "queries.npy", "query_ids.txt")]
+    if getattr(args, "run", None):
+        files.append(Path(args.run))
+    dirs = []
+    model = getattr(args, "model", None)
+    if model and Path(model).is_dir():
+        dirs.append(Path(model))
+    return files, dirs
+
+
+def _check_outputs(
+    args: argparse.Namespace,
+    splits: Sequence[str],
+    files: dict[str, Path],
+    dirs: dict[str, Path] | None = None,
+) -> None:
+    """Before any work: every output is writable and none is an input (exit 2). Output
+    folders (``dirs``) may not be an input folder either (the data, its qrels, the
+    embeddings)."""
+    from .pipeline.outputs import check_output_dir, check_output_file, refuse_inputs
+
+    dirs = dirs or {}
+    for opt, p in files.items():
+        check_output_file(p, opt.split()[0])
+    for opt, p in dirs.items():
+        check_output_dir(p, opt)
+    inputs, input_dirs = _input_paths(args, splits)
+    if dirs:
+        inputs += [Path(args.data), Path(args.data) / "qrels"]
+        if getattr(args, "embeddings", None):
+            inputs.append(Path(args.embeddings))
+    refuse_inputs({**files, **dirs}, inputs, input_dirs)
+
+
 def _load_inputs(args: argparse.Namespace) -> tuple[Any, dict[str, float], dict[str, Any]]:
     """The dataset, the seconds spent loading it, and the settings that identify it."""
-    from .io.data import load_beir, resolve_file
+    from .io.data import load_beir
 
     t = time.perf_counter()
-    ds = load_beir(args.data, args.split)
+    ds = load_beir(args.data, args.split, min_relevance=args.min_relevance)
     dt = time.perf_counter() - t
-    st = ds.stats
     _log(f"{ds.summary()} (read in {dt:.1f}s)")
-    left = {k: v for k, v in st.items() if k != "judgements" and v}
+    _log_left_out(ds)
+    files = _data_files(args, [args.split])
+    settings = {
+        "data": [_file_stat(f) for f in files],
+        "split": args.split,
+        "min_relevance": args.min_relevance,
+    }
+    return ds, {"load": dt}, settings
+
+
+def _log_left_out(ds: Any) -> None:
+    left = {k: v for k, v in ds.stats.items() if k != "judgements" and v}
     if left:
         _log("left out: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in left.items()))
-    root = Path(args.data)
-    files = [
-        resolve_file(root, "corpus.jsonl"),
-        resolve_file(root, "queries.jsonl"),
-        resolve_file(root / "qrels", f"{args.split}.tsv"),
-    ]
-    return ds, {"load": dt}, {"data": [_file_stat(f) for f in files], "split": args.split}
 
 
 def _embeddings(args: argparse.Namespace, ds: Any, timings: dict[str, float]) -> Any:
@@ -118,15 +183,11 @@ def _work_dir(out: Path) -> Path:
 
 def _mine(args: argparse.Namespace) -> int:
     from . import sampler_from_string
-    from .io.writers import write_negatives
-    from .pipeline.dataset import mine_dataset
-    from .pipeline.resume import RunIncomplete, remove_work_dir
+    from .pipeline.outputs import made_parents
+    from .pipeline.resume import work_lock
 
-    t_all = time.perf_counter()
     sampler = sampler_from_string(args.sampler)
     out = Path(args.out)
-    if out.is_dir():
-        raise ValueError(f"{out}: --out must be a file, not a folder")
     if args.run and (args.embeddings or args.model):
         raise ValueError("--run gives the candidates: leave out --embeddings and --model")
     if args.run and sampler.needs_vectors:
@@ -137,6 +198,29 @@ def _mine(args: argparse.Namespace) -> int:
         )
     if args.model and args.embeddings:
         raise ValueError("give --model or --embeddings, not both")
+    outputs = {"--out": out}
+    if args.stats_json:
+        outputs["--stats-json"] = Path(args.stats_json)
+    _check_outputs(args, [args.split], outputs)
+    work = _work_dir(out)
+    # one run per output: the lock is held from here to the end (a second run on the same
+    # --out fails at once, and never touches this run's work folder)
+    with made_parents(out.parent), work_lock(work):
+        return _mine_locked(args, sampler, out, work)
+
+
+def _mine_locked(args: argparse.Namespace, sampler: Any, out: Path, work: Path) -> int:
+    from .io.writers import EmptyOutput, atomic_path, write_negatives
+    from .pipeline.dataset import mine_dataset
+    from .pipeline.outputs import remove_stale_tmp
+    from .pipeline.resume import RunIncomplete, remove_work_dir
+
+    t_all = time.perf_counter()
+    stale = remove_stale_tmp(out) + (remove_stale_tmp(args.stats_json) if args.stats_json else 0)
+    if stale:
+        _log(f"removed {stale} temporary files left beside {out} by an interrupted write")
+    if args.fresh:
+        remove_work_dir(work)
     ds, timings, settings = _load_inputs(args)
     emb = cands = None
     if args.run:
@@ -157,9 +241,6 @@ def _mine(args: argparse.Namespace) -> int:
         )
     else:
         emb = _embeddings(args, ds, timings)
-    work = _work_dir(out)
-    if args.fresh:
-        remove_work_dir(work)
     _log(f"mining with {sampler!r}, n={args.n}, seed={args.seed}, index={args.index}")
     had_work = work.is_dir()
     try:
@@ -182,8 +263,12 @@ def _mine(args: argparse.Namespace) -> int:
         )
     except RunIncomplete as exc:
         _log(str(exc))
-        return 3
-    except BaseException:
+        return EXIT_INCOMPLETE
+    except (ValueError, TypeError):  # bad input or settings: leave no work folder of ours
+        if not had_work:
+            remove_work_dir(work)
+        raise
+    except BaseException:  # interrupted or failed: finished chunks are kept for a rerun
         if not had_work and not any(work.glob("chunk_*.npz")):
             remove_work_dir(work)
         raise
@@ -196,37 +281,82 @@ def _mine(args: argparse.Namespace) -> int:
         f"filled {st.filled}, padded slots {st.padded}, dropped rows {st.dropped_rows}"
     )
     t = time.perf_counter()
-    report = write_negatives(
-        res.negatives,
-        ds,
-        out,
-        args.format,
-        scores=args.scores,
-        positive_scores=res.positive_scores,
-        on_short=args.on_short,
-    )
+    try:
+        report = write_negatives(
+            res.negatives,
+            ds,
+            out,
+            args.format,
+            scores=args.scores,
+            positive_scores=res.positive_scores,
+            on_short=args.on_short,
+        )
+    except EmptyOutput as exc:
+        remove_work_dir(work)  # a refused write (exit 2) leaves nothing of the run
+        raise ValueError(f"{exc}: {_empty_hint(args, st)}") from None
+    except ValueError:
+        remove_work_dir(work)
+        raise
+    except OSError as exc:  # disk full...: the temporary file is gone, the chunks are kept
+        raise _Failure(f"{_os_message(exc)}{_enospc(exc)}; {_kept(work)}") from exc
     timings["write"] = time.perf_counter() - t
-    remove_work_dir(work)
     timings["total"] = time.perf_counter() - t_all
     _log(report.summary())
     _log("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
     if args.stats_json:
-        from .io.writers import atomic_path
-
         info = {
             "command": "mine",
             "sampler": repr(sampler),
             "n": args.n,
-            "seed": args.seed,
+            "seed": st.seed,
             "index": args.index,
+            "min_relevance": args.min_relevance,
             "dataset": {"n_corpus": ds.n_corpus, "n_queries": ds.n_queries, **ds.stats},
             "mining": st.as_dict(),
             "write": report.as_dict(),
             "timings": timings,
         }
-        with atomic_path(args.stats_json) as tmp:
-            tmp.write_text(json.dumps(info, indent=1))
-    return 0
+        try:
+            with atomic_path(args.stats_json) as tmp:
+                tmp.write_text(json.dumps(info, indent=1))
+        except OSError as exc:
+            raise _Failure(
+                f"{_os_message(exc)}{_enospc(exc)}; {out} was written, {_kept(work)}"
+            ) from exc
+    remove_work_dir(work)
+    return EXIT_OK
+
+
+class _Failure(Exception):
+    """A runtime failure (exit 1) whose message is ready for the user."""
+
+
+def _kept(work: Path) -> str:
+    return (
+        f"the mined chunks are kept in {work}: rerun the same command to write without mining again"
+    )
+
+
+def _enospc(exc: OSError) -> str:
+    return " (disk full: free some space and rerun)" if exc.errno == errno.ENOSPC else ""
+
+
+def _empty_hint(args: argparse.Namespace, st: Any) -> str:
+    """Why a run wrote nothing, and what to try."""
+    if st.n_rows and st.short_rows == st.n_rows:
+        what = f"every one of the {st.n_rows} rows has fewer than n={args.n} negatives"
+    else:
+        what = f"{st.n_rows} rows mined, {st.short_rows} of them short"
+    if args.run:
+        tip = "the run file gives too few candidates per query: use a deeper run or a smaller --n"
+    elif "IVF" in args.index.upper():
+        tip = (
+            f"the index {args.index!r} returned too few candidates (an IVF searches one "
+            "list by default): try --index Flat (or exact), or an IVF with fewer lists"
+        )
+    else:
+        tip = "try a smaller --n, a sampler with a wider window, or --format st-triplet"
+    return f"{what}; {tip}"
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -234,6 +364,12 @@ def _report(args: argparse.Namespace) -> int:
     from .pipeline.report import sampler_report
 
     samplers = {spec: sampler_from_string(spec) for spec in args.sampler}
+    d = Path(args.out_dir)
+    names = ("fn_vs_hardness.png", "score_hist.png", "report.json", "summary.md")
+    _check_outputs(args, [args.split], {f"--out-dir {n}": d / n for n in names})
+    from .pipeline.outputs import check_output_dir
+
+    check_output_dir(d, "--out-dir")
     ds, timings, _settings = _load_inputs(args)
     emb = _embeddings(args, ds, timings)
     rep = sampler_report(
@@ -259,6 +395,12 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--split", default="train", help="qrels split to read (default train)")
     g.add_argument(
+        "--min-relevance",
+        type=_int_at_least(1),
+        default=1,
+        help="smallest judgement score that makes a positive (default 1; TREC-DL: 2)",
+    )
+    g.add_argument(
         "--model",
         default=None,
         help="sentence-transformers model folder or name (default: the bundled all-MiniLM-L6-v2)",
@@ -271,8 +413,12 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/negsample)")
     g.add_argument("--no-cache", action="store_true", help="do not cache embeddings")
-    g.add_argument("--batch-size", type=int, default=64, help="encoding batch size (default 64)")
-    g.add_argument("--max-seq-length", type=int, default=None, help="truncate inputs (tokens)")
+    g.add_argument(
+        "--batch-size", type=_int_at_least(1), default=64, help="encoding batch size (default 64)"
+    )
+    g.add_argument(
+        "--max-seq-length", type=_int_at_least(1), default=None, help="truncate inputs (tokens)"
+    )
     g.add_argument("--query-prompt", default=None, help="prefix added to queries when encoding")
     g.add_argument("--device", default=None, help="torch device for encoding (default: auto)")
     g.add_argument(
@@ -281,7 +427,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         help="'exact' (numpy, default) or a faiss factory string: Flat, HNSW32, IVF1024,Flat",
     )
     g.add_argument("--metric", choices=("ip", "cosine"), default="ip", help="score (default ip)")
-    p.add_argument("--n", type=int, default=7, help="negatives per query (default 7)")
+    p.add_argument("--n", type=_int_at_least(1), default=7, help="negatives per query (default 7)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -304,14 +450,36 @@ def _split_embeddings(args: argparse.Namespace, ds: Any) -> Any:
     )
 
 
+def _refuse_same_split(args: argparse.Namespace) -> None:
+    if args.eval_split and args.eval_split == args.split and not args.allow_same_split:
+        raise ValueError(
+            f"--split and --eval-split are both {args.split!r}: scoring on the training "
+            "queries measures memorisation (nDCG@10 near 1.0), not retrieval; use another "
+            "--eval-split, or --allow-same-split to do it anyway"
+        )
+
+
 def _train(args: argparse.Namespace) -> int:
     from . import sampler_from_string
-    from .integrations.sentence_transformers import TrainingData, train
     from .io.data import load_beir
 
-    train_ds = load_beir(args.data, args.split)
+    _refuse_same_split(args)
+    splits = [args.split] + ([args.eval_split] if args.eval_split else [])
+    files = {"--metrics-json": Path(args.metrics_json)} if args.metrics_json else {}
+    dirs = {"--out": Path(args.out)} if args.out else {}
+    _check_outputs(args, splits, files, dirs)
+    if args.out:
+        _refuse_model_folder(args)
+    from .integrations.sentence_transformers import TrainingData, train
+
+    train_ds = load_beir(args.data, args.split, min_relevance=args.min_relevance)
     _log(train_ds.summary())
-    eval_ds = load_beir(args.data, args.eval_split) if args.eval_split else None
+    _log_left_out(train_ds)
+    eval_ds = (
+        load_beir(args.data, args.eval_split, min_relevance=args.min_relevance)
+        if args.eval_split
+        else None
+    )
     if eval_ds is not None:
         _log(eval_ds.summary())
     sampler = None if args.sampler.lower() == "none" else sampler_from_string(args.sampler)
@@ -345,7 +513,10 @@ def _train(args: argparse.Namespace) -> int:
     )
     _log(f"trained in {result.seconds:.1f}s")
     if args.out:
-        result.model.save(args.out)
+        from .index.base import write_dir_atomic
+
+        # written into a temporary folder, then moved into place: never half a model
+        write_dir_atomic(args.out, lambda tmp: result.model.save(str(tmp)))
         _log(f"model saved to {args.out}")
     report: dict[str, Any] = {
         "sampler": repr(sampler) if sampler else None,
@@ -361,8 +532,24 @@ def _train(args: argparse.Namespace) -> int:
                 f"MRR@10 {vals['mrr@10']:.4f}  Recall@100 {vals['recall@100']:.4f}"
             )
     if args.metrics_json:
-        Path(args.metrics_json).write_text(json.dumps(report, indent=1))
+        from .io.writers import atomic_path
+
+        with atomic_path(args.metrics_json) as tmp:
+            tmp.write_text(json.dumps(report, indent=1))
     return 0
+
+
+def _refuse_model_folder(args: argparse.Namespace) -> None:
+    """``train --out`` must not be (or hold) the starting model's folder."""
+    from .io.encoding import _model_path
+    from .pipeline.outputs import refuse_inputs
+
+    try:
+        start = Path(_model_path(args.model))
+    except ImportError:
+        return
+    if start.is_dir():
+        refuse_inputs({"--out": Path(args.out)}, [], [start])
 
 
 def _probe(args: argparse.Namespace) -> int:
@@ -370,9 +557,13 @@ def _probe(args: argparse.Namespace) -> int:
     from .io.data import load_beir
     from .probe import probe
 
-    train_ds = load_beir(args.data, args.split)
-    eval_ds = load_beir(args.data, args.eval_split)
+    _refuse_same_split(args)
+    files = {"--json": Path(args.json)} if args.json else {}
+    _check_outputs(args, [args.split, args.eval_split], files)
+    train_ds = load_beir(args.data, args.split, min_relevance=args.min_relevance)
+    eval_ds = load_beir(args.data, args.eval_split, min_relevance=args.min_relevance)
     _log(f"{train_ds.summary()}; held out: {eval_ds.n_queries} queries ({args.eval_split})")
+    _log_left_out(train_ds)
     samplers = {spec: sampler_from_string(spec) for spec in args.sampler}
     emb_train = _split_embeddings(args, train_ds)
     emb_eval = _split_embeddings(args, eval_ds)
@@ -391,7 +582,10 @@ def _probe(args: argparse.Namespace) -> int:
     print(res.table())
     _log(f"probe: {len(samplers)} samplers x {len(args.seeds)} seeds in {res.seconds:.1f}s")
     if args.json:
-        Path(args.json).write_text(json.dumps(res.as_dict(), indent=1))
+        from .io.writers import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(res.as_dict(), indent=1))
     return 0
 
 
@@ -407,6 +601,18 @@ def _add_train_data_args(p: argparse.ArgumentParser, eval_default: str | None) -
         help=f"held-out split to score (default {eval_default})",
     )
     p.add_argument(
+        "--allow-same-split",
+        action="store_true",
+        help="allow --eval-split to equal --split (scores the training queries: a sanity "
+        "check, not an evaluation)",
+    )
+    p.add_argument(
+        "--min-relevance",
+        type=_int_at_least(1),
+        default=1,
+        help="smallest judgement score that makes a positive (default 1)",
+    )
+    p.add_argument(
         "--model",
         default=None,
         help="sentence-transformers model folder or name (default: the bundled all-MiniLM-L6-v2)",
@@ -418,25 +624,90 @@ def _add_train_data_args(p: argparse.ArgumentParser, eval_default: str | None) -
     )
     p.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/negsample)")
     p.add_argument("--no-cache", action="store_true", help="do not cache embeddings")
-    p.add_argument("--max-seq-length", type=int, default=None, help="truncate inputs (tokens)")
+    p.add_argument(
+        "--max-seq-length", type=_int_at_least(1), default=None, help="truncate inputs (tokens)"
+    )
     p.add_argument("--device", default=None, help="torch device (default: the GPU if any)")
-    p.add_argument("--n", type=int, default=7, help="negatives per query (default 7)")
+    p.add_argument("--n", type=_int_at_least(1), default=7, help="negatives per query (default 7)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``negsample: error: <command>: <problem>``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        cmd = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        self.exit(EXIT_USAGE, f"negsample: error: {cmd}{message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(lo: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= v < 2**64:
+        raise argparse.ArgumentTypeError(
+            f"a seed is an integer in [0, 2**64), got {v} (larger seeds would alias smaller ones)"
+        )
+    return v
+
+
+def _max_steps(text: str) -> int:
+    v = _int_at_least(-1)(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("must be -1 (no limit) or >= 1, got 0")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0 or not np.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return v
+
+
+def _ratio(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="negsample", description="Hard-negative sampling for dense retrievers."
-    )
+    from . import __version__
+
+    parser = _Parser(prog="negsample", description="Hard-negative sampling for dense retrievers.")
+    parser.add_argument("--version", action="version", version=f"negsample {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo", help="mine a built-in synthetic set with every sampler and compare them"
     )
-    demo.add_argument("--docs", type=int, default=20_000, help="corpus size (default 20000)")
-    demo.add_argument("--queries", type=int, default=1_000, help="queries (default 1000)")
-    demo.add_argument("--dim", type=int, default=64, help="vector dimension (default 64)")
-    demo.add_argument("--n", type=int, default=7, help="negatives per query (default 7)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    pos = _int_at_least(1)
+    demo.add_argument("--docs", type=pos, default=20_000, help="corpus size (default 20000)")
+    demo.add_argument("--queries", type=pos, default=1_000, help="queries (default 1000)")
+    demo.add_argument("--dim", type=pos, default=64, help="vector dimension (default 64)")
+    demo.add_argument("--n", type=pos, default=7, help="negatives per query (default 7)")
+    demo.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     demo.set_defaults(func=_demo)
 
     from .io.writers import FORMATS
@@ -457,7 +728,9 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument(
         "--sampler", default="topk", help='sampler spec, e.g. "ReSa2Sampler(k2=75)" (default topk)'
     )
-    mine.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    mine.add_argument(
+        "--seed", type=_seed, default=0, help="random seed, 0 <= seed < 2**64 (default 0)"
+    )
     mine.add_argument("--out", required=True, help="output file (written atomically)")
     mine.add_argument(
         "--format", choices=FORMATS, default="st-ntuple", help="output format (default st-ntuple)"
@@ -472,16 +745,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="rows with fewer than n negatives: skip/shorten and count them (default), or fail",
     )
     mine.add_argument(
-        "--chunk-size", type=int, default=4096, help="queries per saved chunk (default 4096)"
+        "--chunk-size", type=pos, default=4096, help="queries per saved chunk (default 4096)"
     )
     mine.add_argument(
         "--max-chunks",
-        type=int,
+        type=pos,
         default=None,
         help="compute at most this many new chunks, then stop (exit 3); rerun to continue",
     )
     mine.add_argument(
-        "--fresh", action="store_true", help="discard the saved chunks of an earlier run"
+        "--fresh",
+        action="store_true",
+        help="discard the saved chunks of an earlier run on this --out (refused while "
+        "another run holds it)",
     )
     mine.add_argument(
         "--keep-duplicate-texts",
@@ -504,7 +780,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sampler spec; repeat the option to compare several",
     )
     rep.add_argument(
-        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)"
+        "--seeds", type=_seed, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)"
     )
     rep.add_argument(
         "--out-dir", required=True, help="folder for summary.md, report.json and the PNG plots"
@@ -521,23 +797,25 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--sampler", default="topk", help='sampler spec, or "none" for in-batch negatives only'
     )
-    tr.add_argument("--epochs", type=int, default=1, help="epochs (default 1)")
-    tr.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps")
-    tr.add_argument("--train-batch-size", type=int, default=32, help="batch size (default 32)")
-    tr.add_argument("--lr", type=float, default=2e-5, help="learning rate (default 2e-5)")
-    tr.add_argument("--warmup-ratio", type=float, default=0.1, help="warm-up share (0.1)")
+    tr.add_argument("--epochs", type=pos, default=1, help="epochs (default 1)")
+    tr.add_argument(
+        "--max-steps", type=_max_steps, default=-1, help="stop after this many steps (-1: none)"
+    )
+    tr.add_argument("--train-batch-size", type=pos, default=32, help="batch size (default 32)")
+    tr.add_argument("--lr", type=_positive_float, default=2e-5, help="learning rate (default 2e-5)")
+    tr.add_argument("--warmup-ratio", type=_ratio, default=0.1, help="warm-up share (0.1)")
     tr.add_argument("--loss", choices=("mnrl", "cached_mnrl"), default="mnrl", help="loss")
     tr.add_argument(
-        "--mini-batch-size", type=int, default=32, help="cached_mnrl mini-batch (default 32)"
+        "--mini-batch-size", type=pos, default=32, help="cached_mnrl mini-batch (default 32)"
     )
     tr.add_argument(
         "--remine-every",
-        type=int,
+        type=pos,
         default=None,
         help="re-mine with the current model every K epochs",
     )
     tr.add_argument("--evaluate-before", action="store_true", help="also score the start model")
-    tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tr.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     tr.add_argument("--out", default=None, help="folder to save the trained model")
     tr.add_argument("--metrics-json", default=None, help="write the metrics as JSON")
     tr.set_defaults(func=_train)
@@ -553,25 +831,73 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--sampler", action="append", required=True, help="sampler spec; repeat to compare"
     )
-    pr.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (0 1 2)")
-    pr.add_argument("--epochs", type=int, default=3, help="epochs of the map (default 3)")
-    pr.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    pr.add_argument("--seeds", type=_seed, nargs="+", default=[0, 1, 2], help="seeds (0 1 2)")
+    pr.add_argument("--epochs", type=pos, default=3, help="epochs of the map (default 3)")
+    pr.add_argument(
+        "--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)"
+    )
     pr.add_argument("--json", default=None, help="write every figure as JSON")
     pr.set_defaults(func=_probe)
     return parser
 
 
+def _one_line(msg: object) -> str:
+    return " ".join(part.strip() for part in str(msg).splitlines() if part.strip())
+
+
+def _os_message(exc: OSError) -> str:
+    if exc.filename is None:
+        return str(exc)
+    where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+    return f"{where}: {exc.strerror or exc}"
+
+
+def _fail(code: int, msg: object) -> int:
+    print(f"negsample: error: {_one_line(msg)}", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (see the module docstring)."""
+    from .pipeline.lock import RunLocked
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed)
+        return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else 2)
     np.set_printoptions(precision=4)
     try:
         rc: int = args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"negsample: error: {msg}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        tail = (
+            "; rerun the same command to resume (finished chunks are kept)"
+            if args.command == "mine"
+            else ""
+        )
+        print(f"negsample: interrupted{tail}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except RunLocked as exc:
+        return _fail(EXIT_LOCKED, exc)
+    except _Failure as exc:
+        return _fail(EXIT_FAILURE, exc)
+    except KeyError as exc:
+        return _fail(EXIT_USAGE, exc.args[0] if exc.args else exc)
+    except (ValueError, TypeError) as exc:
+        return _fail(EXIT_USAGE, exc)
+    except (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError) as exc:
+        return _fail(EXIT_USAGE, _os_message(exc))
+    except FileExistsError as exc:
+        return _fail(EXIT_USAGE, _os_message(exc))
+    except OSError as exc:  # disk full, I/O error: temporary files are already removed
+        return _fail(EXIT_FAILURE, _os_message(exc) + _enospc(exc))
     except ImportError as exc:
-        print(f"negsample: error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(EXIT_FAILURE, exc)
+    except Exception as exc:
+        if os.environ.get("NEGSAMPLE_DEBUG"):
+            raise
+        return _fail(
+            EXIT_FAILURE,
+            f"unexpected {type(exc).__name__}: {exc} (NEGSAMPLE_DEBUG=1 shows the traceback)",
+        )
     return rc

@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from ._ragged import segment_sum
+
 if TYPE_CHECKING:
     from ._types import MiningStats
-    from .samplers.base import SamplerBatch
+    from .candidates import SamplerBatch
 
 __all__ = ["Filters", "anchor_scores", "rank_window"]
 
@@ -37,25 +39,28 @@ def rank_window(valid: npt.NDArray[np.bool_], lo: int, hi: int | None) -> npt.ND
     return keep
 
 
-def anchor_scores(
-    positive_scores: npt.NDArray[np.float32], policy: str, query_index: npt.NDArray[np.int64]
-) -> npt.NDArray[np.float64]:
+def anchor_scores(batch: SamplerBatch, policy: str) -> npt.NDArray[np.float64]:
     """One ``s+`` per row from the known positive scores (NaN = unknown) by ``policy``."""
-    known = ~np.isnan(positive_scores)
-    missing = ~known.any(axis=1)
-    if missing.any():
-        q = int(query_index[int(np.argmax(missing))])
+    pos = batch.positives
+    ps = batch.positive_scores.astype(np.float64)
+    known = ~np.isnan(ps)
+    n_known = np.bincount(pos.row_of[known], minlength=batch.size)
+    if np.any(n_known == 0):
+        q = int(batch.query_index[int(np.argmax(n_known == 0))])
         raise ValueError(
             f"query {q}: no positive score is known, so score filters cannot be applied; "
             "pass positive_scores or an index to compute them"
         )
-    s = positive_scores.astype(np.float64)
-    if policy == "min":
-        return np.where(known, s, np.inf).min(axis=1)
-    if policy == "max":
-        return np.where(known, s, -np.inf).max(axis=1)
     if policy == "mean":
-        return np.where(known, s, 0.0).sum(axis=1) / known.sum(axis=1)
+        return segment_sum(np.where(known, ps, 0.0), pos.indptr) / n_known
+    if policy in ("min", "max"):
+        fill = np.inf if policy == "min" else -np.inf
+        vals = np.where(known, ps, fill)
+        ufunc = np.minimum if policy == "min" else np.maximum
+        out = np.full(batch.size, fill)
+        nonempty = np.flatnonzero(pos.lengths > 0)
+        out[nonempty] = ufunc.reduceat(vals, pos.indptr[nonempty])
+        return out
     raise ValueError(f"anchor must be one of {_FILTER_ANCHORS}, got {policy!r}")
 
 
@@ -132,7 +137,7 @@ class Filters:
         if self.min_score is not None:
             steps.append(("min_score", s > self.min_score))
         if self.needs_positive_scores:
-            s_pos = anchor_scores(batch.positive_scores, self.anchor, batch.query_index)[:, None]
+            s_pos = anchor_scores(batch, self.anchor)[:, None]
             if self.margin is not None:
                 steps.append(("margin", s < s_pos - self.margin))
             if self.relative_margin is not None:

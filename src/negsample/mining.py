@@ -7,71 +7,190 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from ._ragged import Ragged, as_ragged
 from ._rng import normalize_seed
 from ._types import MiningStats, Negatives
-from ._validate import as_matrix, pad_positives
+from ._validate import as_matrix, check_int, check_number
+from .candidates import build_batch, positive_scores_for
 from .filters import Filters
-from .index.base import Index, prepare_queries
-from .samplers.base import BaseSampler, build_batch, positive_scores_from_vectors
+from .index.base import DEFAULT_SEARCH_BLOCK, Index, index_score, prepare_queries
+from .samplers.base import BaseSampler
 from .samplers.topk import TopKSampler
 
-__all__ = ["auto_chunk_size", "mine"]
+__all__ = ["auto_chunk_size", "mine", "search_depths"]
 
 _DEFAULT_BUDGET_MB = 256
+_MAX_INDEX = (1 << 63) - 1
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float32]
 
 
-def auto_chunk_size(
-    sampler: BaseSampler, search_k: int, dim: int, n_pos: int, budget_mb: float
-) -> int:
-    """Queries per chunk so that one chunk's working set stays within ``budget_mb``:
-    candidate ids and scores (~ 40 bytes per slot with the temporaries), the corpus
-    vectors the sampler gathers, and the positives' vectors."""
-    per_query = 40 * max(search_k, 1) + 4 * dim * (sampler.vectors_per_query() + n_pos + 2)
+def auto_chunk_size(sampler: BaseSampler, search_k: int, dim: int, budget_mb: float) -> int:
+    """Queries per sampling chunk so that one chunk's working set stays within
+    ``budget_mb``: candidate ids, scores and the sampler's float64 temporaries (about 64
+    bytes per candidate slot), the query vectors, and any corpus vectors a custom sampler
+    gathers (``vectors_per_query``)."""
+    per_query = 64 * max(search_k, 1) + 4 * dim * (sampler.vectors_per_query() + 2)
     return int(np.clip(budget_mb * 2**20 // per_query, 16, 8192))
 
 
-def search_depths(depth: int, n_positives: np.ndarray, ntotal: int) -> np.ndarray:
-    """How many candidates to retrieve for each query so that ``depth`` remain once its
-    positives are removed: ``depth + P`` with the positive count ``P`` rounded up to a
-    power of two. It is a function of the query alone (never of the chunk it is in, so
-    approximate indexes such as HNSW, whose results depend on ``k``, give the same answer
-    however the queries are chunked), and a query with many positives does not make every
-    other query search deeper. The rounding groups queries into few distinct ``k``."""
+def search_depths(depth: int, n_removed: np.ndarray, ntotal: int) -> np.ndarray:
+    """How many candidates a query needs so that ``depth`` remain once its positives (and
+    excluded ids) are removed, whatever their ranks: ``depth + P`` with ``P`` rounded up to
+    a power of two (few distinct depths). A function of the query alone."""
     if depth == 0:
-        return np.zeros(len(n_positives), dtype=np.int64)
-    p = np.maximum(np.asarray(n_positives, dtype=np.int64), 1)
+        return np.zeros(len(n_removed), dtype=np.int64)
+    p = np.maximum(np.asarray(n_removed, dtype=np.int64), 1)
     pow2 = np.left_shift(1, np.ceil(np.log2(p)).astype(np.int64))
     return np.minimum(depth + pow2, ntotal).astype(np.int64)
 
 
-def _search_grouped(index: Index, q: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Search each group of queries with its own ``k``; rows padded with -1 / NaN to the
-    largest ``k`` (the padding is dropped when candidates are compacted)."""
-    width = int(ks.max(initial=0))
-    ids = np.full((q.shape[0], width), -1, np.int64)
-    sc = np.full((q.shape[0], width), np.nan, np.float32)
-    for k in np.unique(ks[ks > 0]):
-        rows = np.flatnonzero(ks == k)
-        res = index.search(q[rows], int(k))
-        ids[rows, :k] = res.ids
-        sc[rows, :k] = res.scores
-    return ids, sc
+#: First-pass search depth is ``depth + min(P, DEEP_AFTER)`` (``P`` rounded to a power of
+#: two); a query whose positives crowd its top ranks so that fewer than ``depth``
+#: candidates remain is searched again, alone, at ``depth + P``.
+DEEP_AFTER = 64
+#: Rows per search call when a query is searched again deeper (exact indexes).
+DEEP_BLOCK = 32
 
 
-def _rescore(part: Negatives, q: np.ndarray, start: int, index: Index) -> Negatives:
-    """Recompute ``s(q, d-)`` of the sampled negatives row by row.
+class _BlockSearch:
+    """Search results for any range of queries, computed in fixed blocks of
+    ``index.search_block`` queries aligned to the GLOBAL query index (``query_offset + i``).
 
-    BLAS rounds a matrix product differently for different batch shapes (in the last bit),
-    so the scores a search returns can depend on how queries were grouped. A row-wise dot
-    product does not: the output scores are the same whatever the chunking, and cost only
-    ``n`` vectors per query.
+    For an exact index every block is searched as one call of exactly ``search_block`` rows
+    (a partial block is padded with copies of one of its rows), each query in its own row
+    position, at the largest first-pass depth the block needs; each query then keeps its
+    own depth (exact top-k lists are prefixes of one another). A query's search scores then
+    depend on nothing but the query itself, never on the sampling chunk, the other queries
+    or the slice mined, so the output is byte-identical however the work is split (BLAS
+    rounds a row differently for different matrix shapes). Approximate indexes (HNSW, IVF)
+    are searched per block in groups of equal depth, unpadded.
+
+    Depth in two passes: every query first searches ``depth + min(P, DEEP_AFTER)`` (``P``
+    its removed ids rounded up to a power of two); the rare query left with fewer than
+    ``depth`` candidates once they are removed is searched again at ``depth + P``, alone
+    (an exact index: in a call of :data:`DEEP_BLOCK` rows, the query in row 0). Whether a
+    query goes deep depends on its own results only, so this too is independent of how the
+    queries are split, and one query with 20,000 positives never makes a whole block
+    search 20,000 deep.
     """
-    ids = part.ids
-    v = index.vectors(ids)
-    scores = np.einsum("bd,bnd->bn", q[part.query_index - start], v).astype(np.float32)
-    scores[ids < 0] = np.nan
-    return replace(part, scores=scores)
+
+    def __init__(
+        self, index: Index, queries: Any, depth: int, removed: Ragged, offset: int
+    ) -> None:
+        self.index = index
+        self.queries = queries
+        self.depth = depth
+        self.removed = removed
+        self.offset = offset
+        self.block = check_int(
+            "index.search_block", getattr(index, "search_block", DEFAULT_SEARCH_BLOCK), 1
+        )
+        self.exact = bool(getattr(index, "exact", False))
+        n_rm = removed.lengths
+        self.full = search_depths(depth, n_rm, index.ntotal)
+        self.first = search_depths(depth, np.minimum(n_rm, DEEP_AFTER), index.ntotal)
+        self.deep_rows = 0
+        self._cache: dict[int, tuple[IntArray, FloatArray]] = {}
+
+    def rows(self, start: int, stop: int) -> tuple[IntArray, FloatArray]:
+        """Candidates ``(stop - start, width)`` for local queries ``start:stop``, each row
+        cut at its own depth (``-1`` / NaN beyond it)."""
+        g0, g1 = self.offset + start, self.offset + stop
+        first, last = g0 // self.block, (g1 - 1) // self.block
+        for b in [b for b in self._cache if b < first]:
+            del self._cache[b]
+        parts = []
+        for b in range(first, last + 1):
+            if b not in self._cache:
+                self._cache[b] = self._search(b)
+            b_ids, b_sc = self._cache[b]
+            base = max(b * self.block, self.offset)
+            lo, hi = max(b * self.block, g0) - base, min((b + 1) * self.block, g1) - base
+            parts.append((b_ids[lo:hi], b_sc[lo:hi]))
+        width = max(p[0].shape[1] for p in parts)
+        ids = np.full((stop - start, width), -1, np.int64)
+        sc = np.full((stop - start, width), np.nan, np.float32)
+        at = 0
+        for p_ids, p_sc in parts:
+            ids[at : at + p_ids.shape[0], : p_ids.shape[1]] = p_ids
+            sc[at : at + p_ids.shape[0], : p_ids.shape[1]] = p_sc
+            at += p_ids.shape[0]
+        return ids, sc
+
+    def _search(self, b: int) -> tuple[IntArray, FloatArray]:
+        """Results of the local queries in global block ``b``."""
+        n_q = self.first.shape[0]
+        lo = max(b * self.block - self.offset, 0)
+        hi = min((b + 1) * self.block - self.offset, n_q)
+        ks = self.first[lo:hi]
+        index = self.index
+        q = prepare_queries(self.queries[lo:hi], index.dim, index.metric, check=False)
+        at = lo + self.offset - b * self.block  # row of the first local query in the block
+        ids, sc = self._run(q, ks, self.block, at)
+        # the rare query whose removed ids crowd its first pass: once more, deeper, alone
+        full = self.full[lo:hi]
+        maybe = np.flatnonzero(full > ks)
+        if maybe.size:
+            cand = ids[maybe]
+            left = ((cand >= 0) & ~self.removed.slice(lo, hi).take(maybe).contains(cand)).sum(1)
+            deep = maybe[left < self.depth]
+            if deep.size:
+                self.deep_rows += int(deep.size)
+                width = max(ids.shape[1], int(full[deep].max()))
+                ids = _widen(ids, width, -1)
+                sc = _widen(sc, width, np.nan)
+                for r in deep if self.exact else [deep]:
+                    r = np.atleast_1d(r)
+                    d_ids, d_sc = self._run(q[r], full[r], DEEP_BLOCK, 0)
+                    ids[r], sc[r] = _widen(d_ids, width, -1), _widen(d_sc, width, np.nan)
+        sc[ids < 0] = np.nan
+        return ids, sc
+
+    def _run(self, q: FloatArray, ks: IntArray, block: int, at: int) -> tuple[IntArray, FloatArray]:
+        """Search queries ``q`` each at its depth ``ks``; an exact index in one call of
+        ``block`` rows with the queries from row ``at`` on, rows cut to their depth."""
+        width = int(ks.max(initial=0))
+        ids = np.full((q.shape[0], width), -1, np.int64)
+        sc = np.full((q.shape[0], width), np.nan, np.float32)
+        if width == 0:
+            return ids, sc
+        if self.exact:
+            call = np.empty((block, q.shape[1]), np.float32)
+            call[:] = q[0]
+            call[at : at + q.shape[0]] = q
+            res = self.index.search(call, width)
+            ids[:] = res.ids[at : at + q.shape[0]]
+            sc[:] = res.scores[at : at + q.shape[0]]
+            beyond = np.arange(width)[None, :] >= ks[:, None]
+            ids[beyond] = -1
+            sc[beyond] = np.nan
+        else:
+            for k in np.unique(ks[ks > 0]):
+                r = np.flatnonzero(ks == k)
+                res = self.index.search(q[r], int(k))
+                ids[r, :k] = res.ids
+                sc[r, :k] = res.scores
+        return ids, sc
+
+
+def _widen(a: np.ndarray, width: int, fill: Any) -> np.ndarray:
+    if a.shape[1] >= width:
+        return a
+    out = np.full((a.shape[0], width), fill, a.dtype)
+    out[:, : a.shape[1]] = a
+    return out
+
+
+def _rescore(part: Negatives, q: FloatArray, start: int, index: Index) -> Negatives:
+    """``s(q, d-)`` of the sampled negatives from the index's ``score`` primitive: one dot
+    product per pair, the same number whatever the chunking (and exact scores for an
+    approximate index whose search returns approximate ones)."""
+    scores = index_score(index, q[part.query_index - start], part.ids)
+    return replace(part, scores=scores.astype(np.float32))
 
 
 def mine(
@@ -91,32 +210,37 @@ def mine(
 ) -> Negatives:
     """Mine ``n`` hard negatives per query.
 
-    Queries are processed in chunks: search the index for the sampler's candidates, remove
-    every labelled positive, apply ``filters``, sample. Peak memory is the index plus one
-    chunk's working set (``O(chunk x k x dim)``), never a query-by-corpus matrix. Every
-    random draw is a function of ``(seed, query index)``, so the output does not depend on
-    ``chunk_size``.
+    Queries are searched in fixed blocks of ``index.search_block`` queries aligned to their
+    global index, and sampled in chunks sized to ``memory_budget_mb``: remove every labelled
+    positive, apply ``filters``, sample. Peak memory is the index plus one chunk's working
+    set (``O(chunk x k)``), never a query-by-corpus matrix; positives stay ragged. Every
+    random draw is a function of ``(seed, query index, candidate id)``, and with an exact
+    index (``index.exact``: NumpyIndex, faiss Flat) a query's candidates do not depend on
+    the block, so the output is byte-identical whatever ``chunk_size``,
+    ``memory_budget_mb`` or slice (``query_offset``) it is mined in.
 
     Parameters
     ----------
     queries : ``(n_queries, dim)`` float array (numpy, memory-mapped ``.npy``, torch tensor).
     index : an :class:`~negsample.index.Index` over the corpus.
-    positives : one sequence of corpus row ids per query (ragged, at least one each), or an
-        int ``(n_queries, P)`` array padded with ``-1``.
+    positives : one sequence of corpus row ids per query (ragged, at least one each), an int
+        ``(n_queries, P)`` array padded with ``-1``, or a :class:`~negsample._ragged.Ragged`.
+        A repeated id counts once (``stats.duplicate_positives``).
     sampler : any :class:`~negsample.samplers.Sampler`; default ``TopKSampler(k=200)``.
     n : negatives per query.
-    seed : int (reproducible), ``numpy.random.Generator``, or ``None`` (fresh entropy; the
-        seed drawn is kept in ``stats.seed``).
+    seed : int in ``[0, 2**64)`` (reproducible), ``numpy.random.Generator``, or ``None``
+        (fresh entropy; the seed drawn is kept in ``stats.seed``).
     filters : :class:`~negsample.Filters` applied before the sampler.
-    chunk_size : queries per chunk; by default sized to ``memory_budget_mb``.
+    chunk_size : queries per sampling chunk; by default sized to ``memory_budget_mb``.
+    memory_budget_mb : working-set budget of one sampling chunk (> 0).
     progress : show a tqdm progress bar on stderr (needs tqdm).
+    query_offset : global index of ``queries[0]``: rows are numbered
+        ``query_offset + arange(n_queries)`` (in ``query_index``, in the random streams and
+        in the search blocks), so mining a slice of a larger query set gives the same
+        negatives as mining the whole set.
     exclude : more corpus ids per query never to sample (ragged, may be empty), e.g. the
         documents whose text duplicates a positive's. Removed like positives and counted
         as ``stats.removed["excluded"]``, but never used as a positive anchor.
-    query_offset : global index of ``queries[0]``: rows are numbered
-        ``query_offset + arange(n_queries)`` (in ``query_index`` and in the random
-        streams), so mining a slice of a larger query set gives the same negatives as
-        mining the whole set.
 
     Returns
     -------
@@ -137,37 +261,43 @@ def mine(
     sampler = TopKSampler() if sampler is None else sampler
     if not isinstance(sampler, BaseSampler):
         raise TypeError(f"sampler must be a negsample sampler, got {type(sampler).__name__}")
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = check_int("n", n, 1)
     if n >= index.ntotal:
         raise ValueError(
             f"n={n} negatives requested but the corpus has only {index.ntotal} rows "
             "(at least one is a positive)"
         )
     sampler.check_n(n)
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, 1)
+    check_number("memory_budget_mb", memory_budget_mb, positive=True)
+    if not isinstance(progress, bool | np.bool_):
+        raise ValueError(f"progress must be True or False, got {progress!r}")
     if isinstance(query_offset, bool) or not isinstance(query_offset, int | np.integer):
         raise TypeError(f"query_offset must be an int, got {type(query_offset).__name__}")
-    if query_offset < 0:
-        raise ValueError(f"query_offset must be >= 0, got {query_offset}")
+    query_offset = check_int("query_offset", query_offset, 0)
     if filters is not None and not filters.is_noop and sampler.depth == 0:
         raise ValueError(
             f"{type(sampler).__name__} searches no candidates, so score filters do not apply"
         )
     q_all = as_matrix(queries, "queries", dim=index.dim)
     n_q = q_all.shape[0]
-    pos = pad_positives(positives, n_q, index.ntotal)
-    exc = None if exclude is None else pad_positives(exclude, n_q, index.ntotal, "exclude", True)
+    if query_offset > _MAX_INDEX - n_q:
+        raise ValueError(
+            f"query_offset={query_offset} with {n_q} queries runs past the largest query "
+            f"index (2**63 - 1)"
+        )
+    pos, n_dup = as_ragged(positives, n_q, index.ntotal)
+    exc = None
+    if exclude is not None:
+        exc = as_ragged(exclude, n_q, index.ntotal, "exclude", allow_empty=True)[0]
     seed_i = normalize_seed(seed)
-    stats = MiningStats(seed=seed_i)
-    n_pos = (pos >= 0).sum(axis=1)
-    n_pos_max = int(n_pos.max(initial=0))
-    n_removed = n_pos if exc is None else n_pos + (exc >= 0).sum(axis=1)
-    k_per_query = search_depths(sampler.depth, n_removed, index.ntotal)
-    search_k = int(k_per_query.max(initial=0))
+    stats = MiningStats(seed=seed_i, duplicate_positives=n_dup)
+    removed = pos if exc is None else pos.union(exc)
+    searcher = _BlockSearch(index, q_all, sampler.depth, removed, query_offset)
+    search_k = int(searcher.first.max(initial=0))
     if chunk_size is None:
-        chunk_size = auto_chunk_size(sampler, search_k, index.dim, n_pos_max, memory_budget_mb)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        chunk_size = auto_chunk_size(sampler, search_k, index.dim, memory_budget_mb)
 
     bar = None
     if progress:
@@ -179,13 +309,12 @@ def mine(
         for start in range(0, n_q, chunk_size):
             stop = min(start + chunk_size, n_q)
             q = prepare_queries(q_all[start:stop], index.dim, index.metric, check=False)
-            p = pos[start:stop]
-            p = p[:, : max(1, int((p >= 0).sum(axis=1).max()))]
-            qi = np.arange(start, stop, dtype=np.int64) + int(query_offset)
+            p: Ragged = pos.slice(start, stop)
+            qi = np.arange(start, stop, dtype=np.int64) + query_offset
             t0 = time.perf_counter()
-            ids, sc = _search_grouped(index, q, k_per_query[start:stop])
+            ids, sc = searcher.rows(start, stop)
             t1 = time.perf_counter()
-            ps = positive_scores_from_vectors(q, p, index)
+            ps = positive_scores_for(q, p, index)
             t2 = time.perf_counter()
             batch = build_batch(
                 ids,
@@ -198,12 +327,12 @@ def mine(
                 positive_scores=ps,
                 queries=q,
                 index=index,
-                exclude=None if exc is None else exc[start:stop],
+                exclude=None if exc is None else exc.slice(start, stop),
             )
             if filters is not None and not filters.is_noop:
                 batch = replace(batch, valid=filters.apply(batch, stats))
             part = sampler.sample_batch(batch, n, stats)
-            part = _rescore(part, q, start + int(query_offset), index)
+            part = _rescore(part, q, start + query_offset, index)
             t3 = time.perf_counter()
             stats.add_time("search", t1 - t0)
             stats.add_time("positives", t2 - t1)

@@ -15,7 +15,15 @@ import numpy.typing as npt
 from .._types import SearchResult
 from .._validate import as_matrix, check_finite
 
-__all__ = ["DEFAULT_SEARCH_BLOCK", "METRICS", "BaseIndex", "Index", "prepare_queries"]
+__all__ = [
+    "DEFAULT_SEARCH_BLOCK",
+    "METRICS",
+    "BaseIndex",
+    "Index",
+    "index_score",
+    "index_sq_norms",
+    "prepare_queries",
+]
 
 METRICS = ("ip", "cosine")
 
@@ -136,6 +144,25 @@ class BaseIndex:
             v = self.vectors(np.arange(s, min(s + step, self.ntotal)))
             out[s : s + v.shape[0]] = np.einsum("bd,bd->b", v, v)
         return out
+
+
+def index_score(index: Any, vectors: Any, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """``index.score(vectors, ids)``, or the same from ``index.vectors`` for an index written
+    before the protocol had ``score`` (gathered in bounded blocks)."""
+    if hasattr(index, "score"):
+        return np.asarray(index.score(vectors, ids), dtype=np.float32)
+    return BaseIndex.score(index, vectors, ids)
+
+
+def index_sq_norms(index: Any, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """``index.sq_norms(ids)``, or ``|d|^2`` from ``index.vectors`` (see :func:`index_score`)."""
+    if hasattr(index, "sq_norms"):
+        return np.asarray(index.sq_norms(ids), dtype=np.float32)
+    idx = check_ids(ids, index.ntotal)
+    v = index.vectors(idx)
+    out = np.einsum("...d,...d->...", v, v).astype(np.float32)
+    out[idx < 0] = np.nan
+    return out
 
 
 def check_score_args(

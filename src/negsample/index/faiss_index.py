@@ -32,6 +32,8 @@ __all__ = ["GPU_MAX_K", "FaissIndex"]
 #: Largest k that faiss-gpu's k-selection supports; larger searches run on the CPU copy.
 GPU_MAX_K = 2048
 _ADD_CHUNK = 65536
+_TIE_MARGIN = 16  # extra depth a flat search takes so ties at the k-th score can be resolved
+_BLAS_THRESHOLD = 20  # queries per call from which faiss's flat search uses BLAS
 
 
 def _faiss() -> Any:
@@ -43,6 +45,23 @@ def _gpu_available(faiss: Any) -> bool:
         return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
     except Exception:  # pragma: no cover - depends on the faiss build
         return False
+
+
+def _train_error(factory: str, n_train: int, n: int, exc: RuntimeError) -> str:
+    """faiss's training error, explained (too few vectors for the lists or codebooks)."""
+    import re
+
+    m = re.search(r"training points \((\d+)\).*number of clusters \((\d+)\)", str(exc))
+    if m is None:
+        return f"faiss cannot train index {factory!r} on {n_train} vectors: {str(exc)[-200:]}"
+    k = int(m.group(2))
+    ivf = re.search(r"IVF(\d+)", factory)
+    what = f"IVF{ivf.group(1)}" if ivf and int(ivf.group(1)) == k else f"{factory!r}"
+    fewer = f"IVF{max(1, n // 39)},Flat" if ivf else "a Flat index"
+    return (
+        f"{what} needs at least {k} training vectors, the corpus has {n}: use a Flat index "
+        f"or fewer lists (e.g. {fewer}; faiss wants about 39 vectors per list)"
+    )
 
 
 class FaissIndex(BaseIndex):
@@ -115,7 +134,10 @@ class FaissIndex(BaseIndex):
                 rows = np.sort(
                     np.random.default_rng(seed).choice(x.shape[0], n_train, replace=False)
                 )
-                index.train(self._prep(x[rows]))
+                try:
+                    index.train(self._prep(x[rows]))
+                except RuntimeError as exc:
+                    raise ValueError(_train_error(factory, n_train, x.shape[0], exc)) from None
             for s in range(0, x.shape[0], _ADD_CHUNK):
                 index.add(self._prep(x[s : s + _ADD_CHUNK]))
             self._cpu = index
@@ -194,9 +216,42 @@ class FaissIndex(BaseIndex):
                 faiss.GpuParameterSpace().set_index_parameter(index, name, value)
 
     def search(self, queries: Any, k: int) -> SearchResult:
-        """Top-``k`` by score; ``efSearch`` is raised to at least ``k`` for HNSW."""
+        """Top-``k`` by score; ``efSearch`` is raised to at least ``k`` for HNSW.
+
+        A flat index returns the exact top-``k`` with ties broken by the smaller id (as
+        :class:`~negsample.NumpyIndex` does): it searches a little deeper, sorts by (score,
+        id), and searches deeper again for a row whose ties run past what was retrieved.
+        faiss's BLAS path is used from 20 queries per call (``distance_compute_blas_
+        threshold``, whose default in faiss 1.15 sends calls of a few hundred queries down
+        a path about 5-10x slower per query), set for the duration of the call.
+        """
         k = check_k(k)
         q = prepare_queries(queries, self.dim, self.metric)
+        if self.exact:
+            return self._search_exact(q, k)
+        return self._search(q, k)
+
+    def _search_exact(self, q: npt.NDArray[np.float32], k: int) -> SearchResult:
+        kk = min(k, self.ntotal)
+        deeper = min(kk + _TIE_MARGIN, self.ntotal)
+        while True:
+            scores, ids = self._search(q, deeper)
+            if deeper >= self.ntotal:
+                break
+            spill = scores[:, kk - 1] == scores[:, deeper - 1]
+            if not spill.any():
+                break
+            deeper = min(2 * deeper, self.ntotal)
+        id_key = np.where(ids < 0, np.iinfo(np.int64).max, ids)
+        order = np.lexsort((id_key, -scores), axis=1)[:, :kk]
+        out_s = np.full((q.shape[0], k), -np.inf, np.float32)
+        out_i = np.full((q.shape[0], k), -1, np.int64)
+        out_s[:, :kk] = np.take_along_axis(scores, order, axis=1)
+        out_i[:, :kk] = np.take_along_axis(ids, order, axis=1)
+        return SearchResult(out_s, out_i)
+
+    def _search(self, q: npt.NDArray[np.float32], k: int) -> SearchResult:
+        faiss = _faiss()
         index = self._index
         if self.device == "gpu" and k > GPU_MAX_K:
             if not self._warned_k:
@@ -208,7 +263,12 @@ class FaissIndex(BaseIndex):
                 self._warned_k = True
             index = self._cpu
         self._set_params(index, k)
-        scores, ids = index.search(q, k)
+        old = faiss.cvar.distance_compute_blas_threshold
+        faiss.cvar.distance_compute_blas_threshold = min(old, _BLAS_THRESHOLD)
+        try:
+            scores, ids = index.search(q, k)
+        finally:
+            faiss.cvar.distance_compute_blas_threshold = old
         scores = np.asarray(scores, dtype=np.float32)
         ids = np.asarray(ids, dtype=np.int64)
         scores[ids < 0] = -np.inf

@@ -85,9 +85,13 @@ class TrainingData:
     @classmethod
     def from_beir(cls, split: Any) -> TrainingData:
         """From a BEIR split (an object with ``query_texts``, ``positives`` and
-        ``document_texts()`` (title + text) or ``corpus_texts``, as ``negsample.load_beir``
+        ``document_texts`` (title + text) or ``corpus_texts``, as ``negsample.load_beir``
         returns)."""
-        docs = split.document_texts() if hasattr(split, "document_texts") else split.corpus_texts
+        docs = getattr(split, "document_texts", None)
+        if docs is None:
+            docs = split.corpus_texts
+        elif callable(docs) and not isinstance(docs, list):  # a method, as in negsample 0.1
+            docs = docs()
         return cls(
             list(split.query_texts), list(docs), [list(map(int, p)) for p in split.positives]
         )

@@ -208,7 +208,7 @@ def encode_dataset(
 ) -> DatasetEmbeddings:
     """Encode the corpus (``title + " " + text``) and the split's queries with
     :func:`encode` (same model, cache and settings; ``query_prompt`` for queries only)."""
-    corpus = encode(dataset.document_texts(), model, cache_dir=cache_dir, desc="corpus", **kwargs)
+    corpus = encode(dataset.document_texts, model, cache_dir=cache_dir, desc="corpus", **kwargs)
     queries = encode(
         dataset.query_texts,
         model,
@@ -254,8 +254,9 @@ def align_embeddings(
     Raises
     ------
     DataError
-        naming the file and the first ids of ``wanted`` that it lacks, a duplicate id, or a
-        row count that differs from the id list.
+        naming the file and the first ids of ``wanted`` that it lacks, a duplicate id, a
+        row count that differs from the id list, or a used row holding NaN or inf (named
+        by its row in the file and its id).
     """
     vf, idf = Path(vectors_file), Path(ids_file)
     if not vf.is_file():
@@ -268,19 +269,47 @@ def align_embeddings(
         raise DataError(vf, None, f"not a readable .npy file: {exc}") from exc
     if arr.ndim != 2 or arr.dtype.kind != "f":
         raise DataError(vf, None, f"expected a 2-D float array, got {arr.dtype} {arr.shape}")
-    ids = _read_ids(idf)
+    try:
+        ids = _read_ids(idf)
+    except UnicodeDecodeError as exc:
+        raise DataError(idf, None, f"not valid UTF-8 ({exc.reason})") from None
     if len(ids) != arr.shape[0]:
         raise DataError(idf, None, f"{len(ids)} ids but {vf.name} has {arr.shape[0]} rows")
-    if list(wanted) == ids:
-        return arr
-    row = {i: r for r, i in enumerate(ids)}
-    missing = [w for w in wanted if w not in row]
-    if missing:
-        shown = ", ".join(repr(m) for m in missing[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise DataError(idf, None, f"no embedding for {len(missing)} {what}: {shown}{more}")
-    take = np.fromiter((row[w] for w in wanted), np.int64, count=len(wanted))
-    return np.ascontiguousarray(arr[take], dtype=arr.dtype)
+    wanted = list(wanted)
+    take = None
+    out = arr
+    if wanted != ids:
+        row = {i: r for r, i in enumerate(ids)}
+        missing = [w for w in wanted if w not in row]
+        if missing:
+            shown = ", ".join(repr(m) for m in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise DataError(idf, None, f"no embedding for {len(missing)} {what}: {shown}{more}")
+        take = np.fromiter((row[w] for w in wanted), np.int64, count=len(wanted))
+        out = np.ascontiguousarray(arr[take], dtype=arr.dtype)
+    # NaN/inf: named by the file's row and id (not the split's row), chunk by chunk
+    step = max(1, (64 << 20) // max(1, out.itemsize * out.shape[1]))
+    first, n_bad = -1, 0  # ``first``: the position in ``wanted`` of the lowest file row
+    for s in range(0, out.shape[0], step):
+        bad = s + np.flatnonzero(~np.isfinite(out[s : s + step]).all(axis=1))
+        if bad.size:
+            n_bad += int(bad.size)
+            file_rows = bad if take is None else take[bad]
+            i = int(bad[np.argmin(file_rows)])
+            if first < 0 or (take is not None and take[i] < take[first]):
+                first = i
+    if n_bad:
+        r = first if take is None else int(take[first])
+        v = np.asarray(out[first])
+        val = v[~np.isfinite(v)][0]
+        raise DataError(
+            vf,
+            None,
+            f"row {r} (0-based; id {wanted[first]!r}, line {r + 1} of {idf.name}) holds "
+            f"{val}: vectors must be finite ({n_bad} of the {len(wanted)} {what} have a "
+            "non-finite vector)",
+        )
+    return out
 
 
 def load_embeddings(directory: str | os.PathLike[str], dataset: BeirDataset) -> DatasetEmbeddings:

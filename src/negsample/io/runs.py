@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
+from .._ragged import Ragged
 from .._types import Candidates
 from .data import DataError, _lines
 
@@ -136,19 +138,21 @@ def read_trec_run(
     return RunCandidates(Candidates(ids, sc), stats)
 
 
-def scores_of(candidates: Candidates, positives: np.ndarray) -> np.ndarray:
-    """The candidate score of each ``positives[i, j]`` in row ``i`` (``-1`` padded), NaN
-    where that document is not among the row's candidates."""
+def scores_of(candidates: Candidates, positives: Ragged) -> npt.NDArray[np.float32]:
+    """The candidate score of each positive (flat, aligned with ``positives.values``), NaN
+    where that document is not among its row's candidates."""
     ids, sc = np.asarray(candidates.ids), np.asarray(candidates.scores)
-    b = ids.shape[0]
-    width = int(max(ids.max(initial=-1), positives.max(initial=-1))) + 2
-    ckey = (np.arange(b, dtype=np.int64)[:, None] * width + (ids + 1))[ids >= 0]
-    cval = sc[ids >= 0]
+    out = np.full(positives.nnz, np.nan, np.float32)
+    present = ids >= 0
+    if positives.nnz == 0 or not present.any():
+        return out
+    width = np.int64(max(int(ids.max()), int(positives.values.max())) + 2)
+    r, c = np.nonzero(present)
+    ckey = r.astype(np.int64) * width + ids[r, c] + 1
     order = np.argsort(ckey)
-    ckey, cval = ckey[order], cval[order]
-    pkey = np.arange(b, dtype=np.int64)[:, None] * width + (positives + 1)
-    where = np.clip(np.searchsorted(ckey, pkey), 0, max(ckey.size - 1, 0))
-    found = (positives >= 0) & (ckey.size > 0) & (ckey[where] == pkey if ckey.size else False)
-    out = np.full(positives.shape, np.nan, np.float32)
-    out[found] = cval[where[found]]
+    ckey, cval = ckey[order], sc[r, c][order]
+    pkey = positives.row_of * width + positives.values + 1
+    at = np.minimum(np.searchsorted(ckey, pkey), ckey.size - 1)
+    found = ckey[at] == pkey
+    out[found] = cval[at[found]]
     return out

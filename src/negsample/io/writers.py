@@ -8,6 +8,7 @@ Policies (the same for every format):
 
 - ``-1`` (a short row's padding) is never written as a document.
 - A row with no valid negative at all is skipped and counted (``empty_rows``).
+- Zero rows in all is an error (:class:`EmptyOutput`): no empty file is ever written.
 - Formats with a fixed number of negatives per row (``st-ntuple``) need exactly ``n``:
   with ``on_short="skip"`` (default) short rows are skipped and counted
   (``short_rows_skipped``); with ``on_short="error"`` any short row stops the write
@@ -41,7 +42,7 @@ from .._types import Negatives
 if TYPE_CHECKING:
     from .data import BeirDataset
 
-__all__ = ["FORMATS", "WriteReport", "atomic_path", "write_negatives"]
+__all__ = ["FORMATS", "EmptyOutput", "WriteReport", "atomic_path", "write_negatives"]
 
 FORMATS = ("st-triplet", "st-ntuple", "flagembedding", "tevatron", "parquet")
 ON_SHORT = ("skip", "error")
@@ -72,6 +73,27 @@ class WriteReport:
         if self.empty_rows:
             extra.append(f"{self.empty_rows} rows without any negative skipped")
         return s + ("; " + "; ".join(extra) if extra else "")
+
+
+class EmptyOutput(ValueError):
+    """No row at all would be written (every row short or empty): nothing is written,
+    an existing file is left as it was. ``report`` counts what was left out."""
+
+    def __init__(self, report: WriteReport) -> None:
+        self.report = report
+        why = []
+        if report.short_rows_skipped:
+            why.append(f"{report.short_rows_skipped} short rows skipped ({report.format} needs n)")
+        if report.empty_rows:
+            why.append(f"{report.empty_rows} rows without any negative")
+        super().__init__(
+            f"{report.path}: no row to write ({'; '.join(why) or 'no negatives'}); nothing written"
+        )
+
+
+def _refuse_empty(report: WriteReport) -> None:
+    if report.rows == 0:
+        raise EmptyOutput(report)
 
 
 class atomic_path:
@@ -151,6 +173,11 @@ def write_negatives(
     -------
     WriteReport
         rows written and everything left out, counted.
+
+    Raises
+    ------
+    EmptyOutput
+        (a ``ValueError``) when no row at all would be written: no file is written.
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -189,7 +216,7 @@ def write_negatives(
     if format == "parquet":
         _write_parquet(negatives, dataset, Path(path), report)
         return report
-    docs = dataset.document_texts()
+    docs = dataset.document_texts
     writer: Callable[..., None] = {
         "st-triplet": _st_rows,
         "st-ntuple": _st_rows,
@@ -198,14 +225,14 @@ def write_negatives(
     }[format]
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         writer(f, negatives, dataset, docs, report, scores, pos_sc)
+        _refuse_empty(report)  # before the move: an empty file is never written
     return report
 
 
 def _check_no_positive(neg: Negatives, dataset: BeirDataset) -> None:
-    pos = dataset.positives_padded()[neg.query_index]
-    hit = (neg.ids[:, :, None] == pos[:, None, :]) & (neg.ids[:, :, None] >= 0)
+    hit = dataset.positives_ragged().take(neg.query_index).contains(neg.ids)
     if hit.any():
-        r, c, _ = (int(v) for v in np.argwhere(hit)[0])
+        r, c = (int(v) for v in np.argwhere(hit)[0])
         q = dataset.query_ids[int(neg.query_index[r])]
         raise ValueError(
             f"negative {dataset.corpus_ids[int(neg.ids[r, c])]!r} of query {q!r} is one of its "
@@ -376,6 +403,7 @@ def _write_parquet(neg: Negatives, ds: BeirDataset, path: Path, report: WriteRep
             ("negative_scores", pa.list_(pa.float32())),
         ]
     )
+    _refuse_empty(report)
     table = pa.table(cols, schema=schema)
     with atomic_path(path) as tmp:
         pq.write_table(table, str(tmp))

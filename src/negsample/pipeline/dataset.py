@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,11 +19,12 @@ import numpy as np
 import numpy.typing as npt
 
 from .._types import Candidates, Negatives
+from ..candidates import positive_scores_for
 from ..filters import Filters
 from ..index.base import Index, prepare_queries
-from ..samplers.base import BaseSampler, positive_scores_from_vectors
+from ..samplers.base import BaseSampler
 from ..samplers.topk import TopKSampler
-from .resume import mine_resumable, settings_hash
+from .resume import mine_resumable, settings_hash, work_lock
 
 if TYPE_CHECKING:
     from ..io.data import BeirDataset
@@ -86,7 +88,8 @@ def mine_dataset(
     work_dir : where chunk results are kept so an interrupted run resumes (see
         :func:`~negsample.mine_resumable`); a faiss index other than ``Flat`` is saved
         there too, so a resumed run searches the very same graph. ``None``: a temporary
-        folder, removed at the end.
+        folder, removed at the end. Its lock (``<work_dir>.lock``) is held for the call:
+        another process gets :class:`~negsample.RunLocked` at once.
     settings : extra settings that identify the run (file names...), hashed into the
         work folder's manifest.
     log : receives one-line diagnostics (chunks resumed...).
@@ -107,6 +110,8 @@ def mine_dataset(
         tmp_dir = tempfile.TemporaryDirectory(prefix="negsample-work-")
         work_dir = tmp_dir.name
     wd = Path(work_dir)
+    held = ExitStack()
+    held.enter_context(work_lock(wd))  # the saved index and the chunks: one process at a time
     try:
         idx: Index | None = None
         queries = None
@@ -148,22 +153,24 @@ def mine_dataset(
         for k, v in negs.stats.timings.items():
             timings[k] = timings.get(k, 0.0) + v
         t = time.perf_counter()
-        pos = dataset.positives_padded()
+        pos = dataset.positives_ragged()
         if idx is not None and queries is not None:
-            ps = np.empty(pos.shape, np.float32)
+            ps = np.empty(pos.nnz, np.float32)
             step = 4096
-            for a in range(0, pos.shape[0], step):
-                q = prepare_queries(queries[a : a + step], idx.dim, idx.metric, check=False)
-                ps[a : a + step] = positive_scores_from_vectors(q, pos[a : a + step], idx)
+            for a in range(0, pos.n_rows, step):
+                b = min(a + step, pos.n_rows)
+                q = prepare_queries(queries[a:b], idx.dim, idx.metric, check=False)
+                ps[pos.indptr[a] : pos.indptr[b]] = positive_scores_for(q, pos.slice(a, b), idx)
         else:
             from ..io.runs import scores_of
 
             assert candidates is not None
             ps = scores_of(candidates, pos)
         timings["positive_scores"] = time.perf_counter() - t
-        per_query = [ps[i, : p.size] for i, p in enumerate(dataset.positives)]
+        per_query = np.split(ps, pos.indptr[1:-1])
         return MinedDataset(negs, per_query, timings)
     finally:
+        held.close()
         if tmp_dir is not None:
             tmp_dir.cleanup()
 

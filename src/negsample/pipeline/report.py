@@ -16,10 +16,11 @@ import numpy as np
 import numpy.typing as npt
 
 from .._optional import require
+from ..candidates import positive_scores_for
 from ..index.base import Index, prepare_queries
 from ..io.writers import atomic_path
 from ..mining import mine
-from ..samplers.base import BaseSampler, positive_scores_from_vectors
+from ..samplers.base import BaseSampler
 from .dataset import build_index
 
 if TYPE_CHECKING:
@@ -258,9 +259,8 @@ def sampler_report(
     rows = hidden_positive_protocol(
         embeddings.queries, idx, dataset.positives, labelled, n=n, seeds=list(seeds)
     )
-    pos = dataset.positives_padded()
     q = prepare_queries(embeddings.queries, idx.dim, idx.metric)
-    ps = positive_scores_from_vectors(q, pos, idx)
+    ps = positive_scores_for(q, dataset.positives_ragged(), idx)
     negative_scores: dict[str, npt.NDArray[np.float32]] = {}
     full_runs: dict[str, dict[str, Any]] = {}
     for label, sampler in labelled.items():
@@ -292,7 +292,7 @@ def sampler_report(
     return SamplerReport(
         protocol=rows,
         summaries=summarize(rows),
-        positive_scores=ps[pos >= 0].astype(np.float32),
+        positive_scores=ps.astype(np.float32),
         negative_scores=negative_scores,
         full_runs=full_runs,
         meta=meta,

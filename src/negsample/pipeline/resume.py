@@ -1,7 +1,12 @@
 """Resumable mining: :func:`mine` (or ``Sampler.sample`` on given candidates) over query
 chunks whose results are saved in a work folder, so an interrupted run continues from its
 last finished chunk and gives exactly what an uninterrupted run gives (every random draw
-is a function of ``(seed, global query index)``)."""
+is a function of ``(seed, global query index)``).
+
+Safety rules: every chunk file carries the hash of the settings that made it (in its name
+and inside it) and is never loaded under other settings; one run at a time holds the work
+folder (:func:`work_lock`); temporary files left by a killed run are removed by the next.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +21,25 @@ from typing import Any
 
 import numpy as np
 
+from .._ragged import Ragged, to_ragged
+from .._rng import normalize_seed
 from .._types import Candidates, MiningStats, Negatives
-from .._validate import pad_positives
 from ..filters import Filters
 from ..index.base import Index
 from ..mining import mine
 from ..samplers.base import BaseSampler
 from ..samplers.topk import TopKSampler
+from .lock import RunLocked, hold_lock
 
-__all__ = ["RunIncomplete", "mine_resumable", "settings_hash"]
+__all__ = [
+    "RunIncomplete",
+    "RunLocked",
+    "SettingsMismatch",
+    "mine_resumable",
+    "remove_work_dir",
+    "settings_hash",
+    "work_lock",
+]
 
 _MANIFEST = "manifest.json"
 
@@ -38,6 +53,19 @@ class RunIncomplete(RuntimeError):
             f"stopped after {done} of {total} chunks; the finished chunks are in {work_dir}, "
             "run the same command again to continue"
         )
+
+
+class SettingsMismatch(ValueError):
+    """The work folder holds a run made with other settings."""
+
+
+def work_lock(work_dir: str | os.PathLike[str]) -> Any:
+    """The lock of a work folder: ``with work_lock(wd): ...`` holds ``<wd>.lock`` (beside
+    the folder, so it outlives the folder's removal); another process asking for it gets
+    :class:`RunLocked` at once. Re-entrant within a thread."""
+    wd = Path(work_dir)
+    wd.parent.mkdir(parents=True, exist_ok=True)
+    return hold_lock(wd.with_name(wd.name + ".lock"))
 
 
 def settings_hash(settings: Mapping[str, Any]) -> str:
@@ -56,8 +84,12 @@ def _array_digest(*arrays: Any) -> str:
     return h.hexdigest()
 
 
-def _save_chunk(path: Path, part: Negatives) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
+def _chunk_path(wd: Path, h: str, a: int, b: int) -> Path:
+    return wd / f"chunk_{h[:16]}_{a:010d}_{b:010d}.npz"
+
+
+def _save_chunk(path: Path, part: Negatives, h: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(
@@ -67,6 +99,7 @@ def _save_chunk(path: Path, part: Negatives) -> None:
                 query_index=part.query_index,
                 anchor_ids=part.anchor_ids,
                 stats=np.array(json.dumps(part.stats.as_dict())),
+                settings_hash=np.array(h),
             )
         os.replace(tmp, path)
     except BaseException:
@@ -74,13 +107,47 @@ def _save_chunk(path: Path, part: Negatives) -> None:
         raise
 
 
-def _load_chunk(path: Path) -> Negatives | None:
+def _load_chunk(path: Path, h: str) -> Negatives | str:
+    """The chunk, or why it is not used: ``"foreign"`` (made with other settings) or
+    ``"damaged"`` (unreadable); neither is ever trusted."""
     try:
         with np.load(path) as z:
+            if "settings_hash" not in z.files or str(z["settings_hash"]) != h:
+                return "foreign"
             st = json.loads(str(z["stats"]))
             stats = MiningStats(**st)
             return Negatives(z["ids"], z["scores"], z["query_index"], z["anchor_ids"], stats)
-    except Exception:  # a damaged chunk is recomputed, never trusted
+    except Exception:
+        return "damaged"
+
+
+def _remove_stale(wd: Path) -> int:
+    """Remove what a killed run left half-made in its work folder (names starting with a
+    dot: chunk and manifest temporaries, index folders being written); the count."""
+    n = 0
+    for p in wd.iterdir():
+        if p.name.startswith("."):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+def _read_manifest(man: Path, log: Callable[[str], None] | None) -> dict[str, Any] | None:
+    """The manifest, or ``None`` when it is missing or unreadable (then named in the log:
+    it is rebuilt, which is safe since each chunk carries its own settings hash)."""
+    if not man.is_file():
+        return None
+    try:
+        old = json.loads(man.read_text(encoding="utf-8"))
+        if not isinstance(old, dict) or not isinstance(old.get("hash"), str):
+            raise ValueError("no settings hash in it")
+        return old
+    except (ValueError, UnicodeDecodeError) as exc:
+        if log is not None:
+            log(f"{man}: unreadable ({exc}); rebuilt (chunks are checked one by one)")
         return None
 
 
@@ -120,11 +187,19 @@ def mine_resumable(
         ``queries`` and ``index`` as well.
     settings : everything else that defines the run (data, embeddings, index spec...);
         hashed with ``n``, ``seed``, the sampler, filters, ``chunk_size`` and digests of
-        ``queries``, ``positives`` and ``candidates``. A work folder made with other
-        settings is refused (delete it to start over).
+        ``queries``, ``positives`` and ``candidates``. A work folder whose manifest holds
+        other settings is refused with :class:`SettingsMismatch` (delete it, or
+        ``negsample mine --fresh``, to start over). Each chunk file carries the hash too
+        (name and content): a chunk made with other settings is never loaded (removed
+        and counted), so deleting the manifest cannot mix two runs.
     max_chunks : compute at most this many new chunks, then raise :class:`RunIncomplete`.
     on_chunk : called as ``on_chunk(done, total)`` after each chunk is saved.
-    log : called with a one-line message when chunks are resumed (e.g. print to stderr).
+    log : called with one-line messages: chunks resumed, stale temporary files, chunks
+        made with other settings or damaged (removed), a rebuilt manifest.
+
+    One process at a time works in ``work_dir``: its lock ``<work_dir>.lock`` is held
+    for the call, and another process gets :class:`RunLocked` at once. Temporary files
+    left in ``work_dir`` by a killed run are removed.
 
     Returns
     -------
@@ -133,8 +208,22 @@ def mine_resumable(
         run are those of that run).
     """
     sampler = TopKSampler() if sampler is None else sampler
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
+        raise TypeError(f"chunk_size must be an integer, got {chunk_size!r}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if max_chunks is not None and (
+        isinstance(max_chunks, bool)
+        or not isinstance(max_chunks, int | np.integer)
+        or max_chunks < 1
+    ):
+        raise ValueError(f"max_chunks must be None or an integer >= 1, got {max_chunks!r}")
+    if seed is None:
+        raise ValueError(
+            "mine_resumable needs a fixed seed: seed=None draws a new one on every call, "
+            "so a rerun could never resume"
+        )
+    seed = normalize_seed(seed)
     if candidates is None and (queries is None or index is None):
         raise ValueError("pass queries and an index, or candidates")
     if candidates is not None:
@@ -156,17 +245,14 @@ def mine_resumable(
             if not hasattr(queries, "shape")
             else int(queries.shape[0])
         )
-    pos = pad_positives(positives, n_q, index.ntotal if index is not None else None)
+    n_corpus = index.ntotal if index is not None else None
+    pos = to_ragged(positives, n_q, n_corpus)
     exc = (
-        None
-        if exclude is None
-        else pad_positives(
-            exclude, n_q, index.ntotal if index is not None else None, "exclude", True
-        )
+        None if exclude is None else to_ragged(exclude, n_q, n_corpus, "exclude", allow_empty=True)
     )
     digests = {
-        "positives": _array_digest(pos),
-        "exclude": _array_digest(exc) if exc is not None else None,
+        "positives": _array_digest(pos.indptr, pos.values),
+        "exclude": _array_digest(exc.indptr, exc.values) if exc is not None else None,
         "queries": _array_digest(queries) if queries is not None else None,
         "candidates": (
             _array_digest(candidates.ids, candidates.scores) if candidates is not None else None
@@ -184,19 +270,56 @@ def mine_resumable(
     }
     h = settings_hash(full)
     wd = Path(work_dir)
+    with work_lock(wd):
+        return _run_chunks(
+            wd, h, full, queries, index, pos, sampler, candidates, n_q, n, seed, filters,
+            exc, chunk_size, max_chunks, progress, on_chunk, log,
+        )  # fmt: skip
+
+
+def _run_chunks(
+    wd: Path,
+    h: str,
+    full: dict[str, Any],
+    queries: Any,
+    index: Index | None,
+    pos: Ragged,
+    sampler: BaseSampler,
+    candidates: Candidates | None,
+    n_q: int,
+    n: int,
+    seed: int,
+    filters: Filters | None,
+    exc: Ragged | None,
+    chunk_size: int,
+    max_chunks: int | None,
+    progress: bool,
+    on_chunk: Callable[[int, int], None] | None,
+    log: Callable[[str], None] | None,
+) -> Negatives:
+    """The chunk loop of :func:`mine_resumable`, under the work folder's lock."""
     wd.mkdir(parents=True, exist_ok=True)
+    stale = _remove_stale(wd)
+    if stale and log is not None:
+        log(f"removed {stale} temporary files left in {wd} by an interrupted run")
     man = wd / _MANIFEST
-    if man.is_file():
-        old = json.loads(man.read_text())
-        if old.get("hash") != h:
-            raise ValueError(
-                f"{wd} holds a run with other settings (hash {str(old.get('hash'))[:12]}, now "
-                f"{h[:12]}); delete that folder to start over, or use another output path"
-            )
-    else:
+    old = _read_manifest(man, log)
+    if old is not None and old["hash"] != h:
+        raise SettingsMismatch(
+            f"{wd} holds a run with other settings (hash {old['hash'][:12]}, now {h[:12]}); "
+            "rerun with --fresh (or delete that folder) to start over, or write to another "
+            "output path"
+        )
+    if old is None:
         tmp = wd / f".{_MANIFEST}.tmp"
         tmp.write_text(json.dumps({"hash": h, "settings": full}, indent=1, default=str))
         os.replace(tmp, man)
+    prefix = f"chunk_{h[:16]}_"
+    foreign = [p for p in wd.glob("chunk_*.npz") if not p.name.startswith(prefix)]
+    for p in foreign:
+        p.unlink(missing_ok=True)
+    if foreign and log is not None:
+        log(f"removed {len(foreign)} chunk files made with other settings from {wd}")
 
     starts = list(range(0, n_q, chunk_size))
     total = len(starts)
@@ -204,6 +327,7 @@ def mine_resumable(
     stats = MiningStats(seed=int(seed))
     new = 0
     resumed = 0
+    rejected = {"foreign": 0, "damaged": 0}
     bar = None
     if progress:
         from .._optional import require
@@ -212,17 +336,21 @@ def mine_resumable(
     try:
         for i, a in enumerate(starts):
             b = min(a + chunk_size, n_q)
-            path = wd / f"chunk_{a:010d}_{b:010d}.npz"
-            part = _load_chunk(path) if path.is_file() else None
-            if part is not None:
+            path = _chunk_path(wd, h, a, b)
+            got = _load_chunk(path, h) if path.is_file() else None
+            if isinstance(got, Negatives):
+                part = got
                 resumed += 1
             else:
+                if got is not None:
+                    rejected[got] += 1
+                    path.unlink(missing_ok=True)
                 if max_chunks is not None and new >= max_chunks:
                     raise RunIncomplete(i, total, wd)
                 part = _mine_chunk(
                     queries, index, pos, sampler, candidates, a, b, n, seed, filters, exc
                 )
-                _save_chunk(path, part)
+                _save_chunk(path, part, h)
                 new += 1
             stats.merge(part.stats)
             parts.append(part)
@@ -233,6 +361,11 @@ def mine_resumable(
     finally:
         if bar is not None:
             bar.close()
+        if log is not None and any(rejected.values()):
+            log(
+                f"recomputed {rejected['damaged']} damaged chunk files and "
+                f"{rejected['foreign']} made with other settings"
+            )
     if resumed and log is not None:
         log(f"resumed {resumed} of {total} chunks from {wd}, computed {new}")
     stats.seed = int(seed)
@@ -242,7 +375,7 @@ def mine_resumable(
 def _mine_chunk(
     queries: Any,
     index: Index | None,
-    pos: np.ndarray,
+    pos: Ragged,
     sampler: BaseSampler,
     candidates: Candidates | None,
     a: int,
@@ -250,11 +383,10 @@ def _mine_chunk(
     n: int,
     seed: int,
     filters: Filters | None,
-    exc: np.ndarray | None = None,
+    exc: Ragged | None = None,
 ) -> Negatives:
-    p = pos[a:b]
-    p = p[:, : max(1, int((p >= 0).sum(axis=1).max()))]
-    e = None if exc is None else exc[a:b]
+    p = pos.slice(a, b)
+    e = None if exc is None else exc.slice(a, b)
     if candidates is None:
         assert index is not None
         return mine(
@@ -283,5 +415,10 @@ def _mine_chunk(
 
 
 def remove_work_dir(work_dir: str | os.PathLike[str]) -> None:
-    """Delete a finished run's work folder."""
-    shutil.rmtree(work_dir, ignore_errors=True)
+    """Delete a run's work folder, under its lock: a folder that another live run holds
+    is never deleted (:class:`RunLocked` is raised instead)."""
+    wd = Path(work_dir)
+    if not wd.exists():
+        return
+    with work_lock(wd):
+        shutil.rmtree(wd, ignore_errors=True)

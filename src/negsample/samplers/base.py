@@ -15,9 +15,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from .._rng import Stream, gumbel, normalize_seed, uniform
+from .._ragged import Ragged, as_ragged, dedupe, to_ragged
+from .._rng import normalize_seed
 from .._types import MiningStats, Negatives
-from .._validate import pad_positives, to_numpy
+from .._validate import check_int, to_numpy
+from ..candidates import (
+    Anchor,
+    SamplerBatch,
+    build_batch,
+    positive_scores_for,
+    resolve_anchor,
+    take_positions,
+)
 
 if TYPE_CHECKING:
     from ..filters import Filters
@@ -31,112 +40,21 @@ __all__ = [
     "Sampler",
     "SamplerBatch",
     "build_batch",
+    "first_true",
     "gumbel_topk",
+    "positive_scores_for",
+    "resolve_anchor",
+    "take_positions",
 ]
 
 POSITIVE_ANCHORS = ("max", "min", "mean", "random", "each")
-_FEW_POSITIVES = 16  # up to this many positive columns, membership is tested column by column
 SHORTFALL_POLICIES = ("pad", "fill", "drop")
+
+_take = take_positions
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
-
-
-@dataclass(frozen=True)
-class SamplerBatch:
-    """Everything a sampler may use for a batch of ``b`` rows.
-
-    Attributes
-    ----------
-    query_index : int64 ``(b,)`` global query index of each row (drives the random streams).
-    ids, scores : ``(b, K)`` candidates with the positives removed, best first; ``-1``/NaN pad.
-    valid : bool ``(b, K)`` candidates that passed every filter.
-    positive_ids : int64 ``(b, P)`` all labelled positives, ``-1`` padded.
-    positive_scores : float32 ``(b, P)`` ``s(q, d+)``, NaN where unknown (padding, or a
-        positive that is not among the candidates when no vectors are available).
-    seed : the integer seed.
-    queries : float32 ``(b, dim)`` query vectors, when known.
-    index : the :class:`~negsample.index.Index`, for corpus vectors, when known.
-    rng_sub : int64 ``(b,)`` tells apart several rows of one query (``"each"``).
-    """
-
-    query_index: IntArray
-    ids: IntArray
-    scores: FloatArray
-    valid: BoolArray
-    positive_ids: IntArray
-    positive_scores: FloatArray
-    seed: int
-    queries: FloatArray | None = None
-    index: Index | None = None
-    rng_sub: IntArray | None = None
-
-    @property
-    def size(self) -> int:
-        return int(self.ids.shape[0])
-
-    def take(self, rows: IntArray, rng_sub: IntArray | None = None) -> SamplerBatch:
-        """The batch restricted (or expanded) to ``rows``."""
-        return replace(
-            self,
-            query_index=self.query_index[rows],
-            ids=self.ids[rows],
-            scores=self.scores[rows],
-            valid=self.valid[rows],
-            positive_ids=self.positive_ids[rows],
-            positive_scores=self.positive_scores[rows],
-            queries=None if self.queries is None else self.queries[rows],
-            rng_sub=rng_sub
-            if rng_sub is not None
-            else (None if self.rng_sub is None else self.rng_sub[rows]),
-        )
-
-    def gumbel(self, n: int, stream: int) -> npt.NDArray[np.float64]:
-        return gumbel(self.seed, self.query_index, n, stream, self.rng_sub)
-
-    def uniform(self, n: int, stream: int) -> npt.NDArray[np.float64]:
-        return uniform(self.seed, self.query_index, n, stream, self.rng_sub)
-
-    def candidate_vectors(self, positions: IntArray | None = None) -> FloatArray:
-        """Corpus vectors of the candidates (or of ``positions`` into them), ``(b, m, dim)``."""
-        index = self._need_index("candidate vectors")
-        ids = self.ids if positions is None else _take(self.ids, positions, -1)
-        return index.vectors(ids)
-
-    def _need_index(self, what: str) -> Index:
-        if self.index is None:
-            raise ValueError(
-                f"this sampler needs {what}: pass index= (an Index over the corpus) to "
-                "sample(), or use mine()"
-            )
-        return self.index
-
-
-@dataclass(frozen=True)
-class Anchor:
-    """The positive each row is sampled against: its id (``-1`` for ``"mean"``), its slot in
-    ``positive_ids`` (``-1`` for ``"mean"``) and ``s(q, d+)``."""
-
-    ids: IntArray
-    slots: IntArray
-    scores: npt.NDArray[np.float64]
-    policy: str
-
-    def vectors(self, batch: SamplerBatch) -> FloatArray:
-        """The positive's corpus vector per row, ``(b, dim)``; the mean of the known
-        positives' vectors for ``"mean"``."""
-        index = batch._need_index("the positives' corpus vectors")
-        if self.policy != "mean":
-            return index.vectors(self.ids)
-        known = ~np.isnan(batch.positive_scores)
-        v = index.vectors(np.where(known, batch.positive_ids, -1))
-        return (v.sum(axis=1) / known.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def _take(a: np.ndarray, positions: IntArray, fill: Any) -> np.ndarray:
-    out = np.take_along_axis(a, np.maximum(positions, 0), axis=1)
-    return np.where(positions >= 0, out, fill)
 
 
 def gumbel_topk(logw: npt.NDArray[np.float64], m: int, noise: npt.NDArray[np.float64]) -> IntArray:
@@ -146,9 +64,16 @@ def gumbel_topk(logw: npt.NDArray[np.float64], m: int, noise: npt.NDArray[np.flo
     taking the ``m`` largest keys is exactly successive sampling proportional to
     ``exp(logw)``, and never underflows however peaked the weights are. Returns positions
     ``(b, m)`` in draw order, ``-1`` where a row has fewer than ``m`` finite weights.
+
+    Each row's largest finite log-weight is subtracted first: the distribution is the
+    same, and huge log-weights (``a=1e17``, ``temperature=1e-9``) keep their noise instead of
+    swallowing it in rounding (``1e17 + gumbel == 1e17`` in float64).
     """
     b, k = logw.shape
-    keys = np.where(np.isfinite(logw), logw + noise, -np.inf)
+    finite = np.isfinite(logw)
+    top = np.where(finite, logw, -np.inf).max(axis=1, initial=-np.inf, keepdims=True)
+    shift = np.where(np.isfinite(top), top, 0.0)
+    keys = np.where(finite, (logw - shift) + noise, -np.inf)
     mm = min(m, k)
     if mm == 0:
         return np.full((b, m), -1, dtype=np.int64)
@@ -206,12 +131,12 @@ class BaseSampler:
     needs_vectors: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        if self.on_shortfall not in SHORTFALL_POLICIES:
+        if not isinstance(self.on_shortfall, str) or self.on_shortfall not in SHORTFALL_POLICIES:
             raise ValueError(
                 f"on_shortfall must be one of {SHORTFALL_POLICIES}, got {self.on_shortfall!r}"
             )
         anchor = getattr(self, "positive_anchor", None)
-        if anchor is not None and anchor not in POSITIVE_ANCHORS:
+        if anchor is not None and (not isinstance(anchor, str) or anchor not in POSITIVE_ANCHORS):
             raise ValueError(f"positive_anchor must be one of {POSITIVE_ANCHORS}, got {anchor!r}")
 
     # -- to override -------------------------------------------------------------------
@@ -255,13 +180,14 @@ class BaseSampler:
     # -- the template ----------------------------------------------------------------
     def sample_batch(self, batch: SamplerBatch, n: int, stats: MiningStats) -> Negatives:
         """Sample ``n`` negatives per row of ``batch``; counts go to ``stats``."""
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        n = check_int("n", n, 1)
         stats.n_queries += batch.size
         batch = self._prepare(batch, n, stats)
         anchor = None
         policy = getattr(self, "positive_anchor", None)
         if policy is not None:
+            if policy == "each":
+                stats.skipped_anchors += int(np.isnan(batch.positive_scores).sum())
             batch, anchor = resolve_anchor(batch, policy)
         pos = self._select(batch, n, anchor)
         self._check_selection(batch, pos, n)
@@ -323,14 +249,19 @@ class BaseSampler:
         """Sample negatives from candidates you already have (your own search, BM25, a
         TREC run): ``ids``/``scores`` ``(b, K)`` best first, ``-1`` padded.
 
-        ``positives`` holds every labelled positive per query (ragged); they are removed
-        from the candidates. Samplers that use ``s(q, d+)`` take it from
-        ``positive_scores`` ``(b, P)`` if given, else from ``queries`` + ``index``, else from
-        the candidates when a positive was retrieved (a positive found nowhere is marked
-        missing, never scored 0). Samplers that need vectors require ``index``.
+        ``positives`` holds every labelled positive per query (ragged; a repeated id counts
+        once, ``stats.duplicate_positives``); they are removed from the candidates. Samplers
+        that use ``s(q, d+)`` take it from ``positive_scores`` if given (one score per given
+        positive: a ``(b, P)`` array laid out like the positives padded with ``-1``, or one
+        sequence per query; NaN = unknown, infinities refused), else from ``queries`` +
+        ``index``, else from the candidates when a positive was retrieved (a positive found
+        nowhere is marked missing, never scored 0). Samplers that need vectors require
+        ``index``. ``query_index``: the global index of each row (``(b,)`` distinct
+        non-negative integers; default ``arange(b)``), which keys the random streams.
         ``exclude``: more ids per query (ragged, may be empty) never to sample, e.g.
         documents whose text duplicates a positive's; counted as ``"excluded"``.
         """
+        n = check_int("n", n, 1)
         self.check_n(n)
         if self.needs_vectors and index is None:
             raise ValueError(
@@ -342,13 +273,19 @@ class BaseSampler:
         if ids_a.ndim != 2:
             raise ValueError(f"ids must be 2-D (n_queries, k), got shape {ids_a.shape}")
         n_q = ids_a.shape[0]
-        pos = pad_positives(positives, n_q, index.ntotal if index is not None else None)
+        n_corpus = index.ntotal if index is not None else None
+        raw = to_ragged(positives, n_q, n_corpus)
+        pos, kept = dedupe(raw)
+        if kept is not None:
+            stats.duplicate_positives += raw.nnz - kept.size
+        ps = None
+        if positive_scores is not None:
+            ps = _flat_positive_scores(positive_scores, raw)
+            ps = ps if kept is None else ps[kept]
         exc = (
             None
             if exclude is None
-            else pad_positives(
-                exclude, n_q, index.ntotal if index is not None else None, "exclude", True
-            )
+            else as_ragged(exclude, n_q, n_corpus, "exclude", allow_empty=True)[0]
         )
         q = None
         if queries is not None:
@@ -359,11 +296,7 @@ class BaseSampler:
             q = prepare_queries(queries, index.dim, index.metric)
             if q.shape[0] != n_q:
                 raise ValueError(f"queries has {q.shape[0]} rows, ids has {n_q}")
-        qi = (
-            np.arange(n_q, dtype=np.int64)
-            if query_index is None
-            else np.asarray(query_index, np.int64)
-        )
+        qi = _query_index(query_index, n_q)
         batch = build_batch(
             ids_a,
             scores,
@@ -372,7 +305,7 @@ class BaseSampler:
             seed=stats.seed or 0,
             depth=self.depth,
             stats=stats,
-            positive_scores=positive_scores,
+            positive_scores=ps,
             queries=q,
             index=index,
             exclude=exc,
@@ -380,41 +313,6 @@ class BaseSampler:
         if filters is not None and not filters.is_noop:
             batch = replace(batch, valid=filters.apply(batch, stats))
         return self.sample_batch(batch, n, stats)
-
-
-def resolve_anchor(batch: SamplerBatch, policy: str) -> tuple[SamplerBatch, Anchor]:
-    """Pick the positive each row is sampled against; ``"each"`` expands the rows."""
-    known = ~np.isnan(batch.positive_scores)
-    n_known = known.sum(axis=1)
-    if np.any(n_known == 0):
-        r = int(np.argmax(n_known == 0))
-        raise ValueError(
-            f"query {int(batch.query_index[r])}: no positive has a known score s(q, d+); pass "
-            "positive_scores, or queries and an index, so the sampler can anchor on a positive"
-        )
-    s = batch.positive_scores.astype(np.float64)
-    rows = np.arange(batch.size)
-    if policy == "each":
-        r_idx, slots = np.nonzero(known)
-        b2 = batch.take(r_idx, rng_sub=slots.astype(np.int64) + 1)
-        return b2, Anchor(batch.positive_ids[r_idx, slots], slots, s[r_idx, slots], policy)
-    if policy == "mean":
-        mean = np.where(known, s, 0.0).sum(axis=1) / n_known
-        return batch, Anchor(
-            np.full(batch.size, -1, np.int64), np.full(batch.size, -1), mean, policy
-        )
-    if policy == "max":
-        slots = np.argmax(np.where(known, s, -np.inf), axis=1)
-    elif policy == "min":
-        slots = np.argmin(np.where(known, s, np.inf), axis=1)
-    elif policy == "random":
-        u = batch.uniform(1, Stream.ANCHOR)[:, 0]
-        pick = np.minimum((u * n_known).astype(np.int64), n_known - 1)  # pick-th known slot
-        rank = np.cumsum(known, axis=1) - 1
-        slots = np.argmax(known & (rank == pick[:, None]), axis=1)
-    else:  # pragma: no cover - validated at construction
-        raise ValueError(policy)
-    return batch, Anchor(batch.positive_ids[rows, slots], slots, s[rows, slots], policy)
 
 
 def _fill(valid: BoolArray, pos: IntArray, source: IntArray | None = None) -> tuple[IntArray, int]:
@@ -442,131 +340,42 @@ def _fill(valid: BoolArray, pos: IntArray, source: IntArray | None = None) -> tu
     return pos, int(take.sum())
 
 
-def build_batch(
-    ids: Any,
-    scores: Any,
-    positives: IntArray,
-    *,
-    query_index: IntArray,
-    seed: int,
-    depth: int,
-    stats: MiningStats,
-    positive_scores: Any = None,
-    queries: FloatArray | None = None,
-    index: Index | None = None,
-    exclude: IntArray | None = None,
-) -> SamplerBatch:
-    """Validate candidates, remove every labelled positive (counted as ``"positive"``) and
-    every id of ``exclude`` (``(b, E)``, -1 padded; counted as ``"excluded"``), keep the
-    first ``depth`` remaining candidates per row (all if ``depth`` is 0) and find
-    ``s(q, d+)``. Excluded ids are never sampled but, unlike positives, never anchor."""
-    ids = to_numpy(ids, "ids")
-    sc = to_numpy(scores, "scores")
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"candidate ids must be integers, got dtype {ids.dtype}")
-    if sc.shape != ids.shape:
-        raise ValueError(f"scores has shape {sc.shape} but ids has shape {ids.shape}")
-    if sc.dtype.kind != "f":
-        raise TypeError(f"candidate scores must be floats, got dtype {sc.dtype}")
-    ids = ids.astype(np.int64, copy=False)
-    sc = sc.astype(np.float32, copy=False)
-    present = ids >= 0
-    if np.any(ids < -1):
-        r, c = np.argwhere(ids < -1)[0]
-        raise ValueError(f"candidate ids row {r} holds {ids[r, c]}; use -1 for padding")
-    if index is not None and np.any(ids >= index.ntotal):
-        r, c = np.argwhere(ids >= index.ntotal)[0]
+def _flat_positive_scores(scores: Any, raw: Ragged) -> npt.NDArray[np.float32]:
+    """One score per given positive, flat in the order of ``raw.values``, from one sequence
+    per query or from a ``(b, P)`` array laid out like the positives padded with ``-1``."""
+    lengths = raw.lengths
+    if (
+        isinstance(scores, list | tuple)
+        and len(scores) == raw.n_rows
+        and all(np.ndim(r) <= 1 and np.size(r) == w for r, w in zip(scores, lengths, strict=True))
+    ):
+        parts = [np.atleast_1d(np.asarray(r, dtype=np.float64)) for r in scores]
+        flat = np.concatenate(parts) if parts else np.empty(0)
+        return flat.astype(np.float32)
+    arr = to_numpy(scores, "positive_scores")
+    if arr.ndim != 2 or arr.shape[0] != raw.n_rows or arr.shape[1] < lengths.max(initial=0):
         raise ValueError(
-            f"candidate ids row {r} holds {ids[r, c]}, out of range for a corpus of {index.ntotal}"
+            f"positive_scores has shape {arr.shape}; want one score per positive: "
+            f"({raw.n_rows}, >= {int(lengths.max(initial=0))}) laid out like the positives "
+            "padded with -1, or one sequence per query"
         )
-    if np.any(present & ~np.isfinite(sc)):
-        r, c = np.argwhere(present & ~np.isfinite(sc))[0]
-        raise ValueError(f"candidate scores row {r}, column {c} is {sc[r, c]} (not finite)")
-    srt = np.sort(np.where(present, ids, -1 - np.arange(ids.shape[1])[None, :]), axis=1)
-    dup = srt[:, 1:] == srt[:, :-1]
-    if dup.any():
-        r, c = np.argwhere(dup)[0]
-        raise ValueError(f"candidate ids row {r} holds id {srt[r, c]} twice")
-    b = ids.shape[0]
-    width = int(max(ids.max(initial=-1), positives.max(initial=-1))) + 2
-    ckey = np.arange(b, dtype=np.int64)[:, None] * width + (ids + 1)
-    pkey = np.arange(b, dtype=np.int64)[:, None] * width + (positives + 1)
-    is_pos = present & _members(ids, positives)
-    stats.candidates_seen += int(present.sum())
-    stats.count_removed("positive", int(is_pos.sum()))
-    removed = is_pos
-    if exclude is not None:
-        if exclude.shape[0] != b:
-            raise ValueError(f"exclude has {exclude.shape[0]} rows, the candidates {b}")
-        is_exc = present & ~is_pos & _members(ids, exclude)
-        stats.count_removed("excluded", int(is_exc.sum()))
-        removed = is_pos | is_exc
-
-    # positive scores: given > computed from vectors > looked up among the candidates
-    if positive_scores is not None:
-        ps = to_numpy(positive_scores, "positive_scores").astype(np.float32)
-        if ps.shape != positives.shape:
-            raise ValueError(
-                f"positive_scores has shape {ps.shape}, positives pad to {positives.shape}"
-            )
-        ps = np.where(positives >= 0, ps, np.nan).astype(np.float32)
-    elif queries is not None and index is not None:
-        ps = positive_scores_from_vectors(queries, positives, index)
-    else:
-        ps = np.full(positives.shape, np.nan, dtype=np.float32)
-        ppos = np.isin(pkey, ckey[is_pos]) & (positives >= 0)
-        if ppos.any():
-            flat_c = ckey[is_pos]
-            order = np.argsort(flat_c)
-            where = np.searchsorted(flat_c[order], pkey[ppos])
-            ps[ppos] = sc[is_pos][order][where]
-
-    keep = present & ~removed
-    order = np.argsort(~keep, axis=1, kind="stable")
-    width_out = depth if depth > 0 else ids.shape[1]
-    order = order[:, :width_out]
-    c_ids = np.take_along_axis(np.where(keep, ids, -1), order, axis=1)
-    c_sc = np.take_along_axis(np.where(keep, sc, np.nan), order, axis=1).astype(np.float32)
-    if c_ids.shape[1] < width_out:
-        padw = width_out - c_ids.shape[1]
-        c_ids = np.concatenate([c_ids, np.full((b, padw), -1, np.int64)], axis=1)
-        c_sc = np.concatenate([c_sc, np.full((b, padw), np.nan, np.float32)], axis=1)
-    return SamplerBatch(
-        query_index=np.asarray(query_index, dtype=np.int64),
-        ids=c_ids,
-        scores=c_sc,
-        valid=c_ids >= 0,
-        positive_ids=positives,
-        positive_scores=ps,
-        seed=seed,
-        queries=queries,
-        index=index,
-    )
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"positive_scores must hold numbers, got dtype {arr.dtype}")
+    return arr[raw.row_of, raw.slot_of].astype(np.float32)
 
 
-def _members(ids: IntArray, sets: IntArray) -> BoolArray:
-    """``ids[r, c]`` is in row ``r`` of ``sets`` (``(b, P)``, -1 padded): one comparison per
-    column when rows are short, else by sorted (row, id) keys; never a ``(b, K, P)`` tensor."""
-    if sets.shape[1] <= _FEW_POSITIVES:
-        out = np.zeros(ids.shape, dtype=bool)
-        for j in range(sets.shape[1]):
-            sj = sets[:, j : j + 1]
-            out |= (ids == sj) & (sj >= 0)
-        return out
-    width = int(max(ids.max(initial=-1), sets.max(initial=-1))) + 2
-    rows = np.arange(ids.shape[0], dtype=np.int64)[:, None] * width
-    return np.isin(rows + ids + 1, (rows + sets + 1)[sets >= 0])
-
-
-def positive_scores_from_vectors(
-    queries: FloatArray, positives: IntArray, index: Index, block: int = 65536
-) -> FloatArray:
-    """Exact ``s(q, d+)`` for every labelled positive, NaN for padding; gathered in blocks so
-    memory stays ``O(block x dim)`` however many positives a query has."""
-    out = np.full(positives.shape, np.nan, dtype=np.float32)
-    r, c = np.nonzero(positives >= 0)
-    for s in range(0, r.size, block):
-        rr, cc = r[s : s + block], c[s : s + block]
-        v = index.vectors(positives[rr, cc])
-        out[rr, cc] = np.einsum("ij,ij->i", queries[rr], v)
-    return out
+def _query_index(query_index: Any, n_q: int) -> IntArray:
+    """``arange(n_q)``, or the given global row indices, checked."""
+    if query_index is None:
+        return np.arange(n_q, dtype=np.int64)
+    qi = to_numpy(query_index, "query_index")
+    if qi.ndim != 1 or qi.shape[0] != n_q:
+        raise ValueError(f"query_index must have one entry per row ({n_q}), got shape {qi.shape}")
+    if qi.size and qi.dtype.kind not in "iu":
+        raise TypeError(f"query_index must hold integers, got dtype {qi.dtype}")
+    qi = qi.astype(np.int64)
+    if qi.size and qi.min() < 0:
+        raise ValueError(f"query_index must be >= 0, got {int(qi.min())}")
+    if np.unique(qi).size != qi.size:
+        raise ValueError("query_index holds a row index twice; each row needs its own")
+    return qi

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from .._validate import check_number
 from .base import BaseSampler
 
 __all__ = ["KernelSampler"]
@@ -33,10 +34,8 @@ class KernelSampler(BaseSampler):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.temperature is not None and not (
-            np.isfinite(self.temperature) and self.temperature > 0
-        ):
-            raise ValueError(f"temperature must be a positive number, got {self.temperature}")
+        if self.temperature is not None:
+            check_number("temperature", self.temperature, positive=True)
 
     def scaled(self, x: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Scores in kernel units: ``x / temperature`` (float64), or ``x`` unchanged."""

@@ -6,8 +6,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .._ragged import Ragged
 from .._rng import Stream, uniform
 from .._types import MiningStats
+from ..index.base import index_score
 from .base import Anchor, BaseSampler, IntArray, SamplerBatch, first_true
 from .registry import register
 
@@ -20,8 +22,10 @@ _EXACT_BELOW = 4096  # corpora this small are sampled exactly, without rejection
 @dataclass(frozen=True, kw_only=True)
 class RandomSampler(BaseSampler):
     """``n`` negatives drawn uniformly without replacement from the corpus minus the
-    query's positives. Searches nothing; scores are computed from the vectors when the
-    queries and an index are known (NaN otherwise).
+    query's positives and its ``exclude`` ids. Searches nothing; scores come from the
+    index's ``score`` primitive when the queries are known (NaN otherwise). Every positive
+    and every excluded id is removed from the population and counted
+    (``stats.removed["positive"]``, ``["excluded"]``).
 
     Random negatives are almost never false negatives and almost never hard: the floor of
     the hardness / false-negative frontier.
@@ -51,53 +55,55 @@ class RandomSampler(BaseSampler):
 
     def _prepare(self, batch: SamplerBatch, n: int, stats: MiningStats) -> SamplerBatch:
         index = batch._need_index("the corpus size")
-        ids = draw_distinct(batch, index.ntotal, n)
+        banned = _banned(batch)
+        ids = draw_distinct(batch, index.ntotal, n, banned)
         if batch.queries is not None:
-            v = index.vectors(ids)
-            sc = np.einsum("bd,bkd->bk", batch.queries, v).astype(np.float32)
-            sc[ids < 0] = np.nan
+            sc = index_score(index, batch.queries, ids)
         else:
             sc = np.full(ids.shape, np.nan, np.float32)
         stats.candidates_seen += int((ids >= 0).sum())
+        stats.count_removed("positive", batch.positives.nnz)
+        if batch.exclude is not None:
+            stats.count_removed("excluded", banned.nnz - batch.positives.nnz)
         return replace(batch, ids=ids, scores=sc, valid=ids >= 0)
 
     def _select(self, batch: SamplerBatch, n: int, anchor: Anchor | None) -> IntArray:
         return first_true(batch.valid, n)
 
 
-def _not_positive(ids: IntArray, positives: IntArray) -> np.ndarray:
-    b = ids.shape[0]
-    width = int(max(ids.max(initial=0), positives.max(initial=0))) + 2
-    base = np.arange(b, dtype=np.int64)[:, None] * width
-    return ~np.isin(base + ids + 1, (base + positives + 1)[positives >= 0])
+def _banned(batch: SamplerBatch) -> Ragged:
+    """Per row, the ids never to draw: the positives and the excluded ids (each once)."""
+    return batch.positives if batch.exclude is None else batch.positives.union(batch.exclude)
 
 
-def draw_distinct(batch: SamplerBatch, n_corpus: int, n: int) -> IntArray:
-    """``n`` distinct non-positive corpus ids per row, uniformly, ``-1`` where the corpus
-    minus the positives holds fewer than ``n``.
+def draw_distinct(
+    batch: SamplerBatch, n_corpus: int, n: int, banned: Ragged | None = None
+) -> IntArray:
+    """``n`` distinct corpus ids per row that are not ``banned`` (default: the positives),
+    uniformly, ``-1`` where the corpus minus the banned ids holds fewer than ``n``.
 
     Each row reads its own endless stream of uniform draws and keeps the first ``n``
-    distinct non-positive ones, so the result depends only on (seed, query), not on the
+    distinct allowed ones, so the result depends only on (seed, query), not on the
     batch. Tiny corpora are sampled exactly by random keys over every id.
     """
     b = batch.size
-    pos = batch.positive_ids
+    banned = batch.positives if banned is None else banned
     if n_corpus <= _EXACT_BELOW:
         keys = batch.uniform(n_corpus, Stream.CORPUS)
         all_ids = np.broadcast_to(np.arange(n_corpus, dtype=np.int64), (b, n_corpus))
-        keys = np.where(_not_positive(np.ascontiguousarray(all_ids), pos), keys, np.inf)
+        keys = np.where(banned.contains(np.ascontiguousarray(all_ids)), np.inf, keys)
         order = np.argsort(keys, axis=1)[:, :n]
         out = np.take_along_axis(all_ids, order, axis=1).copy()
         out[~np.isfinite(np.take_along_axis(keys, order, axis=1))] = -1
         if out.shape[1] < n:
             out = np.concatenate([out, np.full((b, n - out.shape[1]), -1, np.int64)], axis=1)
         return out
-    n_pos = (pos >= 0).sum(axis=1)
-    m = int(2 * (n + n_pos.max(initial=0)) + 16)
+    n_banned = banned.lengths
+    m = int(2 * (n + n_banned.max(initial=0)) + 16)
     have = np.full((b, n), -1, dtype=np.int64)
     todo = np.arange(b)
     start = 0
-    # give up after 64 rounds: only a corpus barely larger than the positives gets there
+    # give up after 64 rounds: only a corpus barely larger than the banned ids gets there
     while todo.size and start < 64 * m:
         sub = None if batch.rng_sub is None else batch.rng_sub[todo]
         u = uniform(batch.seed, batch.query_index[todo], m, Stream.CORPUS, sub, start=start)
@@ -110,7 +116,7 @@ def draw_distinct(batch: SamplerBatch, n_corpus: int, n: int) -> IntArray:
         dup_sorted[:, 1:] = srt[:, 1:] == srt[:, :-1]
         dup = np.zeros_like(dup_sorted)
         np.put_along_axis(dup, o, dup_sorted, axis=1)
-        keep = (cat >= 0) & ~dup & _not_positive(cat, pos[todo])
+        keep = (cat >= 0) & ~dup & ~banned.take(todo).contains(cat)
         first = first_true(keep, n)
         picked = np.where(first >= 0, np.take_along_axis(cat, np.maximum(first, 0), axis=1), -1)
         have[todo] = picked

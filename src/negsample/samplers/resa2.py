@@ -8,7 +8,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .._rng import Stream
-from .base import Anchor, IntArray, SamplerBatch, gumbel_topk
+from .._validate import check_int, check_number
+from .base import Anchor, IntArray, SamplerBatch, gumbel_topk, take_positions
 from .kernel import KernelSampler
 from .registry import register
 
@@ -74,8 +75,8 @@ class ReSa2Sampler(KernelSampler):
     more to add (every valid candidate is already in the region), so it pads like ``"pad"``;
     ``"drop"`` removes the row. All cases are counted in ``stats.short_rows``/``padded``.
 
-    Vectors: only the stage-1 draws' corpus vectors are gathered (``k1_prime + 1`` vectors
-    per query), never the full ``k1``.
+    Nothing is gathered but the anchor positive's vector (one per row): stage 2 asks the
+    index for ``s(d+, d-)`` of the ``k1_prime`` draws (``index.score``).
 
     References
     ----------
@@ -110,25 +111,19 @@ class ReSa2Sampler(KernelSampler):
     def __post_init__(self) -> None:
         super().__post_init__()
         for field_name in ("k1", "k1_prime", "k2"):
-            v = getattr(self, field_name)
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-                raise ValueError(f"{field_name} must be a positive integer, got {v!r}")
+            check_int(field_name, getattr(self, field_name), 1)
         if not self.k1 >= self.k1_prime >= self.k2:
             raise ValueError(
                 f"need k1 >= k1_prime >= k2, got k1={self.k1}, k1_prime={self.k1_prime}, "
                 f"k2={self.k2}"
             )
-        if not (np.isfinite(self.tau) and self.tau >= 0):
-            raise ValueError(f"tau must be a finite number >= 0, got {self.tau}")
+        check_number("tau", self.tau, nonnegative=True)
         if not isinstance(self.faithful, bool):
             raise TypeError(f"faithful must be True or False, got {self.faithful!r}")
 
     @property
     def depth(self) -> int:
         return self.k1
-
-    def vectors_per_query(self) -> int:
-        return self.k1_prime + 1
 
     @property
     def max_n(self) -> int:
@@ -144,10 +139,9 @@ class ReSa2Sampler(KernelSampler):
     # -- the stages -----------------------------------------------------------------------
     def stage1(self, batch: SamplerBatch, anchor: Anchor) -> IntArray:
         """Positions ``(b, k1_prime)`` of the stage-1 draws, in draw order, ``-1`` padded."""
-        s = self.scaled(np.where(batch.valid, batch.scores, 0.0))
-        s_pos = self.scaled(anchor.scores)[:, None]
-        logw = np.where(batch.valid, -self.tau * (s - s_pos) ** 2, -np.inf)
-        return gumbel_topk(logw, self.k1_prime, batch.gumbel(logw.shape[1], Stream.STAGE1))
+        x = self.scaled(np.where(batch.valid, batch.scores, 0.0) - anchor.scores[:, None])
+        logw = np.where(batch.valid, -self.tau * x**2, -np.inf)
+        return gumbel_topk(logw, self.k1_prime, batch.gumbel_for(batch.ids, Stream.STAGE1))
 
     def stage2(self, batch: SamplerBatch, anchor: Anchor, draws: IntArray) -> IntArray:
         """Positions ``(b, k2)`` of the best ``k2`` stage-1 draws by ``s(d+, d-)``, best first
@@ -155,9 +149,7 @@ class ReSa2Sampler(KernelSampler):
         b = draws.shape[0]
         width = max(1, int((draws >= 0).sum(axis=1).max(initial=0)))
         draws = draws[:, :width]  # -1 padding is trailing: dropping it changes no chunk
-        vec = batch.candidate_vectors(draws)  # (b, m, dim), zeros at -1
-        pos_vec = anchor.vectors(batch)  # (b, dim)
-        sim = np.matmul(vec, pos_vec[:, :, None])[:, :, 0].astype(np.float64)
+        sim = batch.scores_against(anchor.vectors(batch), draws)  # s(d+, d-), NaN at -1
         sim = np.where(draws >= 0, sim, -np.inf)
         if self.faithful:
             chunk = np.broadcast_to(np.arange(width) // RELEASED_CHUNK, sim.shape)
@@ -179,6 +171,5 @@ class ReSa2Sampler(KernelSampler):
         assert anchor is not None
         region = self.stages(batch, anchor).stage2
         logw = np.where(region >= 0, 0.0, -np.inf)
-        pick = gumbel_topk(logw, n, batch.gumbel(self.k2, Stream.FINAL))
-        out = np.take_along_axis(region, np.maximum(pick, 0), axis=1)
-        return np.where(pick >= 0, out, -1).astype(np.int64)
+        pick = gumbel_topk(logw, n, batch.gumbel_for(batch.candidate_ids(region), Stream.FINAL))
+        return take_positions(region, pick, -1).astype(np.int64)

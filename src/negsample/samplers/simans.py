@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._rng import Stream
+from .._validate import check_int, check_number
 from .base import Anchor, IntArray, SamplerBatch, gumbel_topk
 from .kernel import KernelSampler
 from .registry import register
@@ -80,12 +81,9 @@ class SimANSSampler(KernelSampler):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.k, bool) or not isinstance(self.k, int | np.integer) or self.k < 1:
-            raise ValueError(f"k must be a positive integer, got {self.k!r}")
-        if not (np.isfinite(self.a) and self.a > 0):
-            raise ValueError(f"a must be a positive number, got {self.a!r}")
-        if not np.isfinite(self.b):
-            raise ValueError(f"b must be a finite number, got {self.b!r}")
+        check_int("k", self.k, 1)
+        check_number("a", self.a, positive=True)
+        check_number("b", self.b)
         if self.kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
 
@@ -96,11 +94,12 @@ class SimANSSampler(KernelSampler):
     def log_weights(self, batch: SamplerBatch, anchor: Anchor) -> npt.NDArray[np.float64]:
         """``log w`` ``(b, k)`` of every candidate, ``-inf`` where it is not valid."""
         with np.errstate(invalid="ignore"):
-            x = self.scaled(batch.scores) - self.scaled(anchor.scores)[:, None] + self.b
+            # subtract, then scale: equidistant scores stay exactly equidistant
+            x = self.scaled(batch.scores - anchor.scores[:, None]) + self.b
             logw = -self.a * (x * x if self.kernel == "gaussian" else np.abs(x))
         return np.where(batch.valid, logw, -np.inf)
 
     def _select(self, batch: SamplerBatch, n: int, anchor: Anchor | None) -> IntArray:
         assert anchor is not None  # resolved by BaseSampler (positive_anchor is set)
         logw = self.log_weights(batch, anchor)
-        return gumbel_topk(logw, n, batch.gumbel(logw.shape[1], Stream.SAMPLE))
+        return gumbel_topk(logw, n, batch.gumbel_for(batch.ids, Stream.SAMPLE))

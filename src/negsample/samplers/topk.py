@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._rng import Stream
+from .._validate import check_int
 from ..filters import rank_window
 from .base import Anchor, BaseSampler, IntArray, SamplerBatch, first_true, gumbel_topk
 from .registry import register
@@ -26,8 +27,11 @@ class TopKSampler(BaseSampler):
     range_min, range_max : rank window; ``range_max=None`` means ``k``. ANCE and the ReSa2
         paper use ranks 0-200; FlagEmbedding 10-210; RAGatouille 10-110.
     strategy : ``"random"`` (uniform without replacement) or ``"top"`` (the best ``n``).
-    on_shortfall : ``"pad"`` (-1), ``"fill"`` (best candidates above ``range_min``) or
-        ``"drop"`` (the row), when the window holds fewer than ``n`` valid candidates.
+    on_shortfall : ``"pad"`` (-1), ``"fill"`` or ``"drop"`` (the row), when the window holds
+        fewer than ``n`` valid candidates. ``"fill"`` takes candidates ranked below the
+        window first (``range_max``, ``range_max + 1``, ...), then, only if those run out,
+        the ranks above it nearest first (``range_min - 1``, ..., 0): the top ranks the
+        window skips are the likeliest false negatives, so they come last.
 
     Examples
     --------
@@ -46,10 +50,10 @@ class TopKSampler(BaseSampler):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
-        if self.range_min < 0:
-            raise ValueError(f"range_min must be >= 0, got {self.range_min}")
+        check_int("k", self.k, 1)
+        check_int("range_min", self.range_min, 0)
+        if self.range_max is not None:
+            check_int("range_max", self.range_max, 1)
         if self.range_max is not None and not self.range_min < self.range_max <= self.k:
             raise ValueError(
                 f"need range_min < range_max <= k, got {self.range_min}, {self.range_max}, {self.k}"
@@ -80,4 +84,11 @@ class TopKSampler(BaseSampler):
         if self.strategy == "top":
             return first_true(region, n)
         logw = np.where(region, 0.0, -np.inf)
-        return gumbel_topk(logw, n, batch.gumbel(logw.shape[1], Stream.SAMPLE))
+        return gumbel_topk(logw, n, batch.gumbel_for(batch.ids, Stream.SAMPLE))
+
+    def _fill_order(self, batch: SamplerBatch, anchor: Anchor | None) -> IntArray:
+        """Below the window first (in rank order), then above it, nearest first."""
+        width = batch.ids.shape[1]
+        hi = min(self.range_max or self.k, width)
+        order = np.r_[np.arange(hi, width), np.arange(min(self.range_min, width) - 1, -1, -1)]
+        return np.broadcast_to(order.astype(np.int64), (batch.size, order.size))

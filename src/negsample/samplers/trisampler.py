@@ -8,7 +8,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .._rng import Stream
-from .base import Anchor, FloatArray, IntArray, SamplerBatch, _take, gumbel_topk
+from .._validate import check_int, check_number
+from .base import Anchor, IntArray, SamplerBatch, gumbel_topk, take_positions
 from .kernel import KernelSampler
 from .registry import register
 
@@ -34,8 +35,19 @@ class TriSampler(KernelSampler):
        - ``"T2"`` (the paper's formula): ``|arccos(cos(q, d+)) - arccos(cos(q, d-))|``.
 
     3. Final: from the region draw ``n`` without replacement with
-       ``w = ReLU(s(d+, d-) - s(q, d-)) = ReLU(<d-, d+ - q>)``, both scores computed from the
-       index's vectors (the region test comes first; the weights are computed inside it).
+       ``w = ReLU(s(d+, d-) - s(q, d-)) = ReLU(<d-, d+ - q>)`` (the region test comes first;
+       the weights are computed inside it).
+
+    Nothing is gathered: both the angles and the weights are computed from scores and norms
+    that the index serves (``index.score`` for ``s(d+, d-)``, ``index.sq_norms`` for
+    ``|d-|^2``), with ``s(q, d-)`` from the search and ``s(q, d+)`` of the anchor::
+
+        T1: (d+ - q).(d- - q) = s(d+,d-) - s(q,d+) - s(q,d-) + |q|^2
+            |d- - q|^2 = |d-|^2 - 2 s(q,d-) + |q|^2     (likewise for d+)
+        T2: cos(q, d) = s(q, d) / (|q| |d|)
+
+    computed in float64. For T1, a candidate within about ``1e-3`` of ``q`` (where the
+    subtraction above cancels) has an undefined angle and is outside the region.
 
     A candidate whose weight is 0 cannot be drawn, so it is outside the sampler's region too,
     as is one whose angle is undefined (a zero-length vector, e.g. ``q == d+`` for ``"T1"``).
@@ -65,9 +77,9 @@ class TriSampler(KernelSampler):
 
     Notes
     -----
-    Shapes: candidates ``(b, k)``; stage 1 keeps positions ``(b, m)``; the candidate vectors
-    gathered are ``(b, m, dim)``; ``_select`` returns positions ``(b, n)``. No public code
-    exists for this sampler; every choice the paper leaves open is a parameter above.
+    Shapes: candidates ``(b, k)``; stage 1 keeps positions ``(b, m)``; the scores asked of the
+    index are ``(b, m)``; ``_select`` returns positions ``(b, n)``. No public code exists for
+    this sampler; every choice the paper leaves open is a parameter above.
 
     References
     ----------
@@ -99,16 +111,15 @@ class TriSampler(KernelSampler):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.variant not in VARIANTS:
+        if not isinstance(self.variant, str) or self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        if not _is_int(self.k) or self.k < 1:
-            raise ValueError(f"k must be a positive integer, got {self.k!r}")
-        if self.m is not None and (not _is_int(self.m) or not 1 <= self.m <= self.k):
-            raise ValueError(f"m must be None or an integer in [1, k={self.k}], got {self.m!r}")
-        if not (np.isfinite(self.theta) and 0 < self.theta <= 180):
+        check_int("k", self.k, 1)
+        if self.m is not None:
+            check_int("m", self.m, 1, int(self.k))
+        theta = check_number("theta", self.theta, positive=True)
+        if theta > 180:
             raise ValueError(f"theta must be an angle in degrees in (0, 180], got {self.theta!r}")
-        if not (np.isfinite(self.tau) and self.tau > 0):
-            raise ValueError(f"tau must be a positive number, got {self.tau!r}")
+        check_number("tau", self.tau, positive=True)
 
     @property
     def depth(self) -> int:
@@ -118,11 +129,6 @@ class TriSampler(KernelSampler):
     def transitional_size(self) -> int:
         """``m``, or ``max(1, k // 2)`` when ``m`` is None."""
         return int(self.m) if self.m is not None else max(1, int(self.k) // 2)
-
-    def vectors_per_query(self) -> int:
-        # the m candidate vectors, (for T1) their offsets from q, and the positive
-        m = self.transitional_size
-        return (2 * m if self.variant == "T1" else m) + 1
 
     @property
     def max_n(self) -> int:
@@ -140,41 +146,34 @@ class TriSampler(KernelSampler):
     def transitional(self, batch: SamplerBatch, anchor: Anchor) -> IntArray:
         """Stage 1: positions ``(b, m)`` into ``batch.ids`` in draw order, ``-1`` where short."""
         with np.errstate(invalid="ignore"):
-            x = self.scaled(batch.scores) - self.scaled(anchor.scores)[:, None]
+            x = self.scaled(batch.scores - anchor.scores[:, None])
             logw = np.where(batch.valid, -self.tau * x * x, -np.inf)
-        noise = batch.gumbel(logw.shape[1], Stream.STAGE1)
+        noise = batch.gumbel_for(batch.ids, Stream.STAGE1)
         return gumbel_topk(logw, self.transitional_size, noise)
 
-    def angles(self, queries: FloatArray, positive: FloatArray, cands: FloatArray) -> Float64Array:
-        """The region angle in degrees ``(b, m)`` for ``queries`` ``(b, dim)``, ``positive``
-        ``(b, dim)`` and candidate vectors ``cands`` ``(b, m, dim)``; NaN where undefined."""
+    def region_angles(
+        self,
+        s_qd: Float64Array,
+        s_pd: Float64Array,
+        d_sq: Float64Array,
+        s_qp: Float64Array,
+        p_sq: Float64Array,
+        q_sq: Float64Array,
+    ) -> Float64Array:
+        """The region angle in degrees ``(b, m)`` from scores and squared norms: candidates'
+        ``s(q, d-)``, ``s(d+, d-)``, ``|d-|^2`` ``(b, m)``; the positive's ``s(q, d+)``,
+        ``|d+|^2`` and ``|q|^2`` ``(b,)``. NaN where the angle is undefined."""
+        qq, qp, pp = q_sq[:, None], s_qp[:, None], p_sq[:, None]
         with np.errstate(invalid="ignore", divide="ignore"):
             if self.variant == "T1":
-                u = (positive - queries)[:, :, None]  # d+ - q, (b, dim, 1)
-                v = cands - queries[:, None, :]  # d- - q, (b, m, dim)
-                uv = np.matmul(v, u)[:, :, 0].astype(np.float64)
-                vv = np.einsum("bmd,bmd->bm", v, v).astype(np.float64)
-                uu = np.einsum("bd,bd->b", u[:, :, 0], u[:, :, 0]).astype(np.float64)
-                cos = uv / np.sqrt(uu[:, None] * vv)
+                uv = s_pd - qp - s_qd + qq  # (d+ - q).(d- - q)
+                uu = pp - 2 * qp + qq  # |d+ - q|^2
+                vv = d_sq - 2 * s_qd + qq  # |d- - q|^2
+                cos = np.where((uu > 0) & (vv > 0), uv / np.sqrt(uu * vv), np.nan)
                 return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-            qd = np.matmul(cands, queries[:, :, None])[:, :, 0].astype(np.float64)
-            dd = np.einsum("bmd,bmd->bm", cands, cands).astype(np.float64)
-            qq = np.einsum("bd,bd->b", queries, queries).astype(np.float64)
-            pp = np.einsum("bd,bd->b", positive, positive).astype(np.float64)
-            pq = np.einsum("bd,bd->b", positive, queries).astype(np.float64)
-            a_pos = np.arccos(np.clip(pq / np.sqrt(pp * qq), -1.0, 1.0))
-            a_neg = np.arccos(np.clip(qd / np.sqrt(dd * qq[:, None]), -1.0, 1.0))
-            return np.degrees(np.abs(a_pos[:, None] - a_neg))
-
-    def final_log_weights(
-        self, queries: FloatArray, positive: FloatArray, cands: FloatArray
-    ) -> Float64Array:
-        """Stage 2: ``log ReLU(s(d+, d-) - s(q, d-))`` ``(b, m)``, ``-inf`` outside the
-        region (angle > ``theta`` or undefined) or where the weight is 0."""
-        inside = self.angles(queries, positive, cands) <= self.theta  # NaN compares False
-        w = np.matmul(cands, (positive - queries)[:, :, None])[:, :, 0].astype(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(inside & (w > 0), np.log(w), -np.inf)
+            a_pos = np.arccos(np.clip(qp / np.sqrt(pp * qq), -1.0, 1.0))
+            a_neg = np.arccos(np.clip(s_qd / np.sqrt(d_sq * qq), -1.0, 1.0))
+            return np.degrees(np.abs(a_pos - a_neg))
 
     def _select(self, batch: SamplerBatch, n: int, anchor: Anchor | None) -> IntArray:
         assert anchor is not None  # resolved by BaseSampler (positive_anchor is set)
@@ -184,18 +183,24 @@ class TriSampler(KernelSampler):
                 "index= to sample(), or use mine()"
             )
         trans = self.transitional(batch, anchor)
-        cands = batch.candidate_vectors(trans)
-        queries = np.asarray(batch.queries, dtype=np.float32)
-        positive = np.asarray(anchor.vectors(batch), dtype=np.float32)
-        logw = self.final_log_weights(queries, positive, cands)
-        logw[trans < 0] = -np.inf
-        picked = gumbel_topk(logw, n, batch.gumbel(logw.shape[1], Stream.FINAL))
-        return _take(trans, picked, -1).astype(np.int64)
+        q = np.asarray(batch.queries, dtype=np.float64)
+        s_qd = batch.candidate_scores(trans)
+        s_pd = batch.scores_against(anchor.vectors(batch), trans)
+        angle = self.region_angles(
+            s_qd,
+            s_pd,
+            batch.candidate_sq_norms(trans),
+            anchor.scores,
+            anchor.sq_norms(batch),
+            np.einsum("bd,bd->b", q, q),
+        )
+        w = s_pd - s_qd  # ReLU(s(d+, d-) - s(q, d-))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logw = np.where((angle <= self.theta) & (w > 0) & (trans >= 0), np.log(w), -np.inf)
+        noise = batch.gumbel_for(batch.candidate_ids(trans), Stream.FINAL)
+        picked = gumbel_topk(logw, n, noise)
+        return take_positions(trans, picked, -1).astype(np.int64)
 
     def _fill_order(self, batch: SamplerBatch, anchor: Anchor | None) -> IntArray | None:
         assert anchor is not None
         return self.transitional(batch, anchor)
-
-
-def _is_int(x: object) -> bool:
-    return not isinstance(x, bool) and isinstance(x, int | np.integer)
