@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     meta = {
         "command": command.strip(),
+        "commit": _commit(),
         "simulation": "oracle judge of the hidden-positive protocol, symmetric error rate "
         "1 - accuracy, errors hashed from (seed, query, document)",
         "dataset": f"NFCorpus train qrels, {MODEL} embeddings, exact NumpyIndex",
@@ -277,6 +278,30 @@ def main(argv: list[str] | None = None) -> int:
     plot(summary, front_before, args.out / "judge_nfcorpus.png", meta)
     print(md)
     return 0
+
+
+def _commit() -> str:
+    """The checked-out commit (``+dirty`` when the tree has changes), or ``unknown``."""
+    import subprocess
+
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def _pct(x: float | None, digits: int = 2) -> str:
@@ -322,7 +347,8 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "candidates the judge was asked about (every call counts; a real judge with the cache "
         "asks each pair once).",
         "",
-        f"Command: `{meta['command']}` ({meta['wall_seconds']} s; {meta['load']}).",
+        f"Command: `{meta['command']}` at {meta['commit']} ({meta['wall_seconds']} s; "
+        f"{meta['load']}).",
         "",
     ]
     return "\n".join(lines)

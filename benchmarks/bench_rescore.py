@@ -45,7 +45,7 @@ def pairs_from_nfcorpus(k: int, seed: int) -> tuple[list[tuple[str, str]], str]:
     import negsample as ns
 
     ds = ns.load_beir(DATA, "test")
-    docs = ds.document_texts()
+    docs = ds.document_texts
     rng = np.random.default_rng(seed)
     qi = rng.integers(0, ds.n_queries, k)
     di = rng.integers(0, ds.n_corpus, k)

@@ -415,7 +415,7 @@ def test_teacher_scores_reach_the_writers(tmp_path: Path) -> None:
     root = write_beir(tmp_path / "beir", n_docs=300, n_queries=12)
     ds = ns.load_beir(root, "train")
     emb = ns.load_embeddings(root / "embeddings", ds)
-    docs = ds.document_texts()
+    docs = ds.document_texts
 
     class TextScorer:
         name = "len"
@@ -508,18 +508,19 @@ def test_api_doc_lists_the_scoring_api() -> None:
     assert list(sc.__all__) == sorted(sc.__all__, key=lambda s: (not s.isupper(), s))
 
 
-def test_chunk_runs() -> None:
-    from negsample.scoring.denoise import _chunk_runs
+def test_runs() -> None:
+    from negsample.scoring.denoise import _runs
 
-    assert _chunk_runs(np.array([3, 5, 20, 21, 45]), 10, 47) == [(0, 10), (20, 30), (40, 47)]
-    assert _chunk_runs(np.array([9, 10]), 10, 100) == [(0, 20)]
-    assert _chunk_runs(np.array([], np.int64), 10, 100) == []
+    assert _runs(np.array([3, 5, 200, 201, 45]), gap=64) == [(3, 46), (200, 202)]
+    assert _runs(np.array([9, 9, 10])) == [(9, 11)]
+    assert _runs(np.array([], np.int64)) == []
 
 
 @pytest.mark.realdata
 def test_nfcorpus_perfect_judge_removes_every_hidden_positive() -> None:
-    """Real data with exact score ties (duplicate documents): widening through chunk-aligned
-    redraws repeats the first draws, and a perfect judge leaves no false negative."""
+    """Real data with exact score ties (duplicate documents): widening through redraws of
+    query slices repeats the first draws whatever the chunking, and a perfect judge leaves
+    no false negative."""
     from tests.conftest import shared_dataset
 
     root = shared_dataset("nfcorpus")
@@ -539,22 +540,20 @@ def test_nfcorpus_perfect_judge_removes_every_hidden_positive() -> None:
     kw: dict[str, object] = dict(query_texts=qt, document_texts=dt, n=7, seed=0)
     before = ns.mine(q, index, split.shown[:, None], ns.TopKSampler(k=30), n=7, seed=0)
     assert ns.negative_quality(before, split.hidden).false_negatives > 100
-    # mine() itself is not yet chunk-invariant on this data (duplicate documents tie, and
-    # the tie order can change with chunk_size), so each pair compares one chunk_size
-    for chunk_size in (32, None):
-        a, b = (
-            mine_denoised(
-                q,
-                index,
-                split.shown[:, None],
-                ns.TopKSampler(k=30),
-                judge=Oracle(split.hidden),
-                oversample=over,
-                chunk_size=chunk_size,
-                **kw,  # type: ignore[arg-type]
-            )
-            for over in (1.0, 3.0)
+    runs = [
+        mine_denoised(
+            q,
+            index,
+            split.shown[:, None],
+            ns.TopKSampler(k=30),
+            judge=Oracle(split.hidden),
+            oversample=over,
+            chunk_size=chunk_size,
+            **kw,  # type: ignore[arg-type]
         )
-        assert a.stats.widened_rows > 0 and a.stats.redraw_calls >= 1
-        assert np.array_equal(a.negatives.ids, b.negatives.ids)
-        assert ns.negative_quality(a.negatives, split.hidden).false_negatives == 0
+        for over, chunk_size in ((1.0, 32), (1.0, None), (3.0, 7))
+    ]
+    assert runs[0].stats.widened_rows > 0 and runs[0].stats.redraw_calls >= 1
+    for other in runs[1:]:
+        assert np.array_equal(runs[0].negatives.ids, other.negatives.ids)
+    assert ns.negative_quality(runs[0].negatives, split.hidden).false_negatives == 0

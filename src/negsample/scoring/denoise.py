@@ -531,8 +531,9 @@ class _Rows:
             if not np.array_equal(more.ids[i, : old.size], old):
                 raise RuntimeError(
                     f"query {self.keys[r][0]}: a wider draw does not start with the first "
-                    f"{old.size} draws; the draws are not reproducible (the same seed, sampler, "
-                    "index and query chunks are needed; an approximate index built again may "
+                    f"{old.size} draws; the draws are not reproducible (the same seed, sampler "
+                    "and index are needed, and an index that answers a query the same whatever "
+                    "the other queries searched with it; an approximate index built again may "
                     "differ)"
                 )
             self.draw_ids[r] = more.ids[i]
@@ -587,7 +588,7 @@ def denoise(
         ideally with more draws per row than ``n`` (ask ``mine`` for ``n' > n``: its first
         ``n`` are the ``n`` it would give). Mined with ``on_shortfall="pad"`` or ``"fill"``.
     query_texts : text per query index (``BeirDataset.query_texts``).
-    document_texts : text per corpus row (``BeirDataset.document_texts()``).
+    document_texts : text per corpus row (``BeirDataset.document_texts``).
     positives : every labelled positive per query index (ragged, or ``-1``-padded).
     n : negatives to keep per row (default: all the draws, ``negatives.n``).
     scorer : a :class:`~negsample.scoring.Scorer` giving teacher scores (cross-encoder,
@@ -847,11 +848,10 @@ def mine_denoised(
     teacher_scores, growth, chunk_rows, progress : as for :func:`denoise`.
 
     The sampler's ``on_shortfall="drop"`` is applied after denoising (rows still short are
-    dropped); the draws themselves are mined with ``"pad"``. A widening must repeat the
-    first draws exactly (checked), so it mines the same query chunks as the first draw: with
-    ``chunk_size`` set, only the chunks holding rows to widen (with ``query_offset``, so the
-    random streams are those of the full run); without it, every query again. Each
-    widening level is one such mining, whatever ``chunk_rows``.
+    dropped); the draws themselves are mined with ``"pad"``. A widening mines only the
+    queries that need it (runs of them, with ``query_offset``: :func:`negsample.mine` gives
+    a query the same draws whatever slice or chunk it is mined in), once per widening level
+    whatever ``chunk_rows``; the new draws are checked to start with the old ones.
 
     Returns
     -------
@@ -892,10 +892,7 @@ def mine_denoised(
         raise ValueError(f"positives has {n_pos} entries, queries {n_q} rows")
 
     def draw(m: int, qrows: IntArray | None) -> Negatives:
-        # a widening draw must repeat the first draws exactly, so it mines the very query
-        # chunks the first draw mined (scores of a search can differ in the last bit with
-        # the batch's shape): whole chunks of chunk_size when it is set, else everything
-        if qrows is None or chunk_size is None:
+        if qrows is None:
             return mine(
                 q_all,
                 index,
@@ -907,8 +904,10 @@ def mine_denoised(
                 chunk_size=chunk_size,
                 exclude=exclude,
             )
+        # mine() gives a query the same draws whatever slice it is mined in (query_offset
+        # keeps its global index): mine only the runs of queries that need widening
         parts = []
-        for a, z in _chunk_runs(np.asarray(qrows, np.int64), chunk_size, n_q):
+        for a, z in _runs(np.asarray(qrows, np.int64)):
             parts.append(
                 mine(
                     q_all[a:z],
@@ -952,16 +951,13 @@ def mine_denoised(
     return out
 
 
-def _chunk_runs(rows: IntArray, chunk: int, total: int) -> list[tuple[int, int]]:
-    """The query chunks ``[c * chunk, (c + 1) * chunk)`` that hold ``rows``, joined into
-    half-open runs of consecutive chunks."""
-    blocks = np.unique(np.asarray(rows, np.int64) // chunk)
-    if blocks.size == 0:
+def _runs(rows: IntArray, gap: int = 64) -> list[tuple[int, int]]:
+    """Sorted unique ``rows`` as half-open ``[a, z)`` runs, joining runs less than ``gap``
+    rows apart (a few extra queries mined cost less than many small mine calls)."""
+    rows = np.unique(np.asarray(rows, np.int64))
+    if rows.size == 0:
         return []
-    cut = np.flatnonzero(np.diff(blocks) > 1) + 1
+    cut = np.flatnonzero(np.diff(rows) > gap) + 1
     starts = np.concatenate([[0], cut])
-    stops = np.concatenate([cut, [blocks.size]])
-    return [
-        (int(blocks[a]) * chunk, min(total, (int(blocks[b - 1]) + 1) * chunk))
-        for a, b in zip(starts, stops, strict=True)
-    ]
+    stops = np.concatenate([cut, [rows.size]])
+    return [(int(rows[a]), int(rows[b - 1]) + 1) for a, b in zip(starts, stops, strict=True)]
