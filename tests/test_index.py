@@ -248,3 +248,20 @@ def test_exact_flag() -> None:
     assert ns.FaissIndex(x, "Flat").exact
     assert not ns.FaissIndex(x, "HNSW16").exact
     assert not ns.FaissIndex(x, "IVF4,Flat").exact
+
+
+def test_faiss_flat_breaks_ties_by_id_like_numpy() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((50, 16)).astype(np.float32)
+    x = base[rng.integers(0, 50, 5000)]  # about 100 exact copies of each vector
+    q = rng.standard_normal((64, 16)).astype(np.float32)
+    flat, exact = ns.FaissIndex(x, "Flat"), ns.NumpyIndex(x)
+    for k in (37, 300):
+        a, b = flat.search(q, k), exact.search(q, k)
+        # sorted by score, then by the smaller id; the same score profile as the oracle
+        # (copies of one vector may differ in the last bit between the two computations)
+        for s_row, i_row in zip(a.scores, a.ids, strict=True):
+            assert np.all(np.lexsort((i_row, -s_row)) == np.arange(k))
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-5)
+    # an exact top-k is the prefix of a deeper one, ties included
+    np.testing.assert_array_equal(flat.search(q, 37).ids, flat.search(q, 300).ids[:, :37])

@@ -87,7 +87,7 @@ class Index(Protocol):
 
 #: Queries per search call unless an index says otherwise (faiss and BLAS reach their
 #: full speed per query from about 500 queries per call).
-DEFAULT_SEARCH_BLOCK = 2048
+DEFAULT_SEARCH_BLOCK = 1024
 _SCORE_BLOCK = 1 << 22  # floats gathered at a time by the default ``score``
 
 

@@ -242,12 +242,18 @@ class FaissIndex(BaseIndex):
             if not spill.any():
                 break
             deeper = min(2 * deeper, self.ntotal)
-        id_key = np.where(ids < 0, np.iinfo(np.int64).max, ids)
-        order = np.lexsort((id_key, -scores), axis=1)[:, :kk]
+        # faiss sorts by score; only rows holding equal scores need the id order restored
+        tied = np.flatnonzero((scores[:, 1:] == scores[:, :-1]).any(axis=1))
+        if tied.size:
+            sub_s, sub_i = scores[tied], ids[tied]
+            id_key = np.where(sub_i < 0, np.iinfo(np.int64).max, sub_i)
+            order = np.lexsort((id_key, -sub_s), axis=1)
+            scores[tied] = np.take_along_axis(sub_s, order, axis=1)
+            ids[tied] = np.take_along_axis(sub_i, order, axis=1)
         out_s = np.full((q.shape[0], k), -np.inf, np.float32)
         out_i = np.full((q.shape[0], k), -1, np.int64)
-        out_s[:, :kk] = np.take_along_axis(scores, order, axis=1)
-        out_i[:, :kk] = np.take_along_axis(ids, order, axis=1)
+        out_s[:, :kk] = scores[:, :kk]
+        out_i[:, :kk] = ids[:, :kk]
         return SearchResult(out_s, out_i)
 
     def _search(self, q: npt.NDArray[np.float32], k: int) -> SearchResult:
