@@ -219,8 +219,8 @@ def test_429_and_500_retried_with_retry_after() -> None:
         assert st.retries == 3 and st.requests == 6 and st.failures == 1
         assert server.requests.count("bad=>HN") == 1  # a 400 is not retried
         # Retry-After: 2 was honoured (the pause), the 500s backed off 0.5 * 2**r * [0.5, 1)
-        assert any(1.9 < s <= 2.0 for s in slept)
-        backoffs = sorted(s for s in slept if s < 1.9)
+        assert any(1.5 < s <= 2.0 for s in slept)
+        backoffs = sorted(s for s in slept if s < 1.5)
         assert len(backoffs) == 2
         assert 0.25 <= backoffs[0] < 0.5 and 0.5 <= backoffs[1] < 1.0
         # the jitter is a function of (seed, item, attempt): reproducible
@@ -239,7 +239,8 @@ def test_retry_budget_and_fatal_errors() -> None:
         assert judge.stats.retries == 3 and judge.stats.requests == 5
         # every item fails: the breaker stops the run with one clear line
         judge = _judge(server, max_retries=0, max_consecutive_failures=4)
-        with pytest.raises(JudgeError, match="4 items in a row got no label"):
+        # threads in flight may add a failure or two before the run stops
+        with pytest.raises(JudgeError, match=r"[4-9] items in a row got no label \(max_consec"):
             judge.judge(_items([f"z{i}=>HN" for i in range(10)]))
     finally:
         server.close()

@@ -389,7 +389,8 @@ class LLMJudge:
         if self.max_consecutive_failures is not None and n >= self.max_consecutive_failures:
             s = self.stats
             raise JudgeError(
-                f"{self._url}: {n} items in a row got no label (so far: {s.requests} requests, "
+                f"{self._url}: {n} items in a row got no label (max_consecutive_failures="
+                f"{self.max_consecutive_failures}; so far: {s.requests} requests, "
                 f"{s.timeouts} timeouts, {s.malformed} malformed answers, {s.retries} retries); "
                 "stopping. Answers received are cached; check the endpoint and the model."
             )
