@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -170,6 +172,10 @@ def _embeddings(args: argparse.Namespace, ds: Any, timings: dict[str, float]) ->
             batch_size=args.batch_size,
             max_seq_length=args.max_seq_length,
             query_prompt=args.query_prompt,
+            document_prompt=args.document_prompt,
+            query_prompt_name=args.query_prompt_name,
+            document_prompt_name=args.document_prompt_name,
+            precision=args.precision,
             device=args.device,
             progress=not args.quiet,
         )
@@ -187,6 +193,7 @@ def _mine(args: argparse.Namespace) -> int:
     from .pipeline.resume import work_lock
 
     sampler = sampler_from_string(args.sampler)
+    filters = _filters(args)
     out = Path(args.out)
     if args.run and (args.embeddings or args.model):
         raise ValueError("--run gives the candidates: leave out --embeddings and --model")
@@ -199,17 +206,26 @@ def _mine(args: argparse.Namespace) -> int:
     if args.model and args.embeddings:
         raise ValueError("give --model or --embeddings, not both")
     outputs = {"--out": out}
+    out_dirs: dict[str, Path] = {}
+    if args.format == "hf":  # --out names a datasets folder
+        out_dirs = {"--out": outputs.pop("--out")}
+    elif args.format == "tevatron":  # and its corpus file beside it
+        from .io.writers import tevatron_corpus_path
+
+        outputs["--out (its Tevatron corpus file)"] = tevatron_corpus_path(out)
     if args.stats_json:
         outputs["--stats-json"] = Path(args.stats_json)
-    _check_outputs(args, [args.split], outputs)
+    _check_outputs(args, [args.split], outputs, out_dirs)
     work = _work_dir(out)
     # one run per output: the lock is held from here to the end (a second run on the same
     # --out fails at once, and never touches this run's work folder)
     with made_parents(out.parent), work_lock(work):
-        return _mine_locked(args, sampler, out, work)
+        return _mine_locked(args, sampler, out, work, filters)
 
 
-def _mine_locked(args: argparse.Namespace, sampler: Any, out: Path, work: Path) -> int:
+def _mine_locked(
+    args: argparse.Namespace, sampler: Any, out: Path, work: Path, filters: Any = None
+) -> int:
     from .io.writers import EmptyOutput, atomic_path, write_negatives
     from .pipeline.dataset import mine_dataset
     from .pipeline.outputs import remove_stale_tmp
@@ -242,6 +258,8 @@ def _mine_locked(args: argparse.Namespace, sampler: Any, out: Path, work: Path) 
     else:
         emb = _embeddings(args, ds, timings)
     _log(f"mining with {sampler!r}, n={args.n}, seed={args.seed}, index={args.index}")
+    if filters is not None:
+        _log(f"filters: {filters!r}")
     had_work = work.is_dir()
     try:
         res = mine_dataset(
@@ -260,6 +278,9 @@ def _mine_locked(args: argparse.Namespace, sampler: Any, out: Path, work: Path) 
             progress=not args.quiet,
             log=_log,
             exclude_duplicate_texts=not args.keep_duplicate_texts,
+            filters=filters,
+            nprobe=args.nprobe,
+            ef_search=args.ef_search,
         )
     except RunIncomplete as exc:
         _log(str(exc))
@@ -280,6 +301,11 @@ def _mine_locked(args: argparse.Namespace, sampler: Any, out: Path, work: Path) 
         f"{st.candidates_seen}, removed: {removed}; short rows {st.short_rows}, "
         f"filled {st.filled}, padded slots {st.padded}, dropped rows {st.dropped_rows}"
     )
+    if st.emptied:
+        _log(
+            "queries left without any candidate by the filters: "
+            + ", ".join(f"{k} {v}" for k, v in st.emptied.items())
+        )
     t = time.perf_counter()
     try:
         report = write_negatives(
@@ -290,6 +316,7 @@ def _mine_locked(args: argparse.Namespace, sampler: Any, out: Path, work: Path) 
             scores=args.scores,
             positive_scores=res.positive_scores,
             on_short=args.on_short,
+            hf_layout=args.hf_layout,
         )
     except EmptyOutput as exc:
         remove_work_dir(work)  # a refused write (exit 2) leaves nothing of the run
@@ -347,7 +374,14 @@ def _empty_hint(args: argparse.Namespace, st: Any) -> str:
         what = f"every one of the {st.n_rows} rows has fewer than n={args.n} negatives"
     else:
         what = f"{st.n_rows} rows mined, {st.short_rows} of them short"
-    if args.run:
+    emptied = sum(getattr(st, "emptied", {}).values())
+    if emptied:
+        by = ", ".join(f"{k} {v}" for k, v in st.emptied.items())
+        tip = (
+            f"the filters left {emptied} queries without any candidate ({by}): loosen them "
+            "(--relative-margin 0.05 is NV-Retriever's 95%)"
+        )
+    elif args.run:
         tip = "the run file gives too few candidates per query: use a deeper run or a smaller --n"
     elif "IVF" in args.index.upper():
         tip = (
@@ -357,6 +391,66 @@ def _empty_hint(args: argparse.Namespace, st: Any) -> str:
     else:
         tip = "try a smaller --n, a sampler with a wider window, or --format st-triplet"
     return f"{what}; {tip}"
+
+
+def _filters(args: argparse.Namespace) -> Any:
+    """The ``Filters`` the filter options ask for (``None`` when none is given)."""
+    from .filters import Filters
+
+    f = Filters(
+        range_min=args.range_min,
+        range_max=args.range_max,
+        absolute_margin=args.absolute_margin,
+        relative_margin=args.relative_margin,
+        max_score=args.max_score,
+        min_score=args.min_score,
+    )
+    return None if f.is_noop else f
+
+
+def _add_filter_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "filters (sentence-transformers' names and meanings; see docs/filters.md)"
+    )
+    g.add_argument(
+        "--range-min",
+        type=_int_at_least(0),
+        default=0,
+        help="skip candidates ranked before this (ranks after the positives are removed)",
+    )
+    g.add_argument(
+        "--range-max",
+        type=_int_at_least(1),
+        default=None,
+        help="keep candidates ranked before this",
+    )
+    g.add_argument(
+        "--absolute-margin",
+        type=float,
+        default=None,
+        help="keep s(q,d-) < s+ - M (s+: the query's least positive score)",
+    )
+    g.add_argument(
+        "--relative-margin",
+        type=float,
+        default=None,
+        help="keep s(q,d-) < s+ - |s+| * R; 0.05 is NV-Retriever's TopK-PercPos 95%%",
+    )
+    g.add_argument("--max-score", type=float, default=None, help="keep s(q,d-) < this")
+    g.add_argument("--min-score", type=float, default=None, help="keep s(q,d-) > this")
+    s = p.add_argument_group("faiss search settings")
+    s.add_argument(
+        "--nprobe",
+        type=_int_at_least(1),
+        default=None,
+        help="IVF lists probed per query (--index IVF...)",
+    )
+    s.add_argument(
+        "--ef-search",
+        type=_int_at_least(1),
+        default=None,
+        help="HNSW efSearch (--index HNSW...; raised to at least the search depth; default 128)",
+    )
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -420,11 +514,25 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         "--max-seq-length", type=_int_at_least(1), default=None, help="truncate inputs (tokens)"
     )
     g.add_argument("--query-prompt", default=None, help="prefix added to queries when encoding")
-    g.add_argument("--device", default=None, help="torch device for encoding (default: auto)")
+    g.add_argument("--document-prompt", default=None, help="prefix added to documents")
+    g.add_argument("--query-prompt-name", default=None, help="a prompt of the model, for queries")
+    g.add_argument(
+        "--document-prompt-name", default=None, help="a prompt of the model, for documents"
+    )
+    g.add_argument(
+        "--precision",
+        choices=("float32", "float16", "bfloat16"),
+        default=None,
+        help="dtype the model encodes in (default: float16 on a CUDA GPU, else float32)",
+    )
+    g.add_argument(
+        "--device", default=None, help="torch device for encoding (default: auto, every GPU)"
+    )
     g.add_argument(
         "--index",
         default="exact",
-        help="'exact' (numpy, default) or a faiss factory string: Flat, HNSW32, IVF1024,Flat",
+        help="'exact' (numpy, default), 'torch[:DEVICE[:DTYPE]]' (exact, GPU: torch:cuda, "
+        "torch:cuda:bfloat16) or a faiss factory string: Flat, HNSW32, IVF1024,Flat",
     )
     g.add_argument("--metric", choices=("ip", "cosine"), default="ip", help="score (default ip)")
     p.add_argument("--n", type=_int_at_least(1), default=7, help="negatives per query (default 7)")
@@ -710,7 +818,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     demo.set_defaults(func=_demo)
 
-    from .io.writers import FORMATS
+    from .io.writers import FORMATS, HF_LAYOUTS
 
     mine = sub.add_parser(
         "mine",
@@ -736,7 +844,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=FORMATS, default="st-ntuple", help="output format (default st-ntuple)"
     )
     mine.add_argument(
-        "--scores", action="store_true", help="add s(q,d+) and s(q,d-) where the format has them"
+        "--hf-layout",
+        choices=HF_LAYOUTS,
+        default="st-ntuple",
+        help="rows of a --format hf folder (default st-ntuple)",
+    )
+    mine.add_argument(
+        "--scores",
+        action="store_true",
+        help="add the miner's own s(q,d+) and s(q,d-) (not teacher scores) where the format "
+        "has them",
     )
     mine.add_argument(
         "--on-short",
@@ -766,6 +883,7 @@ def build_parser() -> argparse.ArgumentParser:
         "another id (by default they are excluded and counted)",
     )
     mine.add_argument("--stats-json", default=None, help="also write the diagnostics as JSON")
+    _add_filter_args(mine)
     mine.set_defaults(func=_mine)
 
     rep = sub.add_parser(
@@ -841,6 +959,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is at each record."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+@contextmanager
+def _library_log_on_stderr() -> Iterator[None]:
+    """While a command runs, the library's diagnostics (the ``negsample`` logger, INFO and
+    above) go to stderr; the logger is left as it was afterwards."""
+    logger = logging.getLogger("negsample")
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("negsample: %(levelname)s: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    if level == logging.NOTSET or level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def _one_line(msg: object) -> str:
     return " ".join(part.strip() for part in str(msg).splitlines() if part.strip())
 
@@ -859,6 +1007,11 @@ def _fail(code: int, msg: object) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see the module docstring)."""
+    with _library_log_on_stderr():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     from .pipeline.lock import RunLocked
 
     parser = build_parser()
