@@ -64,7 +64,9 @@ class Margins:
     - ``absolute_margin=m``: ``s- < s+ - m``;
     - ``relative_margin=r``: ``s- < s+ - |s+| * r``, sign-safe (for ``s+ < 0`` the naive
       ``(1 - r) * s+`` would keep negatives scored above the positive). ``r = 0.05`` is
-      NV-Retriever's ``p = 0.95``, i.e. ``Filters(relative_margin=0.95)`` on retriever scores.
+      NV-Retriever's ``p = 0.95``.
+
+    The rules of :class:`negsample.Filters`, with the same names, on teacher scores.
 
     ``s+`` is the teacher's score of the query's positives, taken by ``anchor``:
     ``"min"`` (default, as sentence-transformers and NV-Retriever), ``"max"`` or ``"mean"``.
