@@ -194,6 +194,7 @@ def _mine(args: argparse.Namespace) -> int:
 
     sampler = sampler_from_string(args.sampler)
     filters = _filters(args)
+    _check_denoise_args(args)
     out = Path(args.out)
     if args.run and (args.embeddings or args.model):
         raise ValueError("--run gives the candidates: leave out --embeddings and --model")
@@ -257,6 +258,11 @@ def _mine_locked(
         )
     else:
         emb = _embeddings(args, ds, timings)
+    denoising = bool(args.rescore or args.judge_url)
+    n_mine, mine_sampler = args.n, sampler
+    if denoising:
+        n_mine, mine_sampler = _draws(args, sampler, ds.n_corpus)
+        _log(f"denoising: {n_mine} draws per row mined, the first {args.n} that pass are kept")
     _log(f"mining with {sampler!r}, n={args.n}, seed={args.seed}, index={args.index}")
     if filters is not None:
         _log(f"filters: {filters!r}")
@@ -264,10 +270,10 @@ def _mine_locked(
     try:
         res = mine_dataset(
             ds,
-            sampler,
+            mine_sampler,
             embeddings=emb,
             candidates=cands,
-            n=args.n,
+            n=n_mine,
             seed=args.seed,
             index=args.index,
             metric=args.metric,
@@ -306,21 +312,30 @@ def _mine_locked(
             "queries left without any candidate by the filters: "
             + ", ".join(f"{k} {v}" for k, v in st.emptied.items())
         )
+    negatives, positive_scores, den = res.negatives, res.positive_scores, None
+    if denoising:
+        t = time.perf_counter()
+        den = _denoise(args, sampler, ds, res.negatives)
+        timings["denoise"] = time.perf_counter() - t
+        negatives = den.negatives
+        if args.teacher_scores:
+            assert den.teacher is not None
+            negatives, positive_scores = den.teacher_negatives(), den.teacher.positive
     t = time.perf_counter()
     try:
         report = write_negatives(
-            res.negatives,
+            negatives,
             ds,
             out,
             args.format,
-            scores=args.scores,
-            positive_scores=res.positive_scores,
+            scores=args.scores or args.teacher_scores,
+            positive_scores=positive_scores,
             on_short=args.on_short,
             hf_layout=args.hf_layout,
         )
     except EmptyOutput as exc:
         remove_work_dir(work)  # a refused write (exit 2) leaves nothing of the run
-        raise ValueError(f"{exc}: {_empty_hint(args, st)}") from None
+        raise ValueError(f"{exc}: {_empty_hint(args, negatives.stats)}") from None
     except ValueError:
         remove_work_dir(work)
         raise
@@ -340,6 +355,7 @@ def _mine_locked(
             "min_relevance": args.min_relevance,
             "dataset": {"n_corpus": ds.n_corpus, "n_queries": ds.n_queries, **ds.stats},
             "mining": st.as_dict(),
+            "denoise": None if den is None else den.stats.as_dict(),
             "write": report.as_dict(),
             "timings": timings,
         }
@@ -356,6 +372,235 @@ def _mine_locked(
 
 class _Failure(Exception):
     """A runtime failure (exit 1) whose message is ready for the user."""
+
+
+# -- denoising (issue 12): --rescore, --judge-url / --judge-model, --teacher-scores -----------
+
+_RESCORE_KINDS = ("cross-encoder", "bi-encoder")
+
+
+def _check_denoise_args(args: argparse.Namespace) -> None:
+    """Refuse inconsistent denoising options before any work (exit 2)."""
+    if args.rescore is not None:
+        kind, _, path = args.rescore.partition(":")
+        if kind not in _RESCORE_KINDS or not path:
+            raise ValueError(
+                f"--rescore must be cross-encoder:PATH or bi-encoder:PATH, got {args.rescore!r}"
+            )
+    margins = [
+        name
+        for name in ("absolute_margin", "relative_margin", "max_score", "min_score")
+        if getattr(args, f"rescore_{name}") is not None
+    ]
+    if margins and args.rescore is None:
+        raise ValueError(f"--rescore-{margins[0].replace('_', '-')} needs --rescore")
+    if args.teacher_scores and args.rescore is None:
+        raise ValueError("--teacher-scores needs --rescore (the teacher that gives the scores)")
+    if args.teacher_scores and args.scores:
+        raise ValueError("give --scores (the miner's scores) or --teacher-scores, not both")
+    if bool(args.judge_url) != bool(args.judge_model):
+        raise ValueError("--judge-url and --judge-model go together")
+    if args.judge_cascade_model and not args.judge_url:
+        raise ValueError("--judge-cascade-model needs --judge-url and --judge-model")
+    if args.rescore and not margins and not args.teacher_scores:
+        raise ValueError("--rescore does nothing without a --rescore-* margin or --teacher-scores")
+
+
+def _draws(args: argparse.Namespace, sampler: Any, n_corpus: int) -> tuple[int, Any]:
+    """Draws to mine per row (``--oversample`` x n, at most what the sampler can draw),
+    and the sampler to mine them with (``on_shortfall="drop"`` is applied after denoising,
+    so the draws are mined with ``"pad"``)."""
+    import dataclasses
+    import math
+
+    cap = sampler.max_n if sampler.max_n is not None else 32 * args.n
+    n_mine = int(min(cap, n_corpus - 1, max(args.n, math.ceil(args.oversample * args.n))))
+    if sampler.on_shortfall == "drop":
+        sampler = dataclasses.replace(sampler, on_shortfall="pad")
+    return n_mine, sampler
+
+
+def _denoise(args: argparse.Namespace, sampler: Any, ds: Any, negatives: Any) -> Any:
+    """Teacher margins and/or an LLM judge over the mined draws (``negsample.scoring``)."""
+    from .scoring import CascadeJudge, JudgeError, LLMJudge, Margins, denoise
+
+    scorer: Any = None
+    judge: Any = None
+    margins = None
+    if args.rescore:
+        kind, _, path = args.rescore.partition(":")
+        scorer = _scorer(kind, path, args)
+        margins = Margins(
+            absolute_margin=args.rescore_absolute_margin,
+            relative_margin=args.rescore_relative_margin,
+            max_score=args.rescore_max_score,
+            min_score=args.rescore_min_score,
+        )
+        _log(f"rescoring with {scorer!r}; {margins!r}")
+    if args.judge_url:
+        cache = args.judge_cache
+        if cache is None:
+            from .io.encoding import default_cache_dir
+
+            cache = str(default_cache_dir() / "judgements.sqlite")
+
+        def make(model: str, url: str) -> LLMJudge:
+            return LLMJudge(
+                base_url=url,
+                model=model,
+                api_key_env=args.judge_key_env,
+                cache=cache,
+                max_concurrency=args.judge_concurrency,
+                timeout=args.judge_timeout,
+            )
+
+        judge = make(args.judge_model, args.judge_url)
+        if args.judge_cascade_model:
+            strong = make(args.judge_cascade_model, args.judge_cascade_url or args.judge_url)
+            judge = CascadeJudge(judge, strong)
+        _log(f"judging with {judge!r} (texts are sent to {args.judge_url}); cache {cache}")
+    try:
+        den = denoise(
+            negatives,
+            query_texts=ds.query_texts,
+            document_texts=ds.document_texts,
+            positives=ds.positives,
+            n=args.n,
+            scorer=scorer,
+            judge=judge,
+            margins=margins,
+            judge_keep=tuple(args.judge_keep.split(",")),
+            on_judge_failure=args.judge_on_failure,
+            teacher_scores=args.teacher_scores,
+            on_short="drop" if sampler.on_shortfall == "drop" else "pad",
+            progress=not args.quiet,
+        )
+    except JudgeError as exc:
+        raise _Failure(f"{exc} (rerun to resume: answers received are cached)") from exc
+    except RuntimeError as exc:  # on_judge_failure='raise'
+        raise _Failure(str(exc)) from exc
+    finally:
+        if scorer is not None:
+            scorer.close()
+    st = den.stats
+    _log(
+        f"denoised {st.rows} rows: {st.candidates_checked} candidates checked "
+        f"({st.pairs_per_query:.2f} per query), removed: "
+        + (", ".join(f"{k} {v}" for k, v in st.removed.items()) or "none")
+        + (f"; judge labels {st.labels}" if st.labels else "")
+        + f"; short rows {st.short_rows} (a larger --oversample draws more), dropped rows "
+        f"{st.dropped_rows}"
+    )
+    for who, s in (("scorer", st.scorer), ("judge", st.judge)):
+        if s is not None:
+            _log(
+                f"{who}: {s.pairs} pairs, {s.requests} requests, {s.cache_hits} cache hits, "
+                f"{s.retries} retries, {s.timeouts} timeouts, {s.malformed} malformed, "
+                f"{s.failures} failures, {s.seconds:.1f}s"
+            )
+    return den
+
+
+def _scorer(kind: str, path: str, args: argparse.Namespace) -> Any:
+    from .scoring import CrossEncoderScorer, EmbeddingScorer
+
+    if kind == "cross-encoder":
+        return CrossEncoderScorer(
+            path,
+            batch_size=args.rescore_batch_size,
+            device=args.device,
+            activation=args.rescore_activation,
+            max_length=args.max_seq_length,
+            show_progress=not args.quiet,
+        )
+    return EmbeddingScorer(
+        path,
+        batch_size=args.rescore_batch_size,
+        device=args.device,
+        query_prompt=args.query_prompt,
+        show_progress=not args.quiet,
+    )
+
+
+def _add_denoise_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "denoising: a teacher's margins and an LLM judge over the draws (docs/denoising.md)"
+    )
+    g.add_argument(
+        "--rescore",
+        default=None,
+        metavar="KIND:PATH",
+        help="teacher model: cross-encoder:PATH (a CrossEncoder) or bi-encoder:PATH",
+    )
+    g.add_argument(
+        "--rescore-activation",
+        choices=("logits", "model"),
+        default="logits",
+        help="cross-encoder scores: raw logits (default) or the model's activation",
+    )
+    g.add_argument(
+        "--rescore-batch-size", type=_int_at_least(1), default=64, help="teacher batch size (64)"
+    )
+    for name, what in (
+        ("absolute-margin", "keep s- < s+ - M on teacher scores"),
+        ("relative-margin", "keep s- < s+ - |s+| * R on teacher scores (0.05 = NV-Retriever 95%%)"),
+        ("max-score", "keep teacher s- < this"),
+        ("min-score", "keep teacher s- > this"),
+    ):
+        g.add_argument(f"--rescore-{name}", type=float, default=None, help=what)
+    g.add_argument(
+        "--teacher-scores",
+        action="store_true",
+        help="write the teacher's s(q,d+) and s(q,d-) where the format has scores "
+        "(pos_scores/neg_scores, scores, score); needs --rescore",
+    )
+    g.add_argument(
+        "--judge-url",
+        default=None,
+        help="OpenAI-compatible API root, e.g. http://localhost:8000/v1 (texts are sent there)",
+    )
+    g.add_argument("--judge-model", default=None, help="the judge model's name")
+    g.add_argument(
+        "--judge-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the API key (default OPENAI_API_KEY; unset: none)",
+    )
+    g.add_argument(
+        "--judge-cache",
+        default=None,
+        help="sqlite judgement cache (default <cache dir>/judgements.sqlite)",
+    )
+    g.add_argument(
+        "--judge-concurrency", type=_int_at_least(1), default=8, help="requests in flight (8)"
+    )
+    g.add_argument(
+        "--judge-timeout", type=_positive_float, default=60.0, help="seconds per request (60)"
+    )
+    g.add_argument(
+        "--judge-keep",
+        choices=("HN,TN", "HN"),
+        default="HN,TN",
+        help="labels kept as negatives (default HN,TN; FN is always removed)",
+    )
+    g.add_argument(
+        "--judge-on-failure",
+        choices=("skip", "keep", "raise"),
+        default="skip",
+        help="a candidate the judge gave no label: skip it (default), keep it, or stop",
+    )
+    g.add_argument(
+        "--judge-cascade-model",
+        default=None,
+        help="a stronger judge that re-labels what the first calls FN (RLHN's cascade)",
+    )
+    g.add_argument("--judge-cascade-url", default=None, help="its API root (default --judge-url)")
+    g.add_argument(
+        "--oversample",
+        type=_positive_float,
+        default=2.0,
+        help="draws mined per negative wanted when denoising (default 2; at most what the "
+        "sampler can draw)",
+    )
 
 
 def _kept(work: Path) -> str:
@@ -884,6 +1129,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mine.add_argument("--stats-json", default=None, help="also write the diagnostics as JSON")
     _add_filter_args(mine)
+    _add_denoise_args(mine)
     mine.set_defaults(func=_mine)
 
     rep = sub.add_parser(
