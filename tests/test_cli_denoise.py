@@ -163,3 +163,42 @@ def test_judge_refusing_stops_with_one_line(
     err = capsys.readouterr().err
     assert "HTTP 401" in err and "answers received are cached" in err
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_report_shows_fn_before_and_after_a_judge(
+    tmp_path: Path, judge_server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    root = write_beir(tmp_path / "beir", n_docs=300, n_queries=12)
+    rc = main(
+        [
+            "report",
+            "--data",
+            str(root),
+            "--split",
+            "test",
+            "--embeddings",
+            str(root / "embeddings"),
+            "--sampler",
+            "topk(k=30)",
+            "--n",
+            "3",
+            "--seeds",
+            "0",
+            "--out-dir",
+            str(tmp_path / "rep"),
+            "--judge-url",
+            judge_server.url,
+            "--judge-model",
+            "m",
+            "--judge-cache",
+            str(tmp_path / "judge.sqlite"),
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    assert "after denoising" in capsys.readouterr().out
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())
+    (d,) = rep["denoised"]
+    assert d["pairs_judged"] == len(judge_server.requests) > 0
+    assert d["labels"]["FN"] == d["removed"]["judge_fn"] > 0

@@ -420,9 +420,9 @@ def _draws(args: argparse.Namespace, sampler: Any, n_corpus: int) -> tuple[int, 
     return n_mine, sampler
 
 
-def _denoise(args: argparse.Namespace, sampler: Any, ds: Any, negatives: Any) -> Any:
-    """Teacher margins and/or an LLM judge over the mined draws (``negsample.scoring``)."""
-    from .scoring import CascadeJudge, JudgeError, LLMJudge, Margins, denoise
+def _scoring_setup(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """The teacher scorer, the judge and the margins the options ask for (or ``None``)."""
+    from .scoring import CascadeJudge, LLMJudge, Margins
 
     scorer: Any = None
     judge: Any = None
@@ -459,6 +459,14 @@ def _denoise(args: argparse.Namespace, sampler: Any, ds: Any, negatives: Any) ->
             strong = make(args.judge_cascade_model, args.judge_cascade_url or args.judge_url)
             judge = CascadeJudge(judge, strong)
         _log(f"judging with {judge!r} (texts are sent to {args.judge_url}); cache {cache}")
+    return scorer, judge, margins
+
+
+def _denoise(args: argparse.Namespace, sampler: Any, ds: Any, negatives: Any) -> Any:
+    """Teacher margins and/or an LLM judge over the mined draws (``negsample.scoring``)."""
+    from .scoring import JudgeError, denoise
+
+    scorer, judge, margins = _scoring_setup(args)
     try:
         den = denoise(
             negatives,
@@ -522,7 +530,7 @@ def _scorer(kind: str, path: str, args: argparse.Namespace) -> Any:
     )
 
 
-def _add_denoise_args(p: argparse.ArgumentParser) -> None:
+def _add_denoise_args(p: argparse.ArgumentParser, teacher_scores: bool = True) -> None:
     g = p.add_argument_group(
         "denoising: a teacher's margins and an LLM judge over the draws (docs/denoising.md)"
     )
@@ -548,12 +556,15 @@ def _add_denoise_args(p: argparse.ArgumentParser) -> None:
         ("min-score", "keep teacher s- > this"),
     ):
         g.add_argument(f"--rescore-{name}", type=float, default=None, help=what)
-    g.add_argument(
-        "--teacher-scores",
-        action="store_true",
-        help="write the teacher's s(q,d+) and s(q,d-) where the format has scores "
-        "(pos_scores/neg_scores, scores, score); needs --rescore",
-    )
+    if teacher_scores:
+        g.add_argument(
+            "--teacher-scores",
+            action="store_true",
+            help="write the teacher's s(q,d+) and s(q,d-) where the format has scores "
+            "(pos_scores/neg_scores, scores, score); needs --rescore",
+        )
+    else:
+        p.set_defaults(teacher_scores=False, scores=False)
     g.add_argument(
         "--judge-url",
         default=None,
@@ -701,6 +712,7 @@ def _add_filter_args(p: argparse.ArgumentParser) -> None:
 def _report(args: argparse.Namespace) -> int:
     from . import sampler_from_string
     from .pipeline.report import sampler_report
+    from .scoring import JudgeError
 
     samplers = {spec: sampler_from_string(spec) for spec in args.sampler}
     d = Path(args.out_dir)
@@ -709,17 +721,31 @@ def _report(args: argparse.Namespace) -> int:
     from .pipeline.outputs import check_output_dir
 
     check_output_dir(d, "--out-dir")
+    _check_denoise_args(args)
     ds, timings, _settings = _load_inputs(args)
     emb = _embeddings(args, ds, timings)
-    rep = sampler_report(
-        ds,
-        emb,
-        samplers,
-        n=args.n,
-        seeds=args.seeds,
-        index=args.index,
-        metric=args.metric,
-    )
+    scorer, judge, margins = _scoring_setup(args)
+    try:
+        rep = sampler_report(
+            ds,
+            emb,
+            samplers,
+            n=args.n,
+            seeds=args.seeds,
+            index=args.index,
+            metric=args.metric,
+            scorer=scorer,
+            judge=judge,
+            margins=margins,
+            judge_keep=tuple(args.judge_keep.split(",")),
+            on_judge_failure=args.judge_on_failure,
+            oversample=args.oversample,
+        )
+    except JudgeError as exc:
+        raise _Failure(f"{exc} (rerun to resume: answers received are cached)") from exc
+    finally:
+        if scorer is not None:
+            scorer.close()
     print(rep.table())
     paths = rep.write(args.out_dir)
     for p in paths:
@@ -1149,6 +1175,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--out-dir", required=True, help="folder for summary.md, report.json and the PNG plots"
     )
+    _add_denoise_args(rep, teacher_scores=False)
     rep.set_defaults(func=_report)
 
     tr = sub.add_parser(

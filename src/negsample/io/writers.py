@@ -26,9 +26,11 @@ Policies (the same for every format):
   negatives (label 0) once; ``flagembedding``, ``tevatron`` and ``parquet`` emit one row per
   query with every positive (several negatives rows of one query are merged, duplicates
   removed).
-- Scores (``scores=True``) are the miner's own ``s(q, d)`` (the index's inner product or
-  cosine, or the run file's score), not a teacher's: do not train a distillation loss on
-  them as if a cross-encoder had made them.
+- Scores (``scores=True``) are whatever ``negatives.scores`` and ``positive_scores`` hold:
+  from ``mine()`` the miner's own ``s(q, d)`` (the index's inner product or cosine, or the
+  run file's score), not a teacher's, so do not train a distillation loss on them as if a
+  cross-encoder had made them; from ``Denoised.teacher_negatives()`` with
+  ``positive_scores=teacher.positive``, the teacher's (``--teacher-scores``).
 - Document text is ``title + " " + text`` (as encoded).
 """
 
@@ -236,7 +238,8 @@ def write_negatives(
         ``docid, title, text`` beside it, named in the report); ``"hf"``: a
         ``datasets.save_to_disk`` folder holding the ``hf_layout`` rows; ``"parquet"``
         (``query_id, positive_ids, anchor_id, negative_ids, negative_scores``).
-    scores : add the miner's own scores ``s(q, d)`` (not a teacher's): a ``scores`` list
+    scores : add the scores ``negatives.scores`` and ``positive_scores`` hold (``mine()``'s
+        are the miner's own ``s(q, d)``, not a teacher's): a ``scores`` list
         ``[s(q,d+), s(q,d-_1), ...]`` for ``st-triplet`` / ``st-ntuple``, ``score`` /
         ``scores`` in place of ``label`` / ``labels`` for the labeled layouts (as
         sentence-transformers' ``output_scores``), ``pos_scores``/``neg_scores`` for
