@@ -1,7 +1,8 @@
-"""negsample against sentence-transformers' ``mine_hard_negatives`` (issue 6, part 1).
+"""negsample against sentence-transformers' ``mine_hard_negatives`` (issue 6, part 1; issue
+13: the drop-in).
 
 Same embeddings, same settings, same output; each tool runs in its own fresh process so
-each peak RSS is its own, and the two run side by side (alternating) in one invocation.
+each peak RSS is its own, and the tools run side by side (alternating) in one invocation.
 
 Settings: random sampling of 7 negatives from ranks 0-200 of the candidates left once the
 positives are removed, n-tuple output ``(anchor, positive, negative_1 .. negative_7)``,
@@ -15,8 +16,13 @@ one row per (query, positive) pair; faiss Flat (``use_faiss=True``) and the non-
   embedding of each text (a dictionary lookup) and whose ``similarity`` /
   ``similarity_pairwise`` are sentence-transformers' own ``cos_sim`` / ``pairwise_cos_sim``
   (what all-MiniLM-L6-v2 uses). Everything else is the library's code as installed.
-- negsample: ``mine(query_emb, index, positives, TopKSampler(k=200), n=7)``, then the same
-  n-tuple ``datasets.Dataset`` built with Arrow ``take`` from the passage texts.
+- negsample drop-in: the very same call with the import changed to
+  ``negsample.integrations.sentence_transformers.mine_hard_negatives`` (same stub model,
+  same arguments; seeded with its default ``seed=0``): what a sentence-transformers user
+  gets by changing one line.
+- negsample mine(): ``mine(query_emb, index, positives, TopKSampler(k=200), n=7)``, then the
+  same n-tuple ``datasets.Dataset`` built with Arrow ``take`` from the passage texts (the
+  array-level API, given row ids instead of texts).
 
 Datasets: NFCorpus train (110,575 pairs, 2,590 queries, 3,633 passages, MiniLM embeddings
 from /work/shared/data/nfcorpus or ``$NEGSAMPLE_NFCORPUS``) and a synthetic corpus of
@@ -25,6 +31,7 @@ strings, so this one measures the mining more than the text handling).
 
     python benchmarks/bench_vs_st.py            # both datasets, 3 repeats
     python benchmarks/bench_vs_st.py --quick    # NFCorpus subset and a 20,000-passage synthetic set, 1 repeat
+    python benchmarks/bench_vs_st.py --datasets nfcorpus --repeats 1 --name bench_vs_st_nfcorpus
 
 Writes benchmarks/results/bench_vs_st{,_quick}.json and .md.
 """
@@ -48,6 +55,7 @@ import _common as C
 SCRIPT = Path(__file__).resolve()
 NFCORPUS = Path(os.environ.get("NEGSAMPLE_NFCORPUS", "/work/shared/data/nfcorpus"))
 K, N = 200, 7
+TOOLS = ("sentence-transformers", "negsample drop-in", "negsample mine()")
 
 
 # -- data (identical for both tools) ----------------------------------------------------------
@@ -142,9 +150,13 @@ class CachedEmbeddings:
         return pairwise_cos_sim(a, b)
 
 
-def run_st(data: dict[str, Any], use_faiss: bool) -> Any:
+def run_st(data: dict[str, Any], use_faiss: bool, drop_in: bool = False) -> Any:
     from datasets import Dataset
-    from sentence_transformers.util import mine_hard_negatives
+
+    if drop_in:
+        from negsample.integrations.sentence_transformers import mine_hard_negatives
+    else:
+        from sentence_transformers.util import mine_hard_negatives
 
     qt, dt = data["query_text"], data["doc_text"]
     pairs = Dataset.from_dict(
@@ -258,6 +270,8 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     C.reset_peak()
     if cfg["tool"] == "sentence-transformers":
         ds, seconds = run_st(data, cfg["faiss"])
+    elif cfg["tool"] == "negsample drop-in":
+        ds, seconds = run_st(data, cfg["faiss"], drop_in=True)
     else:
         ds, seconds = run_negsample(data, cfg["faiss"])
     peak = C.peak_rss_mb()
@@ -282,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--datasets", default="nfcorpus,synthetic")
+    ap.add_argument("--name", default=None, help="results file name (default bench_vs_st[_quick])")
     args = ap.parse_args(argv)
     if args.quick:
         args.repeats = 1
@@ -301,10 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         if base["data"] == "synthetic":
             C.synthetic(base["docs"], base["queries"], 384)
         for use_faiss in (True, False):
-            per_tool: dict[str, list[dict[str, Any]]] = {
-                "sentence-transformers": [],
-                "negsample": [],
-            }
+            per_tool: dict[str, list[dict[str, Any]]] = {t: [] for t in TOOLS}
             for rep in range(args.repeats):  # alternate the tools, so load hits both alike
                 for tool in per_tool:
                     cfg = {**base, "tool": tool, "faiss": use_faiss, "describe": rep == 0}
@@ -334,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                     "speedup": st["seconds"] / med[t]["seconds"],
                     "memory_ratio": med[t]["peak_rss_mb"] / st["peak_rss_mb"],
                 }
-                for t in ("negsample",)
+                for t in TOOLS[1:]
             }
             results.append(
                 {"dataset": name, "faiss": use_faiss, "runs": per_tool, "median": med, **ratios}
@@ -382,12 +394,14 @@ def main(argv: list[str] | None = None) -> int:
         "load 1-min",
     ]
     md = (
-        f"Random 7 of ranks 0-200, n-tuple dataset, embeddings cached (no encoder loaded); medians of "
+        f"Random 7 of ranks 0-200, n-tuple dataset, embeddings cached (no encoder loaded). "
+        f"`negsample drop-in`: the same `mine_hard_negatives` call with the import changed; "
+        f"`negsample mine()`: the array API plus an Arrow-built dataset. Medians of "
         f"{args.repeats} alternating runs, one fresh process each. {info.get('cpu', '')}, "
         f"{info['affinity']} cores, sentence-transformers {info.get('sentence_transformers')}, "
         f"faiss {info.get('faiss')}, {info['date']}.\n\n" + C.markdown_table(header, rows)
     )
-    name = "bench_vs_st_quick" if args.quick else "bench_vs_st"
+    name = args.name or ("bench_vs_st_quick" if args.quick else "bench_vs_st")
     C.write_results(name, {"args": vars(args), "machine": info, "results": results}, md)
     return 0
 

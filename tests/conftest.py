@@ -35,13 +35,28 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def faiss_gpu_available() -> bool:
     try:
         import faiss
-
-        has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
     except ImportError:
-        has_gpu = False
-    for item in items:
-        if "gpu" in item.keywords and not has_gpu:
-            item.add_marker(pytest.mark.skip(reason="needs faiss-gpu and a CUDA GPU"))
+        return False
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def torch_cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``gpu`` tests need a CUDA GPU that faiss-gpu or torch can use (each test checks the
+    library it needs itself); torch is imported only when such a test is collected."""
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if gpu_items and not (faiss_gpu_available() or torch_cuda_available()):
+        for item in gpu_items:
+            item.add_marker(
+                pytest.mark.skip(reason="needs a CUDA GPU (faiss-gpu or a CUDA build of torch)")
+            )

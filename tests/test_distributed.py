@@ -591,6 +591,41 @@ def test_ctrl_c_stops_the_cluster_work(
     assert_same(got, _mine_ref(ns.TopKSampler(k=50)))
 
 
+@pytest.mark.slow
+def test_torch_index_workers_on_cpu(cluster: LocalCluster, one_thread: None) -> None:
+    """A "torch" spec: every worker builds a TorchIndex (here on the CPU), and corpus shards
+    cut on its block_rows (asked of a worker before the shards start)."""
+    torch = pytest.importorskip("torch")
+    from negsample.distributed import mine_distributed
+
+    # a small memory budget: blocks of 256 corpus rows, so 2 shards can cut on them
+    opts = {"search_block": CHUNK, "memory_budget_mb": 0.05}
+    ref_index = ns.build_index(DATA.corpus, "torch:cpu", **opts)
+    assert ref_index.block_rows == 256
+    sampler = ns.TriSampler()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a 1-CPU worker
+    try:
+        ref = ns.mine(DATA.queries, ref_index, DATA.positives, sampler, n=5, seed=3)
+    finally:
+        torch.set_num_threads(threads)
+    for kw in ({"workers": 2}, {"corpus_shards": 2}):
+        got = mine_distributed(
+            DATA.queries,
+            "torch:cpu",
+            DATA.positives,
+            sampler,
+            corpus=DATA.corpus,
+            n=5,
+            seed=3,
+            chunk_size=CHUNK,
+            index_options=opts,
+            cpus_per_worker=CPUS,
+            **kw,
+        )
+        assert_same(got, ref)
+
+
 @pytest.mark.gpu
 @pytest.mark.slow
 def test_gpu_workers_with_torch_index(cluster: LocalCluster, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -106,3 +107,206 @@ def test_cli_mine_with_default_model(tmp_path: Path, capsys: pytest.CaptureFixtu
     first = out.read_bytes()
     assert main(args) == 0  # second run: from the cache, same file
     assert out.read_bytes() == first
+
+
+# -- encoding at scale (issue 10) and the encoding items of issue 9 ------------------------------
+VARIED = [
+    "a short one",
+    "a much longer text about a cat that sits on the mat all afternoon",
+    "dogs",
+    "stock markets fell sharply on monday after the announcement",
+    "the kitten is sleeping",
+    "x",
+    "weather tomorrow: rain in the north, sun in the south",
+]
+
+
+def _model() -> object:
+    return enc._load_model(enc._model_path(None), None, "float32")
+
+
+def test_length_sorted_batches_give_the_unsorted_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model()
+    seen: list[list[str]] = []
+    real = model.encode  # type: ignore[attr-defined]
+
+    def spy(texts: list[str], **kw: object) -> object:
+        seen.append(list(texts))
+        return real(texts, **kw)
+
+    monkeypatch.setattr(model, "encode", spy)
+    got = ns.encode(VARIED, batch_size=2, max_seq_length=32, progress=False, shard_size=3)
+    # the model saw the texts longest first, a shard (3 texts) at a time
+    assert [t for call in seen for t in call] == sorted(VARIED, key=len, reverse=True)
+    assert [len(c) for c in seen] == [3, 3, 1]
+    monkeypatch.undo()
+    model.max_seq_length = 32  # type: ignore[attr-defined]
+    want = np.asarray(
+        model.encode(VARIED, batch_size=2, normalize_embeddings=True),  # type: ignore[attr-defined]
+        dtype=np.float32,
+    )
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
+    # the shared model is not left truncated: max_seq_length=None is the model's default
+    ns.encode(VARIED[:1], progress=False)
+    assert model.max_seq_length == 256  # type: ignore[attr-defined]
+
+
+def test_interrupted_encoding_resumes_to_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kw = {"batch_size": 2, "max_seq_length": 32, "progress": False, "shard_size": 2}
+    clean = ns.encode(VARIED, cache_dir=tmp_path / "clean", **kw)  # type: ignore[arg-type]
+    calls = []
+    real = enc._Encoder.__call__
+
+    def flaky(self: object, texts: list[str], tick: object = None) -> object:
+        calls.append(len(texts))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, texts, tick)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(enc._Encoder, "__call__", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        ns.encode(VARIED, cache_dir=tmp_path / "cut", **kw)  # type: ignore[arg-type]
+    manifests = list((tmp_path / "cut").glob(".*.partial.json"))
+    assert len(manifests) == 1 and json.loads(manifests[0].read_text())["done"] == [0, 1]
+    assert not list((tmp_path / "cut").glob("[!.]*.npy"))  # no final file yet
+    calls.clear()
+    resumed = ns.encode(VARIED, cache_dir=tmp_path / "cut", **kw)  # type: ignore[arg-type]
+    assert calls == [2, 1]  # only shards 2 and 3 were encoded again
+    (final,) = (tmp_path / "cut").glob("[!.]*.npy")
+    assert final.read_bytes() == next((tmp_path / "clean").glob("[!.]*.npy")).read_bytes()
+    np.testing.assert_array_equal(resumed, clean)
+    left = sorted(p.name for p in (tmp_path / "cut").iterdir())
+    assert left == sorted([final.name, final.stem + ".json"])  # no partial, manifest or lock
+    # without a cache the same shards and calls give the same vectors
+    monkeypatch.undo()
+    np.testing.assert_array_equal(ns.encode(VARIED, **kw), clean)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "bad-json", "wrong-json"])
+def test_corrupt_cache_is_named_and_rebuilt(tmp_path: Path, damage: str) -> None:
+    kw = {"max_seq_length": 32, "progress": False, "cache_dir": tmp_path}
+    first = np.array(ns.encode(TEXTS, **kw))  # type: ignore[arg-type]
+    (npy,) = tmp_path.glob("*.npy")
+    if damage == "truncate":
+        npy.write_bytes(npy.read_bytes()[:-100])
+    elif damage == "garbage":
+        npy.write_bytes(b"not a numpy file at all")
+    elif damage == "bad-json":
+        npy.with_suffix(".json").write_text("{not json")
+    else:
+        npy.with_suffix(".json").write_text(json.dumps({"n": 99, "dim": 384}))
+    with pytest.warns(UserWarning, match=r"encoding cache .*\.npy is corrupt"):
+        again = ns.encode(TEXTS, **kw)  # type: ignore[arg-type]
+    np.testing.assert_allclose(again, first, atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rebuilt: read without a warning
+        ns.encode(TEXTS, **kw)  # type: ignore[arg-type]
+    meta = json.loads(npy.with_suffix(".json").read_text())
+    assert (meta["n"], meta["dim"]) == (3, 384)
+
+
+def test_prompts_and_prompt_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kw = {"max_seq_length": 32, "progress": False}
+    ds = ns.load_beir(_tiny_beir(tmp_path / "beir"), split="train")
+    with pytest.raises(TypeError, match=r"document_prompt= .*not prompt="):
+        ns.encode_dataset(ds, prompt="passage: ", **kw)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="not prompt_name="):
+        ns.encode_dataset(ds, prompt_name="query", **kw)  # type: ignore[arg-type]
+    cache = tmp_path / "cache"
+    plain = ns.encode_dataset(ds, cache_dir=cache, **kw)  # type: ignore[arg-type]
+    prompted = ns.encode_dataset(
+        ds, cache_dir=cache, document_prompt="passage: ", query_prompt="query: ", **kw
+    )  # type: ignore[arg-type]
+    assert len(list(cache.glob("*.npy"))) == 4  # the prompts are part of the cache key
+    assert not np.allclose(prompted.corpus, plain.corpus)
+    assert not np.allclose(prompted.queries, plain.queries)
+    assert prompted.source != plain.source and "document_prompt" in prompted.source
+    want = ns.encode(ds.document_texts, prompt="passage: ", **kw)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(prompted.corpus, want)
+    # a prompt name from the model's configuration: the same as the prompt it names
+    monkeypatch.setitem(_model().prompts, "passage", "passage: ")  # type: ignore[attr-defined]
+    named = ns.encode(ds.document_texts, prompt_name="passage", cache_dir=cache, **kw)  # type: ignore[arg-type]
+    np.testing.assert_allclose(named, want, atol=1e-6)
+    assert len(list(cache.glob("*.npy"))) == 5  # and its own cache key
+    with pytest.raises(ValueError, match="nope"):
+        ns.encode(TEXTS, prompt_name="nope", **kw)  # type: ignore[arg-type]
+
+
+def test_precision(tmp_path: Path) -> None:
+    assert enc.resolve_precision(None, "cpu") == "float32"
+    assert enc.resolve_precision(None, "cuda:1") == "float16"
+    assert enc.resolve_precision(None, ["cuda:0", "cuda:1"]) == "float16"
+    assert enc.resolve_precision("bf16", "cuda") == "bfloat16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        ns.encode(TEXTS, precision="int8", progress=False)
+    kw = {"max_seq_length": 32, "progress": False, "cache_dir": tmp_path, "device": "cpu"}
+    full = ns.encode(TEXTS, **kw)  # type: ignore[arg-type]
+    half = ns.encode(TEXTS, precision="bfloat16", **kw)  # type: ignore[arg-type]
+    assert half.dtype == np.float32 and len(list(tmp_path.glob("*.npy"))) == 2
+    np.testing.assert_allclose(half, full, atol=3e-2)
+    assert not np.array_equal(half, full)
+
+
+class _FakePoolModel:
+    """Records how encode() drives a multi-process pool (no processes are started)."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, object]] = []
+        self.max_seq_length = 0
+
+    def start_multi_process_pool(self, devices: list[str]) -> dict[str, object]:
+        self.log.append(("start", list(devices)))
+        return {"processes": devices}
+
+    def stop_multi_process_pool(self, pool: dict[str, object]) -> None:
+        self.log.append(("stop", pool["processes"]))
+
+    def encode(
+        self, texts: list[str], pool: object = None, chunk_size: int | None = None, **kw: object
+    ) -> np.ndarray:
+        self.log.append(("encode", (len(texts), pool is not None, chunk_size)))
+        return np.stack([np.full(4, len(t) + 1.0, np.float32) for t in texts])
+
+
+def test_several_devices_use_the_multi_process_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _FakePoolModel()
+    loaded: list[tuple[object, ...]] = []
+
+    def load(*args: object) -> _FakePoolModel:
+        loaded.append(args)
+        return fake
+
+    monkeypatch.setattr(enc, "_load_model", load)
+    out = ns.encode(VARIED, device=["cuda:0", "cuda:1"], batch_size=2, shard_size=5, progress=False)
+    assert loaded[0][1:] == ("cpu", "float16")  # shared from the CPU, run in half precision
+    assert fake.log[0] == ("start", ["cuda:0", "cuda:1"])
+    assert fake.log[1:3] == [("encode", (5, True, 32)), ("encode", (2, True, 32))]
+    assert fake.log[-1][0] == "stop"
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
+    # every visible GPU when torch sees more than one
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert enc._pool_devices(None) == ["cuda:0", "cuda:1", "cuda:2"]
+    assert enc._pool_devices("cuda") == ["cuda:0", "cuda:1", "cuda:2"]
+    assert enc._pool_devices("cuda:1") is None
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert enc._pool_devices(None) is None
+
+
+@pytest.mark.gpu
+def test_gpu_encoding_half_precision_and_pool(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    kw = {"max_seq_length": 32, "progress": False, "batch_size": 2}
+    cpu = ns.encode(VARIED, device="cpu", **kw)  # type: ignore[arg-type]
+    gpu = ns.encode(VARIED, device="cuda:0", cache_dir=tmp_path, **kw)  # type: ignore[arg-type]
+    np.testing.assert_allclose(gpu, cpu, atol=1e-2)
+    assert len(list(tmp_path.glob("*.npy"))) == 1  # float16: its own key
+    if torch.cuda.device_count() >= 2:
+        pool = ns.encode(VARIED, device="cuda", **kw)  # type: ignore[arg-type]
+        np.testing.assert_allclose(pool, gpu, atol=1e-3)

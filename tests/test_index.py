@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from importlib.util import find_spec
+
 import numpy as np
 import pytest
 
 import negsample as ns
 from negsample.index.numpy_index import topk_merge
+
+_HAS_TORCH = find_spec("torch") is not None
 
 faiss = pytest.importorskip(
     "faiss", reason="faiss-cpu not installed (pip install negsample[faiss])"
@@ -166,6 +171,8 @@ def test_gpu_device_without_gpu_is_clear() -> None:
 
 @pytest.mark.gpu
 def test_gpu_flat_matches_cpu_and_handles_large_k() -> None:
+    if not (hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0):
+        pytest.skip("needs faiss-gpu (the GPU is there, faiss-gpu is not)")
     x, q = _data(n=5000)
     gpu = ns.FaissIndex(x, "Flat", device="gpu")
     assert gpu.device == "gpu"
@@ -196,24 +203,30 @@ def test_numpy_index_ties_broken_by_id_whatever_the_blocks(chunk: int, qblock: i
     np.testing.assert_array_equal(res.scores, np.take_along_axis(s, order, axis=1))
 
 
-def _score_indexes(x: np.ndarray) -> list[ns.Index]:
+def _score_indexes(x: np.ndarray) -> list[Callable[[], ns.Index]]:
+    """Builders (one index is built per test: IVF-PQ training takes seconds)."""
     x16 = x.astype(np.float16)
     return [
-        ns.NumpyIndex(x),
-        ns.NumpyIndex(x, metric="cosine"),
-        ns.NumpyIndex(x16),
-        ns.FaissIndex(x, "Flat"),
-        ns.FaissIndex(x, "Flat", metric="cosine"),
-        ns.FaissIndex(x, "HNSW16", metric="cosine"),
-        ns.FaissIndex(x, "IVF8,Flat", nprobe=2),
-        ns.FaissIndex(x, "IVF8,PQ4", keep_vectors=False),
+        lambda: ns.NumpyIndex(x),
+        lambda: ns.NumpyIndex(x, metric="cosine"),
+        lambda: ns.NumpyIndex(x16),
+        lambda: ns.FaissIndex(x, "Flat"),
+        lambda: ns.FaissIndex(x, "Flat", metric="cosine"),
+        lambda: ns.FaissIndex(x, "HNSW16", metric="cosine"),
+        lambda: ns.FaissIndex(x, "IVF8,Flat", nprobe=2),
+        lambda: ns.FaissIndex(x, "IVF8,PQ4", keep_vectors=False),
+        # TorchIndex (float32 here: half precision rounds the query too, see test_torch_index)
+        lambda: ns.TorchIndex(x, device="cpu"),
+        lambda: ns.TorchIndex(x, metric="cosine", device="cpu"),
     ]
 
 
-@pytest.mark.parametrize("which", range(8))
+@pytest.mark.parametrize("which", range(10))
 def test_score_primitive_equals_gathered_dot_products(which: int) -> None:
+    if which >= 8 and not _HAS_TORCH:
+        pytest.skip("torch not installed (pip install negsample[torch])")
     x, q = _data(n=1200, d=16, nq=40)
-    index = _score_indexes(x)[which]
+    index = _score_indexes(x)[which]()
     qq = q / np.linalg.norm(q, axis=1, keepdims=True) if index.metric == "cosine" else q
     ids = np.random.default_rng(1).integers(-1, index.ntotal, (40, 25))
     got = index.score(qq, ids)

@@ -75,3 +75,45 @@ def test_report_bad_sampler(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     )
     assert rc == 2 and "unknown sampler 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+class _OracleJudge:
+    """FN exactly for the query's labelled positives (all of them, hidden ones included)."""
+
+    name = "oracle"
+
+    def __init__(self, ds: ns.BeirDataset) -> None:
+        from negsample.scoring import ScoringStats
+
+        self.by_text = {t: i for i, t in enumerate(ds.query_texts)}
+        self.positives = [set(p.tolist()) for p in ds.positives]
+        self.stats = ScoringStats()
+
+    def judge(self, items):  # type: ignore[no-untyped-def]
+        from tests.beir_helpers import doc_index
+
+        self.stats.add(pairs=len(items))
+        return [
+            "FN" if doc_index(it.document) in self.positives[self.by_text[it.query]] else "HN"
+            for it in items
+        ]
+
+
+def test_report_with_a_judge_gives_fn_before_and_after(tmp_path: Path) -> None:
+    root = write_beir(tmp_path / "beir")
+    ds = ns.load_beir(root, "test")
+    emb = ns.load_embeddings(root / "embeddings", ds)
+    rep = ns.sampler_report(
+        ds, emb, {"top": ns.TopKSampler(k=20)}, n=3, seeds=(0, 1), judge=_OracleJudge(ds)
+    )
+    assert [(d["label"], d["seed"]) for d in rep.denoised] == [("top", 0), ("top", 1)]
+    for d, row in zip(rep.denoised, rep.protocol, strict=True):
+        assert d["fn_rate_before"] == row.fn_rate  # the protocol's own figure
+        assert d["fn_rate_after"] == 0.0  # the oracle removes every hidden positive
+        assert d["checked_per_query"] >= 3 and d["pairs_judged"] > 0
+    assert sum(d["fn_rate_before"] for d in rep.denoised) > 0  # the test has something to remove
+    assert "after denoising" in rep.table()
+    written = rep.write(tmp_path / "rep")
+    summary = (tmp_path / "rep" / "summary.md").read_text()
+    assert "## After denoising" in summary and len(written) == 4
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["denoised_summary"]

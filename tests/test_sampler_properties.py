@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import negsample as ns
@@ -118,3 +118,53 @@ def test_different_seeds_differ(name: str) -> None:
     a = ns.mine(data.queries, index, data.positives, sampler=ns.get_sampler(name), seed=1)
     b = ns.mine(data.queries, index, data.positives, sampler=ns.get_sampler(name), seed=2)
     assert not np.array_equal(a.ids, b.ids)
+
+
+# -- the same contract over TorchIndex (issue 10; kept apart from the suite above) ---------------
+@pytest.mark.parametrize("name", SAMPLERS)
+@settings(max_examples=8)
+@given(
+    p=problems(max_docs=400, max_queries=40, dims=(8, 72)),
+    chunk=st.integers(1, 9),
+    block=st.sampled_from([1, 3, 16, 64]),
+    cut=st.floats(0.0, 1.0),
+)
+def test_sampler_contract_torch_index(
+    name: str, p: Problem, chunk: int, block: int, cut: float
+) -> None:
+    pytest.importorskip("torch", reason="torch not installed (pip install negsample[torch])")
+    index = ns.TorchIndex(p.corpus, device="cpu", search_block=block)
+    negs = _mine(p, name, index=index)
+    ids = negs.ids
+    assert ids.shape[1] == p.n and ids.dtype == np.int64 and negs.scores.dtype == np.float32
+    assert np.all((ids >= -1) & (ids < len(p.corpus)))
+    assert np.array_equal(np.isnan(negs.scores), ids < 0)
+    for row, q in zip(ids, negs.query_index, strict=True):
+        got = row[row >= 0]
+        assert len(set(got.tolist())) == len(got), "duplicate negative in a row"
+        assert not set(got.tolist()) & set(p.positives[q]), "a positive was sampled"
+        if p.exclude is not None:
+            assert not set(got.tolist()) & set(p.exclude[q]), "an excluded id was sampled"
+    valid = ids >= 0
+    expect = np.einsum("rd,rkd->rk", p.queries[negs.query_index], p.corpus[np.maximum(ids, 0)])
+    np.testing.assert_allclose(negs.scores[valid], expect[valid], rtol=1e-4, atol=1e-4)
+    assert negs.stats.padded == int((ids < 0).sum())
+    # byte-identical whatever the sampling chunk or the slice mined (fixed, padded blocks)
+    again = _mine(p, name, index=index, chunk_size=chunk)
+    np.testing.assert_array_equal(again.ids, ids)
+    np.testing.assert_array_equal(again.scores, negs.scores)
+    a = int(cut * len(p.positives))
+    if a < len(p.positives):
+        part = ns.mine(
+            p.queries[a:],
+            index,
+            p.positives[a:],
+            sampler=ns.get_sampler(name),
+            n=p.n,
+            seed=p.seed,
+            exclude=None if p.exclude is None else p.exclude[a:],
+            query_offset=a,
+        )
+        rows = negs.query_index >= a
+        np.testing.assert_array_equal(part.ids, ids[rows])
+        np.testing.assert_array_equal(part.scores, negs.scores[rows])

@@ -119,6 +119,114 @@ def test_parquet_roundtrip(mined, tmp_path: Path) -> None:  # type: ignore[no-un
         np.testing.assert_allclose(row["negative_scores"], res.negatives.scores[q], rtol=1e-6)
 
 
+def test_labeled_pair_roundtrip(mined, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ds, res = mined
+    path = tmp_path / "lp.jsonl"
+    rep = ns.write_negatives(res.negatives, ds, path, "labeled-pair")
+    d = datasets.load_dataset("json", data_files=str(path), split="train")
+    assert d.column_names == ["query", "passage", "label"]
+    assert d.features["label"].dtype == "int64"
+    n_pos = sum(p.size for p in ds.positives)
+    assert len(d) == rep.rows == n_pos + 5 * ds.n_queries
+    q_of = {t: i for i, t in enumerate(ds.query_texts)}
+    seen: list[int] = []
+    for row in d:
+        q = q_of[row["query"]]
+        is_pos = doc_index(row["passage"]) in ds.positives[q].tolist()
+        assert row["label"] == int(is_pos)
+        seen.append(q)
+    assert seen == sorted(seen)  # grouped by query: positives, then negatives
+    scored = tmp_path / "lp_scores.jsonl"
+    ns.write_negatives(
+        res.negatives, ds, scored, "labeled-pair", scores=True, positive_scores=res.positive_scores
+    )
+    d2 = datasets.load_dataset("json", data_files=str(scored), split="train")
+    assert d2.column_names == ["query", "passage", "score"]  # the miner's own s(q, d)
+    first = d2[0]
+    assert first["score"] == pytest.approx(float(res.positive_scores[0][0]), abs=1e-5)
+
+
+def test_labeled_list_roundtrip(mined, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ds, res = mined
+    path = tmp_path / "ll.jsonl"
+    rep = ns.write_negatives(res.negatives, ds, path, "labeled-list")
+    d = datasets.load_dataset("json", data_files=str(path), split="train")
+    assert d.column_names == ["query", "passages", "labels"]
+    assert len(d) == rep.rows == sum(p.size for p in ds.positives)
+    q_of = {t: i for i, t in enumerate(ds.query_texts)}
+    for row in d:
+        q = q_of[row["query"]]
+        docs = [doc_index(t) for t in row["passages"]]
+        assert docs[0] in ds.positives[q].tolist()
+        _no_positive(ds, q, docs[1:])
+        assert row["labels"] == [1, 0, 0, 0, 0, 0]
+    scored = tmp_path / "ll_scores.jsonl"
+    ns.write_negatives(
+        res.negatives, ds, scored, "labeled-list", scores=True, positive_scores=res.positive_scores
+    )
+    d2 = datasets.load_dataset("json", data_files=str(scored), split="train")
+    assert d2.column_names == ["query", "passages", "scores"]
+    np.testing.assert_allclose(d2[0]["scores"][1:], res.negatives.scores[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["st-ntuple", "st-triplet", "labeled-pair", "labeled-list"])
+def test_hf_folder_roundtrip(mined, tmp_path: Path, layout: str) -> None:  # type: ignore[no-untyped-def]
+    ds, res = mined
+    path = tmp_path / "hf"
+    rep = ns.write_negatives(
+        res.negatives, ds, path, "hf", hf_layout=layout, scores=layout.startswith("st"),
+        positive_scores=res.positive_scores,
+    )  # fmt: skip
+    d = datasets.load_from_disk(str(path))
+    jsonl = tmp_path / "same.jsonl"
+    ns.write_negatives(
+        res.negatives, ds, jsonl, layout, scores=layout.startswith("st"),
+        positive_scores=res.positive_scores,
+    )  # fmt: skip
+    ref = datasets.load_dataset("json", data_files=str(jsonl), split="train")
+    assert d.column_names == ref.column_names and len(d) == rep.rows == len(ref)
+    assert d.to_list() == ref.to_list()
+    assert rep.layout == layout and f"{layout} layout" in rep.summary()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_hf_folder_is_replaced_atomically_and_only_if_it_is_one(mined, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ds, res = mined
+    path = tmp_path / "hf"
+    ns.write_negatives(res.negatives, ds, path, "hf")
+    first = datasets.load_from_disk(str(path)).to_list()
+    ns.write_negatives(res.negatives, ds, path, "hf", hf_layout="labeled-list")
+    assert datasets.load_from_disk(str(path)).column_names == ["query", "passages", "labels"]
+    assert first and sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+    # a folder that is not a datasets folder (or a file) is never replaced
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="refusing to replace it"):
+        ns.write_negatives(res.negatives, ds, other, "hf")
+    assert (other / "notes.txt").read_text() == "keep me"
+    # a failed write leaves the previous folder as it was and no temporary folder
+    with pytest.raises(ValueError, match="rows have fewer"):
+        ns.write_negatives(_short(res), ds, path, "hf", on_short="error")
+    assert datasets.load_from_disk(str(path)).column_names == ["query", "passages", "labels"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "mine"]
+
+
+def test_tevatron_corpus_file_beside_the_training_file(mined, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ds, res = mined
+    path = tmp_path / "train.jsonl"
+    rep = ns.write_negatives(res.negatives, ds, path, "tevatron")
+    corpus = tmp_path / "train.corpus.jsonl"
+    assert rep.corpus_path == str(corpus) and str(corpus) in rep.summary()
+    c = datasets.load_dataset("json", data_files=str(corpus), split="train")
+    assert c.column_names == ["docid", "title", "text"]
+    assert c["docid"] == ds.corpus_ids and c["text"] == ds.corpus_texts
+    assert c["title"] == ds.corpus_titles
+    train = [json.loads(x) for x in path.read_text().splitlines()]
+    ids = set(c["docid"])
+    assert all(set(r["negative_document_ids"]) <= ids for r in train)
+
+
 # -- short rows: -1 is never written; the policy is counted or refused --------------------
 
 
@@ -132,7 +240,18 @@ def _short(res: ns.MinedDataset) -> ns.Negatives:
     return ns.Negatives(ids, sc, n.query_index, n.anchor_ids, n.stats)
 
 
-@pytest.mark.parametrize("fmt", ["st-ntuple", "st-triplet", "flagembedding", "tevatron", "parquet"])
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "st-ntuple",
+        "st-triplet",
+        "labeled-pair",
+        "labeled-list",
+        "flagembedding",
+        "tevatron",
+        "parquet",
+    ],
+)
 def test_short_rows_policy(mined, tmp_path: Path, fmt: str) -> None:  # type: ignore[no-untyped-def]
     ds, res = mined
     negs = _short(res)
@@ -146,6 +265,12 @@ def test_short_rows_policy(mined, tmp_path: Path, fmt: str) -> None:  # type: ig
     elif fmt == "st-triplet":
         assert rep.short_rows_written == 1 and rep.empty_rows == 1
         assert rep.rows == 5 * n_pairs - 2 * n0 - 5 * n1
+    elif fmt == "labeled-list":
+        assert rep.short_rows_written == 1 and rep.empty_rows == 1
+        assert rep.rows == n_pairs - n1
+    elif fmt == "labeled-pair":
+        assert rep.short_rows_written == 1 and rep.empty_rows == 1
+        assert rep.rows == n_pairs - n1 + 5 * (ds.n_queries - 2) + 3
     else:
         assert rep.short_rows_written == 1 and rep.empty_rows == 1
         assert rep.rows == ds.n_queries - 1
@@ -218,7 +343,13 @@ def test_each_anchor_rows_pair_with_their_positive(tmp_path: Path) -> None:
 
 def test_cli_formats_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = write_beir(tmp_path / "beir")
-    for fmt in ("st-ntuple", "st-triplet", "flagembedding", "tevatron", "parquet"):
+    for fmt in (
+        "st-ntuple",
+        "st-triplet",
+        "flagembedding",
+        "tevatron",
+        "parquet",
+    ):  # hf, labeled: test_cli
         out = tmp_path / f"out.{fmt}"
         stats = tmp_path / f"{fmt}.json"
         rc = main(

@@ -5,6 +5,8 @@
 >>> negs = ns.mine(query_emb, index, positives, sampler=ns.TopKSampler(k=200), n=7, seed=0)  # doctest: +SKIP
 """
 
+import logging as _logging
+
 from ._types import Candidates, MiningStats, Negatives, SearchResult
 from .datasets import SyntheticRetrieval, make_synthetic
 from .evaluation import (
@@ -19,7 +21,7 @@ from .evaluation import (
     summary_table,
 )
 from .filters import Filters
-from .index import BaseIndex, FaissIndex, Index, NumpyIndex, load_index
+from .index import BaseIndex, FaissIndex, Index, NumpyIndex, TorchIndex, load_index
 from .io.data import BeirDataset, DataError, load_beir
 from .io.encoding import (
     DatasetEmbeddings,
@@ -51,6 +53,11 @@ from .samplers import (
 
 __version__ = "0.1.0"
 
+# Diagnostics go to the standard "negsample" logger (modules log to "negsample.<module>").
+# As a library, negsample adds no handler of its own beyond a NullHandler; the command
+# line installs one on stderr. Progress bars stay tqdm.
+_logging.getLogger("negsample").addHandler(_logging.NullHandler())
+
 __all__ = [
     "BaseIndex",
     "BaseSampler",
@@ -81,6 +88,7 @@ __all__ = [
     "SimANSSampler",
     "SyntheticRetrieval",
     "TopKSampler",
+    "TorchIndex",
     "TriSampler",
     "WriteReport",
     "align_embeddings",

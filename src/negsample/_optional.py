@@ -9,7 +9,7 @@ __all__ = ["require"]
 
 _EXTRA_FOR = {
     "faiss": "faiss",
-    "torch": "st",
+    "torch": "torch",
     "sentence_transformers": "st",
     "datasets": "st",
     "transformers": "st",

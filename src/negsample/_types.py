@@ -61,6 +61,9 @@ class MiningStats:
         (``positive_anchor="each"``) because their score ``s(q, d+)`` is unknown.
     seed : the integer seed actually used (drawn at random when ``seed=None``).
     timings : seconds spent per phase (``"search"``, ``"sample"``...).
+    emptied : queries left with no candidate at all by the filters, by the filter that
+        removed their last candidates (a margin or cap set too tight; see
+        :class:`~negsample.Filters`).
     """
 
     n_queries: int = 0
@@ -75,6 +78,7 @@ class MiningStats:
     skipped_anchors: int = 0
     seed: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    emptied: dict[str, int] = field(default_factory=dict)
 
     def count_removed(self, reason: str, count: int) -> None:
         self.removed[reason] = self.removed.get(reason, 0) + int(count)
@@ -90,6 +94,8 @@ class MiningStats:
             self.count_removed(reason, count)
         for phase, seconds in other.timings.items():
             self.add_time(phase, seconds)
+        for name, count in other.emptied.items():
+            self.emptied[name] = self.emptied.get(name, 0) + int(count)
         if self.seed is None:
             self.seed = other.seed
 

@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -170,6 +172,10 @@ def _embeddings(args: argparse.Namespace, ds: Any, timings: dict[str, float]) ->
             batch_size=args.batch_size,
             max_seq_length=args.max_seq_length,
             query_prompt=args.query_prompt,
+            document_prompt=args.document_prompt,
+            query_prompt_name=args.query_prompt_name,
+            document_prompt_name=args.document_prompt_name,
+            precision=args.precision,
             device=args.device,
             progress=not args.quiet,
         )
@@ -187,6 +193,8 @@ def _mine(args: argparse.Namespace) -> int:
     from .pipeline.resume import work_lock
 
     sampler = sampler_from_string(args.sampler)
+    filters = _filters(args)
+    _check_denoise_args(args)
     out = Path(args.out)
     if args.run and (args.embeddings or args.model):
         raise ValueError("--run gives the candidates: leave out --embeddings and --model")
@@ -200,17 +208,26 @@ def _mine(args: argparse.Namespace) -> int:
         raise ValueError("give --model or --embeddings, not both")
     _check_ray_args(args)
     outputs = {"--out": out}
+    out_dirs: dict[str, Path] = {}
+    if args.format == "hf":  # --out names a datasets folder
+        out_dirs = {"--out": outputs.pop("--out")}
+    elif args.format == "tevatron":  # and its corpus file beside it
+        from .io.writers import tevatron_corpus_path
+
+        outputs["--out (its Tevatron corpus file)"] = tevatron_corpus_path(out)
     if args.stats_json:
         outputs["--stats-json"] = Path(args.stats_json)
-    _check_outputs(args, [args.split], outputs)
+    _check_outputs(args, [args.split], outputs, out_dirs)
     work = _work_dir(out)
     # one run per output: the lock is held from here to the end (a second run on the same
     # --out fails at once, and never touches this run's work folder)
     with made_parents(out.parent), work_lock(work):
-        return _mine_locked(args, sampler, out, work)
+        return _mine_locked(args, sampler, out, work, filters)
 
 
-def _mine_locked(args: argparse.Namespace, sampler: Any, out: Path, work: Path) -> int:
+def _mine_locked(
+    args: argparse.Namespace, sampler: Any, out: Path, work: Path, filters: Any = None
+) -> int:
     from .io.writers import EmptyOutput, atomic_path, write_negatives
     from .pipeline.dataset import mine_dataset
     from .pipeline.outputs import remove_stale_tmp
@@ -242,16 +259,23 @@ def _mine_locked(args: argparse.Namespace, sampler: Any, out: Path, work: Path) 
         )
     else:
         emb = _embeddings(args, ds, timings)
+    denoising = bool(args.rescore or args.judge_url)
+    n_mine, mine_sampler = args.n, sampler
+    if denoising:
+        n_mine, mine_sampler = _draws(args, sampler, ds.n_corpus)
+        _log(f"denoising: {n_mine} draws per row mined, the first {args.n} that pass are kept")
     _log(f"mining with {sampler!r}, n={args.n}, seed={args.seed}, index={args.index}")
+    if filters is not None:
+        _log(f"filters: {filters!r}")
     had_work = work.is_dir()
     mine_fn = mine_dataset if args.ray is None else _ray_runner(args)
     try:
         res = mine_fn(
             ds,
-            sampler,
+            mine_sampler,
             embeddings=emb,
             candidates=cands,
-            n=args.n,
+            n=n_mine,
             seed=args.seed,
             index=args.index,
             metric=args.metric,
@@ -262,6 +286,9 @@ def _mine_locked(args: argparse.Namespace, sampler: Any, out: Path, work: Path) 
             progress=not args.quiet,
             log=_log,
             exclude_duplicate_texts=not args.keep_duplicate_texts,
+            filters=filters,
+            nprobe=args.nprobe,
+            ef_search=args.ef_search,
         )
     except RunIncomplete as exc:
         _log(str(exc))
@@ -282,20 +309,35 @@ def _mine_locked(args: argparse.Namespace, sampler: Any, out: Path, work: Path) 
         f"{st.candidates_seen}, removed: {removed}; short rows {st.short_rows}, "
         f"filled {st.filled}, padded slots {st.padded}, dropped rows {st.dropped_rows}"
     )
+    if st.emptied:
+        _log(
+            "queries left without any candidate by the filters: "
+            + ", ".join(f"{k} {v}" for k, v in st.emptied.items())
+        )
+    negatives, positive_scores, den = res.negatives, res.positive_scores, None
+    if denoising:
+        t = time.perf_counter()
+        den = _denoise(args, sampler, ds, res.negatives)
+        timings["denoise"] = time.perf_counter() - t
+        negatives = den.negatives
+        if args.teacher_scores:
+            assert den.teacher is not None
+            negatives, positive_scores = den.teacher_negatives(), den.teacher.positive
     t = time.perf_counter()
     try:
         report = write_negatives(
-            res.negatives,
+            negatives,
             ds,
             out,
             args.format,
-            scores=args.scores,
-            positive_scores=res.positive_scores,
+            scores=args.scores or args.teacher_scores,
+            positive_scores=positive_scores,
             on_short=args.on_short,
+            hf_layout=args.hf_layout,
         )
     except EmptyOutput as exc:
         remove_work_dir(work)  # a refused write (exit 2) leaves nothing of the run
-        raise ValueError(f"{exc}: {_empty_hint(args, st)}") from None
+        raise ValueError(f"{exc}: {_empty_hint(args, negatives.stats)}") from None
     except ValueError:
         remove_work_dir(work)
         raise
@@ -315,6 +357,7 @@ def _mine_locked(args: argparse.Namespace, sampler: Any, out: Path, work: Path) 
             "min_relevance": args.min_relevance,
             "dataset": {"n_corpus": ds.n_corpus, "n_queries": ds.n_queries, **ds.stats},
             "mining": st.as_dict(),
+            "denoise": None if den is None else den.stats.as_dict(),
             "write": report.as_dict(),
             "timings": timings,
         }
@@ -333,6 +376,246 @@ class _Failure(Exception):
     """A runtime failure (exit 1) whose message is ready for the user."""
 
 
+# -- denoising (issue 12): --rescore, --judge-url / --judge-model, --teacher-scores -----------
+
+_RESCORE_KINDS = ("cross-encoder", "bi-encoder")
+
+
+def _check_denoise_args(args: argparse.Namespace) -> None:
+    """Refuse inconsistent denoising options before any work (exit 2)."""
+    if args.rescore is not None:
+        kind, _, path = args.rescore.partition(":")
+        if kind not in _RESCORE_KINDS or not path:
+            raise ValueError(
+                f"--rescore must be cross-encoder:PATH or bi-encoder:PATH, got {args.rescore!r}"
+            )
+    margins = [
+        name
+        for name in ("absolute_margin", "relative_margin", "max_score", "min_score")
+        if getattr(args, f"rescore_{name}") is not None
+    ]
+    if margins and args.rescore is None:
+        raise ValueError(f"--rescore-{margins[0].replace('_', '-')} needs --rescore")
+    if args.teacher_scores and args.rescore is None:
+        raise ValueError("--teacher-scores needs --rescore (the teacher that gives the scores)")
+    if args.teacher_scores and args.scores:
+        raise ValueError("give --scores (the miner's scores) or --teacher-scores, not both")
+    if bool(args.judge_url) != bool(args.judge_model):
+        raise ValueError("--judge-url and --judge-model go together")
+    if args.judge_cascade_model and not args.judge_url:
+        raise ValueError("--judge-cascade-model needs --judge-url and --judge-model")
+    if args.rescore and not margins and not args.teacher_scores:
+        raise ValueError("--rescore does nothing without a --rescore-* margin or --teacher-scores")
+
+
+def _draws(args: argparse.Namespace, sampler: Any, n_corpus: int) -> tuple[int, Any]:
+    """Draws to mine per row (``--oversample`` x n, at most what the sampler can draw),
+    and the sampler to mine them with (``on_shortfall="drop"`` is applied after denoising,
+    so the draws are mined with ``"pad"``)."""
+    import dataclasses
+    import math
+
+    cap = sampler.max_n if sampler.max_n is not None else 32 * args.n
+    n_mine = int(min(cap, n_corpus - 1, max(args.n, math.ceil(args.oversample * args.n))))
+    if sampler.on_shortfall == "drop":
+        sampler = dataclasses.replace(sampler, on_shortfall="pad")
+    return n_mine, sampler
+
+
+def _scoring_setup(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """The teacher scorer, the judge and the margins the options ask for (or ``None``)."""
+    from .scoring import CascadeJudge, LLMJudge, Margins
+
+    scorer: Any = None
+    judge: Any = None
+    margins = None
+    if args.rescore:
+        kind, _, path = args.rescore.partition(":")
+        scorer = _scorer(kind, path, args)
+        margins = Margins(
+            absolute_margin=args.rescore_absolute_margin,
+            relative_margin=args.rescore_relative_margin,
+            max_score=args.rescore_max_score,
+            min_score=args.rescore_min_score,
+        )
+        _log(f"rescoring with {scorer!r}; {margins!r}")
+    if args.judge_url:
+        cache = args.judge_cache
+        if cache is None:
+            from .io.encoding import default_cache_dir
+
+            cache = str(default_cache_dir() / "judgements.sqlite")
+
+        def make(model: str, url: str) -> LLMJudge:
+            return LLMJudge(
+                base_url=url,
+                model=model,
+                api_key_env=args.judge_key_env,
+                cache=cache,
+                max_concurrency=args.judge_concurrency,
+                timeout=args.judge_timeout,
+            )
+
+        judge = make(args.judge_model, args.judge_url)
+        if args.judge_cascade_model:
+            strong = make(args.judge_cascade_model, args.judge_cascade_url or args.judge_url)
+            judge = CascadeJudge(judge, strong)
+        _log(f"judging with {judge!r} (texts are sent to {args.judge_url}); cache {cache}")
+    return scorer, judge, margins
+
+
+def _denoise(args: argparse.Namespace, sampler: Any, ds: Any, negatives: Any) -> Any:
+    """Teacher margins and/or an LLM judge over the mined draws (``negsample.scoring``)."""
+    from .scoring import JudgeError, denoise
+
+    scorer, judge, margins = _scoring_setup(args)
+    try:
+        den = denoise(
+            negatives,
+            query_texts=ds.query_texts,
+            document_texts=ds.document_texts,
+            positives=ds.positives,
+            n=args.n,
+            scorer=scorer,
+            judge=judge,
+            margins=margins,
+            judge_keep=tuple(args.judge_keep.split(",")),
+            on_judge_failure=args.judge_on_failure,
+            teacher_scores=args.teacher_scores,
+            on_short="drop" if sampler.on_shortfall == "drop" else "pad",
+            progress=not args.quiet,
+        )
+    except JudgeError as exc:
+        raise _Failure(f"{exc} (rerun to resume: answers received are cached)") from exc
+    except RuntimeError as exc:  # on_judge_failure='raise'
+        raise _Failure(str(exc)) from exc
+    finally:
+        if scorer is not None:
+            scorer.close()
+    st = den.stats
+    _log(
+        f"denoised {st.rows} rows: {st.candidates_checked} candidates checked "
+        f"({st.pairs_per_query:.2f} per query), removed: "
+        + (", ".join(f"{k} {v}" for k, v in st.removed.items()) or "none")
+        + (f"; judge labels {st.labels}" if st.labels else "")
+        + f"; short rows {st.short_rows} (a larger --oversample draws more), dropped rows "
+        f"{st.dropped_rows}"
+    )
+    for who, s in (("scorer", st.scorer), ("judge", st.judge)):
+        if s is not None:
+            _log(
+                f"{who}: {s.pairs} pairs, {s.requests} requests, {s.cache_hits} cache hits, "
+                f"{s.retries} retries, {s.timeouts} timeouts, {s.malformed} malformed, "
+                f"{s.failures} failures, {s.seconds:.1f}s"
+            )
+    return den
+
+
+def _scorer(kind: str, path: str, args: argparse.Namespace) -> Any:
+    from .scoring import CrossEncoderScorer, EmbeddingScorer
+
+    if kind == "cross-encoder":
+        return CrossEncoderScorer(
+            path,
+            batch_size=args.rescore_batch_size,
+            device=args.device,
+            activation=args.rescore_activation,
+            max_length=args.max_seq_length,
+            show_progress=not args.quiet,
+        )
+    return EmbeddingScorer(
+        path,
+        batch_size=args.rescore_batch_size,
+        device=args.device,
+        query_prompt=args.query_prompt,
+        show_progress=not args.quiet,
+    )
+
+
+def _add_denoise_args(p: argparse.ArgumentParser, teacher_scores: bool = True) -> None:
+    g = p.add_argument_group(
+        "denoising: a teacher's margins and an LLM judge over the draws (docs/denoising.md)"
+    )
+    g.add_argument(
+        "--rescore",
+        default=None,
+        metavar="KIND:PATH",
+        help="teacher model: cross-encoder:PATH (a CrossEncoder) or bi-encoder:PATH",
+    )
+    g.add_argument(
+        "--rescore-activation",
+        choices=("logits", "model"),
+        default="logits",
+        help="cross-encoder scores: raw logits (default) or the model's activation",
+    )
+    g.add_argument(
+        "--rescore-batch-size", type=_int_at_least(1), default=64, help="teacher batch size (64)"
+    )
+    for name, what in (
+        ("absolute-margin", "keep s- < s+ - M on teacher scores"),
+        ("relative-margin", "keep s- < s+ - |s+| * R on teacher scores (0.05 = NV-Retriever 95%%)"),
+        ("max-score", "keep teacher s- < this"),
+        ("min-score", "keep teacher s- > this"),
+    ):
+        g.add_argument(f"--rescore-{name}", type=float, default=None, help=what)
+    if teacher_scores:
+        g.add_argument(
+            "--teacher-scores",
+            action="store_true",
+            help="write the teacher's s(q,d+) and s(q,d-) where the format has scores "
+            "(pos_scores/neg_scores, scores, score); needs --rescore",
+        )
+    else:
+        p.set_defaults(teacher_scores=False, scores=False)
+    g.add_argument(
+        "--judge-url",
+        default=None,
+        help="OpenAI-compatible API root, e.g. http://localhost:8000/v1 (texts are sent there)",
+    )
+    g.add_argument("--judge-model", default=None, help="the judge model's name")
+    g.add_argument(
+        "--judge-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the API key (default OPENAI_API_KEY; unset: none)",
+    )
+    g.add_argument(
+        "--judge-cache",
+        default=None,
+        help="sqlite judgement cache (default <cache dir>/judgements.sqlite)",
+    )
+    g.add_argument(
+        "--judge-concurrency", type=_int_at_least(1), default=8, help="requests in flight (8)"
+    )
+    g.add_argument(
+        "--judge-timeout", type=_positive_float, default=60.0, help="seconds per request (60)"
+    )
+    g.add_argument(
+        "--judge-keep",
+        choices=("HN,TN", "HN"),
+        default="HN,TN",
+        help="labels kept as negatives (default HN,TN; FN is always removed)",
+    )
+    g.add_argument(
+        "--judge-on-failure",
+        choices=("skip", "keep", "raise"),
+        default="skip",
+        help="a candidate the judge gave no label: skip it (default), keep it, or stop",
+    )
+    g.add_argument(
+        "--judge-cascade-model",
+        default=None,
+        help="a stronger judge that re-labels what the first calls FN (RLHN's cascade)",
+    )
+    g.add_argument("--judge-cascade-url", default=None, help="its API root (default --judge-url)")
+    g.add_argument(
+        "--oversample",
+        type=_positive_float,
+        default=2.0,
+        help="draws mined per negative wanted when denoising (default 2; at most what the "
+        "sampler can draw)",
+    )
+
+
 def _kept(work: Path) -> str:
     return (
         f"the mined chunks are kept in {work}: rerun the same command to write without mining again"
@@ -349,7 +632,14 @@ def _empty_hint(args: argparse.Namespace, st: Any) -> str:
         what = f"every one of the {st.n_rows} rows has fewer than n={args.n} negatives"
     else:
         what = f"{st.n_rows} rows mined, {st.short_rows} of them short"
-    if args.run:
+    emptied = sum(getattr(st, "emptied", {}).values())
+    if emptied:
+        by = ", ".join(f"{k} {v}" for k, v in st.emptied.items())
+        tip = (
+            f"the filters left {emptied} queries without any candidate ({by}): loosen them "
+            "(--relative-margin 0.05 is NV-Retriever's 95%)"
+        )
+    elif args.run:
         tip = "the run file gives too few candidates per query: use a deeper run or a smaller --n"
     elif "IVF" in args.index.upper():
         tip = (
@@ -409,9 +699,70 @@ def _ray_runner(args: argparse.Namespace) -> Any:
     return run
 
 
+def _filters(args: argparse.Namespace) -> Any:
+    """The ``Filters`` the filter options ask for (``None`` when none is given)."""
+    from .filters import Filters
+
+    f = Filters(
+        range_min=args.range_min,
+        range_max=args.range_max,
+        absolute_margin=args.absolute_margin,
+        relative_margin=args.relative_margin,
+        max_score=args.max_score,
+        min_score=args.min_score,
+    )
+    return None if f.is_noop else f
+
+
+def _add_filter_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "filters (sentence-transformers' names and meanings; see docs/filters.md)"
+    )
+    g.add_argument(
+        "--range-min",
+        type=_int_at_least(0),
+        default=0,
+        help="skip candidates ranked before this (ranks after the positives are removed)",
+    )
+    g.add_argument(
+        "--range-max",
+        type=_int_at_least(1),
+        default=None,
+        help="keep candidates ranked before this",
+    )
+    g.add_argument(
+        "--absolute-margin",
+        type=float,
+        default=None,
+        help="keep s(q,d-) < s+ - M (s+: the query's least positive score)",
+    )
+    g.add_argument(
+        "--relative-margin",
+        type=float,
+        default=None,
+        help="keep s(q,d-) < s+ - |s+| * R; 0.05 is NV-Retriever's TopK-PercPos 95%%",
+    )
+    g.add_argument("--max-score", type=float, default=None, help="keep s(q,d-) < this")
+    g.add_argument("--min-score", type=float, default=None, help="keep s(q,d-) > this")
+    s = p.add_argument_group("faiss search settings")
+    s.add_argument(
+        "--nprobe",
+        type=_int_at_least(1),
+        default=None,
+        help="IVF lists probed per query (--index IVF...)",
+    )
+    s.add_argument(
+        "--ef-search",
+        type=_int_at_least(1),
+        default=None,
+        help="HNSW efSearch (--index HNSW...; raised to at least the search depth; default 128)",
+    )
+
+
 def _report(args: argparse.Namespace) -> int:
     from . import sampler_from_string
     from .pipeline.report import sampler_report
+    from .scoring import JudgeError
 
     samplers = {spec: sampler_from_string(spec) for spec in args.sampler}
     d = Path(args.out_dir)
@@ -420,17 +771,31 @@ def _report(args: argparse.Namespace) -> int:
     from .pipeline.outputs import check_output_dir
 
     check_output_dir(d, "--out-dir")
+    _check_denoise_args(args)
     ds, timings, _settings = _load_inputs(args)
     emb = _embeddings(args, ds, timings)
-    rep = sampler_report(
-        ds,
-        emb,
-        samplers,
-        n=args.n,
-        seeds=args.seeds,
-        index=args.index,
-        metric=args.metric,
-    )
+    scorer, judge, margins = _scoring_setup(args)
+    try:
+        rep = sampler_report(
+            ds,
+            emb,
+            samplers,
+            n=args.n,
+            seeds=args.seeds,
+            index=args.index,
+            metric=args.metric,
+            scorer=scorer,
+            judge=judge,
+            margins=margins,
+            judge_keep=tuple(args.judge_keep.split(",")),
+            on_judge_failure=args.judge_on_failure,
+            oversample=args.oversample,
+        )
+    except JudgeError as exc:
+        raise _Failure(f"{exc} (rerun to resume: answers received are cached)") from exc
+    finally:
+        if scorer is not None:
+            scorer.close()
     print(rep.table())
     paths = rep.write(args.out_dir)
     for p in paths:
@@ -470,11 +835,25 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         "--max-seq-length", type=_int_at_least(1), default=None, help="truncate inputs (tokens)"
     )
     g.add_argument("--query-prompt", default=None, help="prefix added to queries when encoding")
-    g.add_argument("--device", default=None, help="torch device for encoding (default: auto)")
+    g.add_argument("--document-prompt", default=None, help="prefix added to documents")
+    g.add_argument("--query-prompt-name", default=None, help="a prompt of the model, for queries")
+    g.add_argument(
+        "--document-prompt-name", default=None, help="a prompt of the model, for documents"
+    )
+    g.add_argument(
+        "--precision",
+        choices=("float32", "float16", "bfloat16"),
+        default=None,
+        help="dtype the model encodes in (default: float16 on a CUDA GPU, else float32)",
+    )
+    g.add_argument(
+        "--device", default=None, help="torch device for encoding (default: auto, every GPU)"
+    )
     g.add_argument(
         "--index",
         default="exact",
-        help="'exact' (numpy, default) or a faiss factory string: Flat, HNSW32, IVF1024,Flat",
+        help="'exact' (numpy, default), 'torch[:DEVICE[:DTYPE]]' (exact, GPU: torch:cuda, "
+        "torch:cuda:bfloat16) or a faiss factory string: Flat, HNSW32, IVF1024,Flat",
     )
     g.add_argument("--metric", choices=("ip", "cosine"), default="ip", help="score (default ip)")
     p.add_argument("--n", type=_int_at_least(1), default=7, help="negatives per query (default 7)")
@@ -760,7 +1139,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     demo.set_defaults(func=_demo)
 
-    from .io.writers import FORMATS
+    from .io.writers import FORMATS, HF_LAYOUTS
 
     mine = sub.add_parser(
         "mine",
@@ -786,7 +1165,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=FORMATS, default="st-ntuple", help="output format (default st-ntuple)"
     )
     mine.add_argument(
-        "--scores", action="store_true", help="add s(q,d+) and s(q,d-) where the format has them"
+        "--hf-layout",
+        choices=HF_LAYOUTS,
+        default="st-ntuple",
+        help="rows of a --format hf folder (default st-ntuple)",
+    )
+    mine.add_argument(
+        "--scores",
+        action="store_true",
+        help="add the miner's own s(q,d+) and s(q,d-) (not teacher scores) where the format "
+        "has them",
     )
     mine.add_argument(
         "--on-short",
@@ -816,6 +1204,8 @@ def build_parser() -> argparse.ArgumentParser:
         "another id (by default they are excluded and counted)",
     )
     mine.add_argument("--stats-json", default=None, help="also write the diagnostics as JSON")
+    _add_filter_args(mine)
+    _add_denoise_args(mine)
     ray = mine.add_argument_group(
         "cluster (Ray)", "mine on a Ray cluster: same output, resumable (see docs/distributed.md)"
     )
@@ -867,6 +1257,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--out-dir", required=True, help="folder for summary.md, report.json and the PNG plots"
     )
+    _add_denoise_args(rep, teacher_scores=False)
     rep.set_defaults(func=_report)
 
     tr = sub.add_parser(
@@ -923,6 +1314,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is at each record."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+@contextmanager
+def _library_log_on_stderr() -> Iterator[None]:
+    """While a command runs, the library's diagnostics (the ``negsample`` logger, INFO and
+    above) go to stderr; the logger is left as it was afterwards."""
+    logger = logging.getLogger("negsample")
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("negsample: %(levelname)s: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    if level == logging.NOTSET or level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def _one_line(msg: object) -> str:
     return " ".join(part.strip() for part in str(msg).splitlines() if part.strip())
 
@@ -941,6 +1362,11 @@ def _fail(code: int, msg: object) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see the module docstring)."""
+    with _library_log_on_stderr():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     from .pipeline.lock import RunLocked
 
     parser = build_parser()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from ._ragged import to_ragged
 from ._rng import normalize_seed, uniform
 from ._types import Negatives
 from ._validate import as_matrix, pad_positives
@@ -61,11 +62,10 @@ def negative_quality(negatives: Negatives, relevant: Sequence[Any]) -> NegativeQ
             f"relevant has {len(relevant)} entries but the negatives name query "
             f"{int(negatives.query_index.max())}"
         )
-    rel = _pad(relevant)
-    rows = rel[negatives.query_index]
+    rel = to_ragged(list(relevant), len(relevant), None, "relevant", allow_empty=True)
     ids = negatives.ids
     valid = ids >= 0
-    is_fn = valid & (ids[:, :, None] == rows[:, None, :]).any(axis=2)
+    is_fn = valid & rel.take(negatives.query_index).contains(ids)
     n_valid = int(valid.sum())
     return NegativeQuality(
         fn_rate=float(is_fn.sum() / n_valid) if n_valid else float("nan"),
@@ -75,14 +75,6 @@ def negative_quality(negatives: Negatives, relevant: Sequence[Any]) -> NegativeQ
         short_rows=negatives.stats.short_rows,
         padded=negatives.stats.padded,
     )
-
-
-def _pad(relevant: Sequence[Any]) -> np.ndarray:
-    width = max((len(r) for r in relevant), default=0)
-    out = np.full((len(relevant), max(width, 1)), -2, dtype=np.int64)
-    for i, r in enumerate(relevant):
-        out[i, : len(r)] = np.asarray(r, dtype=np.int64)
-    return out
 
 
 # -- the hidden-positive protocol ---------------------------------------------------------

@@ -14,7 +14,7 @@ from ._rng import normalize_seed
 from ._types import MiningStats, Negatives
 from ._validate import as_matrix, check_int, check_number
 from .candidates import build_batch, positive_scores_for
-from .filters import Filters
+from .filters import Filters, warn_emptied
 from .index.base import DEFAULT_SEARCH_BLOCK, Index, index_score, prepare_queries
 from .samplers.base import BaseSampler
 from .samplers.topk import TopKSampler
@@ -343,4 +343,5 @@ def mine(
     finally:
         if bar is not None:
             bar.close()
+    warn_emptied(stats)
     return Negatives.concat(parts, n, stats)

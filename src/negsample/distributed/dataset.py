@@ -15,7 +15,13 @@ import numpy.typing as npt
 
 from .._ragged import Ragged
 from ..filters import Filters
-from ..pipeline.dataset import MinedDataset, _index_for, duplicate_exclusion, positive_scores
+from ..pipeline.dataset import (
+    MinedDataset,
+    _index_for,
+    _search_options,
+    duplicate_exclusion,
+    positive_scores,
+)
 from ..pipeline.resume import settings_hash, work_lock
 from ..samplers.base import BaseSampler
 from ._ray import connect, get, ray_module
@@ -53,13 +59,15 @@ def mine_dataset_distributed(
     index_options: Mapping[str, Any] | None = None,
     max_restarts: int = 3,
     on_chunk: Callable[[int, int], None] | None = None,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
 ) -> MinedDataset:
     """:func:`~negsample.mine_dataset` with the search on a Ray cluster: the same
     negatives, ``s(q, d+)`` and work folder (a run may be continued on one machine or on
     the cluster, whichever started it).
 
     The dense-search path only (``embeddings``; a TREC run has nothing to distribute).
-    Parameters as in :func:`~negsample.mine_dataset` and
+    Parameters as in :func:`~negsample.mine_dataset` (``nprobe`` and ``ef_search`` too) and
     :func:`~negsample.distributed.mine_distributed`: ``workers`` for query sharding
     (default), ``corpus_shards`` for corpus sharding. File-backed embeddings
     (``load_embeddings`` memory-maps ``corpus.npy``) are read by every worker from their
@@ -72,9 +80,11 @@ def mine_dataset_distributed(
         raise ValueError("give workers (query sharding) or corpus_shards, not both")
     if not isinstance(index, str):
         raise TypeError(f"index must be an index spec string, got {type(index).__name__}")
+    opts = _search_options(index, nprobe, ef_search)
     timings: dict[str, float] = {}
     user = dict(settings or {})
-    user.update(index=index, metric=metric, embeddings=embeddings.source)
+    user.update(index=index, metric=metric, **opts)
+    user["embeddings"] = embeddings.source  # (mine_dataset's settings, in its order)
     started = connect(address)
     tmp = None
     if work_dir is None:
@@ -92,7 +102,7 @@ def mine_dataset_distributed(
                 corpus=embeddings.corpus,
                 shards=corpus_shards,
                 metric=metric,
-                index_options=index_options,
+                index_options={**dict(index_options or {}), **opts} or None,
                 cpus_per_shard=cpus_per_worker,
                 gpus_per_shard=gpus_per_worker,
                 max_restarts=max_restarts,
@@ -101,7 +111,7 @@ def mine_dataset_distributed(
             spec, options = index, index_options
             if not exact_like(index):  # the one index mine_dataset builds and keeps
                 key = settings_hash(user)[:16]
-                _index_for(embeddings, index, metric, wd, key)
+                _index_for(embeddings, index, metric, wd, key, opts)
                 spec, options = str(wd / f"index-{key}"), None
             held = ReplicatedIndex(
                 spec,

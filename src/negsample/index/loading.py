@@ -23,4 +23,8 @@ def load_index(path: str | os.PathLike[str], **kwargs: Any) -> Index:
         from .faiss_index import FaissIndex
 
         return FaissIndex.load(path, **kwargs)
+    if kind == "TorchIndex":
+        from .torch_index import TorchIndex
+
+        return TorchIndex.load(path, **kwargs)
     raise ValueError(f"{path}/meta.json names an unknown index type {kind!r}")

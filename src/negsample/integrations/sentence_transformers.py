@@ -1,5 +1,8 @@
-"""A thin trainer for sentence-transformers with negsample's negatives.
+"""sentence-transformers with negsample's negatives: a drop-in ``mine_hard_negatives`` and
+a thin trainer.
 
+- :func:`mine_hard_negatives`: sentence-transformers' ``util.mine_hard_negatives`` (same
+  parameters, defaults and output layout), mined by negsample, seeded, with any sampler.
 - :func:`to_dataset`: mined :class:`~negsample.Negatives` plus texts to a ``datasets.Dataset``
   with the columns sentence-transformers expects (``anchor``, ``positive``,
   ``negative_1`` .. ``negative_n``).
@@ -39,6 +42,7 @@ from ..index.numpy_index import NumpyIndex
 from ..mining import mine
 from ..samplers.base import BaseSampler
 from ..samplers.registry import sampler_from_string
+from ._st_mining import mine_hard_negatives
 
 _transformers = require("transformers", "the sentence-transformers trainer")
 require("sentence_transformers", "the sentence-transformers trainer")
@@ -51,6 +55,7 @@ __all__ = [
     "TrainingData",
     "evaluate",
     "make_evaluator",
+    "mine_hard_negatives",
     "to_dataset",
     "train",
 ]

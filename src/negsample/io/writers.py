@@ -1,25 +1,36 @@
-"""Training files from :class:`~negsample.Negatives`: sentence-transformers (triplet and
-n-tuple), FlagEmbedding jsonl, Tevatron jsonl, and parquet of ids and scores.
+"""Training files from :class:`~negsample.Negatives`: sentence-transformers (triplet,
+n-tuple, and the reranker layouts labeled-pair and labeled-list), FlagEmbedding jsonl,
+Tevatron jsonl (with its corpus file), a Hugging Face ``datasets`` folder, and parquet of
+ids and scores.
 
-Every writer writes to a temporary file in the target folder and moves it into place with
-``os.replace``: a failed or interrupted write never leaves a half-written file.
+Every writer writes to a temporary file (or folder) in the target folder and moves it into
+place with ``os.replace``: a failed or interrupted write never leaves a half-written file.
 
 Policies (the same for every format):
 
 - ``-1`` (a short row's padding) is never written as a document.
 - A row with no valid negative at all is skipped and counted (``empty_rows``).
 - Zero rows in all is an error (:class:`EmptyOutput`): no empty file is ever written.
-- Formats with a fixed number of negatives per row (``st-ntuple``) need exactly ``n``:
+- Formats with a fixed number of negatives per row (``st-ntuple``, and ``hf`` in that
+  layout) need exactly ``n``:
   with ``on_short="skip"`` (default) short rows are skipped and counted
   (``short_rows_skipped``); with ``on_short="error"`` any short row stops the write
-  before anything is written. Variable-length formats (``st-triplet``,
-  ``flagembedding``, ``tevatron``, ``parquet``) write the valid negatives of a short row
-  and count it (``short_rows_written``); ``on_short="error"`` refuses them too.
-- Queries with several positives: the pair-based formats (``st-triplet``, ``st-ntuple``)
-  emit one row per (query, positive), all with the query's negatives (when the sampler
-  made one row per positive, ``positive_anchor="each"``, each row goes with its own
-  positive); ``flagembedding``, ``tevatron`` and ``parquet`` emit one row per query with
-  every positive (several negatives rows of one query are merged, duplicates removed).
+  before anything is written. Variable-length formats (``st-triplet``, ``labeled-pair``,
+  ``labeled-list``, ``flagembedding``, ``tevatron``, ``parquet``) write the valid negatives
+  of a short row and count it (``short_rows_written``); ``on_short="error"`` refuses them
+  too.
+- Queries with several positives: the pair-based formats (``st-triplet``, ``st-ntuple``,
+  ``labeled-list``) emit one row per (query, positive), all with the query's negatives
+  (when the sampler made one row per positive, ``positive_anchor="each"``, each row goes
+  with its own positive); ``labeled-pair`` emits each query's positives (label 1) then its
+  negatives (label 0) once; ``flagembedding``, ``tevatron`` and ``parquet`` emit one row per
+  query with every positive (several negatives rows of one query are merged, duplicates
+  removed).
+- Scores (``scores=True``) are whatever ``negatives.scores`` and ``positive_scores`` hold:
+  from ``mine()`` the miner's own ``s(q, d)`` (the index's inner product or cosine, or the
+  run file's score), not a teacher's, so do not train a distillation loss on them as if a
+  cross-encoder had made them; from ``Denoised.teacher_negatives()`` with
+  ``positive_scores=teacher.positive``, the teacher's (``--teacher-scores``).
 - Document text is ``title + " " + text`` (as encoded).
 """
 
@@ -27,9 +38,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -42,9 +55,28 @@ from .._types import Negatives
 if TYPE_CHECKING:
     from .data import BeirDataset
 
-__all__ = ["FORMATS", "EmptyOutput", "WriteReport", "atomic_path", "write_negatives"]
+__all__ = [
+    "FORMATS",
+    "HF_LAYOUTS",
+    "EmptyOutput",
+    "WriteReport",
+    "atomic_dir",
+    "atomic_path",
+    "write_negatives",
+]
 
-FORMATS = ("st-triplet", "st-ntuple", "flagembedding", "tevatron", "parquet")
+FORMATS = (
+    "st-triplet",
+    "st-ntuple",
+    "labeled-pair",
+    "labeled-list",
+    "flagembedding",
+    "tevatron",
+    "hf",
+    "parquet",
+)
+#: the row layouts a ``hf`` (``datasets.save_to_disk``) folder can hold
+HF_LAYOUTS = ("st-ntuple", "st-triplet", "labeled-pair", "labeled-list")
 ON_SHORT = ("skip", "error")
 
 
@@ -59,12 +91,17 @@ class WriteReport:
     short_rows_skipped: int = 0
     short_rows_written: int = 0
     padded_slots: int = 0
+    corpus_path: str | None = None
+    layout: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def summary(self) -> str:
-        s = f"wrote {self.rows} rows ({self.format}) to {self.path}"
+        what = self.format if self.layout is None else f"{self.format}, {self.layout} layout"
+        s = f"wrote {self.rows} rows ({what}) to {self.path}"
+        if self.corpus_path is not None:
+            s += f", and the corpus to {self.corpus_path}"
         extra = []
         if self.short_rows_skipped:
             extra.append(f"{self.short_rows_skipped} short rows skipped (fewer than n negatives)")
@@ -122,6 +159,38 @@ class atomic_path:
             self.tmp.unlink(missing_ok=True)
 
 
+class atomic_dir:
+    """``with atomic_dir(p) as tmp: write_into(tmp)``: ``tmp`` is a fresh folder next to
+    ``p``, moved onto ``p`` if the block succeeds (a previous ``p`` is replaced only if it is
+    a ``datasets`` folder, i.e. a previous output), deleted if it fails."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __enter__(self) -> Path:
+        p = self.path
+        if p.exists() and not (p.is_dir() and (p / "dataset_info.json").is_file()):
+            what = "a file" if not p.is_dir() else "a folder that is not a datasets folder"
+            raise ValueError(f"{p} is {what}; refusing to replace it (choose another path)")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+        return self.tmp
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = None
+        if self.path.exists():
+            old = Path(
+                tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".old", dir=self.path.parent)
+            )
+            os.replace(self.path, old / "previous")
+        os.replace(self.tmp, self.path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def _json_float(x: float) -> float | None:
     return None if not np.isfinite(x) else round(float(x), 6)
 
@@ -149,6 +218,7 @@ def write_negatives(
     scores: bool = False,
     positive_scores: Sequence[npt.ArrayLike] | None = None,
     on_short: str = "skip",
+    hf_layout: str = "st-ntuple",
 ) -> WriteReport:
     """Write ``negatives`` mined for ``dataset`` as a training file.
 
@@ -156,18 +226,28 @@ def write_negatives(
     ----------
     negatives : from :func:`negsample.mine`; ``query_index`` rows refer to
         ``dataset.query_ids``.
-    path : output file, written atomically (temporary file + ``os.replace``).
-    format : ``"st-triplet"`` (``anchor, positive, negative``), ``"st-ntuple"``
-        (``anchor, positive, negative_1 ... negative_n``), ``"flagembedding"``
-        (``query, pos, neg`` [``pos_scores, neg_scores``]), ``"tevatron"``
-        (``query_id, query_text, positive_document_ids, negative_document_ids``) - all
-        jsonl - or ``"parquet"`` (``query_id, positive_ids, anchor_id, negative_ids,
-        negative_scores``).
-    scores : add scores: a ``scores`` list ``[s(q,d+), s(q,d-_1), ...]`` for the
-        sentence-transformers formats, ``pos_scores``/``neg_scores`` for FlagEmbedding
-        (``null`` where a score is unknown). Needs ``positive_scores``.
+    path : output file (a folder for ``"hf"``), written atomically (temporary file or
+        folder + ``os.replace``).
+    format : jsonl: ``"st-triplet"`` (``anchor, positive, negative``), ``"st-ntuple"``
+        (``anchor, positive, negative_1 ... negative_n``), ``"labeled-pair"`` (``query,
+        passage, label``: each query's positives with label 1, then its negatives with 0),
+        ``"labeled-list"`` (``query, passages, labels``: ``[positive, negatives...]`` with
+        ``[1, 0, ...]``), ``"flagembedding"`` (``query, pos, neg`` [``pos_scores,
+        neg_scores``]), ``"tevatron"`` (``query_id, query_text, positive_document_ids,
+        negative_document_ids``, plus the corpus file ``<path stem>.corpus.jsonl`` with
+        ``docid, title, text`` beside it, named in the report); ``"hf"``: a
+        ``datasets.save_to_disk`` folder holding the ``hf_layout`` rows; ``"parquet"``
+        (``query_id, positive_ids, anchor_id, negative_ids, negative_scores``).
+    scores : add the scores ``negatives.scores`` and ``positive_scores`` hold (``mine()``'s
+        are the miner's own ``s(q, d)``, not a teacher's): a ``scores`` list
+        ``[s(q,d+), s(q,d-_1), ...]`` for ``st-triplet`` / ``st-ntuple``, ``score`` /
+        ``scores`` in place of ``label`` / ``labels`` for the labeled layouts (as
+        sentence-transformers' ``output_scores``), ``pos_scores``/``neg_scores`` for
+        FlagEmbedding (``null`` where a score is unknown). Needs ``positive_scores``.
     positive_scores : ``s(q, d+)`` per query, aligned with ``dataset.positives``.
     on_short : ``"skip"`` or ``"error"``; see the module policies.
+    hf_layout : the rows of an ``"hf"`` folder: ``"st-ntuple"`` (default), ``"st-triplet"``,
+        ``"labeled-pair"`` or ``"labeled-list"``.
 
     Returns
     -------
@@ -181,6 +261,8 @@ def write_negatives(
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if hf_layout not in HF_LAYOUTS:
+        raise ValueError(f"hf_layout must be one of {', '.join(HF_LAYOUTS)}, got {hf_layout!r}")
     if on_short not in ON_SHORT:
         raise ValueError(f"on_short must be one of {ON_SHORT}, got {on_short!r}")
     if scores and positive_scores is None and format != "parquet":
@@ -217,16 +299,39 @@ def write_negatives(
         _write_parquet(negatives, dataset, Path(path), report)
         return report
     docs = dataset.document_texts
-    writer: Callable[..., None] = {
-        "st-triplet": _st_rows,
-        "st-ntuple": _st_rows,
-        "flagembedding": _flag_rows,
-        "tevatron": _tevatron_rows,
-    }[format]
+    if format == "hf":
+        report.layout = hf_layout
+        datasets = require("datasets", "writing a Hugging Face datasets folder")
+        rows: list[dict[str, Any]] = []
+        _ROW_WRITERS[hf_layout](rows, negatives, dataset, docs, report, scores, pos_sc)
+        _refuse_empty(report)  # before anything is written
+        with atomic_dir(path) as tmp:
+            datasets.Dataset.from_list(rows).save_to_disk(str(tmp))
+        return report
+    writer = _ROW_WRITERS[format]
+    if format == "tevatron":
+        corpus_path = tevatron_corpus_path(path)
+        report.corpus_path = str(corpus_path)
+        with atomic_path(corpus_path) as ctmp, atomic_path(path) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                writer(f, negatives, dataset, docs, report, scores, pos_sc)
+                _refuse_empty(report)  # before the moves: an empty file is never written
+            with open(ctmp, "w", encoding="utf-8") as f:
+                _tevatron_corpus(f, dataset)
+        return report
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         writer(f, negatives, dataset, docs, report, scores, pos_sc)
         _refuse_empty(report)  # before the move: an empty file is never written
     return report
+
+
+def tevatron_corpus_path(path: str | os.PathLike[str]) -> Path:
+    """Where the Tevatron corpus file goes beside the training file ``path``:
+    ``train.jsonl`` -> ``train.corpus.jsonl`` (never ``corpus.jsonl``, which may be the
+    input)."""
+    p = Path(path)
+    stem = p.name[: -len(".jsonl")] if p.name.endswith(".jsonl") else p.name
+    return p.with_name(f"{stem}.corpus.jsonl")
 
 
 def _check_no_positive(neg: Negatives, dataset: BeirDataset) -> None:
@@ -240,21 +345,32 @@ def _check_no_positive(neg: Negatives, dataset: BeirDataset) -> None:
         )
 
 
-def _line(f: IO[str], obj: dict[str, Any]) -> None:
+Sink = IO[str] | list[dict[str, Any]]
+
+
+def _line(f: Sink, obj: dict[str, Any]) -> None:
+    """One row: a json line in a file, or a dict in a list (for the ``hf`` folder)."""
+    if isinstance(f, list):
+        f.append(obj)
+        return
     f.write(json.dumps(obj, ensure_ascii=False))
     f.write("\n")
 
 
 def _st_rows(
-    f: IO[str],
+    f: Sink,
     neg: Negatives,
     ds: BeirDataset,
     docs: list[str],
     report: WriteReport,
     scores: bool,
     pos_sc: list[np.ndarray] | None,
+    *,
+    layout: str = "st-ntuple",
 ) -> None:
-    ntuple = report.format == "st-ntuple"
+    """The pair-based layouts: one row per (query, positive) (``st-ntuple``,
+    ``labeled-list``), or per (query, positive, negative) (``st-triplet``)."""
+    ntuple = layout == "st-ntuple"
     n = neg.n
     for q, rows in _groups(neg):
         positives = ds.positives[q]
@@ -290,6 +406,17 @@ def _st_rows(
                         obj["scores"] = [ps, *(_json_float(s) for s in nsc)]
                     _line(f, obj)
                     report.rows += 1
+                elif layout == "labeled-list":
+                    obj = {
+                        "query": ds.query_texts[q],
+                        "passages": [docs[p], *(docs[d] for d in nid)],
+                    }
+                    if scores:
+                        obj["scores"] = [ps, *(_json_float(s) for s in nsc)]
+                    else:
+                        obj["labels"] = [1] + [0] * len(nid)
+                    _line(f, obj)
+                    report.rows += 1
                 else:
                     for d, s in zip(nid, nsc, strict=True):
                         obj = {
@@ -301,6 +428,41 @@ def _st_rows(
                             obj["scores"] = [ps, _json_float(s)]
                         _line(f, obj)
                         report.rows += 1
+
+
+def _labeled_pair_rows(
+    f: Sink,
+    neg: Negatives,
+    ds: BeirDataset,
+    docs: list[str],
+    report: WriteReport,
+    scores: bool,
+    pos_sc: list[np.ndarray] | None,
+) -> None:
+    """Per query: each positive (label 1), then each negative (label 0), one row each."""
+    for q, rows in _groups(neg):
+        nid, nsc = _merged(neg, rows, report)
+        if not nid:
+            report.empty_rows += 1
+            continue
+        qt = ds.query_texts[q]
+        items = [(int(p), 1, pos_sc[q][i] if pos_sc is not None else None)
+                 for i, p in enumerate(ds.positives[q].tolist())]  # fmt: skip
+        items += [(d, 0, s) for d, s in zip(nid, nsc, strict=True)]
+        for d, label, sc in items:
+            obj: dict[str, Any] = {"query": qt, "passage": docs[d]}
+            if scores:
+                obj["score"] = None if sc is None else _json_float(sc)
+            else:
+                obj["label"] = label
+            _line(f, obj)
+            report.rows += 1
+
+
+def _tevatron_corpus(f: IO[str], ds: BeirDataset) -> None:
+    """Tevatron's corpus file: one ``{"docid", "title", "text"}`` line per document."""
+    for i, t, x in zip(ds.corpus_ids, ds.corpus_titles, ds.corpus_texts, strict=True):
+        _line(f, {"docid": i, "title": t, "text": x})
 
 
 def _merged(neg: Negatives, rows: list[int], report: WriteReport) -> tuple[list[int], list[float]]:
@@ -317,7 +479,7 @@ def _merged(neg: Negatives, rows: list[int], report: WriteReport) -> tuple[list[
 
 
 def _flag_rows(
-    f: IO[str],
+    f: Sink,
     neg: Negatives,
     ds: BeirDataset,
     docs: list[str],
@@ -344,7 +506,7 @@ def _flag_rows(
 
 
 def _tevatron_rows(
-    f: IO[str],
+    f: Sink,
     neg: Negatives,
     ds: BeirDataset,
     docs: list[str],
@@ -367,6 +529,16 @@ def _tevatron_rows(
             },
         )
         report.rows += 1
+
+
+_ROW_WRITERS: dict[str, Callable[..., None]] = {
+    "st-triplet": partial(_st_rows, layout="st-triplet"),
+    "st-ntuple": partial(_st_rows, layout="st-ntuple"),
+    "labeled-list": partial(_st_rows, layout="labeled-list"),
+    "labeled-pair": _labeled_pair_rows,
+    "flagembedding": _flag_rows,
+    "tevatron": _tevatron_rows,
+}
 
 
 def _write_parquet(neg: Negatives, ds: BeirDataset, path: Path, report: WriteReport) -> None:

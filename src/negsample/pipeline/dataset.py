@@ -35,13 +35,27 @@ __all__ = ["MinedDataset", "build_index", "mine_dataset"]
 
 
 def build_index(vectors: Any, spec: str = "exact", *, metric: str = "ip", **kwargs: Any) -> Index:
-    """``"exact"`` (or ``"numpy"``): :class:`~negsample.NumpyIndex`; anything else is a
-    faiss factory string (``"Flat"``, ``"HNSW32"``, ``"IVF1024,Flat"``) for
-    :class:`~negsample.FaissIndex`."""
+    """``"exact"`` (or ``"numpy"``): :class:`~negsample.NumpyIndex`; ``"torch"``,
+    ``"torch:DEVICE"`` or ``"torch:DEVICE:DTYPE"`` (``"torch:cuda"``,
+    ``"torch:cuda:1:bfloat16"``, ``"torch:float16"``): :class:`~negsample.TorchIndex`;
+    anything else is a faiss factory string (``"Flat"``, ``"HNSW32"``, ``"IVF1024,Flat"``)
+    for :class:`~negsample.FaissIndex`."""
     if spec.lower() in ("exact", "numpy"):
         from ..index.numpy_index import NumpyIndex
 
         return NumpyIndex(vectors, metric=metric)
+    if _is_torch_spec(spec):
+        from ..index.torch_index import DTYPES, TorchIndex
+
+        parts = spec.split(":")[1:]
+        dtype = parts.pop() if parts and parts[-1].lower() in (*DTYPES, "fp16", "bf16") else None
+        device = ":".join(parts) or "auto"
+        try:
+            return TorchIndex(vectors, metric=metric, device=device, dtype=dtype, **kwargs)
+        except ValueError as exc:
+            if "device" not in str(exc) and "dtype" not in str(exc):
+                raise
+            raise ValueError(f"index {spec!r} (torch[:DEVICE[:DTYPE]]): {exc}") from exc
     from ..index.faiss_index import FaissIndex
 
     return FaissIndex(vectors, spec, metric=metric, **kwargs)
@@ -75,6 +89,8 @@ def mine_dataset(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     exclude_duplicate_texts: bool = True,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
 ) -> MinedDataset:
     """Mine ``n`` negatives for every query of ``dataset``.
 
@@ -97,13 +113,17 @@ def mine_dataset(
     exclude_duplicate_texts : never sample a document whose text is identical to one of
         the query's positives under another id (:meth:`BeirDataset.duplicate_texts`);
         counted in ``stats.removed["excluded"]``.
+    nprobe, ef_search : search settings of a faiss ``index`` spec: IVF lists probed per
+        query, HNSW ``efSearch`` (raised to at least the search depth); ``None`` keeps
+        :class:`~negsample.FaissIndex`'s defaults.
     """
     sampler = TopKSampler() if sampler is None else sampler
     if (embeddings is None) == (candidates is None):
         raise ValueError("pass either embeddings (dense search) or candidates (a run file)")
+    opts = _search_options(index, nprobe, ef_search)
     timings: dict[str, float] = {}
     user = dict(settings or {})
-    user.update(index=index if isinstance(index, str) else repr(index), metric=metric)
+    user.update(index=index if isinstance(index, str) else repr(index), metric=metric, **opts)
     tmp_dir = None
     if work_dir is None:
         import tempfile
@@ -119,7 +139,7 @@ def mine_dataset(
         if embeddings is not None:
             user["embeddings"] = embeddings.source
             t = time.perf_counter()
-            idx = _index_for(embeddings, index, metric, wd, settings_hash(user)[:16])
+            idx = _index_for(embeddings, index, metric, wd, settings_hash(user)[:16], opts)
             timings["index"] = time.perf_counter() - t
             queries = embeddings.queries
         exclude = duplicate_exclusion(dataset, log) if exclude_duplicate_texts else None
@@ -193,10 +213,42 @@ def positive_scores(
     return ps
 
 
-def _index_for(emb: DatasetEmbeddings, spec: str | Index, metric: str, wd: Path, key: str) -> Index:
+def _is_torch_spec(spec: str) -> bool:
+    return spec.lower() == "torch" or spec.lower().startswith("torch:")
+
+
+def _search_options(
+    index: str | Index, nprobe: int | None, ef_search: int | None
+) -> dict[str, int]:
+    """``nprobe`` / ``ef_search`` checked against the index spec they are meant for."""
+    opts: dict[str, int] = {}
+    for name, value, kind in (("nprobe", nprobe, "IVF"), ("ef_search", ef_search, "HNSW")):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(index, str) or kind.lower() not in index.lower():
+            where = index if isinstance(index, str) else type(index).__name__
+            raise ValueError(
+                f"{name} applies to a faiss {kind} index spec (e.g. "
+                f"{'IVF1024,Flat' if kind == 'IVF' else 'HNSW32'}), not to {where!r}"
+            )
+        opts[name] = int(value)
+    return opts
+
+
+def _index_for(
+    emb: DatasetEmbeddings,
+    spec: str | Index,
+    metric: str,
+    wd: Path,
+    key: str,
+    opts: dict[str, int] | None = None,
+) -> Index:
+    opts = opts or {}
     if not isinstance(spec, str):
         return spec
-    if spec.lower() in ("exact", "numpy", "flat"):
+    if spec.lower() in ("exact", "numpy", "flat") or _is_torch_spec(spec):
         return build_index(emb.corpus, spec, metric=metric)
     # approximate faiss indexes may be built differently each time (threads): keep the
     # one built for this run so a resumed run searches the same graph
@@ -204,8 +256,11 @@ def _index_for(emb: DatasetEmbeddings, spec: str | Index, metric: str, wd: Path,
 
     saved = wd / f"index-{key}"
     if (saved / "meta.json").is_file():
-        return FaissIndex.load(saved, vectors=emb.corpus)
-    idx = build_index(emb.corpus, spec, metric=metric)
+        loaded = FaissIndex.load(saved, vectors=emb.corpus)
+        for name, value in opts.items():
+            setattr(loaded, name, value)
+        return loaded
+    idx = build_index(emb.corpus, spec, metric=metric, **opts)
     wd.mkdir(parents=True, exist_ok=True)
     assert isinstance(idx, FaissIndex)
     idx.save(saved)

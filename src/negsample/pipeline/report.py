@@ -31,6 +31,15 @@ if TYPE_CHECKING:
 __all__ = ["SamplerReport", "sampler_report"]
 
 _QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+_DENOISED_KEYS = (
+    "fn_rate_before",
+    "fn_rate_after",
+    "hardness_before",
+    "hardness_after",
+    "checked_per_query",
+    "judged_fn_share",
+    "short_rows",
+)
 
 
 @dataclass
@@ -67,6 +76,10 @@ class SamplerReport:
         split (all positives shown, first seed).
     full_runs : per sampler label, the shortfall counters and seconds of that full run.
     meta : dataset, split, ``n``, seeds, index.
+    denoised : with a scorer or a judge, one entry per (sampler, seed): the protocol's FN
+        rate and hardness before and after :func:`negsample.scoring.mine_denoised` (same
+        shown positives, same seed), candidates checked per query, the judge's labels and
+        what was removed. Empty otherwise.
     """
 
     protocol: list[ProtocolRow]
@@ -75,6 +88,16 @@ class SamplerReport:
     negative_scores: dict[str, npt.NDArray[np.float32]]
     full_runs: dict[str, dict[str, Any]]
     meta: dict[str, Any] = field(default_factory=dict)
+    denoised: list[dict[str, Any]] = field(default_factory=list)
+
+    def denoised_summary(self) -> list[dict[str, Any]]:
+        """:attr:`denoised` averaged over seeds, one entry per sampler label."""
+        out = []
+        for label in dict.fromkeys(d["label"] for d in self.denoised):
+            ds = [d for d in self.denoised if d["label"] == label]
+            mean = {key: float(np.mean([d[key] for d in ds])) for key in _DENOISED_KEYS}
+            out.append({"label": label, "seeds": len(ds), **mean})
+        return out
 
     def table(self) -> str:
         """A plain-text table: FN rate and hardness (protocol, mean +- std over seeds),
@@ -99,6 +122,24 @@ class SamplerReport:
             f"FN rate and hardness from the hidden-positive protocol on "
             f"{self.meta.get('protocol_queries', '?')} queries with 2+ positives"
         )
+        if self.denoised:
+            lines += ["", self._denoised_table()]
+        return "\n".join(lines)
+
+    def _denoised_table(self) -> str:
+        head = (
+            f"{'after denoising (' + str(self.meta.get('denoised_by', '')) + ')':<44} "
+            f"{'FN before %':>11} {'FN after %':>10} {'hardness after':>14} "
+            f"{'checked/query':>13} {'judged FN %':>11} {'short rows':>10}"
+        )
+        lines = [head, "-" * len(head)]
+        for d in self.denoised_summary():
+            label = d["label"] if len(d["label"]) <= 44 else d["label"][:41] + "..."
+            lines.append(
+                f"{label:<44} {100 * d['fn_rate_before']:>11.2f} {100 * d['fn_rate_after']:>10.2f} "
+                f"{d['hardness_after']:>14.3f} {d['checked_per_query']:>13.2f} "
+                f"{100 * d['judged_fn_share']:>11.2f} {d['short_rows']:>10.0f}"
+            )
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
@@ -111,6 +152,8 @@ class SamplerReport:
                 k: ScoreStats.of(v).__dict__ for k, v in self.negative_scores.items()
             },
             "full_runs": self.full_runs,
+            "denoised": self.denoised,
+            "denoised_summary": self.denoised_summary(),
         }
 
     def markdown(self, images: Sequence[str] = ()) -> str:
@@ -149,6 +192,27 @@ class SamplerReport:
                 f"| {name} | {st.count} | {st.mean:.4f} | {q['0.05']:.4f} | {q['0.25']:.4f} "
                 f"| {q['0.5']:.4f} | {q['0.75']:.4f} | {q['0.95']:.4f} | {tail} |"
             )
+        if self.denoised:
+            out += [
+                "",
+                f"## After denoising ({m.get('denoised_by', '')})",
+                "",
+                "The same protocol (same shown positives, same seeds), the sampler's draws then "
+                "walked in draw order and kept only when they pass the teacher's margins and the "
+                "judge (`negsample.scoring.mine_denoised`). A judge told only the shown positive "
+                "cannot see the hidden ones: what it removes, it removes from its own reading.",
+                "",
+                "| sampler | FN before % | FN after % | hardness before | hardness after "
+                "| checked per query | judged FN % | short rows |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|",
+            ]
+            for d in self.denoised_summary():
+                out.append(
+                    f"| {d['label']} | {100 * d['fn_rate_before']:.2f} | "
+                    f"{100 * d['fn_rate_after']:.2f} | {d['hardness_before']:.4f} | "
+                    f"{d['hardness_after']:.4f} | {d['checked_per_query']:.2f} | "
+                    f"{100 * d['judged_fn_share']:.2f} | {d['short_rows']:.0f} |"
+                )
         for img in images:
             out += ["", f"![{Path(img).stem}]({Path(img).name})"]
         return "\n".join(out) + "\n"
@@ -236,6 +300,12 @@ def sampler_report(
     seeds: Sequence[int] = (0, 1, 2),
     index: str | Index = "exact",
     metric: str = "ip",
+    scorer: Any = None,
+    judge: Any = None,
+    margins: Any = None,
+    judge_keep: Sequence[str] = ("HN", "TN"),
+    on_judge_failure: str = "skip",
+    oversample: float = 2.0,
 ) -> SamplerReport:
     """Compare ``samplers`` on a labelled split.
 
@@ -243,6 +313,12 @@ def sampler_report(
     seed, queries with two or more positives), then mines each sampler once on the whole
     split with all positives shown (first seed) for the score distributions and the
     shortfalls. Write the result with :meth:`SamplerReport.write`.
+
+    With a ``scorer`` (and ``margins``) or a ``judge`` (``negsample.scoring``), the protocol
+    is run once more per sampler and seed through
+    :func:`negsample.scoring.mine_denoised` (the judge sees the query, the shown positive
+    and each draw), and the report gives the FN rate before and after, the candidates
+    checked per query and the judge's labels (:attr:`SamplerReport.denoised`).
 
     Examples
     --------
@@ -277,6 +353,23 @@ def sampler_report(
             "dropped_rows": st.dropped_rows,
             "seconds": time.perf_counter() - t,
         }
+    denoised: list[dict[str, Any]] = []
+    if scorer is not None or judge is not None:
+        denoised = _denoised_protocol(
+            dataset,
+            embeddings.queries,
+            idx,
+            labelled,
+            rows,
+            n=n,
+            seeds=[int(s) for s in seeds],
+            scorer=scorer,
+            judge=judge,
+            margins=margins,
+            judge_keep=judge_keep,
+            on_judge_failure=on_judge_failure,
+            oversample=oversample,
+        )
     meta = {
         "dataset": str(dataset.path),
         "split": dataset.split,
@@ -288,6 +381,7 @@ def sampler_report(
         "index": index if isinstance(index, str) else repr(index),
         "metric": metric,
         "embeddings": embeddings.source,
+        "denoised_by": ", ".join(repr(x) for x in (scorer, margins, judge) if x is not None),
     }
     return SamplerReport(
         protocol=rows,
@@ -296,4 +390,69 @@ def sampler_report(
         negative_scores=negative_scores,
         full_runs=full_runs,
         meta=meta,
+        denoised=denoised,
     )
+
+
+def _denoised_protocol(
+    dataset: BeirDataset,
+    queries: Any,
+    index: Index,
+    labelled: Mapping[str, BaseSampler],
+    protocol: Sequence[ProtocolRow],
+    *,
+    n: int,
+    seeds: Sequence[int],
+    **denoise_kw: Any,
+) -> list[dict[str, Any]]:
+    """The hidden-positive protocol through ``mine_denoised``: per (sampler, seed), the FN
+    rate and hardness after denoising beside the protocol's own (before)."""
+    from ..evaluation import hide_positives, negative_quality
+    from ..scoring import mine_denoised
+
+    before = {(r.label, r.seed): r for r in protocol}
+    out = []
+    for seed in seeds:
+        split = hide_positives(dataset.positives, seed, dataset.n_corpus)
+        rows = split.query_rows
+        q_sub = np.ascontiguousarray(np.asarray(queries)[rows])
+        q_texts = [dataset.query_texts[int(i)] for i in rows]
+        for label, sampler in labelled.items():
+            t = time.perf_counter()
+            res = mine_denoised(
+                q_sub,
+                index,
+                split.shown[:, None],
+                sampler,
+                query_texts=q_texts,
+                document_texts=dataset.document_texts,
+                n=n,
+                seed=seed,
+                **denoise_kw,
+            )
+            qual = negative_quality(res.negatives, split.hidden)
+            st = res.stats
+            b = before[(label, seed)]
+            out.append(
+                {
+                    "label": label,
+                    "seed": seed,
+                    "fn_rate_before": b.fn_rate,
+                    "hardness_before": b.hardness,
+                    "fn_rate_after": qual.fn_rate,
+                    "hardness_after": qual.hardness,
+                    "false_negatives_after": qual.false_negatives,
+                    "negatives_after": qual.n_negatives,
+                    "checked_per_query": st.pairs_per_query,
+                    "pairs_judged": st.pairs_judged,
+                    "pairs_scored": st.pairs_scored,
+                    "labels": dict(st.labels),
+                    "judged_fn_share": st.labels.get("FN", 0) / st.pairs_judged
+                    if st.pairs_judged
+                    else 0.0,
+                    "removed": dict(st.removed),
+                    "short_rows": st.short_rows,
+                    "seconds": time.perf_counter() - t,
+                }
+            )
+    return out

@@ -311,7 +311,12 @@ class BaseSampler:
             exclude=exc,
         )
         if filters is not None and not filters.is_noop:
+            from ..filters import warn_emptied
+
             batch = replace(batch, valid=filters.apply(batch, stats))
+            out = self.sample_batch(batch, n, stats)
+            warn_emptied(stats)
+            return out
         return self.sample_batch(batch, n, stats)
 
 

@@ -1,0 +1,237 @@
+"""TorchIndex (issue 10): exact torch search against NumpyIndex and faiss Flat on the CPU,
+and on a GPU the full-size run (TopK and ReSa2 ``mine()`` against the bare search).
+
+CPU comparison (default): the same synthetic corpus and queries (``_common.synthetic``,
+memory-mapped), each index built once, then ``--repeats`` searches of every query at depth
+``--k`` (one call; each index blocks internally). Records build time, median search time,
+and how many ids agree with NumpyIndex (the exact oracle).
+
+    python benchmarks/bench_torch.py --quick        # 20,000 x 384, 2,000 queries
+    python benchmarks/bench_torch.py                # 200,000 x 384, 10,000 queries
+
+Device run (``--device cuda``; also ``--device cpu`` to check the script on a CPU): a
+memory-mapped float16 corpus (full size: 8,841,823 x 384, MS MARCO's passage count, and
+500,000 queries), a TorchIndex on the device (float16 by default), then
+
+- the bare search of every query at each sampler's depth (``search_block`` queries per
+  call, as ``mine()`` searches), for TopK (k=200) and ReSa2 (k1=1000);
+- ``mine()`` with TopK and with ReSa2 (n=7), and the ratio to the bare search;
+- ``score()`` of 500 ids per query (ReSa2's stage 2 primitive);
+- on CUDA, the cost of float32 scores: one block multiplied into float16 (``torch.mm``) and
+  its top-k, against the same block multiplied into float32 (``out_dtype``) and its top-k.
+
+    python benchmarks/bench_torch.py --device cuda              # full size (~7 GB of data)
+    python benchmarks/bench_torch.py --device cuda --quick      # 200,000 x 384, 20,000 queries
+
+The device run never imports faiss (the GPU image has none). Writes
+benchmarks/results/bench_torch{_quick,_cuda,_cuda_quick}.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C
+
+FULL_DOCS = 8_841_823
+
+
+def _search_all(index: Any, queries: Any, k: int, block: int) -> float:
+    """Seconds to search every query at depth ``k``, ``block`` queries per call."""
+    t0 = time.perf_counter()
+    for s in range(0, queries.shape[0], block):
+        index.search(np.asarray(queries[s : s + block]), k)
+    return time.perf_counter() - t0
+
+
+# -- CPU comparison ---------------------------------------------------------------------------
+def compare(args: argparse.Namespace) -> int:
+    import negsample as ns
+
+    paths = C.synthetic(args.docs, args.queries, args.dim)
+    corpus = np.load(paths["corpus"], mmap_mode="r")
+    queries = np.load(paths["queries"])
+    info = C.machine()
+    load0 = list(os.getloadavg())
+    makers = {
+        "TorchIndex (cpu, float32)": lambda: ns.TorchIndex(
+            corpus, device="cpu", dtype="float32", check=False
+        ),
+        "NumpyIndex": lambda: ns.NumpyIndex(corpus, check=False),
+        "FaissIndex Flat": lambda: ns.FaissIndex(corpus, "Flat", device="cpu", check=False),
+    }
+    results, rows, ref = [], [], None
+    for name in ("NumpyIndex", "TorchIndex (cpu, float32)", "FaissIndex Flat"):
+        t0 = time.perf_counter()
+        index = makers[name]()
+        build = time.perf_counter() - t0
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            res = index.search(queries, args.k)
+            times.append(time.perf_counter() - t0)
+        if ref is None:
+            ref = res.ids
+        agree = float((res.ids == ref).mean())
+        med = C.median(times)
+        results.append({"index": name, "build_s": build, "search_s": times, "agree": agree})
+        rows.append([name, build, med, 1e3 * med / args.queries, f"{100 * agree:.2f}%"])
+        print(rows[-1], file=sys.stderr)
+        del index
+    load1 = list(os.getloadavg())
+    header = ["index", "build s", "search s (median)", "ms / query", "ids equal to NumpyIndex"]
+    md = (
+        f"Exact search of {args.queries:,} queries at k={args.k}, one call, synthetic corpus "
+        f"{args.docs:,} x {args.dim} float32 (memory-mapped); medians of {args.repeats} runs in "
+        f"one process. {info.get('cpu', '')}, {info['affinity']} cores, torch "
+        f"{info.get('torch')}, faiss {info.get('faiss')}, {info['date']}, "
+        f"{C.load_note(load0, load1)}. CPU only: not measured on a GPU.\n\n"
+        + C.markdown_table(header, rows)
+    )
+    name = "bench_torch_quick" if args.quick else "bench_torch"
+    payload = {"args": vars(args), "machine": info, "load": [load0, load1], "results": results}
+    C.write_results(name, payload, md)
+    return 0
+
+
+# -- device run -------------------------------------------------------------------------------
+def _precision_cost(index: Any, queries: Any, k: int, repeats: int = 5) -> dict[str, float]:
+    """One block: float16 product + top-k against the float32-output product + top-k."""
+    import torch
+
+    shard = index._shards[0]
+    dev = shard.device
+    q = torch.from_numpy(np.array(queries[: index.search_block], dtype=np.float32))
+    q = q.to(dev).to(shard.data.dtype)
+    block = shard.data[: index.block_rows]
+
+    def timed(fn: Any) -> float:
+        fn()
+        torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        torch.cuda.synchronize(dev)
+        return (time.perf_counter() - t0) / repeats
+
+    out: dict[str, float] = {
+        "mm_half_out_s": timed(lambda: torch.mm(q, block.t())),
+        "mm_half_out_topk_s": timed(lambda: torch.topk(torch.mm(q, block.t()), k, dim=1)),
+    }
+    if shard.fp32_out:
+        out["mm_fp32_out_s"] = timed(lambda: torch.mm(q, block.t(), out_dtype=torch.float32))
+        out["mm_fp32_out_topk_s"] = timed(
+            lambda: torch.topk(torch.mm(q, block.t(), out_dtype=torch.float32), k, dim=1)
+        )
+    out["mm_upcast_fp32_s"] = timed(lambda: torch.mm(q.float(), block.float().t()))
+    out["block_shape"] = [int(q.shape[0]), int(block.shape[0])]  # type: ignore[assignment]
+    return out
+
+
+def device_run(args: argparse.Namespace) -> int:
+    sys.modules["faiss"] = None  # type: ignore[assignment]  # the GPU image has no faiss
+    import negsample as ns
+
+    paths = C.synthetic(args.docs, args.queries, args.dim, dtype="float16")
+    corpus = np.load(paths["corpus"], mmap_mode="r")
+    queries = np.load(paths["queries"], mmap_mode="r")
+    positives = np.load(paths["positives"])[:, None]
+    info = C.machine()
+    load0 = list(os.getloadavg())
+    t0 = time.perf_counter()
+    index = ns.TorchIndex(
+        corpus,
+        device=args.device,
+        dtype=args.dtype,
+        memory_budget_mb=args.budget_mb,
+        search_block=args.search_block,
+        check=False,
+    )
+    build = time.perf_counter() - t0
+    print(f"built {index!r} in {build:.1f} s, block_rows {index.block_rows}", file=sys.stderr)
+    out: dict[str, Any] = {"build_s": build, "index": repr(index), "block_rows": index.block_rows}
+    samplers = {"TopK": ns.TopKSampler(k=200), "ReSa2": ns.ReSa2Sampler()}
+    rows = []
+    for name, sampler in samplers.items():
+        k = sampler.depth + 1  # mine() searches depth + (positives rounded up to a power of 2)
+        bare = _search_all(index, queries, k, index.search_block)
+        t0 = time.perf_counter()
+        negs = ns.mine(queries, index, positives, sampler=sampler, n=args.n, seed=0)
+        wall = time.perf_counter() - t0
+        assert negs.ids.shape[0] == queries.shape[0] and not (negs.ids == positives).any()
+        out[name] = {"k": k, "bare_search_s": bare, "mine_s": wall, "timings": negs.stats.timings}
+        rows.append([name, k, bare, wall, f"{wall / bare:.2f}"])
+        print(rows[-1], negs.stats.timings, file=sys.stderr)
+    ids = np.random.default_rng(0).integers(0, index.ntotal, (min(100_000, args.queries), 500))
+    q = np.ascontiguousarray(queries[: ids.shape[0]], dtype=np.float32)
+    t0 = time.perf_counter()
+    index.score(q, ids)
+    out["score_500_s"] = time.perf_counter() - t0
+    out["score_500_queries"] = int(ids.shape[0])
+    if index.devices[0].startswith("cuda") and index.dtype != "float32":
+        out["precision"] = _precision_cost(index, queries, 200)
+        print(out["precision"], file=sys.stderr)
+    load1 = list(os.getloadavg())
+    header = ["sampler", "search depth k", "bare search s", "mine() s", "mine() / bare"]
+    prec = out.get("precision", {})
+    extra = ""
+    if prec:
+        extra = (
+            f"\n\nOne block {prec['block_shape']}: float16 product {prec['mm_half_out_s']:.4f} s "
+            f"(+ top-200 {prec['mm_half_out_topk_s']:.4f} s)"
+            + (
+                f", float32-output product {prec['mm_fp32_out_s']:.4f} s (+ top-200 "
+                f"{prec['mm_fp32_out_topk_s']:.4f} s)"
+                if "mm_fp32_out_s" in prec
+                else ""
+            )
+            + f", upcast float32 product {prec['mm_upcast_fp32_s']:.4f} s."
+        )
+    md = (
+        f"{index!r}, block_rows {index.block_rows}, built in {build:.1f} s from a memory-mapped "
+        f"float16 corpus {args.docs:,} x {args.dim}; {args.queries:,} queries, one positive "
+        f"each, n={args.n}. score() of 500 ids for {out['score_500_queries']:,} queries: "
+        f"{out['score_500_s']:.2f} s. {info.get('cpu', '')}, torch {info.get('torch')}, "
+        f"{info['date']}, {C.load_note(load0, load1)}.\n\n" + C.markdown_table(header, rows) + extra
+    )
+    dev = "cuda" if args.device.startswith("cuda") else args.device
+    name = f"bench_torch_{dev}" + ("_quick" if args.quick else "")
+    C.write_results(name, {"args": vars(args), "machine": info, "results": out}, md)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="a small run (see above)")
+    ap.add_argument("--device", default=None, help="the device run: cuda, cuda:1, cpu, mps")
+    ap.add_argument("--docs", type=int, default=None)
+    ap.add_argument("--queries", type=int, default=None)
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--k", type=int, default=200, help="search depth of the CPU comparison")
+    ap.add_argument("--n", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dtype", default=None, help="TorchIndex dtype in the device run")
+    ap.add_argument("--budget-mb", type=float, default=None, help="TorchIndex memory_budget_mb")
+    ap.add_argument("--search-block", type=int, default=None, help="TorchIndex search_block")
+    args = ap.parse_args(argv)
+    if args.device is None:
+        sizes = (20_000, 2_000) if args.quick else (200_000, 10_000)
+    else:
+        sizes = (200_000, 20_000) if args.quick else (FULL_DOCS, 500_000)
+    args.docs = args.docs or sizes[0]
+    args.queries = args.queries or sizes[1]
+    return compare(args) if args.device is None else device_run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""Denoising beyond geometry: teacher scorers, LLM judges, a judgement cache, and the step
+that applies them to any sampler's draws.
+
+Imported on its own (``from negsample import scoring``): ``import negsample`` never loads
+it, and torch / sentence-transformers are imported only when a model scorer is built.
+
+- :class:`Scorer` / :class:`Judge`: the two contracts; :class:`ScoringStats` their counters.
+- :class:`CrossEncoderScorer`, :class:`EmbeddingScorer`: local teacher models.
+- :class:`LLMJudge`: any OpenAI-compatible chat-completions endpoint;
+  :class:`CascadeJudge`: RLHN's two-judge cascade; :class:`JudgementCache`: sqlite cache.
+- :func:`denoise`, :func:`mine_denoised`: keep the first ``n`` draws per row that pass
+  :class:`Margins` on teacher scores and the judge; teacher scores for distillation.
+"""
+
+from .base import LABELS, Judge, JudgeItem, Label, Scorer, ScoringStats, parse_label
+from .cache import JudgementCache
+from .denoise import Denoised, DenoiseStats, Margins, TeacherScores, denoise, mine_denoised
+from .llm import DEFAULT_PROMPT, CascadeJudge, JudgeError, JudgePrompt, LLMJudge
+from .models import CrossEncoderScorer, EmbeddingScorer
+
+__all__ = [
+    "DEFAULT_PROMPT",
+    "LABELS",
+    "CascadeJudge",
+    "CrossEncoderScorer",
+    "DenoiseStats",
+    "Denoised",
+    "EmbeddingScorer",
+    "Judge",
+    "JudgeError",
+    "JudgeItem",
+    "JudgePrompt",
+    "JudgementCache",
+    "LLMJudge",
+    "Label",
+    "Margins",
+    "Scorer",
+    "ScoringStats",
+    "TeacherScores",
+    "denoise",
+    "mine_denoised",
+    "parse_label",
+]

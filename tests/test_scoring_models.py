@@ -1,0 +1,161 @@
+"""CrossEncoderScorer and EmbeddingScorer through the real loading code, with a tiny,
+randomly initialised BERT saved to a temporary folder (no hub download)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import negsample as ns
+
+pytest.importorskip("sentence_transformers")
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from negsample.scoring import (  # noqa: E402
+    CrossEncoderScorer,
+    EmbeddingScorer,
+    Margins,
+    mine_denoised,
+)
+
+WORDS = "the a of to is in cat dog oat oats fat ldl heart blood lower diet fish milk".split()
+
+
+def _tiny_bert(folder: Path, num_labels: int = 1) -> Path:
+    """A 2-layer, 32-wide BERT with a word-level vocabulary, saved with its tokenizer."""
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=num_labels,
+    )
+    model = transformers.BertForSequenceClassification(cfg)
+    # a random classifier head has near-zero logits: widen it so scores differ visibly
+    with torch.no_grad():
+        model.classifier.weight.mul_(50.0)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_ce(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tiny_bert(tmp_path_factory.mktemp("ce") / "tiny-ce")
+
+
+def _pairs(k: int, seed: int = 0) -> list[tuple[str, str]]:
+    rng = np.random.default_rng(seed)
+
+    def text(n: int) -> str:
+        return " ".join(rng.choice(WORDS, size=n).tolist())
+
+    return [(text(int(rng.integers(2, 6))), text(int(rng.integers(3, 20)))) for _ in range(k)]
+
+
+def test_cross_encoder_loads_and_scores(tiny_ce: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ce = CrossEncoderScorer(tiny_ce, batch_size=4, device="cpu")
+    assert ce.fp16 is False and ce.device == "cpu" and ce.name.endswith("tiny-ce")
+    pairs = _pairs(13)
+    s = ce.score(pairs)
+    assert s.dtype == np.float32 and s.shape == (13,) and np.isfinite(s).all()
+    assert np.ptp(s) > 1e-3  # not a constant
+    # order of the pairs and batch size do not change a pair's score (up to rounding)
+    perm = np.random.default_rng(1).permutation(13)
+    s2 = CrossEncoderScorer(tiny_ce, batch_size=13, device="cpu").score([pairs[i] for i in perm])
+    np.testing.assert_allclose(s2, s[perm], rtol=1e-4, atol=1e-5)
+    # raw logits by default; "model" applies the model's own activation (a sigmoid here)
+    sig = CrossEncoderScorer(tiny_ce, device="cpu", activation="model").score(pairs)
+    np.testing.assert_allclose(sig, 1 / (1 + np.exp(-s)), rtol=1e-4, atol=1e-6)
+    assert ce.stats.pairs == 13 and ce.stats.requests == 4  # ceil(13 / 4) batches
+    assert ce.score([]).shape == (0,)
+    with pytest.raises(TypeError, match="pair 0"):
+        ce.score([("only one",)])  # type: ignore[list-item]
+
+
+def test_cross_encoder_refuses(tmp_path: Path, tiny_ce: Path) -> None:
+    two = _tiny_bert(tmp_path / "two", num_labels=2)
+    with pytest.raises(ValueError, match="2 output labels"):
+        CrossEncoderScorer(two, device="cpu")
+    with pytest.raises((FileNotFoundError, OSError)):
+        CrossEncoderScorer(tmp_path / "missing", device="cpu")
+    with pytest.raises(ValueError, match="activation"):
+        CrossEncoderScorer(tiny_ce, activation="softmax")
+
+
+def test_embedding_scorer_cosine(tmp_path: Path, tiny_ce: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    enc = Transformer(str(tiny_ce))
+    pool = Pooling(enc.get_embedding_dimension())
+    folder = tmp_path / "tiny-bi"
+    SentenceTransformer(modules=[enc, pool], device="cpu").save(str(folder))
+    scorer = EmbeddingScorer(folder, device="cpu", query_prompt="the ")
+    pairs = _pairs(9)
+    s = scorer.score(pairs)
+    model = SentenceTransformer(str(folder), device="cpu")
+    q = model.encode([p[0] for p in pairs], prompt="the ", normalize_embeddings=True)
+    d = model.encode([p[1] for p in pairs], normalize_embeddings=True)
+    np.testing.assert_allclose(s, (q * d).sum(axis=1), rtol=1e-4, atol=1e-5)
+    dot = EmbeddingScorer(folder, device="cpu", similarity="dot").score(pairs)
+    assert not np.allclose(dot, s)
+    with pytest.raises(ValueError, match="no prompt named"):
+        EmbeddingScorer(folder, device="cpu", query_prompt_name="no-such-prompt")
+
+
+def test_cross_encoder_margins_in_mine_denoised(tiny_ce: Path) -> None:
+    data = ns.make_synthetic(300, 12, 16, seed=0)
+    qt = [" ".join(WORDS[(i + j) % len(WORDS)] for j in range(3)) for i in range(12)]
+    dt = [" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(i % 9 + 3)) for i in range(300)]
+    ce = CrossEncoderScorer(tiny_ce, device="cpu", batch_size=32)
+    res = mine_denoised(
+        data.queries,
+        ns.NumpyIndex(data.corpus),
+        data.positives,
+        ns.TopKSampler(k=40),
+        query_texts=qt,
+        document_texts=dt,
+        n=4,
+        seed=0,
+        scorer=ce,
+        margins=Margins(relative_margin=0.05),
+    )
+    assert res.teacher is not None
+    ids = res.negatives.ids
+    rows, cols = np.nonzero(ids >= 0)
+    again = ce.score(
+        [
+            (qt[int(res.negatives.query_index[r])], dt[int(ids[r, c])])
+            for r, c in zip(rows, cols, strict=True)
+        ]
+    )
+    np.testing.assert_allclose(res.teacher.negative[rows, cols], again, rtol=1e-4, atol=1e-5)
+    thr = res.teacher.anchor - np.abs(res.teacher.anchor) * 0.05
+    assert np.all(res.teacher.negative[rows, cols] < thr[rows] + 1e-5)
+    assert res.stats.scorer is not None and res.stats.scorer.pairs > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cross_encoder_on_gpu(tiny_ce: Path) -> None:  # pragma: no cover - no GPU in CI
+    ce = CrossEncoderScorer(tiny_ce)
+    assert ce.fp16 and ce.device.startswith("cuda")
+    pairs = _pairs(50)
+    s = ce.score(pairs)
+    ref = CrossEncoderScorer(tiny_ce, device="cpu").score(pairs)
+    np.testing.assert_allclose(s, ref, atol=5e-2)
+    if torch.cuda.device_count() > 1:
+        assert ce._pool_devices is not None
+    ce.close()
