@@ -10,6 +10,7 @@ imported by the workers from this module, so the nodes get this checkout on PYTH
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -134,6 +135,7 @@ class LocalCluster:
                 pass
         psutil.wait_procs(alive, timeout=grace)
         self.groups = []
+        shutil.rmtree(self.temp_dir, ignore_errors=True)  # its logs and sockets
 
 
 @dataclass(frozen=True, kw_only=True)
