@@ -18,6 +18,7 @@ _EXTRA_FOR = {
     "pyarrow": "io",
     "matplotlib": "io",
     "tqdm": "io",
+    "ray": "ray",
 }
 
 

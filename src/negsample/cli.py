@@ -206,6 +206,7 @@ def _mine(args: argparse.Namespace) -> int:
         )
     if args.model and args.embeddings:
         raise ValueError("give --model or --embeddings, not both")
+    _check_ray_args(args)
     outputs = {"--out": out}
     out_dirs: dict[str, Path] = {}
     if args.format == "hf":  # --out names a datasets folder
@@ -267,8 +268,9 @@ def _mine_locked(
     if filters is not None:
         _log(f"filters: {filters!r}")
     had_work = work.is_dir()
+    mine_fn = mine_dataset if args.ray is None else _ray_runner(args)
     try:
-        res = mine_dataset(
+        res = mine_fn(
             ds,
             mine_sampler,
             embeddings=emb,
@@ -647,6 +649,54 @@ def _empty_hint(args: argparse.Namespace, st: Any) -> str:
     else:
         tip = "try a smaller --n, a sampler with a wider window, or --format st-triplet"
     return f"{what}; {tip}"
+
+
+_RAY_FLAGS = ("workers", "corpus_shards", "worker_cpus", "worker_gpus")
+
+
+def _check_ray_args(args: argparse.Namespace) -> None:
+    given = [f"--{k.replace('_', '-')}" for k in _RAY_FLAGS if getattr(args, k) is not None]
+    if args.ray is None:
+        if given:
+            raise ValueError(f"{', '.join(given)} need --ray (auto, local or HOST:PORT)")
+        return
+    if args.run:
+        raise ValueError("--ray distributes the dense search; with --run there is none: drop --ray")
+    if args.max_chunks is not None:
+        raise ValueError(
+            "--max-chunks is not available with --ray: stop a cluster run with Ctrl-C and "
+            "run the same command again to continue"
+        )
+    if args.workers is not None and args.corpus_shards is not None:
+        raise ValueError("give --workers (query sharding) or --corpus-shards, not both")
+
+
+def _nonnegative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v >= 0 or not np.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return v
+
+
+def _ray_runner(args: argparse.Namespace) -> Any:
+    """``mine_dataset_distributed`` with the cluster flags, called like ``mine_dataset``."""
+    from .distributed import mine_dataset_distributed
+
+    def run(*a: Any, candidates: Any, max_chunks: Any, **kw: Any) -> Any:
+        return mine_dataset_distributed(
+            *a,
+            address=args.ray,
+            workers=args.workers,
+            corpus_shards=args.corpus_shards,
+            cpus_per_worker=1.0 if args.worker_cpus is None else args.worker_cpus,
+            gpus_per_worker=0.0 if args.worker_gpus is None else args.worker_gpus,
+            **kw,
+        )
+
+    return run
 
 
 def _filters(args: argparse.Namespace) -> Any:
@@ -1156,6 +1206,38 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--stats-json", default=None, help="also write the diagnostics as JSON")
     _add_filter_args(mine)
     _add_denoise_args(mine)
+    ray = mine.add_argument_group(
+        "cluster (Ray)", "mine on a Ray cluster: same output, resumable (see docs/distributed.md)"
+    )
+    ray.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        default=None,
+        help="run on a Ray cluster: 'auto' (the cluster started on this machine), HOST:PORT "
+        "of its head node, or 'local' (a private Ray instance)",
+    )
+    ray.add_argument(
+        "--workers",
+        type=pos,
+        default=None,
+        help="query sharding: workers that each hold the whole index (default: as many as "
+        "the cluster's CPUs allow)",
+    )
+    ray.add_argument(
+        "--corpus-shards",
+        type=pos,
+        default=None,
+        help="corpus sharding instead: workers that each hold a shard of the corpus",
+    )
+    ray.add_argument(
+        "--worker-cpus", type=_positive_float, default=None, help="CPUs per worker (default 1)"
+    )
+    ray.add_argument(
+        "--worker-gpus",
+        type=_nonnegative_float,
+        default=None,
+        help="GPUs per worker (default 0); use --index torch on GPU workers",
+    )
     mine.set_defaults(func=_mine)
 
     rep = sub.add_parser(

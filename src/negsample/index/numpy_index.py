@@ -30,18 +30,18 @@ __all__ = ["NumpyIndex", "topk_merge"]
 def topk_merge(
     scores: npt.NDArray[np.float32], ids: npt.NDArray[np.int64], k: int
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """Keep the ``k`` best of each row, sorted by score descending then id ascending.
+    """Keep the ``k`` best of each row, sorted by score descending then id ascending
+    (``-1`` ids last, with score ``-inf``).
 
-    The id tie-break makes the result independent of how the corpus was split into blocks.
+    The id tie-break, applied at the cut too (of equal scores straddling the ``k``-th place
+    the smaller ids are kept), makes the result independent of how the corpus was split
+    into blocks or shards: the order of :meth:`NumpyIndex.search`.
     """
-    if scores.shape[1] > k:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        scores = np.take_along_axis(scores, part, axis=1)
-        ids = np.take_along_axis(ids, part, axis=1)
-    # lexsort sorts by the last key first: score descending, then id ascending (-1 last)
-    id_key = np.where(ids < 0, np.iinfo(np.int64).max, ids)
-    order = np.lexsort((id_key, -scores), axis=1)
-    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+    keys = np.where(ids >= 0, _pack(scores, ids), _EMPTY)
+    kk = min(int(k), keys.shape[1])
+    if keys.shape[1] > kk:
+        keys = np.partition(keys, keys.shape[1] - kk, axis=1)[:, keys.shape[1] - kk :]
+    return _unpack(np.sort(keys, axis=1)[:, ::-1])
 
 
 class NumpyIndex(BaseIndex):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from .._ragged import Ragged
 from .._types import Candidates, Negatives
 from ..candidates import positive_scores_for
 from ..filters import Filters
@@ -141,18 +142,7 @@ def mine_dataset(
             idx = _index_for(embeddings, index, metric, wd, settings_hash(user)[:16], opts)
             timings["index"] = time.perf_counter() - t
             queries = embeddings.queries
-        exclude = None
-        if exclude_duplicate_texts:
-            dups = dataset.duplicate_texts()
-            n_dup = sum(d.size for d in dups)
-            if n_dup:
-                exclude = dups
-                if log is not None:
-                    n_q = sum(1 for d in dups if d.size)
-                    log(
-                        f"excluding {n_dup} (query, document) pairs whose document text "
-                        f"duplicates one of the query's positives ({n_q} queries)"
-                    )
+        exclude = duplicate_exclusion(dataset, log) if exclude_duplicate_texts else None
         negs = mine_resumable(
             queries,
             idx,
@@ -175,12 +165,7 @@ def mine_dataset(
         t = time.perf_counter()
         pos = dataset.positives_ragged()
         if idx is not None and queries is not None:
-            ps = np.empty(pos.nnz, np.float32)
-            step = 4096
-            for a in range(0, pos.n_rows, step):
-                b = min(a + step, pos.n_rows)
-                q = prepare_queries(queries[a:b], idx.dim, idx.metric, check=False)
-                ps[pos.indptr[a] : pos.indptr[b]] = positive_scores_for(q, pos.slice(a, b), idx)
+            ps = positive_scores(queries, pos, idx)
         else:
             from ..io.runs import scores_of
 
@@ -193,6 +178,39 @@ def mine_dataset(
         held.close()
         if tmp_dir is not None:
             tmp_dir.cleanup()
+
+
+def duplicate_exclusion(dataset: BeirDataset, log: Callable[[str], None] | None) -> Any:
+    """The documents never to sample per query because their text duplicates one of the
+    query's positives (:meth:`BeirDataset.duplicate_texts`), ``None`` when there are none;
+    the count goes to ``log``."""
+    dups = dataset.duplicate_texts()
+    n_dup = sum(d.size for d in dups)
+    if not n_dup:
+        return None
+    if log is not None:
+        n_q = sum(1 for d in dups if d.size)
+        log(
+            f"excluding {n_dup} (query, document) pairs whose document text "
+            f"duplicates one of the query's positives ({n_q} queries)"
+        )
+    return dups
+
+
+def positive_scores(
+    queries: Any, positives: Ragged, index: Index, step: int = 4096
+) -> npt.NDArray[np.float32]:
+    """``s(q, d+)`` of every positive of ``positives`` (ragged, one row per query of
+    ``queries``), flat in their order, ``step`` queries at a time. Row by row: a worker
+    that scores a slice of the queries gets the numbers a single process gets."""
+    ps = np.empty(positives.nnz, np.float32)
+    for a in range(0, positives.n_rows, step):
+        b = min(a + step, positives.n_rows)
+        q = prepare_queries(queries[a:b], index.dim, index.metric, check=False)
+        ps[positives.indptr[a] : positives.indptr[b]] = positive_scores_for(
+            q, positives.slice(a, b), index
+        )
+    return ps
 
 
 def _is_torch_spec(spec: str) -> bool:

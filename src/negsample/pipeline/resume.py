@@ -85,6 +85,7 @@ def _array_digest(*arrays: Any) -> str:
 
 
 def _chunk_path(wd: Path, h: str, a: int, b: int) -> Path:
+    """The file of the finished chunk of queries ``a:b`` of the run ``h``."""
     return wd / f"chunk_{h[:16]}_{a:010d}_{b:010d}.npz"
 
 
@@ -149,6 +150,82 @@ def _read_manifest(man: Path, log: Callable[[str], None] | None) -> dict[str, An
         if log is not None:
             log(f"{man}: unreadable ({exc}); rebuilt (chunks are checked one by one)")
         return None
+
+
+def prepare_run(
+    queries: Any,
+    ntotal: int | None,
+    positives: Any,
+    sampler: BaseSampler,
+    *,
+    n_queries: int,
+    n: int,
+    seed: int,
+    filters: Filters | None,
+    candidates: Candidates | None,
+    settings: Mapping[str, Any] | None,
+    chunk_size: int,
+    exclude: Any,
+) -> tuple[str, dict[str, Any], Ragged, Ragged | None]:
+    """The settings of a run and their hash, with the positives and exclusions checked
+    (ragged). Shared by :func:`mine_resumable` and the distributed runner
+    (``negsample.distributed``): the same inputs give the same hash, so either can continue
+    the other's run."""
+    n_q, n_corpus = int(n_queries), ntotal
+    pos = to_ragged(positives, n_q, n_corpus)
+    exc = (
+        None if exclude is None else to_ragged(exclude, n_q, n_corpus, "exclude", allow_empty=True)
+    )
+    digests = {
+        "positives": _array_digest(pos.indptr, pos.values),
+        "exclude": _array_digest(exc.indptr, exc.values) if exc is not None else None,
+        "queries": _array_digest(queries) if queries is not None else None,
+        "candidates": (
+            _array_digest(candidates.ids, candidates.scores) if candidates is not None else None
+        ),
+    }
+    full = {
+        "user": dict(settings or {}),
+        "sampler": repr(sampler),
+        "n": int(n),
+        "seed": int(seed),
+        "filters": repr(filters),
+        "chunk_size": int(chunk_size),
+        "n_queries": n_q,
+        "inputs": digests,
+    }
+    return settings_hash(full), full, pos, exc
+
+
+def open_work_dir(
+    wd: Path, h: str, full: dict[str, Any], log: Callable[[str], None] | None
+) -> None:
+    """Make the work folder ready for the run ``h`` (hold :func:`work_lock` around the
+    call): temporaries of a killed run removed, the manifest checked (a run with other
+    settings is refused with :class:`SettingsMismatch`) or written, chunk files made with
+    other settings removed."""
+    wd.mkdir(parents=True, exist_ok=True)
+    stale = _remove_stale(wd)
+    if stale and log is not None:
+        log(f"removed {stale} temporary files left in {wd} by an interrupted run")
+    man = wd / _MANIFEST
+    old = _read_manifest(man, log)
+    if old is not None and old["hash"] != h:
+        raise SettingsMismatch(
+            f"{wd} holds a run with other settings (hash {old['hash'][:12]}, now {h[:12]}); "
+            "rerun with --fresh (or delete that folder) to start over, or write to another "
+            "output path"
+        )
+    if old is None:
+        tmp = wd / f".{_MANIFEST}.tmp"
+        tmp.write_text(json.dumps({"hash": h, "settings": full}, indent=1, default=str))
+        os.replace(tmp, man)
+    prefix = f"chunk_{h[:16]}_"
+    foreign = [p for p in wd.glob("chunk_*.npz") if not p.name.startswith(prefix)]
+    for p in foreign:
+        p.unlink(missing_ok=True)
+    if foreign and log is not None:
+        log(f"removed {len(foreign)} chunk files made with other settings from {wd}")
 
 
 def mine_resumable(
@@ -245,30 +322,20 @@ def mine_resumable(
             if not hasattr(queries, "shape")
             else int(queries.shape[0])
         )
-    n_corpus = index.ntotal if index is not None else None
-    pos = to_ragged(positives, n_q, n_corpus)
-    exc = (
-        None if exclude is None else to_ragged(exclude, n_q, n_corpus, "exclude", allow_empty=True)
+    h, full, pos, exc = prepare_run(
+        queries,
+        index.ntotal if index is not None else None,
+        positives,
+        sampler,
+        n_queries=n_q,
+        n=n,
+        seed=seed,
+        filters=filters,
+        candidates=candidates,
+        settings=settings,
+        chunk_size=chunk_size,
+        exclude=exclude,
     )
-    digests = {
-        "positives": _array_digest(pos.indptr, pos.values),
-        "exclude": _array_digest(exc.indptr, exc.values) if exc is not None else None,
-        "queries": _array_digest(queries) if queries is not None else None,
-        "candidates": (
-            _array_digest(candidates.ids, candidates.scores) if candidates is not None else None
-        ),
-    }
-    full = {
-        "user": dict(settings or {}),
-        "sampler": repr(sampler),
-        "n": int(n),
-        "seed": int(seed),
-        "filters": repr(filters),
-        "chunk_size": int(chunk_size),
-        "n_queries": n_q,
-        "inputs": digests,
-    }
-    h = settings_hash(full)
     wd = Path(work_dir)
     with work_lock(wd):
         return _run_chunks(
@@ -298,28 +365,7 @@ def _run_chunks(
     log: Callable[[str], None] | None,
 ) -> Negatives:
     """The chunk loop of :func:`mine_resumable`, under the work folder's lock."""
-    wd.mkdir(parents=True, exist_ok=True)
-    stale = _remove_stale(wd)
-    if stale and log is not None:
-        log(f"removed {stale} temporary files left in {wd} by an interrupted run")
-    man = wd / _MANIFEST
-    old = _read_manifest(man, log)
-    if old is not None and old["hash"] != h:
-        raise SettingsMismatch(
-            f"{wd} holds a run with other settings (hash {old['hash'][:12]}, now {h[:12]}); "
-            "rerun with --fresh (or delete that folder) to start over, or write to another "
-            "output path"
-        )
-    if old is None:
-        tmp = wd / f".{_MANIFEST}.tmp"
-        tmp.write_text(json.dumps({"hash": h, "settings": full}, indent=1, default=str))
-        os.replace(tmp, man)
-    prefix = f"chunk_{h[:16]}_"
-    foreign = [p for p in wd.glob("chunk_*.npz") if not p.name.startswith(prefix)]
-    for p in foreign:
-        p.unlink(missing_ok=True)
-    if foreign and log is not None:
-        log(f"removed {len(foreign)} chunk files made with other settings from {wd}")
+    open_work_dir(wd, h, full, log)
 
     starts = list(range(0, n_q, chunk_size))
     total = len(starts)

@@ -1,0 +1,230 @@
+"""What runs inside a Ray worker: where its index comes from and the actor that holds it.
+
+Nothing here imports Ray at module level: the actor class is a plain class, made remote
+by :func:`remote_worker_class` on the driver, so it can be unit-tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .._ragged import Ragged
+from .._types import Negatives, SearchResult
+from .._validate import as_matrix, check_finite
+from ..index.base import Index
+
+__all__ = ["IndexWorker", "MineTask", "Rows", "WorkerSource", "build_spec_index", "corpus_block"]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows ``start:stop`` of a ``.npy`` file, memory-mapped by whoever reads them (a
+    worker reads its queries or its corpus shard straight from shared storage)."""
+
+    path: str
+    start: int = 0
+    stop: int | None = None
+
+    def read(self) -> np.ndarray:
+        arr = np.load(self.path, mmap_mode="r")
+        if arr.ndim != 2:
+            raise ValueError(f"{self.path}: expected a 2-D array (n, dim), got shape {arr.shape}")
+        return arr[self.start : self.stop]
+
+
+def resolve(data: Any) -> Any:
+    """The array behind ``data``: a :class:`Rows`, a Ray object reference, or an array."""
+    if isinstance(data, Rows):
+        return data.read()
+    if type(data).__name__ == "ObjectRef":
+        import ray
+
+        return ray.get(data)
+    return data
+
+
+@dataclass(frozen=True)
+class WorkerSource:
+    """How one worker gets its index.
+
+    Either ``saved`` (a folder written by ``Index.save``, opened with
+    :func:`~negsample.load_index`), or ``spec`` (``"exact"``, ``"torch[:device[:dtype]]"``
+    or a faiss factory string) built over ``corpus`` (a :class:`Rows` of a ``.npy`` or an
+    object reference to an array). ``offset`` is the global row of the corpus's first row
+    (a corpus shard), used to name bad rows.
+    """
+
+    spec: str = "exact"
+    metric: str = "ip"
+    corpus: Any = None
+    saved: str | None = None
+    offset: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def open(self) -> Index:
+        if self.saved is not None:
+            from ..index.loading import load_index
+
+            opts = dict(self.options)
+            if self.corpus is not None:  # a saved faiss index's original vectors
+                opts["vectors"] = as_matrix(resolve(self.corpus), "corpus", check=False)
+            return load_index(self.saved, **opts)
+        vectors = as_matrix(resolve(self.corpus), "corpus", check=False)
+        check_finite(vectors, "corpus", row_offset=self.offset)
+        return build_spec_index(vectors, self.spec, self.metric, self.options)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able identity (for a run's settings hash)."""
+        corpus = self.corpus
+        if isinstance(corpus, Rows):
+            p = Path(corpus.path)
+            st = p.stat()
+            corpus = [str(p.resolve()), st.st_size, st.st_mtime_ns, corpus.start, corpus.stop]
+        elif corpus is not None:
+            corpus = "array"
+        return {
+            "spec": self.spec if self.saved is None else None,
+            "saved": self.saved,
+            "metric": self.metric,
+            "corpus": corpus,
+            "options": {k: repr(v) for k, v in sorted(self.options.items())},
+        }
+
+
+def build_spec_index(vectors: Any, spec: str, metric: str, options: dict[str, Any]) -> Index:
+    """``"exact"``/``"numpy"``: :class:`~negsample.NumpyIndex` (``options`` passed on, e.g.
+    ``chunk_size``, ``search_block``); anything else through
+    :func:`~negsample.build_index` (``"torch..."``, faiss factory strings)."""
+    if spec.lower() in ("exact", "numpy"):
+        from ..index.numpy_index import NumpyIndex
+
+        return NumpyIndex(vectors, metric=metric, check=False, **options)
+    from ..pipeline.dataset import build_index
+
+    opts = dict(options)
+    if not spec.lower().startswith("torch"):
+        opts.setdefault("check", False)
+    return build_index(vectors, spec, metric=metric, **opts)
+
+
+def corpus_block(index: Any) -> int:
+    """Corpus rows an index scores together in one matrix product (1 when it has no such
+    blocks): corpus shards cut at multiples of it score every pair with the same operands
+    as one index over the whole corpus, so bit for bit alike."""
+    for attr in ("block_rows", "chunk_size"):
+        value = getattr(index, attr, None)
+        if isinstance(value, int | np.integer) and value > 0:
+            return int(value)
+    if type(index).__name__ == "FaissIndex":
+        return faiss_database_block()
+    return 1
+
+
+def faiss_database_block() -> int:
+    """Database rows per block of faiss's exhaustive (BLAS) search."""
+    try:
+        import faiss
+
+        return int(faiss.cvar.distance_compute_blas_database_bs)
+    except (ImportError, AttributeError):  # pragma: no cover - depends on the faiss build
+        return 1024
+
+
+@dataclass(frozen=True)
+class MineTask:
+    """What :meth:`IndexWorker.mine_chunk` needs besides the index (sent with each chunk)."""
+
+    sampler: Any
+    n: int
+    seed: int
+    filters: Any = None
+
+
+class IndexWorker:
+    """A Ray actor holding one index (whole, for query sharding, or one corpus shard).
+
+    The index is opened on first use, so an actor that Ray restarts after its process
+    died opens it again by itself before it serves the retried call.
+    """
+
+    def __init__(self, source: WorkerSource) -> None:
+        self._source = source
+        self._index: Index | None = None
+
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            self._index = self._source.open()
+        return self._index
+
+    def info(self) -> dict[str, Any]:
+        """Open the index (if not yet) and describe it and this process."""
+        idx = self.index
+        node = ""
+        try:
+            import ray
+
+            node = ray.get_runtime_context().get_node_id()
+        except Exception:  # pragma: no cover - outside Ray
+            pass
+        return {
+            "ntotal": int(idx.ntotal),
+            "dim": int(idx.dim),
+            "metric": idx.metric,
+            "exact": bool(idx.exact),
+            "search_block": int(idx.search_block),
+            "corpus_block": corpus_block(idx),
+            "repr": repr(idx),
+            "pid": os.getpid(),
+            "node": node,
+        }
+
+    # -- query sharding -----------------------------------------------------------------
+    def mine_chunk(
+        self,
+        start: int,
+        queries: Any,
+        positives: Ragged,
+        exclude: Ragged | None,
+        task: MineTask,
+    ) -> Negatives:
+        """:func:`~negsample.mine` on one chunk of queries whose first row is the global
+        query ``start`` (what :func:`~negsample.mine_resumable` computes for that chunk)."""
+        from ..mining import mine
+
+        return mine(
+            resolve(queries),
+            self.index,
+            positives,
+            task.sampler,
+            n=task.n,
+            seed=task.seed,
+            filters=task.filters,
+            query_offset=int(start),
+            exclude=exclude,
+        )
+
+    def positive_scores(self, queries: Any, positives: Ragged) -> npt.NDArray[np.float32]:
+        """``s(q, d+)`` of a chunk's positives, flat in their order."""
+        from ..pipeline.dataset import positive_scores
+
+        return positive_scores(resolve(queries), positives, self.index)
+
+    # -- corpus sharding: the Index protocol, on this shard's rows ------------------------
+    def search(self, queries: Any, k: int) -> SearchResult:
+        return self.index.search(queries, k)
+
+    def score(self, vectors: Any, ids: Any) -> npt.NDArray[np.float32]:
+        return self.index.score(vectors, ids)
+
+    def sq_norms(self, ids: Any) -> npt.NDArray[np.float32]:
+        return self.index.sq_norms(ids)
+
+    def vectors(self, ids: Any) -> npt.NDArray[np.float32]:
+        return self.index.vectors(ids)

@@ -1,0 +1,463 @@
+"""``mine_distributed``: mining on a Ray cluster, by query shards or corpus shards, in the
+resumable chunks of :func:`~negsample.mine_resumable` (same manifest, same chunk files),
+with the result of one :func:`~negsample.mine` call."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._types import MiningStats, Negatives
+from ..filters import Filters
+from ..pipeline import resume
+from ..samplers.base import BaseSampler
+from ..samplers.topk import TopKSampler
+from ._ray import connect, get, is_worker_lost, ray_module
+from ._workers import MineTask, Rows, build_spec_index
+from .index import ReplicatedIndex, ShardedIndex, as_data, exact_like
+
+__all__ = ["aligned_chunk_size", "default_workers", "mine_distributed"]
+
+#: Chunks queued per worker (one running, one waiting, so a worker never idles on the driver).
+_IN_FLIGHT = 2
+
+
+def aligned_chunk_size(chunk_size: int, search_block: int) -> int:
+    """``chunk_size`` rounded up to a multiple of the index's ``search_block``: every chunk
+    then starts on a search block, so each worker makes the very search calls one
+    process would (:func:`~negsample.mine` searches in blocks aligned to the global query
+    index)."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    return -(-chunk_size // search_block) * search_block
+
+
+def default_workers(cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0) -> int:
+    """As many workers as the cluster's free CPUs (and GPUs, when workers take GPUs) allow."""
+    res = ray_module().available_resources()
+    n = int(res.get("CPU", 1) // cpus_per_worker) if cpus_per_worker > 0 else 1 << 30
+    if gpus_per_worker > 0:
+        n = min(n, int(res.get("GPU", 0) // gpus_per_worker))
+        if n < 1:
+            raise ValueError(
+                f"workers take {gpus_per_worker} GPU each but the cluster has "
+                f"{res.get('GPU', 0)} free GPUs"
+            )
+    return max(1, min(n, 1 << 16))
+
+
+def _check_args(sampler: Any, n: Any, seed: Any, filters: Filters | None) -> BaseSampler:
+    sampler = TopKSampler() if sampler is None else sampler
+    if not isinstance(sampler, BaseSampler):
+        raise TypeError(f"sampler must be a negsample sampler, got {type(sampler).__name__}")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    sampler.check_n(int(n))
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(
+            f"seed must be an int (a distributed run is resumable), got {type(seed).__name__}"
+        )
+    if filters is not None and not filters.is_noop and sampler.depth == 0:
+        raise ValueError(
+            f"{type(sampler).__name__} searches no candidates, so score filters do not apply"
+        )
+    return sampler
+
+
+def mine_distributed(
+    queries: Any,
+    index: str | os.PathLike[str] | ReplicatedIndex | ShardedIndex,
+    positives: Any,
+    sampler: BaseSampler | None = None,
+    *,
+    corpus: Any = None,
+    metric: str = "ip",
+    index_options: Mapping[str, Any] | None = None,
+    n: int = 7,
+    seed: int = 0,
+    filters: Filters | None = None,
+    exclude: Any = None,
+    workers: int | None = None,
+    corpus_shards: int | None = None,
+    cpus_per_worker: float = 1.0,
+    gpus_per_worker: float = 0.0,
+    address: str | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
+    chunk_size: int = 4096,
+    settings: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    on_chunk: Callable[[int, int], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    max_restarts: int = 3,
+) -> Negatives:
+    """Mine ``n`` negatives per query on a Ray cluster: the result of one
+    :func:`~negsample.mine` call with the same seed, bit for bit (exact indexes).
+
+    Two ways to split the work:
+
+    - **query sharding** (default): ``workers`` actors each hold the whole index
+      (:class:`ReplicatedIndex`) and mine chunks of ``chunk_size`` queries with their
+      global offset, handed out as workers free up;
+    - **corpus sharding** (``corpus_shards=S``): ``S`` actors each hold a contiguous
+      shard of the corpus (:class:`ShardedIndex`); :func:`~negsample.mine` runs here,
+      its searches merged exactly across shards and the scores ReSa2 and TriSampler
+      need asked of the shard that holds each id.
+
+    Finished chunks are saved in ``work_dir`` like :func:`~negsample.mine_resumable`'s
+    (same manifest and files): a run whose driver was killed or interrupted continues
+    from them, in either mode. A worker whose process dies is restarted by Ray and its
+    chunk computed again (same result); a worker lost for good leaves its chunks to the
+    others. Ctrl-C cancels the cluster work and stops the workers; the finished chunks
+    stay saved.
+
+    Parameters
+    ----------
+    queries : ``(n_queries, dim)`` float array, or a ``.npy`` path (each worker reads its
+        chunks' rows from it: storage every node sees).
+    index : an index spec built by every worker over ``corpus`` (``"exact"``,
+        ``"torch[:device[:dtype]]"``, a faiss factory such as ``"Flat"`` or ``"HNSW32"``),
+        the folder of a saved index, or workers already started (a
+        :class:`ReplicatedIndex` or a :class:`ShardedIndex`, left running).
+    positives : one sequence of corpus row ids per query (ragged), or a ``-1``-padded array.
+    sampler : any sampler; default ``TopKSampler()``.
+    corpus : ``(n, dim)`` corpus vectors for a spec: a ``.npy`` path (memory-mapped by
+        each worker) or an array (sent through Ray's object store).
+    metric : ``"ip"`` or ``"cosine"``.
+    index_options : keyword arguments for the index (``search_block``, ``chunk_size``...).
+    n, seed, filters, exclude : as for :func:`~negsample.mine` (``seed`` an int).
+    workers : query-sharding workers; default as many as the cluster's CPUs allow at
+        ``cpus_per_worker`` each (and GPUs at ``gpus_per_worker``).
+    corpus_shards : corpus-sharding workers (instead of ``workers``).
+    cpus_per_worker, gpus_per_worker : Ray resources per worker; with GPUs, use a
+        ``"torch"`` spec (:class:`~negsample.TorchIndex` on each worker's GPU).
+    address : Ray cluster to use when this process is not connected yet: ``"auto"``,
+        ``"HOST:PORT"``, ``"local"``; see :func:`connect`.
+    work_dir : folder for the manifest and finished chunks; ``None``: a temporary folder
+        removed at the end (nothing to resume).
+    chunk_size : queries per chunk, rounded up to a multiple of the index's
+        ``search_block``.
+    settings : anything else that identifies the run, hashed into the manifest.
+    progress : one tqdm bar on this process, advanced as chunks finish anywhere.
+    on_chunk : called as ``on_chunk(done, total)`` after each chunk is saved.
+    log : receives one-line messages (chunks resumed, workers lost, per-worker counts).
+    max_restarts : times Ray restarts a worker whose process died.
+
+    Returns
+    -------
+    Negatives
+        As :func:`~negsample.mine` returns; ``stats`` merges every chunk's counters and
+        timings (summed over workers).
+
+    Examples
+    --------
+    >>> from negsample.distributed import mine_distributed      # doctest: +SKIP
+    >>> negs = mine_distributed(queries, "exact", positives, ns.ReSa2Sampler(),  # doctest: +SKIP
+    ...                         corpus="corpus.npy", address="auto", workers=8, seed=0)
+    """
+    sampler = _check_args(sampler, n, seed, filters)
+    if workers is not None and corpus_shards is not None:
+        raise ValueError("give workers (query sharding) or corpus_shards, not both")
+    if isinstance(index, ReplicatedIndex | ShardedIndex):
+        given = {
+            "corpus": corpus,
+            "index_options": index_options,
+            "workers": workers,
+            "corpus_shards": corpus_shards,
+        }
+        extra = [k for k, v in given.items() if v is not None]
+        if extra:
+            raise ValueError(
+                f"{type(index).__name__} workers are already started: leave out {', '.join(extra)}"
+            )
+    started = connect(address)
+    tmp = None
+    if work_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="negsample-work-")
+        work_dir = tmp.name
+    owned: ReplicatedIndex | ShardedIndex | None = None
+    lock = ExitStack()
+    try:
+        # the saved index and the chunks: one process at a time in the work folder
+        lock.enter_context(resume.work_lock(Path(work_dir)))
+        if isinstance(index, ReplicatedIndex | ShardedIndex):
+            held = index
+        elif corpus_shards is not None:
+            held = owned = ShardedIndex(
+                index,
+                corpus=corpus,
+                shards=corpus_shards,
+                metric=metric,
+                index_options=index_options,
+                cpus_per_shard=cpus_per_worker,
+                gpus_per_shard=gpus_per_worker,
+                max_restarts=max_restarts,
+            )
+        else:
+            if isinstance(index, str) and not os.path.isdir(index) and not exact_like(index):
+                index = _build_once(index, corpus, metric, index_options, Path(work_dir))
+                index_options = None  # used by the build; the workers load the saved index
+            held = owned = ReplicatedIndex(
+                index,
+                corpus=corpus,
+                workers=workers or default_workers(cpus_per_worker, gpus_per_worker),
+                metric=metric,
+                index_options=index_options,
+                cpus_per_worker=cpus_per_worker,
+                gpus_per_worker=gpus_per_worker,
+                max_restarts=max_restarts,
+            )
+        user = {**dict(settings or {}), "index": held.identity}
+        return run_chunks(
+            held,
+            queries,
+            positives,
+            sampler,
+            n=int(n),
+            seed=int(seed),
+            filters=filters,
+            exclude=exclude,
+            work_dir=Path(work_dir),
+            chunk_size=chunk_size,
+            settings=user,
+            progress=progress,
+            on_chunk=on_chunk,
+            log=log,
+        )
+    finally:
+        if owned is not None:
+            owned.close()
+        lock.close()
+        if tmp is not None:
+            tmp.cleanup()
+        if started:
+            ray_module().shutdown()
+
+
+def _build_once(
+    spec: str, corpus: Any, metric: str, options: Mapping[str, Any] | None, work_dir: Path
+) -> str:
+    """Build an approximate index (HNSW, IVF...) once, here, and save it in the work
+    folder, so that every worker loads the very same index (built by each worker, the
+    graphs would differ) and a resumed run searches it again."""
+    from ..pipeline.resume import settings_hash
+
+    if corpus is None:
+        raise ValueError(f"index spec {spec!r} is built from a corpus: pass corpus= (.npy/array)")
+    data, _, _ = as_data(corpus, "corpus")
+    vectors = data.read() if isinstance(data, Rows) else data
+    key = settings_hash(
+        {"spec": spec, "metric": metric, "options": repr(sorted(dict(options or {}).items()))}
+    )
+    saved = work_dir / f"index-{key[:16]}"
+    if not (saved / "meta.json").is_file():
+        work_dir.mkdir(parents=True, exist_ok=True)
+        build_spec_index(vectors, spec, metric, dict(options or {})).save(saved)
+    return str(saved)
+
+
+def run_chunks(
+    held: ReplicatedIndex | ShardedIndex,
+    queries: Any,
+    positives: Any,
+    sampler: BaseSampler,
+    *,
+    n: int,
+    seed: int,
+    filters: Filters | None,
+    exclude: Any,
+    work_dir: Path,
+    chunk_size: int,
+    settings: Mapping[str, Any],
+    progress: bool,
+    on_chunk: Callable[[int, int], None] | None,
+    log: Callable[[str], None] | None,
+) -> Negatives:
+    """The resumable chunks of one run on workers already started."""
+    if n >= held.ntotal:
+        raise ValueError(
+            f"n={n} negatives requested but the corpus has only {held.ntotal} rows "
+            "(at least one is a positive)"
+        )
+    size = aligned_chunk_size(chunk_size, held.search_block)
+    if size != chunk_size and log is not None:
+        log(f"chunk size {chunk_size} rounded up to {size} (a multiple of the search block)")
+    qdata, n_q, dim = as_data(queries, "queries")
+    if dim != held.dim:
+        raise ValueError(f"queries has dimension {dim}, but the index has dimension {held.dim}")
+    q_all = qdata.read() if isinstance(qdata, Rows) else qdata
+    if isinstance(held, ShardedIndex):
+        return resume.mine_resumable(
+            q_all,
+            held,
+            positives,
+            sampler,
+            work_dir=work_dir,
+            n=n,
+            seed=seed,
+            filters=filters,
+            settings=settings,
+            chunk_size=size,
+            progress=progress,
+            on_chunk=on_chunk,
+            log=log,
+            exclude=exclude,
+        )
+    h, full, pos, exc = resume.prepare_run(
+        q_all,
+        held.ntotal,
+        positives,
+        sampler,
+        n_queries=n_q,
+        n=n,
+        seed=seed,
+        filters=filters,
+        candidates=None,
+        settings=settings,
+        chunk_size=size,
+        exclude=exclude,
+    )
+    chunks = [(a, min(a + size, n_q)) for a in range(0, n_q, size)]
+    task = MineTask(sampler, n, seed, filters)
+
+    def submit(actor: Any, a: int, b: int) -> Any:
+        e = None if exc is None else exc.slice(a, b)
+        return actor.mine_chunk.remote(a, query_rows(qdata, a, b), pos.slice(a, b), e, task)
+
+    with resume.work_lock(work_dir):  # (re-entrant: callers may hold it already)
+        resume.open_work_dir(work_dir, h, full, log)
+        return _schedule(
+            held,
+            chunks,
+            work_dir,
+            h,
+            submit,
+            n=n,
+            seed=seed,
+            progress=progress,
+            on_chunk=on_chunk,
+            log=log,
+        )
+
+
+def query_rows(qdata: Rows | np.ndarray, a: int, b: int) -> Any:
+    """Queries ``a:b`` as sent to a worker: rows of a file it reads, or the array rows."""
+    if isinstance(qdata, Rows):
+        return Rows(qdata.path, a, b)
+    return np.ascontiguousarray(qdata[a:b])
+
+
+def _schedule(
+    pool: ReplicatedIndex,
+    chunks: list[tuple[int, int]],
+    wd: Path,
+    h: str,
+    submit: Callable[[Any, int, int], Any],
+    *,
+    n: int,
+    seed: int,
+    progress: bool,
+    on_chunk: Callable[[int, int], None] | None,
+    log: Callable[[str], None] | None,
+) -> Negatives:
+    """Hand the unfinished chunks to the workers as they free up; save each result."""
+    ray = ray_module()
+    total = len(chunks)
+    parts: dict[int, Negatives] = {}
+    rejected = 0
+    for i, (a, b) in enumerate(chunks):
+        path = resume._chunk_path(wd, h, a, b)
+        got = resume._load_chunk(path, h) if path.is_file() else None
+        if isinstance(got, Negatives):
+            parts[i] = got
+        elif got is not None:  # damaged (or, renamed, another run's): computed again
+            path.unlink(missing_ok=True)
+            rejected += 1
+    if rejected and log is not None:
+        log(f"recomputing {rejected} damaged chunk files")
+    resumed = len(parts)
+    if resumed and log is not None:
+        log(f"resumed {resumed} of {total} chunks from {wd}, computing {total - resumed}")
+    todo = deque(i for i in range(total) if i not in parts)
+    alive = list(range(pool.num_workers))
+    load = dict.fromkeys(alive, 0)
+    done_by = dict.fromkeys(alive, 0)
+    inflight: dict[Any, tuple[int, int]] = {}
+    bar = None
+    if progress:
+        from .._optional import require
+
+        bar = require("tqdm.auto", "progress bars").tqdm(
+            total=chunks[-1][1] if chunks else 0, unit="query", desc="mining"
+        )
+        bar.update(sum(chunks[i][1] - chunks[i][0] for i in parts))
+    t0 = time.perf_counter()
+    try:
+        while todo or inflight:
+            for w in alive:
+                while load[w] < _IN_FLIGHT and todo:
+                    i = todo.popleft()
+                    inflight[submit(pool.actors[w], *chunks[i])] = (i, w)
+                    load[w] += 1
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            for ref in ready:
+                i, w = inflight.pop(ref)
+                load[w] -= 1
+                a, b = chunks[i]
+                try:
+                    part = get(ref)
+                except Exception as exc:
+                    if not is_worker_lost(exc):
+                        raise
+                    todo.appendleft(i)
+                    if w in alive:
+                        alive.remove(w)
+                        if log is not None:
+                            log(
+                                f"worker {w} lost for good ({type(exc).__name__}); its chunks "
+                                f"go to the {len(alive)} others"
+                            )
+                    if not alive:
+                        raise RuntimeError(
+                            f"every worker was lost; {len(parts)} of {total} chunks are saved "
+                            f"in {wd}: run again to continue"
+                        ) from exc
+                    continue
+                resume._save_chunk(resume._chunk_path(wd, h, a, b), part, h)
+                parts[i] = part
+                done_by[w] += 1
+                if bar is not None:
+                    bar.update(b - a)
+                if on_chunk is not None:
+                    on_chunk(len(parts), total)
+    except BaseException:
+        for ref in inflight:
+            try:
+                ray.cancel(ref)
+            except Exception:  # best effort: the workers are killed next
+                pass
+        if log is not None:
+            log(f"stopped: {len(parts)} of {total} chunks are saved in {wd}; run again to continue")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    if log is not None and total > resumed:
+        per = ", ".join(f"worker {w}: {c}" for w, c in done_by.items())
+        log(
+            f"{total - resumed} chunks on {pool.num_workers} workers in "
+            f"{time.perf_counter() - t0:.1f}s ({per})"
+        )
+    stats = MiningStats(seed=seed)
+    ordered = [parts[i] for i in range(total)]
+    for part in ordered:
+        stats.merge(part.stats)
+    stats.seed = seed
+    return Negatives.concat(ordered, n, stats)
