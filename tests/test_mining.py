@@ -88,9 +88,10 @@ def test_progress_bar_goes_to_stderr(data: ns.SyntheticRetrieval, capsys) -> Non
 def test_chunk_size_is_bounded_by_budget() -> None:
     from negsample.mining import auto_chunk_size
 
-    small = auto_chunk_size(ns.TopKSampler(k=200), 260, 384, budget_mb=64)
-    big = auto_chunk_size(ns.TopKSampler(k=200), 260, 384, budget_mb=1024)
-    assert 16 <= small < big <= 8192
+    small = auto_chunk_size(ns.TopKSampler(k=200), 100_000, 384, budget_mb=64)
+    big = auto_chunk_size(ns.TopKSampler(k=200), 100_000, 384, budget_mb=1024)
+    assert 16 <= small < big <= 512
+    assert auto_chunk_size(ns.TopKSampler(k=200), 260, 384, budget_mb=1024) == 512
 
 
 def test_rng_streams_are_pure_functions() -> None:

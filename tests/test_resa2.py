@@ -334,3 +334,15 @@ def test_fewer_valid_candidates_than_n(policy: str) -> None:
     assert set(negs.ids[0][negs.ids[0] >= 0].tolist()) == {3, 4, 5, 6, 7, 8}
     assert st.padded == 1 and st.filled == 0 and (negs.ids[0] < 0).sum() == 1
     assert (negs.ids[1] >= 0).all()
+
+
+def test_stage2_selection_equals_a_stable_descending_sort_ties_included() -> None:
+    from negsample.samplers.resa2 import _top_stable
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        b, m, k = (int(v) for v in (rng.integers(1, 20), rng.integers(1, 60), rng.integers(1, 70)))
+        x = np.round(rng.standard_normal((b, m)), int(rng.integers(0, 3)))  # many ties, -0.0
+        x[rng.random((b, m)) < 0.2] = -np.inf
+        want = np.argsort(-x, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(_top_stable(x, k)[:, :k], want)

@@ -18,6 +18,7 @@ import numpy.typing as npt
 __all__ = ["Ragged", "as_ragged", "dedupe", "segment_argbest", "segment_sum", "to_ragged"]
 
 IntArray = npt.NDArray[np.int64]
+_FEW = 8  # rows this short are tested for membership column by column, not by sorted keys
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,6 +102,12 @@ class Ragged:
         ids = np.asarray(ids, dtype=np.int64)
         if self.nnz == 0 or ids.size == 0:
             return np.zeros(ids.shape, dtype=bool)
+        widest = int(self.lengths.max())
+        if widest <= _FEW:  # a few ids per row: compare column by column
+            out = np.zeros(ids.shape, dtype=bool)
+            for col in self.to_padded(fill=-2).T[:widest]:
+                out |= ids == col[:, None]
+            return out
         width = np.int64(max(int(ids.max(initial=-1)), int(self.values.max())) + 2)
         keys = np.sort(self.row_of * width + (self.values + 1))
         q = np.arange(ids.shape[0], dtype=np.int64)[:, None] * width + (ids + 1)

@@ -254,6 +254,7 @@ def build_batch(
     queries: FloatArray | None = None,
     index: Index | None = None,
     exclude: Ragged | None = None,
+    trusted: bool = False,
 ) -> SamplerBatch:
     """Validate candidates, remove every labelled positive (counted as ``"positive"``) and
     every id of ``exclude`` (counted as ``"excluded"``), keep the first ``depth`` remaining
@@ -263,6 +264,8 @@ def build_batch(
     ``positive_scores``: float ``(positives.nnz,)`` aligned with ``positives.values`` (NaN =
     unknown; infinities are refused); else computed from ``queries`` and ``index``; else
     looked up among the candidates (a positive the candidates do not hold stays unknown).
+    ``trusted``: the candidates come from an index search (``mine()``): each row holds an
+    id at most once, ``-1`` padding only at its end, so the duplicate check is skipped.
     """
     ids = to_numpy(ids, "ids")
     sc = to_numpy(scores, "scores")
@@ -291,11 +294,12 @@ def build_batch(
     if np.any(present & ~np.isfinite(sc)):
         r, c = np.argwhere(present & ~np.isfinite(sc))[0]
         raise ValueError(f"candidate scores row {r}, column {c} is {sc[r, c]} (not finite)")
-    srt = np.sort(np.where(present, ids, -1 - np.arange(ids.shape[1])[None, :]), axis=1)
-    dup = srt[:, 1:] == srt[:, :-1]
-    if dup.any():
-        r, c = np.argwhere(dup)[0]
-        raise ValueError(f"candidate ids row {r} holds id {srt[r, c]} twice")
+    if not trusted:
+        srt = np.sort(np.where(present, ids, -1 - np.arange(ids.shape[1])[None, :]), axis=1)
+        dup = srt[:, 1:] == srt[:, :-1]
+        if dup.any():
+            r, c = np.argwhere(dup)[0]
+            raise ValueError(f"candidate ids row {r} holds id {srt[r, c]} twice")
     is_pos = present & positives.contains(ids)
     stats.candidates_seen += int(present.sum())
     stats.count_removed("positive", int(is_pos.sum()))
@@ -328,11 +332,16 @@ def build_batch(
         ps = _lookup_scores(ids, sc, positives, is_pos)
 
     keep = present & ~removed
-    order = np.argsort(~keep, axis=1, kind="stable")
     width_out = depth if depth > 0 else ids.shape[1]
-    order = order[:, :width_out]
-    c_ids = np.take_along_axis(np.where(keep, ids, -1), order, axis=1)
-    c_sc = np.take_along_axis(np.where(keep, sc, np.nan), order, axis=1).astype(np.float32)
+    c_ids = np.where(keep, ids, -1)[:, :width_out]
+    c_sc = np.where(keep, sc, np.nan)[:, :width_out].astype(np.float32)
+    # compact the rows that lost a candidate before a kept one (the others already are)
+    gaps = ~keep[:, :-1] & keep[:, 1:]
+    moved = np.flatnonzero(gaps.any(axis=1))
+    if moved.size:
+        order = np.argsort(~keep[moved], axis=1, kind="stable")[:, :width_out]
+        c_ids[moved] = np.take_along_axis(np.where(keep[moved], ids[moved], -1), order, axis=1)
+        c_sc[moved] = np.take_along_axis(np.where(keep[moved], sc[moved], np.nan), order, axis=1)
     if c_ids.shape[1] < width_out:
         padw = width_out - c_ids.shape[1]
         c_ids = np.concatenate([c_ids, np.full((b, padw), -1, np.int64)], axis=1)

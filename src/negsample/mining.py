@@ -22,6 +22,9 @@ from .samplers.topk import TopKSampler
 __all__ = ["auto_chunk_size", "mine", "search_depths"]
 
 _DEFAULT_BUDGET_MB = 256
+#: Largest sampling chunk chosen automatically: a sampler's temporaries for 512 queries stay
+#: in the CPU caches (ReSa2 samples ~40% faster per query at 512 than at 4,096).
+_MAX_AUTO_CHUNK = 512
 _MAX_INDEX = (1 << 63) - 1
 
 IntArray = npt.NDArray[np.int64]
@@ -32,9 +35,9 @@ def auto_chunk_size(sampler: BaseSampler, search_k: int, dim: int, budget_mb: fl
     """Queries per sampling chunk so that one chunk's working set stays within
     ``budget_mb``: candidate ids, scores and the sampler's float64 temporaries (about 64
     bytes per candidate slot), the query vectors, and any corpus vectors a custom sampler
-    gathers (``vectors_per_query``)."""
+    gathers (``vectors_per_query``); at most 512 (faster: the temporaries stay in cache)."""
     per_query = 64 * max(search_k, 1) + 4 * dim * (sampler.vectors_per_query() + 2)
-    return int(np.clip(budget_mb * 2**20 // per_query, 16, 8192))
+    return int(np.clip(budget_mb * 2**20 // per_query, 16, _MAX_AUTO_CHUNK))
 
 
 def search_depths(depth: int, n_removed: np.ndarray, ntotal: int) -> np.ndarray:
@@ -328,6 +331,7 @@ def mine(
                 queries=q,
                 index=index,
                 exclude=None if exc is None else exc.slice(start, stop),
+                trusted=True,
             )
             if filters is not None and not filters.is_noop:
                 batch = replace(batch, valid=filters.apply(batch, stats))

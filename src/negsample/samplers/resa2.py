@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from .._rng import Stream
 from .._validate import check_int, check_number
@@ -155,7 +156,7 @@ class ReSa2Sampler(KernelSampler):
             chunk = np.broadcast_to(np.arange(width) // RELEASED_CHUNK, sim.shape)
             order = np.lexsort((-sim, chunk), axis=1)  # by chunk, then s(d+, d-) descending
         else:
-            order = np.argsort(-sim, axis=1, kind="stable")
+            order = _top_stable(sim, self.k2)
         region = np.take_along_axis(draws, order[:, : self.k2], axis=1)
         if region.shape[1] < self.k2:
             pad = np.full((b, self.k2 - region.shape[1]), -1, np.int64)
@@ -173,3 +174,27 @@ class ReSa2Sampler(KernelSampler):
         logw = np.where(region >= 0, 0.0, -np.inf)
         pick = gumbel_topk(logw, n, batch.gumbel_for(batch.candidate_ids(region), Stream.FINAL))
         return take_positions(region, pick, -1).astype(np.int64)
+
+
+def _top_stable(x: npt.NDArray[np.float64], k: int) -> IntArray:
+    """Column positions of the ``k`` largest of each row of ``x``, largest first, equal values
+    in column order: the first ``k`` of a stable descending argsort, found by partitioning
+    packed (value, position) keys (exact: no two keys are equal) and sorting only ``k``."""
+    b, m = x.shape
+    if k >= m:
+        return np.argsort(-x, axis=1, kind="stable")
+    bits = (np.asarray(x, np.float64) + 0.0).view(np.int64)  # + 0.0 folds -0.0 into 0.0
+    bits = np.where(bits < 0, bits ^ np.int64(0x7FFFFFFFFFFFFFFF), bits)  # monotone in x
+    # rank by value (higher first), then by position (smaller first): float64 bits do not
+    # leave room for the position, so order by value bits and break ties separately
+    top = np.argpartition(-bits, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(bits, top, axis=1).min(axis=1, keepdims=True)
+    above = bits > kth  # surely in
+    at = bits == kth  # ties at the cut: the first ones by position fill the rest
+    need = k - above.sum(axis=1, keepdims=True)
+    at &= np.cumsum(at, axis=1) <= need
+    chosen = above | at
+    cols = np.nonzero(chosen)[1].reshape(b, k)
+    vals = np.take_along_axis(bits, cols, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")  # cols ascending: ties keep position order
+    return np.take_along_axis(cols, order, axis=1)
