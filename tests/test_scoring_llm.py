@@ -71,6 +71,7 @@ class Server:
                     server.models.append(body["model"])
                     server.inflight += 1
                     server.max_inflight = max(server.max_inflight, server.inflight)
+                counted = True
                 try:
                     status, headers, text, wait = server.plan(doc, attempt, body)
                     if wait:
@@ -84,6 +85,11 @@ class Server:
                         if status == 200
                         else json.dumps({"error": text})
                     ).encode()
+                    # leaving the count before the reply goes out: a client that gets it may
+                    # send its next request before this handler returns
+                    with server.lock:
+                        server.inflight -= 1
+                        counted = False
                     try:
                         self.send_response(status)
                         for k, v in headers.items():
@@ -99,8 +105,9 @@ class Server:
                         with server.lock:
                             server.answered.append(doc)
                 finally:
-                    with server.lock:
-                        server.inflight -= 1
+                    if counted:
+                        with server.lock:
+                            server.inflight -= 1
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
