@@ -14,7 +14,7 @@ file-backed RSS that the kernel can drop):
 4. ``mine``: ``mine()`` with TopK(k=200), n=7 over ``--queries`` queries at the chosen
    ``nprobe``; time, time per query, peak RSS.
 
-    python benchmarks/bench_large.py                 # 8,841,823 passages, IVF1024,PQ64
+    python benchmarks/bench_large.py                 # 8,841,823 passages, IVF1024,SQ8
     python benchmarks/bench_large.py --quick         # 200,000 passages (checks the script)
 
 The corpus (6.8 GB at full size) is written once under $NEGSAMPLE_BENCH_DATA
@@ -125,13 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=2_000)
     ap.add_argument("--truth", type=int, default=100, help="queries with exact ground truth")
     ap.add_argument("--k", type=int, default=200)
-    ap.add_argument("--factory", default="IVF1024,PQ64")
+    ap.add_argument("--factory", default="IVF1024,SQ8")
     ap.add_argument("--train-size", type=int, default=100_000)
     ap.add_argument("--nprobes", default="8,32,128")
     ap.add_argument("--mine-nprobe", type=int, default=32)
     args = ap.parse_args(argv)
     if args.quick:
-        args.docs, args.queries, args.truth, args.factory = 200_000, 500, 50, "IVF256,PQ64"
+        args.docs, args.queries, args.truth, args.factory = 200_000, 500, 50, "IVF256,SQ8"
         args.train_size = 20_000
     info = C.machine()
     t0 = time.perf_counter()

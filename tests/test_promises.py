@@ -279,3 +279,26 @@ def test_bad_query_index_in_sample() -> None:
         s.sample(ids, scores, [[1], [2]], n=2, query_index=[4, 4])
     with pytest.raises(ValueError, match="query_index must be >= 0"):
         s.sample(ids, scores, [[1], [2]], n=2, query_index=[-1, 4])
+
+
+def test_sampling_threads_do_not_change_the_output(near_ties, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    corpus, queries, pos = near_ties
+    index = ns.NumpyIndex(corpus, search_block=64)
+    out = []
+    for threads in ("1", "3"):
+        monkeypatch.setenv("NEGSAMPLE_SAMPLING_THREADS", threads)
+        negs = ns.mine(
+            queries,
+            index,
+            pos,
+            ns.ReSa2Sampler(k1=200, k1_prime=100, k2=20),
+            n=7,
+            seed=1,
+            chunk_size=17,
+        )
+        out.append(negs)
+    np.testing.assert_array_equal(out[0].ids, out[1].ids)
+    np.testing.assert_array_equal(out[0].scores, out[1].scores)
+    assert (
+        out[0].stats.removed == out[1].stats.removed and out[0].stats.n_rows == out[1].stats.n_rows
+    )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -29,6 +32,17 @@ _MAX_INDEX = (1 << 63) - 1
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
+
+
+def _sampling_threads() -> int:
+    """Threads that sample chunks side by side (numpy and faiss release the GIL): the CPUs
+    this process may use, at most 4; ``NEGSAMPLE_SAMPLING_THREADS`` overrides it. Each
+    chunk has its own random streams and counters, so the output does not depend on it."""
+    env = os.environ.get("NEGSAMPLE_SAMPLING_THREADS")
+    if env:
+        return max(1, int(env))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return int(min(4, cpus or 1))
 
 
 def auto_chunk_size(sampler: BaseSampler, search_k: int, dim: int, budget_mb: float) -> int:
@@ -98,6 +112,11 @@ class _BlockSearch:
         self.first = search_depths(depth, np.minimum(n_rm, DEEP_AFTER), index.ntotal)
         self.deep_rows = 0
         self._cache: dict[int, tuple[IntArray, FloatArray]] = {}
+
+    def cached(self, start: int, stop: int) -> bool:
+        """Whether the results for local queries ``start:stop`` need no new search."""
+        g0, g1 = self.offset + start, self.offset + stop
+        return all(b in self._cache for b in range(g0 // self.block, (g1 - 1) // self.block + 1))
 
     def rows(self, start: int, stop: int) -> tuple[IntArray, FloatArray]:
         """Candidates ``(stop - start, width)`` for local queries ``start:stop``, each row
@@ -214,8 +233,9 @@ def mine(
     """Mine ``n`` hard negatives per query.
 
     Queries are searched in fixed blocks of ``index.search_block`` queries aligned to their
-    global index, and sampled in chunks sized to ``memory_budget_mb``: remove every labelled
-    positive, apply ``filters``, sample. Peak memory is the index plus one chunk's working
+    global index, and sampled in chunks sized to ``memory_budget_mb`` (several chunks side by
+    side in threads, up to 4 or the CPUs available; ``NEGSAMPLE_SAMPLING_THREADS`` sets it):
+    remove every labelled positive, apply ``filters``, sample. Peak memory is the index plus one chunk's working
     set (``O(chunk x k)``), never a query-by-corpus matrix; positives stay ragged. Every
     random draw is a function of ``(seed, query index, candidate id)``, and with an exact
     index (``index.exact``: NumpyIndex, faiss Flat) a query's candidates do not depend on
@@ -235,7 +255,7 @@ def mine(
         (fresh entropy; the seed drawn is kept in ``stats.seed``).
     filters : :class:`~negsample.Filters` applied before the sampler.
     chunk_size : queries per sampling chunk; by default sized to ``memory_budget_mb``.
-    memory_budget_mb : working-set budget of one sampling chunk (> 0).
+    memory_budget_mb : working-set budget of the sampling chunks in flight (> 0).
     progress : show a tqdm progress bar on stderr (needs tqdm).
     query_offset : global index of ``queries[0]``: rows are numbered
         ``query_offset + arange(n_queries)`` (in ``query_index``, in the random streams and
@@ -299,52 +319,88 @@ def mine(
     removed = pos if exc is None else pos.union(exc)
     searcher = _BlockSearch(index, q_all, sampler.depth, removed, query_offset)
     search_k = int(searcher.first.max(initial=0))
-    if chunk_size is None:
-        chunk_size = auto_chunk_size(sampler, search_k, index.dim, memory_budget_mb)
+    threads = _sampling_threads()
+    if chunk_size is None:  # the budget covers every chunk in flight (one per thread + one)
+        chunk_size = auto_chunk_size(sampler, search_k, index.dim, memory_budget_mb / (threads + 1))
 
     bar = None
     if progress:
         from ._optional import require
 
         bar = require("tqdm.auto", "progress bars").tqdm(total=n_q, unit="query", desc="mining")
+
+    def sample_chunk(
+        start: int, stop: int, ids: IntArray, sc: FloatArray
+    ) -> tuple[Negatives, MiningStats]:
+        """Everything after the search for queries ``start:stop``, with its own stats (so
+        that chunks can run in parallel threads; merged in order afterwards)."""
+        t0 = time.perf_counter()
+        st = MiningStats(seed=seed_i)
+        q = prepare_queries(q_all[start:stop], index.dim, index.metric, check=False)
+        p: Ragged = pos.slice(start, stop)
+        ps = positive_scores_for(q, p, index)
+        t1 = time.perf_counter()
+        batch = build_batch(
+            ids,
+            sc,
+            p,
+            query_index=np.arange(start, stop, dtype=np.int64) + query_offset,
+            seed=seed_i,
+            depth=sampler.depth,
+            stats=st,
+            positive_scores=ps,
+            queries=q,
+            index=index,
+            exclude=None if exc is None else exc.slice(start, stop),
+            trusted=True,
+        )
+        if filters is not None and not filters.is_noop:
+            batch = replace(batch, valid=filters.apply(batch, st))
+        part = _rescore(sampler.sample_batch(batch, n, st), q, start + query_offset, index)
+        st.add_time("positives", t1 - t0)
+        st.add_time("sample", time.perf_counter() - t1)
+        return part, st
+
+    threads = _sampling_threads()
+    pool = (
+        ThreadPoolExecutor(threads, thread_name_prefix="negsample-sample") if threads > 1 else None
+    )
+    pending: deque[tuple[int, Future[tuple[Negatives, MiningStats]]]] = deque()
     parts: list[Negatives] = []
+
+    def collect(size: int, done: tuple[Negatives, MiningStats]) -> None:
+        parts.append(done[0])
+        stats.merge(done[1])
+        if bar is not None:
+            bar.update(size)
+
     try:
         for start in range(0, n_q, chunk_size):
             stop = min(start + chunk_size, n_q)
-            q = prepare_queries(q_all[start:stop], index.dim, index.metric, check=False)
-            p: Ragged = pos.slice(start, stop)
-            qi = np.arange(start, stop, dtype=np.int64) + query_offset
+            if not searcher.cached(start, stop):
+                # a search uses every core: let the chunks in flight finish first, so the
+                # search and the sampling never compete for the CPUs
+                while pending:
+                    size, fut = pending.popleft()
+                    collect(size, fut.result())
             t0 = time.perf_counter()
-            ids, sc = searcher.rows(start, stop)
-            t1 = time.perf_counter()
-            ps = positive_scores_for(q, p, index)
-            t2 = time.perf_counter()
-            batch = build_batch(
-                ids,
-                sc,
-                p,
-                query_index=qi,
-                seed=seed_i,
-                depth=sampler.depth,
-                stats=stats,
-                positive_scores=ps,
-                queries=q,
-                index=index,
-                exclude=None if exc is None else exc.slice(start, stop),
-                trusted=True,
-            )
-            if filters is not None and not filters.is_noop:
-                batch = replace(batch, valid=filters.apply(batch, stats))
-            part = sampler.sample_batch(batch, n, stats)
-            part = _rescore(part, q, start + query_offset, index)
-            t3 = time.perf_counter()
-            stats.add_time("search", t1 - t0)
-            stats.add_time("positives", t2 - t1)
-            stats.add_time("sample", t3 - t2)
-            parts.append(part)
-            if bar is not None:
-                bar.update(stop - start)
+            ids, sc = searcher.rows(start, stop)  # the search stays in this thread
+            stats.add_time("search", time.perf_counter() - t0)
+            if pool is None:
+                collect(stop - start, sample_chunk(start, stop, ids, sc))
+                continue
+            pending.append((stop - start, pool.submit(sample_chunk, start, stop, ids, sc)))
+            while len(pending) > threads:
+                size, fut = pending.popleft()
+                collect(size, fut.result())
+        while pending:
+            size, fut = pending.popleft()
+            collect(size, fut.result())
     finally:
+        if pool is not None:
+            for _, fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True)
         if bar is not None:
             bar.close()
     warn_emptied(stats)
