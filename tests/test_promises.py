@@ -136,7 +136,7 @@ def test_one_query_with_20000_positives_costs_its_positives_only() -> None:
 
     def peak_of(pos: list[list[int]]) -> tuple[int, ns.Negatives]:
         tracemalloc.start()
-        negs = ns.mine(queries, index, pos, ns.TopKSampler(k=20), n=5, seed=0)
+        negs = ns.mine(queries, index, pos, ns.TopKSampler(k=200), n=5, seed=0)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         return peak, negs
@@ -148,6 +148,9 @@ def test_one_query_with_20000_positives_costs_its_positives_only() -> None:
     # ragged, they take 160 kB, and the deep search of that one query a few MB
     assert peak - base < 30 * 2**20, f"{(peak - base) / 2**20:.0f} MB more"
     assert not np.isin(negs.ids[17], positives[17]).any() and (negs.ids[17] >= 0).all()
+    # its positives crowd its first pass (two thirds of the corpus): it is searched again,
+    # deeper, alone, and neither its search block nor its sampling chunk is widened
+    assert negs.stats.deep_searches == 1
 
 
 # -- 8. TopK fills from below its window first --------------------------------------------

@@ -57,6 +57,8 @@ class MiningStats:
     padded : slots left as ``-1`` (``on_shortfall="pad"``, or ``"fill"`` that ran dry).
     dropped_rows : rows removed by ``on_shortfall="drop"``.
     duplicate_positives : repeated ids in a query's positives (each counts once).
+    deep_searches : queries searched a second time, deeper and alone, because their
+        positives (and excluded ids) crowded the first pass (see ``mine``).
     skipped_anchors : positives that could not anchor a row of their own
         (``positive_anchor="each"``) because their score ``s(q, d+)`` is unknown.
     seed : the integer seed actually used (drawn at random when ``seed=None``).
@@ -75,6 +77,7 @@ class MiningStats:
     padded: int = 0
     dropped_rows: int = 0
     duplicate_positives: int = 0
+    deep_searches: int = 0
     skipped_anchors: int = 0
     seed: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -112,6 +115,7 @@ _COUNTERS = (
     "padded",
     "dropped_rows",
     "duplicate_positives",
+    "deep_searches",
     "skipped_anchors",
 )
 

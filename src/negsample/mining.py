@@ -110,41 +110,65 @@ class _BlockSearch:
         n_rm = removed.lengths
         self.full = search_depths(depth, n_rm, index.ntotal)
         self.first = search_depths(depth, np.minimum(n_rm, DEEP_AFTER), index.ntotal)
-        self.deep_rows = 0
-        self._cache: dict[int, tuple[IntArray, FloatArray]] = {}
+        # per block: its queries' first-pass candidates, and the deep rows apart (so one
+        # query searched 20,000 deep never widens the arrays of its whole block)
+        self._cache: dict[
+            int, tuple[IntArray, FloatArray, dict[int, tuple[IntArray, FloatArray]]]
+        ] = {}
 
     def cached(self, start: int, stop: int) -> bool:
         """Whether the results for local queries ``start:stop`` need no new search."""
         g0, g1 = self.offset + start, self.offset + stop
         return all(b in self._cache for b in range(g0 // self.block, (g1 - 1) // self.block + 1))
 
+    def _blocks(self, start: int, stop: int) -> range:
+        """The global blocks of local queries ``start:stop``, searched (older ones dropped)."""
+        g0, g1 = self.offset + start, self.offset + stop
+        blocks = range(g0 // self.block, (g1 - 1) // self.block + 1)
+        for b in [b for b in self._cache if b < blocks.start]:
+            del self._cache[b]
+        for b in blocks:
+            if b not in self._cache:
+                self._cache[b] = self._search(b)
+        return blocks
+
+    def deep(self, start: int, stop: int) -> list[int]:
+        """Local queries in ``start:stop`` that were searched again deeper (sample each on its
+        own: its candidate row is much wider than the others')."""
+        out = []
+        for b in self._blocks(start, stop):
+            base = max(b * self.block, self.offset) - self.offset
+            out += [base + r for r in self._cache[b][2] if start <= base + r < stop]
+        return sorted(out)
+
     def rows(self, start: int, stop: int) -> tuple[IntArray, FloatArray]:
         """Candidates ``(stop - start, width)`` for local queries ``start:stop``, each row
         cut at its own depth (``-1`` / NaN beyond it)."""
-        g0, g1 = self.offset + start, self.offset + stop
-        first, last = g0 // self.block, (g1 - 1) // self.block
-        for b in [b for b in self._cache if b < first]:
-            del self._cache[b]
         parts = []
-        for b in range(first, last + 1):
-            if b not in self._cache:
-                self._cache[b] = self._search(b)
-            b_ids, b_sc = self._cache[b]
-            base = max(b * self.block, self.offset)
-            lo, hi = max(b * self.block, g0) - base, min((b + 1) * self.block, g1) - base
-            parts.append((b_ids[lo:hi], b_sc[lo:hi]))
-        width = max(p[0].shape[1] for p in parts)
+        width = 0
+        for b in self._blocks(start, stop):
+            b_ids, b_sc, b_deep = self._cache[b]
+            base = max(b * self.block, self.offset) - self.offset
+            lo, hi = max(base, start) - base, min(base + b_ids.shape[0], stop) - base
+            deep = {r - lo: v for r, v in b_deep.items() if lo <= r < hi}
+            width = max([width, b_ids.shape[1]] + [v[0].shape[0] for v in deep.values()])
+            parts.append((b_ids[lo:hi], b_sc[lo:hi], deep))
         ids = np.full((stop - start, width), -1, np.int64)
         sc = np.full((stop - start, width), np.nan, np.float32)
         at = 0
-        for p_ids, p_sc in parts:
+        for p_ids, p_sc, deep in parts:
             ids[at : at + p_ids.shape[0], : p_ids.shape[1]] = p_ids
             sc[at : at + p_ids.shape[0], : p_ids.shape[1]] = p_sc
+            for r, (d_ids, d_sc) in deep.items():
+                ids[at + r, : d_ids.shape[0]] = d_ids
+                sc[at + r, : d_sc.shape[0]] = d_sc
             at += p_ids.shape[0]
         return ids, sc
 
-    def _search(self, b: int) -> tuple[IntArray, FloatArray]:
-        """Results of the local queries in global block ``b``."""
+    def _search(
+        self, b: int
+    ) -> tuple[IntArray, FloatArray, dict[int, tuple[IntArray, FloatArray]]]:
+        """Results of the local queries in global block ``b`` (deep rows apart)."""
         n_q = self.first.shape[0]
         lo = max(b * self.block - self.offset, 0)
         hi = min((b + 1) * self.block - self.offset, n_q)
@@ -153,24 +177,23 @@ class _BlockSearch:
         q = prepare_queries(self.queries[lo:hi], index.dim, index.metric, check=False)
         at = lo + self.offset - b * self.block  # row of the first local query in the block
         ids, sc = self._run(q, ks, self.block, at)
+        sc[ids < 0] = np.nan
         # the rare query whose removed ids crowd its first pass: once more, deeper, alone
+        deep_rows: dict[int, tuple[IntArray, FloatArray]] = {}
         full = self.full[lo:hi]
         maybe = np.flatnonzero(full > ks)
         if maybe.size:
             cand = ids[maybe]
             left = ((cand >= 0) & ~self.removed.slice(lo, hi).take(maybe).contains(cand)).sum(1)
             deep = maybe[left < self.depth]
-            if deep.size:
-                self.deep_rows += int(deep.size)
-                width = max(ids.shape[1], int(full[deep].max()))
-                ids = _widen(ids, width, -1)
-                sc = _widen(sc, width, np.nan)
-                for r in deep if self.exact else [deep]:
-                    r = np.atleast_1d(r)
-                    d_ids, d_sc = self._run(q[r], full[r], DEEP_BLOCK, 0)
-                    ids[r], sc[r] = _widen(d_ids, width, -1), _widen(d_sc, width, np.nan)
-        sc[ids < 0] = np.nan
-        return ids, sc
+            for r in deep if self.exact else ([deep] if deep.size else []):
+                r = np.atleast_1d(r)
+                d_ids, d_sc = self._run(q[r], full[r], DEEP_BLOCK, 0)
+                d_sc[d_ids < 0] = np.nan
+                for j, row in enumerate(r.tolist()):
+                    k = int(full[row])
+                    deep_rows[row] = (d_ids[j, :k].copy(), d_sc[j, :k].copy())
+        return ids, sc, deep_rows
 
     def _run(self, q: FloatArray, ks: IntArray, block: int, at: int) -> tuple[IntArray, FloatArray]:
         """Search queries ``q`` each at its depth ``ks``; an exact index in one call of
@@ -199,11 +222,16 @@ class _BlockSearch:
         return ids, sc
 
 
-def _widen(a: np.ndarray, width: int, fill: Any) -> np.ndarray:
-    if a.shape[1] >= width:
-        return a
-    out = np.full((a.shape[0], width), fill, a.dtype)
-    out[:, : a.shape[1]] = a
+def _segments(start: int, stop: int, alone: list[int]) -> list[tuple[int, int]]:
+    """``start:stop`` cut so that each row of ``alone`` is a segment of its own."""
+    out, at = [], start
+    for r in alone:
+        if r > at:
+            out.append((at, r))
+        out.append((r, r + 1))
+        at = r + 1
+    if at < stop:
+        out.append((at, stop))
     return out
 
 
@@ -375,24 +403,27 @@ def mine(
             bar.update(size)
 
     try:
-        for start in range(0, n_q, chunk_size):
-            stop = min(start + chunk_size, n_q)
-            if not searcher.cached(start, stop):
+        for chunk_start in range(0, n_q, chunk_size):
+            chunk_stop = min(chunk_start + chunk_size, n_q)
+            if not searcher.cached(chunk_start, chunk_stop):
                 # a search uses every core: let the chunks in flight finish first, so the
                 # search and the sampling never compete for the CPUs
                 while pending:
                     size, fut = pending.popleft()
                     collect(size, fut.result())
             t0 = time.perf_counter()
-            ids, sc = searcher.rows(start, stop)  # the search stays in this thread
+            deep = searcher.deep(chunk_start, chunk_stop)  # searches (in this thread)
             stats.add_time("search", time.perf_counter() - t0)
-            if pool is None:
-                collect(stop - start, sample_chunk(start, stop, ids, sc))
-                continue
-            pending.append((stop - start, pool.submit(sample_chunk, start, stop, ids, sc)))
-            while len(pending) > threads:
-                size, fut = pending.popleft()
-                collect(size, fut.result())
+            stats.deep_searches += len(deep)
+            for start, stop in _segments(chunk_start, chunk_stop, deep):
+                ids, sc = searcher.rows(start, stop)
+                if pool is None:
+                    collect(stop - start, sample_chunk(start, stop, ids, sc))
+                    continue
+                pending.append((stop - start, pool.submit(sample_chunk, start, stop, ids, sc)))
+                while len(pending) > threads:
+                    size, fut = pending.popleft()
+                    collect(size, fut.result())
         while pending:
             size, fut = pending.popleft()
             collect(size, fut.result())
