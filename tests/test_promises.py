@@ -305,3 +305,41 @@ def test_sampling_threads_do_not_change_the_output(near_ties, monkeypatch) -> No
     assert (
         out[0].stats.removed == out[1].stats.removed and out[0].stats.n_rows == out[1].stats.n_rows
     )
+
+
+class _OffHostIndex(ns.NumpyIndex):
+    """A NumpyIndex that says its search leaves the CPUs free (as a GPU index does), so
+    mine() searches the next block ahead while it samples; it records the threads that
+    searched."""
+
+    threads: set[str]
+
+    @property
+    def searches_on_host(self) -> bool:
+        return False
+
+    def search(self, queries, k):  # type: ignore[no-untyped-def]
+        import threading
+
+        self.threads.add(threading.current_thread().name)
+        return super().search(queries, k)
+
+
+def test_search_ahead_does_not_change_the_output(near_ties, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    corpus, queries, pos = near_ties
+    pos = [list(p) for p in pos]
+    pos[5] = list(range(300))  # a query searched again deeper, in a prefetched block
+    sampler = ns.ReSa2Sampler(k1=200, k1_prime=100, k2=20)
+    ref = ns.mine(queries, ns.NumpyIndex(corpus, search_block=64), pos, sampler, n=7, seed=1)
+    monkeypatch.setenv("NEGSAMPLE_SAMPLING_THREADS", "3")
+    ahead = _OffHostIndex(corpus, search_block=64)
+    ahead.threads = set()
+    for chunk in (17, 64, 1000):
+        got = ns.mine(queries, ahead, pos, sampler, n=7, seed=1, chunk_size=chunk)
+        np.testing.assert_array_equal(got.ids, ref.ids)
+        np.testing.assert_array_equal(got.scores, ref.scores)
+        assert got.stats.removed == ref.stats.removed
+        assert got.stats.deep_searches == ref.stats.deep_searches
+    assert any(t.startswith("negsample-search") for t in ahead.threads)
+    part = ns.mine(queries[100:], ahead, pos[100:], sampler, n=7, seed=1, query_offset=100)
+    np.testing.assert_array_equal(part.ids, ref.ids[ref.query_index >= 100])

@@ -73,6 +73,10 @@ DEEP_AFTER = 64
 DEEP_BLOCK = 32
 
 
+#: One search block's results: first-pass ids and scores, and the deep rows apart.
+_BlockResult = tuple[IntArray, FloatArray, dict[int, tuple[IntArray, FloatArray]]]
+
+
 class _BlockSearch:
     """Search results for any range of queries, computed in fixed blocks of
     ``index.search_block`` queries aligned to the GLOBAL query index (``query_offset + i``).
@@ -111,13 +115,14 @@ class _BlockSearch:
         self.full = search_depths(depth, n_rm, index.ntotal)
         self.first = search_depths(depth, np.minimum(n_rm, DEEP_AFTER), index.ntotal)
         # per block: its queries' first-pass candidates, and the deep rows apart (so one
-        # query searched 20,000 deep never widens the arrays of its whole block)
-        self._cache: dict[
-            int, tuple[IntArray, FloatArray, dict[int, tuple[IntArray, FloatArray]]]
-        ] = {}
+        # query searched 20,000 deep never widens the arrays of its whole block); a block
+        # searched ahead (prefetch) is a Future until it is needed
+        self._cache: dict[int, _BlockResult | Future[_BlockResult]] = {}
+        self._ahead: ThreadPoolExecutor | None = None
 
     def cached(self, start: int, stop: int) -> bool:
-        """Whether the results for local queries ``start:stop`` need no new search."""
+        """Whether the results for local queries ``start:stop`` need no new search in this
+        thread (searched, or being searched ahead)."""
         g0, g1 = self.offset + start, self.offset + stop
         return all(b in self._cache for b in range(g0 // self.block, (g1 - 1) // self.block + 1))
 
@@ -128,9 +133,38 @@ class _BlockSearch:
         for b in [b for b in self._cache if b < blocks.start]:
             del self._cache[b]
         for b in blocks:
-            if b not in self._cache:
+            got = self._cache.get(b)
+            if got is None:
                 self._cache[b] = self._search(b)
+            elif isinstance(got, Future):
+                self._cache[b] = got.result()
         return blocks
+
+    def _get(self, b: int) -> _BlockResult:
+        got = self._cache[b]
+        assert not isinstance(got, Future)  # resolved by _blocks
+        return got
+
+    def prefetch(self, stop: int) -> None:
+        """Start searching, in a background thread, the block after the one holding local
+        query ``stop - 1`` (for an index whose search leaves the CPUs free: the sampling
+        of this block then overlaps the search of the next). The results are the same
+        whenever a block is searched."""
+        b = (self.offset + stop - 1) // self.block + 1
+        if b * self.block - self.offset >= self.first.shape[0] or b in self._cache:
+            return
+        if self._ahead is None:
+            self._ahead = ThreadPoolExecutor(1, thread_name_prefix="negsample-search")
+        self._cache[b] = self._ahead.submit(self._search, b)
+
+    def close(self) -> None:
+        """Stop the search-ahead thread (waiting for a search in flight)."""
+        if self._ahead is not None:
+            for got in self._cache.values():
+                if isinstance(got, Future):
+                    got.cancel()
+            self._ahead.shutdown(wait=True)
+            self._ahead = None
 
     def deep(self, start: int, stop: int) -> list[int]:
         """Local queries in ``start:stop`` that were searched again deeper (sample each on its
@@ -138,7 +172,7 @@ class _BlockSearch:
         out = []
         for b in self._blocks(start, stop):
             base = max(b * self.block, self.offset) - self.offset
-            out += [base + r for r in self._cache[b][2] if start <= base + r < stop]
+            out += [base + r for r in self._get(b)[2] if start <= base + r < stop]
         return sorted(out)
 
     def rows(self, start: int, stop: int) -> tuple[IntArray, FloatArray]:
@@ -147,7 +181,7 @@ class _BlockSearch:
         parts = []
         width = 0
         for b in self._blocks(start, stop):
-            b_ids, b_sc, b_deep = self._cache[b]
+            b_ids, b_sc, b_deep = self._get(b)
             base = max(b * self.block, self.offset) - self.offset
             lo, hi = max(base, start) - base, min(base + b_ids.shape[0], stop) - base
             deep = {r - lo: v for r, v in b_deep.items() if lo <= r < hi}
@@ -165,9 +199,7 @@ class _BlockSearch:
             at += p_ids.shape[0]
         return ids, sc
 
-    def _search(
-        self, b: int
-    ) -> tuple[IntArray, FloatArray, dict[int, tuple[IntArray, FloatArray]]]:
+    def _search(self, b: int) -> _BlockResult:
         """Results of the local queries in global block ``b`` (deep rows apart)."""
         n_q = self.first.shape[0]
         lo = max(b * self.block - self.offset, 0)
@@ -402,6 +434,8 @@ def mine(
         if bar is not None:
             bar.update(size)
 
+    # a GPU index leaves the CPUs free while it searches: search the next block ahead
+    ahead = not bool(getattr(index, "searches_on_host", True))
     try:
         for chunk_start in range(0, n_q, chunk_size):
             chunk_stop = min(chunk_start + chunk_size, n_q)
@@ -413,6 +447,8 @@ def mine(
                     collect(size, fut.result())
             t0 = time.perf_counter()
             deep = searcher.deep(chunk_start, chunk_stop)  # searches (in this thread)
+            if ahead:
+                searcher.prefetch(chunk_stop)
             stats.add_time("search", time.perf_counter() - t0)
             stats.deep_searches += len(deep)
             for start, stop in _segments(chunk_start, chunk_stop, deep):
@@ -428,6 +464,7 @@ def mine(
             size, fut = pending.popleft()
             collect(size, fut.result())
     finally:
+        searcher.close()
         if pool is not None:
             for _, fut in pending:
                 fut.cancel()

@@ -39,7 +39,9 @@ class Index(Protocol):
     Samplers never gather candidate vectors: every quantity they need is a dot product or
     a norm, which the index serves natively through :meth:`score` and :meth:`sq_norms`.
     Subclass :class:`BaseIndex` to get both (and the defaults of ``exact`` and
-    ``search_block``) from ``vectors`` alone.
+    ``search_block``) from ``vectors`` alone. An optional ``searches_on_host`` property
+    (default True) tells :func:`~negsample.mine` that a search leaves the CPUs free (a GPU
+    index), so that it samples one block of queries while the next is searched.
     """
 
     metric: str
@@ -94,7 +96,8 @@ _SCORE_BLOCK = 1 << 22  # floats gathered at a time by the default ``score``
 class BaseIndex:
     """Defaults for the :class:`Index` protocol built on ``vectors(ids)``: ``score`` and
     ``sq_norms`` gather in bounded blocks (subclasses override them with native versions),
-    ``exact`` is False and ``search_block`` is :data:`DEFAULT_SEARCH_BLOCK`."""
+    ``exact`` is False, ``search_block`` is :data:`DEFAULT_SEARCH_BLOCK` and
+    ``searches_on_host`` is True."""
 
     metric: str
     _sq_norms_cache: npt.NDArray[np.float32] | None = None
@@ -114,6 +117,13 @@ class BaseIndex:
     @property
     def search_block(self) -> int:
         return int(getattr(self, "_search_block", DEFAULT_SEARCH_BLOCK))
+
+    @property
+    def searches_on_host(self) -> bool:
+        """Whether a search runs on this machine's CPUs (True) or on an accelerator that
+        leaves them free (a GPU index): :func:`~negsample.mine` then samples one block
+        while the next is searched."""
+        return True
 
     def vectors(self, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
         raise NotImplementedError

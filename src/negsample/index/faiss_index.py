@@ -177,6 +177,10 @@ class FaissIndex(BaseIndex):
         return int(self._cpu.d)
 
     @property
+    def searches_on_host(self) -> bool:
+        return self.device == "cpu"
+
+    @property
     def exact(self) -> bool:
         """True for a flat (exhaustive) index on the CPU."""
         faiss = _faiss()

@@ -326,6 +326,10 @@ class TorchIndex(BaseIndex):
     def exact(self) -> bool:
         return True
 
+    @property
+    def searches_on_host(self) -> bool:
+        return self.devices[0] == "cpu"
+
     def _mm(self, q: Any, block: Any, fp32_out: bool) -> Any:
         """float32 ``(rows, m)`` scores of ``q`` ``(rows, dim)`` against ``block``
         ``(m, dim)``, both in the storage dtype."""
