@@ -322,3 +322,26 @@ def test_cuda_equals_cpu_and_shards_over_every_gpu() -> None:
 
 def q_n(q: np.ndarray) -> np.ndarray:
     return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("every_block", [False, True], ids=["lazy-merge", "merge-every-block"])
+@pytest.mark.parametrize("k", [1, 7, 200, 300, 700, 2100])
+def test_blocked_top_k_is_exact_with_ties(
+    k: int, every_block: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Corpus blocks of 256 rows (the smallest), scores on a coarse grid (many ties): the
+    top-k equals NumpyIndex's (score, then smaller id), whatever k against the block size
+    (k below, above and beyond several blocks: 2,100 > 8 x 256) and the merge path."""
+    from negsample.index import torch_index
+
+    monkeypatch.setattr(torch_index, "_MERGE_EVERY_BLOCK", every_block)
+    rng = np.random.default_rng(k)
+    x = rng.integers(-2, 3, (2500, 8)).astype(np.float32)  # integer scores: exact, tied
+    q = rng.integers(-2, 3, (70, 8)).astype(np.float32)
+    q[1] = 0  # every score ties
+    want = ns.NumpyIndex(x).search(q, k)
+    index = _cpu(x, search_block=32, memory_budget_mb=0.01)
+    assert index.block_rows == 256
+    got = index.search(q, k)
+    np.testing.assert_array_equal(got.ids, want.ids)
+    np.testing.assert_array_equal(got.scores, want.scores)

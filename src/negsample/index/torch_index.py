@@ -377,13 +377,20 @@ class TorchIndex(BaseIndex):
                 # a fresh (aligned) copy: BLAS may take another path for other alignments
                 qt = _tensor(torch, q[qs : qs + self._search_block])
                 qt = qt.to(shard.device, dtype=self._tdtype, copy=True)
-                best = None
+                if _MERGE_EVERY_BLOCK:  # the former path, kept for benchmarks/bench_torch.py
+                    best = None
+                    for cs in range(0, shard.n, self.block_rows):
+                        block = shard.data[cs : cs + self.block_rows]
+                        s = self._mm(qt, block, shard.fp32_out)
+                        best = _merge_block(torch, best, s, kk, shard.offset + cs)
+                    assert best is not None  # the shard has rows
+                    out[qs : qs + qt.shape[0]] = best.cpu().numpy()
+                    continue
+                acc = _TopK(torch, kk)
                 for cs in range(0, shard.n, self.block_rows):
                     block = shard.data[cs : cs + self.block_rows]
-                    s = self._mm(qt, block, shard.fp32_out)
-                    best = _merge_block(torch, best, s, kk, shard.offset + cs)
-                assert best is not None  # the shard has rows
-                out[qs : qs + qt.shape[0]] = best.cpu().numpy()
+                    acc.add(self._mm(qt, block, shard.fp32_out), shard.offset + cs)
+                out[qs : qs + qt.shape[0]] = acc.result().cpu().numpy()
         return out
 
     def score(self, vectors: Any, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -590,6 +597,77 @@ def _pack(torch: Any, scores: Any, ids: Any) -> Any:
     return (bits << 32) | (_LOW - 1 - ids)
 
 
+#: Merge every corpus block into the running top-k (the former path) instead of
+#: collecting candidates over several blocks (:class:`_TopK`); for side-by-side timings.
+_MERGE_EVERY_BLOCK = False
+
+
+class _TopK:
+    """The exact running top-``kk`` (packed keys) of one block of queries over corpus
+    blocks, merged lazily: once every row holds ``kk`` keys, a block contributes only its
+    entries scoring at least the row's ``kk``-th best at the last merge (a stale, lower
+    threshold lets more through, never fewer: exact), kept aside until they number ``kk``
+    columns, then merged in one ``topk``; a block where some row passes more than ``2 kk``
+    contributes its own top-``kk`` instead. Which path runs changes the speed only: the
+    result is the top-``kk`` of the scores by (score, then smaller id)."""
+
+    def __init__(self, torch: Any, kk: int) -> None:
+        self.torch = torch
+        self.kk = kk
+        self.best: Any = None
+        self.thr: Any = None  # (rows, 1) float32 threshold, None until every row is full
+        self.pending: list[Any] = []
+        self.width = 0
+
+    def add(self, s: Any, offset: int) -> None:
+        torch, kk = self.torch, self.kk
+        if self.best is None:
+            self.best = _block_topk(torch, s, kk, offset)
+            self._set_threshold()
+            return
+        if self.thr is not None and s.shape[1] > kk:
+            rows, cols = torch.nonzero(s >= self.thr, as_tuple=True)  # row-major order
+            cnt = torch.bincount(rows, minlength=s.shape[0])
+            width = int(cnt.max())
+            if width == 0:
+                return
+            if width <= 2 * kk:
+                starts = torch.cumsum(cnt, 0) - cnt
+                pos = torch.arange(rows.shape[0], device=s.device) - starts[rows]
+                cand = torch.full((s.shape[0], width), _EMPTY, dtype=torch.int64, device=s.device)
+                cand[rows, pos] = _pack(torch, s[rows, cols], cols + offset)
+                self._keep(cand)
+                return
+        self._keep(_block_topk(torch, s, kk, offset))
+
+    def _keep(self, keys: Any) -> None:
+        self.pending.append(keys)
+        self.width += int(keys.shape[1])
+        if self.width >= self.kk or self.thr is None:
+            self._merge()
+
+    def _merge(self) -> None:
+        if self.pending:
+            merged = self.torch.cat([self.best, *self.pending], dim=1)
+            k = min(self.kk, int(merged.shape[1]))  # blocks narrower than kk: not full yet
+            self.best = self.torch.topk(merged, k, dim=1, sorted=False).values
+            self.pending, self.width = [], 0
+            self._set_threshold()
+
+    def _set_threshold(self) -> None:
+        if self.best.shape[1] < self.kk:
+            self.thr = None
+            return
+        low = self.best.min(dim=1).values
+        full = bool((low != _EMPTY).all())
+        self.thr = _unpack_scores(self.torch, low)[:, None] if full else None
+
+    def result(self) -> Any:
+        self._merge()
+        assert self.best is not None  # at least one block was added
+        return self.best
+
+
 def _merge_block(torch: Any, best: Any, s: Any, kk: int, offset: int) -> Any:
     """Merge the scores ``s`` ``(rows, m)`` of corpus ids ``offset + arange(m)`` into the
     running top-``kk`` packed keys ``best`` (``None`` before the first block). Exact.
@@ -619,7 +697,8 @@ def _merge_block(torch: Any, best: Any, s: Any, kk: int, offset: int) -> Any:
     keys = _block_topk(torch, s, kk, offset)
     if best is None:
         return keys
-    return torch.topk(torch.cat([best, keys], dim=1), kk, dim=1, sorted=False).values
+    merged = torch.cat([best, keys], dim=1)
+    return torch.topk(merged, min(kk, int(merged.shape[1])), dim=1, sorted=False).values
 
 
 def _unpack_scores(torch: Any, keys: Any) -> Any:
