@@ -294,3 +294,14 @@ def test_stale_output_temporaries_removed_by_the_cli(
         "beir",
         "out.jsonl",
     ]
+
+
+def test_default_chunk_size_is_whole_search_blocks(tmp_path: Path) -> None:
+    from negsample.pipeline.resume import default_chunk_size
+
+    data = ns.make_synthetic(2000, 10, 8, seed=0)
+    assert default_chunk_size(None) == 4096
+    assert default_chunk_size(ns.NumpyIndex(data.corpus)) == 4096  # 4 blocks of 1,024
+    assert default_chunk_size(ns.NumpyIndex(data.corpus, search_block=3000)) == 6000
+    # a GPU-sized block: one chunk of 16,384 queries, not 4,096 that each search a block
+    assert default_chunk_size(ns.NumpyIndex(data.corpus, search_block=16384)) == 16384

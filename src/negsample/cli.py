@@ -1183,7 +1183,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="rows with fewer than n negatives: skip/shorten and count them (default), or fail",
     )
     mine.add_argument(
-        "--chunk-size", type=pos, default=4096, help="queries per saved chunk (default 4096)"
+        "--chunk-size",
+        type=pos,
+        default=None,
+        help="queries per saved chunk (default 4096, or the index's search block when larger: "
+        "16384 for --index torch on a GPU)",
     )
     mine.add_argument(
         "--max-chunks",

@@ -46,7 +46,7 @@ def mine_dataset_distributed(
     metric: str = "ip",
     filters: Filters | None = None,
     work_dir: str | os.PathLike[str] | None = None,
-    chunk_size: int = 4096,
+    chunk_size: int | None = None,
     settings: Mapping[str, Any] | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,

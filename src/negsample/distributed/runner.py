@@ -91,7 +91,7 @@ def mine_distributed(
     gpus_per_worker: float = 0.0,
     address: str | None = None,
     work_dir: str | os.PathLike[str] | None = None,
-    chunk_size: int = 4096,
+    chunk_size: int | None = None,
     settings: Mapping[str, Any] | None = None,
     progress: bool = False,
     on_chunk: Callable[[int, int], None] | None = None,
@@ -142,7 +142,7 @@ def mine_distributed(
         ``"HOST:PORT"``, ``"local"``; see :func:`connect`.
     work_dir : folder for the manifest and finished chunks; ``None``: a temporary folder
         removed at the end (nothing to resume).
-    chunk_size : queries per chunk, rounded up to a multiple of the index's
+    chunk_size : queries per chunk (default 4,096), rounded up to a multiple of the index's
         ``search_block``.
     settings : anything else that identifies the run, hashed into the manifest.
     progress : one tqdm bar on this process, advanced as chunks finish anywhere.
@@ -274,7 +274,7 @@ def run_chunks(
     filters: Filters | None,
     exclude: Any,
     work_dir: Path,
-    chunk_size: int,
+    chunk_size: int | None,
     settings: Mapping[str, Any],
     progress: bool,
     on_chunk: Callable[[int, int], None] | None,
@@ -286,8 +286,11 @@ def run_chunks(
             f"n={n} negatives requested but the corpus has only {held.ntotal} rows "
             "(at least one is a positive)"
         )
+    given = chunk_size is not None
+    if chunk_size is None:
+        chunk_size = resume.DEFAULT_CHUNK
     size = aligned_chunk_size(chunk_size, held.search_block)
-    if size != chunk_size and log is not None:
+    if size != chunk_size and log is not None and given:
         log(f"chunk size {chunk_size} rounded up to {size} (a multiple of the search block)")
     qdata, n_q, dim = as_data(queries, "queries")
     if dim != held.dim:

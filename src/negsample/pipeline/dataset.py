@@ -83,7 +83,7 @@ def mine_dataset(
     metric: str = "ip",
     filters: Filters | None = None,
     work_dir: str | os.PathLike[str] | None = None,
-    chunk_size: int = 4096,
+    chunk_size: int | None = None,
     max_chunks: int | None = None,
     settings: dict[str, Any] | None = None,
     progress: bool = False,
@@ -107,6 +107,8 @@ def mine_dataset(
         there too, so a resumed run searches the very same graph. ``None``: a temporary
         folder, removed at the end. Its lock (``<work_dir>.lock``) is held for the call:
         another process gets :class:`~negsample.RunLocked` at once.
+    chunk_size : queries per saved chunk; ``None``: 4,096, or the index's ``search_block``
+        when larger (:func:`~negsample.pipeline.resume.default_chunk_size`).
     settings : extra settings that identify the run (file names...), hashed into the
         work folder's manifest.
     log : receives one-line diagnostics (chunks resumed...).

@@ -228,6 +228,18 @@ def open_work_dir(
         log(f"removed {len(foreign)} chunk files made with other settings from {wd}")
 
 
+#: Queries per saved chunk by default (see :func:`default_chunk_size`).
+DEFAULT_CHUNK = 4096
+
+
+def default_chunk_size(index: Index | None) -> int:
+    """4,096 queries per saved chunk, rounded up to whole search blocks of ``index``
+    (a GPU index searches 16,384 queries at a time: smaller chunks would each search a
+    whole block, 4 times the work)."""
+    block = int(getattr(index, "search_block", 1)) if index is not None else 1
+    return -(-DEFAULT_CHUNK // block) * block
+
+
 def mine_resumable(
     queries: Any,
     index: Index | None,
@@ -240,7 +252,7 @@ def mine_resumable(
     filters: Filters | None = None,
     candidates: Candidates | None = None,
     settings: Mapping[str, Any] | None = None,
-    chunk_size: int = 4096,
+    chunk_size: int | None = None,
     max_chunks: int | None = None,
     progress: bool = False,
     on_chunk: Callable[[int, int], None] | None = None,
@@ -269,6 +281,9 @@ def mine_resumable(
         ``negsample mine --fresh``, to start over). Each chunk file carries the hash too
         (name and content): a chunk made with other settings is never loaded (removed
         and counted), so deleting the manifest cannot mix two runs.
+    chunk_size : queries per saved chunk; ``None``: :func:`default_chunk_size` (4,096, or
+        the index's ``search_block`` when larger: a chunk that holds part of a search block
+        still searches the whole block, as :func:`mine` searches fixed, aligned blocks).
     max_chunks : compute at most this many new chunks, then raise :class:`RunIncomplete`.
     on_chunk : called as ``on_chunk(done, total)`` after each chunk is saved.
     log : called with one-line messages: chunks resumed, stale temporary files, chunks
@@ -285,6 +300,8 @@ def mine_resumable(
         run are those of that run).
     """
     sampler = TopKSampler() if sampler is None else sampler
+    if chunk_size is None:
+        chunk_size = default_chunk_size(index)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
         raise TypeError(f"chunk_size must be an integer, got {chunk_size!r}")
     if chunk_size < 1:
