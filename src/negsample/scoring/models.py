@@ -147,8 +147,12 @@ class CrossEncoderScorer(_PoolMixin):
                 "(a relevance score)"
             )
         use_fp16 = fp16 if fp16 is not None else str(dev).startswith("cuda")
+        # float32 unless fp16: a folder with float16 weights loads in float16 (recent
+        # transformers keep the stored dtype), which the CPU runs slowly and less exactly
         if use_fp16:
             ce.half()
+        else:
+            ce.float()
         self._model = ce
         self._torch = torch
         self._identity = torch.nn.Identity()
@@ -257,8 +261,10 @@ class EmbeddingScorer(_PoolMixin):
             if name is not None and name not in (getattr(m, "prompts", None) or {}):
                 raise ValueError(f"{self.name} has no prompt named {name!r}")
         use_fp16 = fp16 if fp16 is not None else str(dev).startswith("cuda")
-        if use_fp16:
+        if use_fp16:  # as CrossEncoderScorer: float32 unless fp16
             m.half()
+        else:
+            m.float()
         self._model = m
         self._pool = None
         self._pool_devices = pool_devices
