@@ -77,8 +77,8 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
         truth = np.load(cfg["truth_file"])
         planted = np.load(cfg["positives"])
         rows = []
+        index = ns.FaissIndex.load(cfg["index_dir"], device="cpu")
         for nprobe in cfg["nprobes"]:
-            index = ns.FaissIndex.load(cfg["index_dir"], device="cpu")
             index.nprobe = nprobe
             got = index.search(np.asarray(queries[: truth.shape[0]]), k).ids
             recall = float(
