@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,13 @@ def machine() -> dict[str, Any]:
             info[mod] = __import__(mod).__version__
         except Exception:  # not installed, or no __version__
             pass
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_available():
+            info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            info["cuda"] = torch.version.cuda
+    except Exception:  # a broken CUDA install: the figures say no GPU
+        pass
     return info
 
 
@@ -157,11 +165,15 @@ def synthetic(
         return paths
     folder.mkdir(parents=True, exist_ok=True)
     corpus = np.lib.format.open_memmap(paths["corpus"], mode="w+", dtype=dtype, shape=(n_docs, dim))
-    for s in range(0, n_docs, block):
+
+    def fill(s: int, out: Any = corpus) -> None:  # block s: a function of (seed, s) alone
         m = min(block, n_docs - s)
         x = np.random.default_rng([seed, 0, s]).standard_normal((m, dim), dtype=np.float32)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        corpus[s : s + m] = x
+        out[s : s + m] = x
+
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(fill, range(0, n_docs, block)))
     corpus.flush()
     rng = np.random.default_rng([seed, 1])
     pos = rng.integers(0, n_docs, size=n_queries, dtype=np.int64)

