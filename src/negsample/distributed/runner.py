@@ -409,7 +409,9 @@ def _schedule(
                     i = todo.popleft()
                     inflight[submit(pool.actors[w], *chunks[i])] = (i, w)
                     load[w] += 1
-            ready, _ = ray.wait(list(inflight), num_returns=1)
+            # a bounded wait: back in Python at least every 0.2 s, so that Ctrl-C (SIGINT)
+            # is raised promptly even while a long chunk runs
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.2)
             for ref in ready:
                 i, w = inflight.pop(ref)
                 load[w] -= 1
