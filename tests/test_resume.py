@@ -296,6 +296,22 @@ def test_stale_output_temporaries_removed_by_the_cli(
     ]
 
 
+def test_stale_hf_folder_removed_by_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--format hf`` writes ``save_to_disk`` into a temporary folder, then renames it: a
+    kill in between leaves that folder, which the next run removes."""
+    pytest.importorskip("datasets")
+    root = write_beir(tmp_path / "beir")
+    out = tmp_path / "out_hf"
+    stale = tmp_path / ".out_hf.k2j4_x9a.tmp"
+    stale.mkdir()
+    (stale / "data-00000-of-00001.arrow").write_bytes(b"half a dataset")
+    assert _cli(root, out, "--format", "hf") == 0
+    assert "removed 1 temporary files left beside" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["beir", "out_hf"]
+
+
 def test_default_chunk_size_is_whole_search_blocks(tmp_path: Path) -> None:
     from negsample.pipeline.resume import default_chunk_size
 

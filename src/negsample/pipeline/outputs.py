@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,16 +107,22 @@ def refuse_inputs(
 
 
 def remove_stale_tmp(path: str | os.PathLike[str]) -> int:
-    """Remove the temporary files that an interrupted atomic write of ``path`` left beside
-    it (``.<name>.XXXXXXXX.tmp``, as :class:`~negsample.io.writers.atomic_path` names
-    them); returns how many. Call it only while holding the output's lock."""
+    """Remove the temporaries that an interrupted atomic write of ``path`` left beside it
+    (``.<name>.XXXXXXXX.tmp``, as :class:`~negsample.io.writers.atomic_path` names its
+    files, and the folder of a ``hf`` dataset's ``save_to_disk``); returns how many. Call
+    it only while holding the output's lock."""
     p = Path(path)
     if not p.parent.is_dir():
         return 0
     pattern = re.compile(rf"^\.{re.escape(p.name)}\.[a-z0-9_]{{8}}\.tmp$")
     n = 0
     for q in p.parent.iterdir():
-        if pattern.match(q.name) and q.is_file():
+        if not pattern.match(q.name):
+            continue
+        if q.is_dir() and not q.is_symlink():
+            shutil.rmtree(q, ignore_errors=True)
+            n += 1
+        elif q.is_file() or q.is_symlink():
             q.unlink(missing_ok=True)
             n += 1
     return n
