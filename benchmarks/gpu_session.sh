@@ -32,16 +32,25 @@ step() {  # step SECONDS COMMAND...: run bounded, output to the log, one status 
     echo "=== rc=$? in $((SECONDS - t0)) s" | tee -a "$LOG"
 }
 
+# STEPS: which steps run (default all). The two calls of 2026-11-30 ran, on one H200:
+#   1st: STEPS="tests torch cli encode rescore" with TORCH_ARGS=(--max-seconds 150),
+#        ENC_ARGS=(--texts 100000 --reps 2), CE_ARGS=(--tiny-pairs 20000 --minilm-pairs 10000
+#        --reps 3) (encode and rescore ran out of their time there);
+#   2nd: STEPS="tests torch encode rescore" with the defaults below (after the lazy merge).
+STEPS=${STEPS:-tests torch cli encode rescore}
 if [ -n "${SMALL:-}" ]; then  # a dry run of every step at toy sizes
     TORCH_ARGS=(--docs 60000 --queries 6000 --search-block 2048 --max-seconds 20 --compare-merge)
+    CLI_ARGS=(--docs 60000 --all-queries 6000 --queries 3000)
     ENC_ARGS=(--texts 300 --reps 1 --batch-size 64)
     CE_ARGS=(--tiny-pairs 200 --minilm-pairs 32 --reps 1)
 else
     TORCH_ARGS=(--max-seconds 80 --compare-merge)
+    CLI_ARGS=(--queries 100000)
     ENC_ARGS=(--texts 20000 --reps 1)
     CE_ARGS=(--tiny-pairs 3000 --minilm-pairs 3000 --reps 1)
 fi
 save() { cp benchmarks/results/"$1".json benchmarks/results/"$1".md "$OUT"/ 2>/dev/null; }
+want() { [[ " $STEPS " == *" $1 "* ]]; }
 
 {
     nvidia-smi -L 2>&1 || true
@@ -50,15 +59,16 @@ save() { cp benchmarks/results/"$1".json benchmarks/results/"$1".md "$OUT"/ 2>/d
     free -g | head -2
 } 2>&1 | tee -a "$LOG"
 
-# the first call (2026-11-30) ran every step; this one re-measures what changed since:
-# the lazy top-k merge (checked on CUDA by the gpu test first), encoding and rescoring at
-# sizes that fit. The end-to-end CLI step: bench_cli_large.py --index torch:cuda --queries 100000
-step 45 $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_torch_index.py
-step 190 $PY benchmarks/bench_torch.py --device "$DEVICE" "${TORCH_ARGS[@]}"
+want tests && step 90 $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_torch_index.py \
+    tests/test_encode.py tests/test_scoring_models.py
+want torch && step 190 $PY benchmarks/bench_torch.py --device "$DEVICE" "${TORCH_ARGS[@]}"
 save bench_torch_"$DEVICE"
-step 45 $PY benchmarks/bench_encode.py --device "$DEVICE" --model "$MODEL" "${ENC_ARGS[@]}"
+want cli && step 170 $PY benchmarks/bench_cli_large.py --index "torch:$DEVICE" "${CLI_ARGS[@]}"
+save bench_cli_large_torch_"$DEVICE"
+want encode && step 45 $PY benchmarks/bench_encode.py --device "$DEVICE" --model "$MODEL" "${ENC_ARGS[@]}"
 save bench_encode_"$DEVICE"
-step 40 $PY benchmarks/bench_rescore.py --device "$DEVICE" --minilm "$MODEL" --batch-sizes 64 256 "${CE_ARGS[@]}"
+want rescore && step 40 $PY benchmarks/bench_rescore.py --device "$DEVICE" --minilm "$MODEL" \
+    --batch-sizes 64 256 "${CE_ARGS[@]}"
 save bench_rescore_"$DEVICE"
 for f in "$OUT"/*.md; do
     [ -f "$f" ] && { echo "--- $f"; cat "$f"; }
