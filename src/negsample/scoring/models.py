@@ -71,6 +71,30 @@ class _PoolMixin:
         self.close()
 
 
+def _load(make: Any, model: Any, what: str, prefix: str) -> tuple[Any, str]:
+    """``(model, name)``: a path or name loaded by ``make(path)`` (an OSError named as a
+    missing model), or a model object used as given."""
+    if isinstance(model, str | os.PathLike):
+        path = str(model)
+        try:
+            return make(path), f"{prefix}:{path}"
+        except OSError as exc:
+            raise FileNotFoundError(f"cannot load the {what} {path!r}: {exc}") from exc
+    return model, f"{prefix}:{type(model).__name__}"
+
+
+def _set_precision(model: Any, fp16: bool | None, device: str) -> bool:
+    """Half precision when ``fp16`` (``None``: on CUDA), float32 otherwise; returns which.
+    Always cast: a folder with float16 weights loads in float16 (recent transformers keep
+    the stored dtype), which the CPU runs slowly and less exactly."""
+    use_fp16 = fp16 if fp16 is not None else str(device).startswith("cuda")
+    if use_fp16:
+        model.half()
+    else:
+        model.float()
+    return bool(use_fp16)
+
+
 class CrossEncoderScorer(_PoolMixin):
     """Score (query, document) pairs with a sentence-transformers ``CrossEncoder``.
 
@@ -125,34 +149,24 @@ class CrossEncoderScorer(_PoolMixin):
         torch = require("torch", "cross-encoder scoring")
         st = require("sentence_transformers", "cross-encoder scoring")
         dev, pool_devices = _resolve_devices(torch, device, devices)
-        if isinstance(model, str | os.PathLike):
-            path = str(model)
-            try:
-                ce = st.CrossEncoder(
-                    path,
-                    device=dev,
-                    max_length=max_length,
-                    local_files_only=_offline(),
-                    trust_remote_code=trust_remote_code,
-                )
-            except OSError as exc:
-                raise FileNotFoundError(f"cannot load the CrossEncoder {path!r}: {exc}") from exc
-            self.name = f"cross-encoder:{path}"
-        else:
-            ce = model
-            self.name = f"cross-encoder:{type(model).__name__}"
+        ce, self.name = _load(
+            lambda path: st.CrossEncoder(
+                path,
+                device=dev,
+                max_length=max_length,
+                local_files_only=_offline(),
+                trust_remote_code=trust_remote_code,
+            ),
+            model,
+            "CrossEncoder",
+            "cross-encoder",
+        )
         if getattr(ce, "num_labels", 1) != 1:
             raise ValueError(
                 f"{self.name} has {ce.num_labels} output labels; a scorer needs a model with one "
                 "(a relevance score)"
             )
-        use_fp16 = fp16 if fp16 is not None else str(dev).startswith("cuda")
-        # float32 unless fp16: a folder with float16 weights loads in float16 (recent
-        # transformers keep the stored dtype), which the CPU runs slowly and less exactly
-        if use_fp16:
-            ce.half()
-        else:
-            ce.float()
+        use_fp16 = _set_precision(ce, fp16, dev)
         self._model = ce
         self._torch = torch
         self._identity = torch.nn.Identity()
@@ -242,29 +256,21 @@ class EmbeddingScorer(_PoolMixin):
         torch = require("torch", "teacher bi-encoder scoring")
         st = require("sentence_transformers", "teacher bi-encoder scoring")
         dev, pool_devices = _resolve_devices(torch, device, devices)
-        if isinstance(model, str | os.PathLike):
-            path = str(model)
-            try:
-                m = st.SentenceTransformer(
-                    path,
-                    device=dev,
-                    local_files_only=_offline(),
-                    trust_remote_code=trust_remote_code,
-                )
-            except OSError as exc:
-                raise FileNotFoundError(f"cannot load the bi-encoder {path!r}: {exc}") from exc
-            self.name = f"bi-encoder:{path}"
-        else:
-            m = model
-            self.name = f"bi-encoder:{type(model).__name__}"
+        m, self.name = _load(
+            lambda path: st.SentenceTransformer(
+                path,
+                device=dev,
+                local_files_only=_offline(),
+                trust_remote_code=trust_remote_code,
+            ),
+            model,
+            "bi-encoder",
+            "bi-encoder",
+        )
         for name in (query_prompt_name, document_prompt_name):
             if name is not None and name not in (getattr(m, "prompts", None) or {}):
                 raise ValueError(f"{self.name} has no prompt named {name!r}")
-        use_fp16 = fp16 if fp16 is not None else str(dev).startswith("cuda")
-        if use_fp16:  # as CrossEncoderScorer: float32 unless fp16
-            m.half()
-        else:
-            m.float()
+        use_fp16 = _set_precision(m, fp16, dev)
         self._model = m
         self._pool = None
         self._pool_devices = pool_devices
