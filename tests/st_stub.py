@@ -48,10 +48,12 @@ class StubModel:
 
 class StubCrossEncoder:
     """``predict`` scores a (query, document) pair by a fixed bilinear form of the texts'
-    vectors: deterministic, and ordered differently from the bi-encoder."""
+    vectors: deterministic, and ordered differently from the bi-encoder. ``scale`` divides
+    the form before the ``tanh``: a large one keeps the scores off the flat ends (no ties)."""
 
-    def __init__(self, vectors: dict[str, np.ndarray], seed: int = 7) -> None:
+    def __init__(self, vectors: dict[str, np.ndarray], seed: int = 7, scale: float = 4.0) -> None:
         self.vectors = vectors
+        self.scale = scale
         dim = len(next(iter(vectors.values())))
         self.w = np.random.default_rng(seed).standard_normal((dim, dim)).astype(np.float32)
         self.calls = 0
@@ -62,7 +64,7 @@ class StubCrossEncoder:
         self.calls += 1
         a = np.stack([self.vectors[q] for q, _ in pairs]).astype(np.float32)
         b = np.stack([self.vectors[d] for _, d in pairs]).astype(np.float32)
-        s = np.tanh(np.einsum("ij,jk,ik->i", a, self.w, b) / 4).astype(np.float32)
+        s = np.tanh(np.einsum("ij,jk,ik->i", a, self.w, b) / self.scale).astype(np.float32)
         if convert_to_tensor:
             import torch
 

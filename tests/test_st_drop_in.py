@@ -16,10 +16,26 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.skipif(
-    find_spec("sentence_transformers") is None or find_spec("datasets") is None,
-    reason="needs sentence-transformers and datasets (pip install negsample[st])",
-)
+
+def _st_older_than_the_rules() -> bool:
+    """The comparisons need the sentence-transformers whose rules the drop-in follows."""
+    import re
+    from importlib.metadata import version
+
+    m = re.match(r"(\d+)\.(\d+)", version("sentence-transformers"))
+    return bool(m) and (int(m[1]), int(m[2])) < (6, 3)
+
+
+pytestmark = [
+    pytest.mark.skipif(
+        find_spec("sentence_transformers") is None or find_spec("datasets") is None,
+        reason="needs sentence-transformers and datasets (pip install negsample[st])",
+    ),
+    pytest.mark.skipif(
+        find_spec("sentence_transformers") is not None and _st_older_than_the_rules(),
+        reason="compares with sentence-transformers >= 6.3, the rules the drop-in follows",
+    ),
+]
 
 from tests.st_stub import StubCrossEncoder, StubModel, make_pairs  # noqa: E402
 
@@ -146,15 +162,30 @@ def test_cross_encoder_rescoring_matches(single: Any) -> None:
     assert max(max(s[1:]) for s in out["scores"]) < 0.6
 
 
-def test_cross_encoder_without_filter_is_ignored_with_a_warning(
-    single: Any, caplog: pytest.LogCaptureFixture
+def test_cross_encoder_without_filter_rescores(single: Any) -> None:
+    # since sentence-transformers 6.3 a cross-encoder rescores with or without a score filter
+    ds, docs, model = single
+    ce = StubCrossEncoder(model.vectors, scale=200.0)  # no tied scores: one order
+    kw = dict(corpus=docs, cross_encoder=ce, output_format="n-tuple", output_scores=True)
+    out = _ns(ds, model, **kw)
+    assert ce.calls > 0
+    _assert_same(out, _st(ds, model, **kw))
+    # the output scores are the cross-encoder's, not the bi-encoder's
+    plain = _ns(ds, model, corpus=docs, output_format="n-tuple", output_scores=True)
+    assert out["scores"] != plain["scores"]
+    # min_score with a cross-encoder widens the derived window, as there
+    kw = dict(corpus=docs, cross_encoder=ce, min_score=-0.5, output_format="labeled-list")
+    _assert_same(_ns(ds, model, **kw), _st(ds, model, **kw))
+
+
+def test_min_score_alone_keeps_the_narrow_window(
+    single: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ds, docs, model = single
-    ce = StubCrossEncoder(model.vectors)
-    with caplog.at_level("WARNING", logger="negsample"):
-        out = _ns(ds, model, corpus=docs, cross_encoder=ce)
-    assert ce.calls == 0 and "cross_encoder is used only together" in caplog.text
-    _assert_same(out, _st(ds, model, corpus=docs, cross_encoder=ce))
+    _ns(ds, model, corpus=docs, min_score=0.0, verbose=True)
+    assert "Setting range_max to 4 " in capsys.readouterr().out  # 0 + 3 + 1, no widening
+    kw = dict(corpus=docs, min_score=0.0, output_format="n-tuple", output_scores=True)
+    _assert_same(_ns(ds, model, **kw), _st(ds, model, **kw))
 
 
 def test_tiny_corpus_gives_short_rows_like_sentence_transformers() -> None:
@@ -170,10 +201,10 @@ def test_tiny_corpus_gives_short_rows_like_sentence_transformers() -> None:
 
 
 def _allowed(ds: Any, docs: list[str], model: StubModel, kw: dict[str, Any]) -> dict[str, set[str]]:
-    """Per query text, the documents sentence-transformers' rule allows: the pool is the
-    top ``range_max + max_positives`` of the search (``max_positives``: the most rows any
-    query has), less the query's positives; then the filters; then positions
-    ``[range_min, range_max)`` among what passed."""
+    """Per query text, the documents sentence-transformers' (6.3) rule allows: the pool is
+    the top ``range_max + max_positives + 1`` of the search (``max_positives``: the most
+    rows any query has), less the query's positives and the query's own text; then the
+    filters; then positions ``[range_min, range_max)`` among what passed."""
     q_texts, p_texts = list(ds["query"]), list(ds["answer"])
     corpus = list(dict.fromkeys(docs + p_texts))
     c = model._encode(corpus, normalize_embeddings=True)
@@ -188,7 +219,8 @@ def _allowed(ds: Any, docs: list[str], model: StubModel, kw: dict[str, Any]) -> 
         qv = model._encode([q], normalize_embeddings=True)[0]
         s = c @ qv
         order = np.argsort(-s, kind="stable")
-        pool = [d for d in order[: rmax + max_pos] if d not in ps]
+        own = corpus.index(q) if q in corpus else -1
+        pool = [d for d in order[: rmax + max_pos + 1] if d not in ps and d != own]
         s_pos = min(s[d] for d in ps)
         keep = []
         for d in pool:
@@ -305,17 +337,37 @@ def test_seeded_and_reproducible(single: Any) -> None:
 
 
 def test_the_query_text_is_never_its_own_negative() -> None:
-    # symmetric data: an anchor is also another pair's positive
+    # symmetric data: an anchor is also another pair's positive. sentence-transformers
+    # returned it as a negative of itself before 6.3 (negsample never did); since 6.3 both
+    # exclude it and search one candidate deeper for it
     pairs = {"a": ["x", "y", "z", "w"], "b": ["y", "x", "w", "z"]}
     rng = np.random.default_rng(0)
-    vecs = {t: rng.standard_normal(8) for t in "xyzw"}
+    vecs = {t: rng.standard_normal(8) for t in "xyzwuv"}
     model = StubModel(vecs)
     ds = _dataset(pairs)
-    ref = _st(ds, model, num_negatives=2)
-    assert any(r["a"] == r["negative"] for r in ref)  # sentence-transformers does it
-    out = _ns(ds, model, num_negatives=2)
-    assert not any(r["a"] == r["negative"] for r in out)
-    assert out.column_names == ref.column_names and len(out) > 0
+    for fmt in FORMATS:
+        kw = dict(corpus=["u", "v"], num_negatives=2, output_format=fmt)
+        out = _ns(ds, model, **kw)
+        _assert_same(out, _st(ds, model, **kw))
+        got = _negatives(out, fmt)
+        assert got and all(q not in negs for q, rows in got.items() for negs in rows)
+        # the deeper search made room: every query still has its 2 negatives
+        assert all(len({n for negs in rows for n in negs}) == 2 for rows in got.values())
+
+
+def test_a_query_that_is_its_own_positive_stays_ranked_with_include_positives() -> None:
+    # x is its own positive: with include_positives it stays among x's candidates (as in
+    # sentence-transformers); y's own text is a document, and never y's candidate
+    pairs = {"a": ["x", "y", "z"], "b": ["x", "x", "w"]}
+    rng = np.random.default_rng(1)
+    vecs = {t: rng.standard_normal(8) for t in "xyzwuvt"}
+    model = StubModel(vecs)
+    ds = _dataset(pairs)
+    kw = dict(corpus=["y", "u", "v", "t"], num_negatives=5, include_positives=True)
+    out = _ns(ds, model, **kw)
+    _assert_same(out, _st(ds, model, **kw))
+    rows = {r["a"]: [r[f"negative_{i}"] for i in range(1, 6)] for r in out}
+    assert "x" in rows["x"] and "y" not in rows["y"]
 
 
 def test_sampler_and_seed_arguments(single: Any) -> None:
@@ -545,3 +597,25 @@ def test_nfcorpus_matches_sentence_transformers() -> None:
     kw = dict(relative_margin=0.05, num_negatives=5, output_format="labeled-list")
     out = _ns(ds, model, corpus=corpus, **kw)
     _assert_same(out, _st(ds, model, corpus=corpus, **kw))
+
+
+def test_an_older_sentence_transformers_is_reported(
+    single: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.metadata
+
+    from negsample.integrations import _st_mining
+
+    ds, docs, model = single
+    real = importlib.metadata.version
+    monkeypatch.setattr(_st_mining, "_version_warned", [])
+    for installed, warned in (("6.3.0", False), ("6.2.1", True), ("5.1.0.dev0", True)):
+        monkeypatch.setattr(
+            importlib.metadata,
+            "version",
+            lambda name, v=installed: v if name == "sentence-transformers" else real(name),
+        )
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="negsample"):
+            _ns(ds, model, corpus=docs)
+        assert ("follows sentence-transformers 6.3" in caplog.text) is warned, installed

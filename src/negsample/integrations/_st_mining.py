@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -45,6 +46,8 @@ __all__ = ["mine_hard_negatives"]
 _log = logging.getLogger("negsample.integrations.sentence_transformers")
 
 OUTPUT_FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list")
+ST_RULES = (6, 3)  # the sentence-transformers release whose mine_hard_negatives this follows
+_version_warned: list[str] = []
 _TAKE_ROWS = 65536  # rows gathered per Arrow take (keeps each string chunk well under 2 GiB)
 
 
@@ -67,6 +70,29 @@ class _EligibleRankTopK(TopKSampler):
 
 
 # -- the inputs -----------------------------------------------------------------------------
+
+
+def _warn_old_sentence_transformers() -> None:
+    """Warn once when the installed sentence-transformers is older than :data:`ST_RULES`:
+    its own ``mine_hard_negatives`` then builds another candidate pool (no room for the
+    query's own text, which it returns as a negative; a cross-encoder only with a score
+    filter), so the two outputs can differ."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("sentence-transformers")
+    except PackageNotFoundError:
+        return
+    m = re.match(r"(\d+)\.(\d+)", v)
+    if m and (int(m[1]), int(m[2])) < ST_RULES and v not in _version_warned:
+        _version_warned.append(v)
+        _log.warning(
+            "mine_hard_negatives follows sentence-transformers %d.%d; the installed %s builds "
+            "its candidate pool differently, so the two outputs may differ "
+            '(pip install "negsample[st]" installs a matching one)',
+            *ST_RULES,
+            v,
+        )
 
 
 def _column(columns: Sequence[str], name: str | None, pos: int, what: str) -> str:
@@ -334,7 +360,7 @@ def _mine_pools(
     progress: bool,
 ) -> Negatives:
     """Mine from sentence-transformers' pool: per chunk of queries, search the top
-    ``depth`` (``range_max + max_positives``), remove the query's positives (unless
+    ``depth`` (``range_max + max_positives + 1``), remove the query's positives (unless
     ``include_positives``) and excluded ids found there, optionally rescore the pool
     (``rescore(query_rows, ids) -> scores``, a cross-encoder) and re-sort it, then
     ``sampler.sample`` with the filters. The random draws are keyed by the global query
@@ -731,17 +757,16 @@ def mine_hard_negatives(
         A name that is not a column raises (sentence-transformers falls back silently).
     corpus : more candidate documents besides the positives. Texts are de-duplicated: one
         text is one document.
-    cross_encoder : with a score filter (``absolute_margin``, ``relative_margin``,
-        ``max_score``, ``min_score``), rescore the candidates that can be sampled and the
-        positives with ``cross_encoder.predict``; ranks, filters and output scores are then
-        the cross-encoder's. Without a score filter it is not used (as in
-        sentence-transformers), and a warning says so.
+    cross_encoder : rescore the candidates that can be sampled and the positives with
+        ``cross_encoder.predict``, with or without a score filter (as sentence-transformers
+        does since 6.3); ranks, filters and output scores are then the cross-encoder's.
     range_min, range_max : the rank window ``[range_min, range_max)``, counted among the
-        candidates that pass the filters, in a pool of the top ``range_max + max_positives``
-        of the search less the query's positives (``max_positives``: the most rows any query
-        has), as in sentence-transformers. ``range_max=None``: ``range_min + num_negatives
-        + max_positives``, or ``range_min + 10 * num_negatives + max_positives`` with a
-        score filter.
+        candidates that pass the filters, in a pool of the top ``range_max + max_positives
+        + 1`` of the search less the query's positives and the query's own text
+        (``max_positives``: the most rows any query has), as in sentence-transformers.
+        ``range_max=None``: ``range_min + num_negatives + max_positives``, or ``range_min +
+        10 * num_negatives + max_positives`` with ``absolute_margin``, ``relative_margin``,
+        ``max_score``, or ``min_score`` together with a ``cross_encoder``.
     max_score, min_score : keep ``min_score < s(q,d-) < max_score``.
     absolute_margin : keep ``s(q,d-) < s+ - absolute_margin``.
     relative_margin : keep ``s(q,d-) < s+ - |s+| * relative_margin`` (0.05: NV-Retriever's
@@ -791,12 +816,11 @@ def mine_hard_negatives(
     Notes
     -----
     Deliberate differences from sentence-transformers (see docs/sentence_transformers.md):
-    seeded draws; a document whose text is the query's own text is never its negative;
-    filters are strict (``<``); unknown column names, invalid ``sampling_strategy`` or
-    ``relative_margin`` values and ``None`` texts raise; cache files are written
-    atomically; no 2048 cap on ``range_max`` with faiss on a GPU; a ``cross_encoder``
-    without a score filter is reported (it is not used, as there); an empty result keeps
-    typed columns.
+    seeded draws; filters are strict (``<``); unknown column names, invalid
+    ``sampling_strategy`` or ``relative_margin`` values and ``None`` texts raise; cache
+    files are written atomically; no 2048 cap on ``range_max`` with faiss on a GPU; an
+    empty result keeps typed columns. The rules followed are sentence-transformers 6.3's
+    (an older installed version is reported with a warning).
 
     Examples
     --------
@@ -806,6 +830,7 @@ def mine_hard_negatives(
     """
     datasets = require("datasets", "mine_hard_negatives")
     pa = require("pyarrow", "mine_hard_negatives")
+    _warn_old_sentence_transformers()
     if len(dataset) == 0:
         raise ValueError("The dataset is empty. Please provide a non-empty dataset.")
     if (
@@ -897,7 +922,10 @@ def mine_hard_negatives(
 
     range_max_given = range_max is not None
     if range_max is None:
-        if filter_set or (cross_encoder is not None and min_score is not None):
+        # as sentence-transformers 6.3 derives it: min_score widens the window only when a
+        # cross-encoder rescores (its scores may then remove many candidates)
+        widen = any(v is not None for v in (absolute_margin, relative_margin, max_score))
+        if widen or (cross_encoder is not None and min_score is not None):
             range_max = range_min + num_negatives * 10 + max_positives
         else:
             range_max = range_min + num_negatives + max_positives
@@ -954,8 +982,12 @@ def mine_hard_negatives(
 
         index = NumpyIndex(c_emb, metric="ip", check=False)
 
-    # a document whose text is the query's own text is never its negative: (n_q, 1), -1 = none
+    # a document whose text is the query's own text is never its negative (as in
+    # sentence-transformers >= 6.3), unless it is one of the query's positives: (n_q, 1),
+    # -1 = none. A positive is removed as a positive, or kept with include_positives.
     exclude = _index_in(uq, uc, missing=-1)[:, None]
+    self_pos = exclude[pair_q, 0] == pair_p
+    exclude[pair_q[self_pos], 0] = -1
 
     filters = Filters(
         absolute_margin=absolute_margin,
@@ -964,9 +996,9 @@ def mine_hard_negatives(
         min_score=min_score,
     )
     n_eff = min(num_negatives, n_c - 1)
-    # sentence-transformers searches range_max + max_positives (the most rows any query
-    # has) and removes the query's own positives from what it found
-    depth = range_max + max_positives
+    # sentence-transformers (6.3) searches range_max + max_positives + 1 (the most rows any
+    # query has, and the query's own text) and removes the positives and that text from it
+    depth = range_max + max_positives + 1
     if sampler is None:
         run_sampler: BaseSampler = _EligibleRankTopK(
             k=depth, range_min=range_min, range_max=range_max, strategy=sampling_strategy
@@ -981,12 +1013,7 @@ def mine_hard_negatives(
                 "sampler= works without include_positives and cross_encoder (they reorder "
                 "or keep candidates that a negsample sampler would remove)"
             )
-    if cross_encoder is not None and not filter_set:
-        _log.warning(
-            "cross_encoder is used only together with a score filter (absolute_margin, "
-            "relative_margin, max_score or min_score), as in sentence-transformers; it was ignored"
-        )
-    use_ce = cross_encoder is not None and filter_set
+    use_ce = cross_encoder is not None
     active = None if filters.is_noop else filters
     if n_eff < 1:
         negs = Negatives.concat([], num_negatives, MiningStats(n_queries=n_q))
