@@ -245,9 +245,11 @@ def test_margins_sign_safe() -> None:
     assert keep.tolist() == [False, False, False, True, True]
     assert reason.tolist() == [0, 1, 2, -1, -1]
     assert Margins(relative_margin=0.0).keep([1.0, 0.99], [1.0, 1.0])[0].tolist() == [False, True]
-    for bad in (1.0, -0.1):
+    for bad in (1.01, -0.1):
         with pytest.raises(ValueError, match="relative_margin must be in"):
             Margins(relative_margin=bad)
+    # r = 1 (TopK-PercPos p = 0): the limit Filters always had, one engine for both
+    assert Margins(relative_margin=1.0).keep([-0.1, 0.0], [0.5, 0.5])[0].tolist() == [True, False]
     with pytest.raises(ValueError, match="finite"):
         Margins(absolute_margin=float("nan"))
     with pytest.raises(ValueError, match="anchor"):

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._types import MiningStats, Negatives
+from ..filters import SCORE_RULES, ScoreRules, anchor_reduce
 from .base import LABELS, Judge, JudgeItem, Scorer, ScoringStats
 
 if TYPE_CHECKING:
@@ -44,10 +45,8 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
 Redraw = Callable[[int, IntArray], Negatives]
 
-_ANCHORS = ("min", "max", "mean")
 _ON_FAILURE = ("skip", "keep", "raise")
 _ON_SHORT = ("pad", "drop")
-_MARGIN_REASONS = ("max_score", "min_score", "absolute_margin", "relative_margin")
 _UNLIMITED_DRAWS = 32  # draws per negative for a sampler without a region (RandomSampler)
 
 
@@ -62,11 +61,13 @@ class Margins:
 
     - ``max_score``: ``s- < max_score``; ``min_score``: ``s- > min_score``;
     - ``absolute_margin=m``: ``s- < s+ - m``;
-    - ``relative_margin=r``: ``s- < s+ - |s+| * r``, sign-safe (for ``s+ < 0`` the naive
-      ``(1 - r) * s+`` would keep negatives scored above the positive). ``r = 0.05`` is
-      NV-Retriever's ``p = 0.95``.
+    - ``relative_margin=r``: ``s- < s+ - |s+| * r``, ``r`` in ``[0, 1]``, sign-safe (for
+      ``s+ < 0`` the naive ``(1 - r) * s+`` would keep negatives scored above the
+      positive). ``r = 0.05`` is NV-Retriever's ``p = 0.95``.
 
-    The rules of :class:`negsample.Filters`, with the same names, on teacher scores.
+    These are the rules of :class:`negsample.Filters`, with the same names, limits and
+    order, applied to teacher scores: both run on one engine,
+    :class:`negsample.filters.ScoreRules`.
 
     ``s+`` is the teacher's score of the query's positives, taken by ``anchor``:
     ``"min"`` (default, as sentence-transformers and NV-Retriever), ``"max"`` or ``"mean"``.
@@ -87,44 +88,35 @@ class Margins:
     anchor: str = "min"
 
     def __post_init__(self) -> None:
-        for name in ("absolute_margin", "relative_margin", "max_score", "min_score"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not math.isfinite(float(v))):
-                raise ValueError(f"{name} must be a finite number, got {v!r}")
-        if self.relative_margin is not None and not 0.0 <= self.relative_margin < 1.0:
-            raise ValueError(
-                f"relative_margin must be in [0, 1) (sentence-transformers' convention: 0.05 "
-                f"keeps s- < s+ - 0.05 |s+|), got {self.relative_margin}"
-            )
-        if self.anchor not in _ANCHORS:
-            raise ValueError(f"anchor must be one of {_ANCHORS}, got {self.anchor!r}")
+        _ = self.rules  # validates: one set of limits with Filters (ScoreRules)
+
+    @property
+    def rules(self) -> ScoreRules:
+        """These margins as the shared engine :class:`negsample.filters.ScoreRules`."""
+        return ScoreRules(
+            absolute_margin=self.absolute_margin,
+            relative_margin=self.relative_margin,
+            max_score=self.max_score,
+            min_score=self.min_score,
+            anchor=self.anchor,
+        )
 
     @property
     def needs_positive(self) -> bool:
-        return self.absolute_margin is not None or self.relative_margin is not None
+        return self.rules.needs_positive
 
     @property
     def is_noop(self) -> bool:
-        return not self.needs_positive and self.max_score is None and self.min_score is None
+        return self.rules.is_noop
 
     def keep(self, negative: Any, positive: Any) -> tuple[npt.NDArray[np.bool_], IntArray]:
         """``(keep, reason)``: which candidates pass, and for the others the index of the
         first rule that removes them in ``("max_score", "min_score", "absolute_margin",
         "relative_margin")`` (-1 where kept). ``negative`` holds ``s-``, ``positive`` the
-        matching ``s+`` (NaN allowed when no margin is set)."""
+        matching ``s+`` (NaN allowed when no margin is set); both compared as float64."""
         s = np.asarray(negative, dtype=np.float64)
         sp = np.asarray(positive, dtype=np.float64)
-        reason = np.full(s.shape, -1, np.int64)
-        rules: list[npt.NDArray[np.bool_] | None] = [
-            None if self.max_score is None else s < self.max_score,
-            None if self.min_score is None else s > self.min_score,
-            None if self.absolute_margin is None else s < sp - self.absolute_margin,
-            None if self.relative_margin is None else s < sp - np.abs(sp) * self.relative_margin,
-        ]
-        for i, ok in enumerate(rules):
-            if ok is not None:
-                reason[(reason < 0) & ~ok] = i
-        return reason < 0, reason
+        return self.rules.first_failing(s, sp)
 
 
 @dataclass
@@ -328,14 +320,13 @@ class _Context:
             self.pos_teacher[q] = s[at : at + k]
             at += k
 
-    def anchor(self, q: int) -> float:
-        s = self.pos_teacher[q].astype(np.float64)
+    def anchors(self, queries: IntArray) -> npt.NDArray[np.float64]:
+        """``s+`` of each of ``queries`` by the margins' anchor policy (the engine's)."""
         assert self.margins is not None
-        if self.margins.anchor == "min":
-            return float(s.min())
-        if self.margins.anchor == "max":
-            return float(s.max())
-        return float(s.mean())
+        vals = [self.pos_teacher[int(q)] for q in queries]
+        indptr = np.concatenate([[0], np.cumsum([v.size for v in vals])]).astype(np.int64)
+        flat = np.concatenate(vals) if vals else np.empty(0, np.float32)
+        return anchor_reduce(flat, indptr, self.margins.anchor)
 
 
 def _scores(scorer: Scorer, pairs: list[tuple[str, str]]) -> FloatArray:
@@ -396,7 +387,7 @@ class _Rows:
             return
         ctx.positive_scores(self.query_index[rows])
         if ctx.margins is not None and ctx.margins.needs_positive:
-            self.anchors[rows] = [ctx.anchor(int(q)) for q in self.query_index[rows]]
+            self.anchors[rows] = ctx.anchors(self.query_index[rows])
         self.prepared[rows] = True
 
     def judge_positive(self, r: int) -> str:
@@ -445,7 +436,7 @@ class _Rows:
                 st.pairs_scored += len(pairs)
                 if ctx.margins is not None:
                     ok, reason = ctx.margins.keep(teach, self.anchors[rr])
-                    for i, name in enumerate(_MARGIN_REASONS):
+                    for i, name in enumerate(SCORE_RULES):
                         k = int((reason == i).sum())
                         if k:
                             st.count("removed", name, k)
