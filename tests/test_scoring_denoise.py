@@ -472,7 +472,7 @@ def test_teacher_scores_reach_the_writers(tmp_path: Path) -> None:
 def test_doctests() -> None:
     import negsample.scoring  # noqa: F401
 
-    for name in ("denoise", "base", "cache", "llm", "models"):
+    for name in ("denoise", "margins", "results", "mine", "base", "cache", "llm", "models"):
         mod = sys.modules[f"negsample.scoring.{name}"]
         result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, name
@@ -511,7 +511,7 @@ def test_api_doc_lists_the_scoring_api() -> None:
 
 
 def test_runs() -> None:
-    from negsample.scoring.denoise import _runs
+    from negsample.scoring.mine import _runs
 
     assert _runs(np.array([3, 5, 200, 201, 45]), gap=64) == [(3, 46), (200, 202)]
     assert _runs(np.array([9, 9, 10])) == [(9, 11)]

@@ -14,9 +14,12 @@ it, and torch / sentence-transformers are imported only when a model scorer is b
 
 from .base import LABELS, Judge, JudgeItem, Label, Scorer, ScoringStats, parse_label
 from .cache import JudgementCache
-from .denoise import Denoised, DenoiseStats, Margins, TeacherScores, denoise, mine_denoised
+from .denoise import denoise
 from .llm import DEFAULT_PROMPT, CascadeJudge, JudgeError, JudgePrompt, LLMJudge
+from .margins import Margins
+from .mine import mine_denoised
 from .models import CrossEncoderScorer, EmbeddingScorer
+from .results import Denoised, DenoiseStats, TeacherScores
 
 __all__ = [
     "DEFAULT_PROMPT",
