@@ -559,3 +559,51 @@ def test_nfcorpus_perfect_judge_removes_every_hidden_positive() -> None:
     for other in runs[1:]:
         assert np.array_equal(runs[0].negatives.ids, other.negatives.ids)
     assert ns.negative_quality(runs[0].negatives, split.hidden).false_negatives == 0
+
+
+def test_draw_plan() -> None:
+    from negsample.scoring import draw_plan
+
+    topk = ns.TopKSampler(k=50)
+    p = draw_plan(topk, 7, oversample=2.0, n_corpus=1000)
+    assert (p.first, p.max_draws, p.on_short) == (14, 50, "pad") and p.sampler is topk
+    # capped by the region, by the corpus, by max_draws; at least n
+    assert draw_plan(topk, 7, oversample=10, n_corpus=1000).first == 50
+    assert draw_plan(topk, 7, oversample=2, n_corpus=11).max_draws == 10
+    assert draw_plan(topk, 7, oversample=5, n_corpus=1000, max_draws=20).first == 20
+    assert draw_plan(topk, 7, oversample=1.0, n_corpus=1000).first == 7
+    # a sampler without a region: 32 x n
+    assert draw_plan(ns.RandomSampler(), 3, oversample=2, n_corpus=10**6).max_draws == 96
+    # drop -> pad for the draws, drop after denoising
+    d = draw_plan(ns.TopKSampler(k=50, on_shortfall="drop"), 7, n_corpus=1000)
+    assert d.sampler.on_shortfall == "pad" and d.on_short == "drop"
+    for bad, msg in (
+        ({"oversample": 0.5}, "oversample"),
+        ({"oversample": float("inf")}, "oversample"),
+        ({"oversample": float("nan")}, "oversample"),
+        ({"max_draws": 60}, "max_draws=60 exceeds"),
+        ({"max_draws": 5}, "smaller than n=7"),
+        ({"n_corpus": 0}, "n_corpus"),
+    ):
+        kw = {"oversample": 2.0, "n_corpus": 1000, **bad}
+        with pytest.raises(ValueError, match=msg):
+            draw_plan(topk, 7, **kw)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fewer than the n=60"):
+        draw_plan(topk, 60, n_corpus=1000)
+    # the plan is what mine_denoised mines first
+    data = ns.make_synthetic(n_docs=300, n_queries=6, dim=8, seed=0)
+    texts = [f"q#{i}" for i in range(6)], [f"d#{j}" for j in range(300)]
+    res = mine_denoised(
+        data.queries,
+        ns.NumpyIndex(data.corpus),
+        data.positives,
+        ns.TopKSampler(k=40),
+        query_texts=texts[0],
+        document_texts=texts[1],
+        n=4,
+        oversample=3.0,
+        judge=FakeJudge(fail=0.0),
+    )
+    first = draw_plan(ns.TopKSampler(k=40), 4, oversample=3.0, n_corpus=300).first
+    assert first == 12
+    assert res.stats.widened_rows == 0 and res.stats.max_draws == first

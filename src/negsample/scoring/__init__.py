@@ -9,7 +9,8 @@ it, and torch / sentence-transformers are imported only when a model scorer is b
 - :class:`LLMJudge`: any OpenAI-compatible chat-completions endpoint;
   :class:`CascadeJudge`: RLHN's two-judge cascade; :class:`JudgementCache`: sqlite cache.
 - :func:`denoise`, :func:`mine_denoised`: keep the first ``n`` draws per row that pass
-  :class:`Margins` on teacher scores and the judge; teacher scores for distillation.
+  :class:`Margins` on teacher scores and the judge; teacher scores for distillation;
+  :func:`draw_plan`: how many draws a row gets.
 """
 
 from .base import LABELS, Judge, JudgeItem, Label, Scorer, ScoringStats, parse_label
@@ -17,7 +18,7 @@ from .cache import JudgementCache
 from .denoise import denoise
 from .llm import DEFAULT_PROMPT, CascadeJudge, JudgeError, JudgePrompt, LLMJudge
 from .margins import Margins
-from .mine import mine_denoised
+from .mine import DrawPlan, draw_plan, mine_denoised
 from .models import CrossEncoderScorer, EmbeddingScorer
 from .results import Denoised, DenoiseStats, TeacherScores
 
@@ -28,6 +29,7 @@ __all__ = [
     "CrossEncoderScorer",
     "DenoiseStats",
     "Denoised",
+    "DrawPlan",
     "EmbeddingScorer",
     "Judge",
     "JudgeError",
@@ -41,6 +43,7 @@ __all__ = [
     "ScoringStats",
     "TeacherScores",
     "denoise",
+    "draw_plan",
     "mine_denoised",
     "parse_label",
 ]

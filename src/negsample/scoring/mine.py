@@ -8,6 +8,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,10 +25,106 @@ if TYPE_CHECKING:
     from ..index.base import Index
     from ..samplers.base import BaseSampler
 
-__all__ = ["mine_denoised"]
+__all__ = ["DrawPlan", "draw_plan", "mine_denoised"]
 
 IntArray = npt.NDArray[np.int64]
 _UNLIMITED_DRAWS = 32  # draws per negative for a sampler without a region (RandomSampler)
+
+
+@dataclass(frozen=True)
+class DrawPlan:
+    """How many draws each row gets when denoising, from :func:`draw_plan`.
+
+    Attributes
+    ----------
+    first : draws mined per row at first, ``min(max_draws, max(n, ceil(oversample * n)))``.
+    max_draws : the most draws a row may get when it is widened.
+    sampler : the sampler to mine the draws with: the one given, or a copy with
+        ``on_shortfall="pad"`` when it had ``"drop"`` (rows are dropped after denoising,
+        never before: a row missing from the draws could not be widened).
+    on_short : what :func:`~negsample.scoring.denoise` does with rows still short at the
+        end: ``"drop"`` (the sampler's ``on_shortfall="drop"``) or ``"pad"``.
+    """
+
+    first: int
+    max_draws: int
+    sampler: Any
+    on_short: str
+
+
+def draw_plan(
+    sampler: BaseSampler,
+    n: int,
+    *,
+    oversample: float = 2.0,
+    n_corpus: int,
+    max_draws: int | None = None,
+) -> DrawPlan:
+    """The one rule for how many draws a row gets when it is denoised (used by
+    :func:`mine_denoised` and ``negsample mine``).
+
+    Parameters
+    ----------
+    sampler : the negsample sampler that draws.
+    n : negatives wanted per row.
+    oversample : draws mined per negative wanted at first (>= 1, finite).
+    n_corpus : documents in the index (a row can never get more than ``n_corpus - 1``).
+    max_draws : the most draws per row (default: the sampler's ``max_n``, the size of its
+        region; ``32 * n`` for a sampler without one, such as RandomSampler). May not
+        exceed the sampler's ``max_n``.
+
+    Returns
+    -------
+    DrawPlan
+        ``first = min(max_draws, max(n, ceil(oversample * n)))`` draws at first, at most
+        ``max_draws = min(max_draws or max_n or 32 * n, n_corpus - 1)``; the sampler's
+        ``on_shortfall="drop"`` becomes ``"pad"`` for the draws and ``on_short="drop"``
+        after denoising.
+
+    Examples
+    --------
+    >>> import negsample as ns
+    >>> from negsample.scoring import draw_plan
+    >>> p = draw_plan(ns.TopKSampler(k=50, on_shortfall="drop"), 7, oversample=3, n_corpus=1000)
+    >>> p.first, p.max_draws, p.sampler.on_shortfall, p.on_short
+    (21, 50, 'pad', 'drop')
+    """
+    from ..samplers.base import BaseSampler as _Base
+
+    if not isinstance(sampler, _Base):
+        raise TypeError(f"sampler must be a negsample sampler, got {type(sampler).__name__}")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = int(n)
+    if (
+        isinstance(oversample, bool)
+        or not isinstance(oversample, int | float | np.integer | np.floating)
+        or not math.isfinite(oversample)
+        or oversample < 1.0
+    ):
+        raise ValueError(f"oversample must be a finite number >= 1, got {oversample!r}")
+    if isinstance(n_corpus, bool) or not isinstance(n_corpus, int | np.integer) or n_corpus < 1:
+        raise ValueError(f"n_corpus must be a positive integer, got {n_corpus!r}")
+    if max_draws is not None and (
+        isinstance(max_draws, bool) or not isinstance(max_draws, int | np.integer)
+    ):
+        raise ValueError(f"max_draws must be an int or None, got {max_draws!r}")
+    sampler.check_n(n)
+    if max_draws is not None and sampler.max_n is not None and max_draws > sampler.max_n:
+        raise ValueError(
+            f"max_draws={max_draws} exceeds what {type(sampler).__name__} can draw per row "
+            f"({sampler.max_n})"
+        )
+    limit = sampler.max_n if sampler.max_n is not None else _UNLIMITED_DRAWS * n
+    cap = int(min(limit if max_draws is None else max_draws, int(n_corpus) - 1))
+    if cap < n:
+        raise ValueError(f"max_draws={cap} is smaller than n={n}")
+    first = int(min(cap, max(n, math.ceil(oversample * n))))
+    on_short = "drop" if sampler.on_shortfall == "drop" else "pad"
+    draw_sampler = (
+        dataclasses.replace(sampler, on_shortfall="pad") if on_short == "drop" else sampler
+    )
+    return DrawPlan(first=first, max_draws=cap, sampler=draw_sampler, on_short=on_short)
 
 
 def mine_denoised(
@@ -89,24 +186,8 @@ def mine_denoised(
         raise TypeError(f"sampler must be a negsample sampler, got {type(sampler).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative int (the draws are repeated), got {seed!r}")
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if not oversample >= 1.0:
-        raise ValueError(f"oversample must be >= 1, got {oversample}")
-    sampler.check_n(n)
-    limit = sampler.max_n if sampler.max_n is not None else _UNLIMITED_DRAWS * n
-    cap = int(min(limit if max_draws is None else max_draws, index.ntotal - 1))
-    if cap < n:
-        raise ValueError(f"max_draws={cap} is smaller than n={n}")
-    if max_draws is not None and sampler.max_n is not None and max_draws > sampler.max_n:
-        raise ValueError(
-            f"max_draws={max_draws} exceeds what {type(sampler).__name__} can draw per row "
-            f"({sampler.max_n})"
-        )
-    on_short = "drop" if sampler.on_shortfall == "drop" else "pad"
-    draw_sampler = (
-        dataclasses.replace(sampler, on_shortfall="pad") if on_short == "drop" else sampler
-    )
+    plan = draw_plan(sampler, n, oversample=oversample, n_corpus=index.ntotal, max_draws=max_draws)
+    n, cap, on_short, draw_sampler = int(n), plan.max_draws, plan.on_short, plan.sampler
     q_all = as_matrix(queries, "queries", dim=index.dim)
     n_q = q_all.shape[0]
     n_pos = positives.shape[0] if isinstance(positives, np.ndarray) else len(positives)
@@ -146,7 +227,7 @@ def mine_denoised(
             )
         return Negatives.concat(parts, m, MiningStats(seed=seed))
 
-    m0 = int(min(cap, max(n, math.ceil(oversample * n))))
+    m0 = plan.first
     t0 = time.perf_counter()
     first = draw(m0, None)
     t_mine = time.perf_counter() - t0
