@@ -13,6 +13,7 @@ it, and torch / sentence-transformers are imported only when a model scorer is b
   :func:`draw_plan`: how many draws a row gets.
 """
 
+from ._http import redact
 from .base import LABELS, Judge, JudgeItem, Label, Scorer, ScoringStats, parse_label
 from .cache import JudgementCache
 from .denoise import denoise
@@ -46,4 +47,5 @@ __all__ = [
     "draw_plan",
     "mine_denoised",
     "parse_label",
+    "redact",
 ]
