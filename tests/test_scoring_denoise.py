@@ -472,7 +472,8 @@ def test_teacher_scores_reach_the_writers(tmp_path: Path) -> None:
 def test_doctests() -> None:
     import negsample.scoring  # noqa: F401
 
-    for name in ("denoise", "margins", "results", "mine", "base", "cache", "llm", "models"):
+    names = ("denoise", "margins", "results", "mine", "base", "cache", "llm", "models")
+    for name in (*names, "listwise", "_http"):
         mod = sys.modules[f"negsample.scoring.{name}"]
         result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, name
@@ -607,3 +608,74 @@ def test_draw_plan() -> None:
     first = draw_plan(ns.TopKSampler(k=40), 4, oversample=3.0, n_corpus=300).first
     assert first == 12
     assert res.stats.widened_rows == 0 and res.stats.max_draws == first
+
+
+class AnchorJudge:
+    """FN for document 4 when judged against positive 0, HN otherwise."""
+
+    name = "anchor"
+    stats = None
+
+    def judge(self, items: Sequence[JudgeItem]) -> list[Label | None]:
+        return ["FN" if (it.document, it.positive) == ("d#4", "d#0") else "HN" for it in items]
+
+
+def _two_anchor_rows() -> ns.Negatives:
+    ids = np.array([[4, 5, 6, 7], [5, 4, 8, 9]])
+    return ns.Negatives(
+        ids, np.zeros(ids.shape, np.float32), np.array([0, 0]), np.array([0, 1]), ns.MiningStats()
+    )
+
+
+def test_fn_actions_by_hand() -> None:
+    kw = dict(
+        query_texts=["q#0"],
+        document_texts=[f"d#{i}" for i in range(10)],
+        positives=[[0, 1]],
+        n=2,
+        judge=AnchorJudge(),
+    )
+    rem = denoise(_two_anchor_rows(), **kw)  # type: ignore[arg-type]
+    assert rem.negatives.ids.tolist() == [[5, 6], [5, 4]]  # 4 is HN against positive 1
+    assert [e.tolist() for e in rem.extra_positives] == [[4], []]
+    assert rem.positives[0].tolist() == [0, 1] and rem.stats.fn_action == "remove"
+    rel = denoise(_two_anchor_rows(), fn_action="relabel", **kw)  # type: ignore[arg-type]
+    # 4 is a positive of query 0 now: it leaves row 1 too, which is short
+    assert rel.positives[0].tolist() == [0, 1, 4] and rel.stats.relabelled == 1
+    assert rel.negatives.ids.tolist() == [[5, 6], [5, -1]]
+    assert rel.stats.removed["judge_fn_elsewhere"] == 1 and rel.stats.short_rows == 1
+    assert rel.negatives.stats.removed["denoise:judge_fn_elsewhere"] == 1
+    drop = denoise(_two_anchor_rows(), fn_action="drop-query", drop_above=0, **kw)  # type: ignore[arg-type]
+    assert len(drop.negatives) == 0 and drop.dropped_queries.tolist() == [0]
+    assert drop.stats.dropped_queries == 1 and drop.stats.dropped_query_rows == 2
+    keep = denoise(_two_anchor_rows(), fn_action="drop-query", drop_above=1, **kw)  # type: ignore[arg-type]
+    assert keep.negatives.ids.tolist() == rem.negatives.ids.tolist()
+    for bad, msg in (
+        ({"fn_action": "delete"}, "fn_action must be one of"),
+        ({"fn_action": "drop-query", "drop_above": -1}, "drop_above must be"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            denoise(_two_anchor_rows(), **kw, **bad)  # type: ignore[arg-type]
+    no_judge = {k: v for k, v in kw.items() if k != "judge"}
+    with pytest.raises(ValueError, match="pass a judge"):
+        denoise(
+            _two_anchor_rows(),
+            fn_action="relabel",
+            scorer=FakeScorer(),
+            teacher_scores=True,
+            **no_judge,
+        )  # type: ignore[arg-type]
+
+
+def test_relabel_with_a_teacher_extends_its_positive_scores(data) -> None:  # type: ignore[no-untyped-def]
+    scorer = FakeScorer(data.positives)
+    res = _run(
+        data, ns.TopKSampler(k=60), judge=FakeJudge(data.hidden), scorer=scorer, fn_action="relabel"
+    )
+    assert res.stats.relabelled > 0 and res.teacher is not None
+    for q in range(N_Q):
+        assert res.teacher.positive[q].size == res.positives[q].size
+        added = res.positives[q][data.positives[q].size :]
+        want = [scorer.value(q, int(d)) for d in added]
+        assert np.allclose(res.teacher.positive[q][data.positives[q].size :], want)
+    assert res.stats.as_dict()["relabelled"] == res.stats.relabelled

@@ -41,6 +41,7 @@ class _Context:
         on_judge_failure: str,
         teacher_scores: bool,
         stats: DenoiseStats,
+        drop_above: int | None = None,
     ) -> None:
         self.n = n
         self.qt = query_texts
@@ -52,6 +53,9 @@ class _Context:
         self.judge_keep = judge_keep
         self.on_judge_failure = on_judge_failure
         self.teacher_scores = teacher_scores
+        # fn_action="drop-query": a row that alone found more FNs than this stops early
+        # (its query is dropped whatever the other rows find)
+        self.drop_above = drop_above
         self.stats = stats
         self.pos_teacher: dict[int, FloatArray] = {}
         self.use_scorer = scorer is not None and (self.margins is not None or teacher_scores)
@@ -131,6 +135,8 @@ class _Rows:
         self.count = np.zeros(b, np.int64)
         self.checked = np.zeros(b, np.int64)
         self.extra: list[list[int]] = [[] for _ in range(b)]
+        self.extra_teacher: list[list[float]] = [[] for _ in range(b)]
+        self.stopped = np.zeros(b, bool)  # rows past drop_above FNs: walked no further
         self.anchors = np.full(b, np.nan, np.float64)
         self.prepared = np.zeros(b, bool)
 
@@ -161,7 +167,7 @@ class _Rows:
             cand_pos: list[int] = []
             for r in rows.tolist():
                 need = n - int(self.count[r])
-                if need <= 0:
+                if need <= 0 or self.stopped[r]:
                     continue
                 row = self.draw_ids[r]
                 p = int(self.ptr[r])
@@ -197,7 +203,7 @@ class _Rows:
                         if k:
                             st.count("removed", name, k)
             if ctx.judge is not None and ok.any():
-                self._judge(rr, dd, ok)
+                self._judge(rr, dd, ok, teach)
             # keep the survivors; candidates are listed row by row in draw order
             for i in np.flatnonzero(ok).tolist():
                 r, p = int(rr[i]), int(pp[i])
@@ -207,7 +213,9 @@ class _Rows:
                 self.teacher[r, c] = teach[i]
                 self.count[r] = c + 1
 
-    def _judge(self, rr: IntArray, dd: IntArray, ok: npt.NDArray[np.bool_]) -> None:
+    def _judge(
+        self, rr: IntArray, dd: IntArray, ok: npt.NDArray[np.bool_], teach: FloatArray
+    ) -> None:
         ctx, st = self.ctx, self.ctx.stats
         assert ctx.judge is not None
         idx = np.flatnonzero(ok)
@@ -240,7 +248,11 @@ class _Rows:
             if lab == "FN":
                 ok[i] = False
                 st.count("removed", "judge_fn")
-                self.extra[int(rr[i])].append(int(dd[i]))
+                r = int(rr[i])
+                self.extra[r].append(int(dd[i]))
+                self.extra_teacher[r].append(float(teach[i]))
+                if ctx.drop_above is not None and len(self.extra[r]) > ctx.drop_above:
+                    self.stopped[r] = True
             elif lab not in ctx.judge_keep:
                 ok[i] = False
                 st.count("removed", "judge_label")
@@ -250,7 +262,7 @@ class _Rows:
         the sampler's region ran dry) and fewer than ``cap`` of them."""
         out = [
             r
-            for r in np.flatnonzero(self.count < self.ctx.n).tolist()
+            for r in np.flatnonzero((self.count < self.ctx.n) & ~self.stopped).tolist()
             if self.draw_ids[r].size < cap and bool(np.all(self.draw_ids[r] >= 0))
         ]
         return np.asarray(out, np.int64)

@@ -35,6 +35,7 @@ __all__ = ["DenoiseStats", "Denoised", "Margins", "TeacherScores", "denoise"]
 
 _ON_FAILURE = ("skip", "keep", "raise")
 _ON_SHORT = ("pad", "drop")
+FN_ACTIONS = ("remove", "relabel", "drop-query")
 
 
 def denoise(
@@ -54,6 +55,8 @@ def denoise(
     max_draws: int | None = None,
     growth: float = 2.0,
     on_short: str = "pad",
+    fn_action: str = "remove",
+    drop_above: int = 8,
     chunk_rows: int = 4096,
     progress: bool = False,
 ) -> Denoised:
@@ -95,6 +98,17 @@ def denoise(
         ``redraw`` is None; else required).
     growth : each widening multiplies the draws by this factor.
     on_short : rows still short at the end: ``"pad"`` with -1 (counted) or ``"drop"``.
+    fn_action : what a candidate the judge labels FN becomes. ``"remove"`` (default):
+        removed from the negatives (and listed in ``extra_positives``). ``"relabel"``:
+        removed, and added to its query's positives (:attr:`Denoised.positives`, in row
+        and draw order, each once; a negative kept in another row of the query that is
+        now a positive is removed too, counted ``removed["judge_fn_elsewhere"]``).
+        ``"drop-query"``: removed, and a query with more than ``drop_above`` distinct FN
+        documents (over all its rows) is dropped, with all its rows (counted
+        ``dropped_queries``; listed in :attr:`Denoised.dropped_queries`). A row that
+        alone passes ``drop_above`` stops being walked (its query is dropped anyway).
+    drop_above : the FN count a query may have under ``fn_action="drop-query"`` (default
+        8, the RLHN threshold as the feature request cites it).
     chunk_rows : rows processed together (the output does not depend on it).
     progress : a tqdm progress bar over chunks.
 
@@ -146,6 +160,16 @@ def denoise(
         raise ValueError(f"judge_keep may hold 'HN' and 'TN' only, got {sorted(keep_set)}")
     if on_judge_failure not in _ON_FAILURE:
         raise ValueError(f"on_judge_failure must be one of {_ON_FAILURE}, got {on_judge_failure!r}")
+    if fn_action not in FN_ACTIONS:
+        raise ValueError(f"fn_action must be one of {FN_ACTIONS}, got {fn_action!r}")
+    if (
+        isinstance(drop_above, bool)
+        or not isinstance(drop_above, int | np.integer)
+        or drop_above < 0
+    ):
+        raise ValueError(f"drop_above must be an int >= 0, got {drop_above!r}")
+    if fn_action != "remove" and judge is None:
+        raise ValueError(f"fn_action={fn_action!r} acts on the judge's FN labels: pass a judge")
     if on_short not in _ON_SHORT:
         raise ValueError(f"on_short must be one of {_ON_SHORT}, got {on_short!r}")
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
@@ -183,7 +207,7 @@ def denoise(
         if pos[q].size and int(pos[q].max()) >= len(document_texts):
             raise ValueError(f"query {q}: positive {int(pos[q].max())} has no document text")
 
-    stats = DenoiseStats(n=n)
+    stats = DenoiseStats(n=n, fn_action=fn_action)
     ctx = _Context(
         n=n,
         query_texts=query_texts,
@@ -196,6 +220,7 @@ def denoise(
         on_judge_failure=on_judge_failure,
         teacher_scores=teacher,
         stats=stats,
+        drop_above=int(drop_above) if fn_action == "drop-query" else None,
     )
     s_before = scorer.stats.copy() if scorer is not None and _has_stats(scorer) else None
     j_before = judge.stats.copy() if judge is not None and _has_stats(judge) else None
@@ -235,14 +260,64 @@ def denoise(
     qi, ai = negatives.query_index, negatives.anchor_ids
     stats.rows = rows
     stats.queries = int(np.unique(qi).size)
-    short: npt.NDArray[np.bool_] = np.asarray((ids < 0).any(axis=1))
-    if on_short == "drop" and short.any():
-        keep = np.flatnonzero(~short)
-        stats.dropped_rows = int(short.sum())
+
+    # the false negatives of each query, over its rows (row order, then draw order)
+    fn_ids: dict[int, list[int]] = {}
+    fn_teacher: dict[int, list[float]] = {}
+    for r in range(rows):
+        q = int(qi[r])
+        seen = fn_ids.setdefault(q, [])
+        for d, t in zip(state.extra[r], state.extra_teacher[r], strict=True):
+            if d not in seen:
+                seen.append(d)
+                fn_teacher.setdefault(q, []).append(t)
+    keep_row = np.ones(rows, bool)
+    dropped_q = np.empty(0, np.int64)
+    if fn_action == "drop-query":
+        dropped_q = np.asarray(
+            sorted(q for q, ds in fn_ids.items() if len(ds) > drop_above), np.int64
+        )
+        gone = np.isin(qi, dropped_q)
+        keep_row &= ~gone
+        stats.dropped_queries = int(dropped_q.size)
+        stats.dropped_query_rows = int(gone.sum())
+    out_pos = list(pos)
+    pos_teacher_extra: dict[int, list[float]] = {}
+    if fn_action == "relabel":
+        for q, ds in fn_ids.items():
+            have = set(pos[q].tolist())
+            new_ids = [d for d in ds if d not in have]
+            if new_ids:
+                out_pos[q] = np.concatenate([pos[q], np.asarray(new_ids, np.int64)])
+                pos_teacher_extra[q] = [
+                    t for d, t in zip(ds, fn_teacher[q], strict=True) if d not in have
+                ]
+                stats.relabelled += len(new_ids)
+        # a negative kept in one row that another row of its query labelled FN is a
+        # positive now: never written as a negative
+        for r in range(rows):
+            row_fn = fn_ids.get(int(qi[r]))
+            if not row_fn:
+                continue
+            bad = np.isin(ids[r], row_fn) & (ids[r] >= 0)
+            if bad.any():
+                stats.count("removed", "judge_fn_elsewhere", int(bad.sum()))
+                ok = np.flatnonzero((ids[r] >= 0) & ~bad)
+                for arr, fill in ((ids, -1), (sc, np.nan), (tc, np.nan)):
+                    row = arr[r][ok].copy()
+                    arr[r, :] = fill
+                    arr[r, : row.size] = row
+
+    short_all: npt.NDArray[np.bool_] = np.asarray((ids < 0).any(axis=1))
+    if on_short == "drop":
+        stats.dropped_rows = int((short_all & keep_row).sum())
+        keep_row &= ~short_all
+    if not keep_row.all():
+        keep = np.flatnonzero(keep_row)
         ids, sc, tc, anchors, checked = ids[keep], sc[keep], tc[keep], anchors[keep], checked[keep]
         qi, ai = qi[keep], ai[keep]
         extra = [extra[i] for i in keep.tolist()]
-        short = short[keep]
+    short = np.asarray((ids < 0).any(axis=1))
     stats.short_rows = int(short.sum())
     stats.padded = int((ids < 0).sum())
     stats.kept = int((ids >= 0).sum())
@@ -259,6 +334,8 @@ def denoise(
             ctx.pos_teacher.get(q, np.full(pos[q].size, np.nan, np.float32) if pos[q].size else nan)
             for q in range(len(pos))
         ]
+        for q, ts in pos_teacher_extra.items():
+            positive[q] = np.concatenate([positive[q], np.asarray(ts, np.float32)])
         tc = np.where(ids >= 0, tc, np.nan).astype(np.float32)
         t_scores = TeacherScores(
             negative=tc, positive=positive, anchor=anchors, scorer=str(scorer.name)
@@ -269,6 +346,8 @@ def denoise(
         extra_positives=extra,
         checked_per_row=checked,
         stats=stats,
+        positives=out_pos,
+        dropped_queries=dropped_q,
     )
 
 

@@ -146,6 +146,8 @@ def mine_denoised(
     oversample: float = 2.0,
     max_draws: int | None = None,
     growth: float = 2.0,
+    fn_action: str = "remove",
+    drop_above: int = 8,
     filters: Filters | None = None,
     exclude: Any = None,
     chunk_size: int | None = None,
@@ -164,7 +166,8 @@ def mine_denoised(
     max_draws : the most draws per row (default: the sampler's ``max_n``, the size of its
         region; ``32 * n`` for a sampler without one, such as RandomSampler).
     query_texts, document_texts, n, scorer, judge, margins, judge_keep, on_judge_failure,
-    teacher_scores, growth, chunk_rows, progress : as for :func:`denoise`.
+    teacher_scores, growth, fn_action, drop_above, chunk_rows, progress : as for
+        :func:`denoise`.
 
     The sampler's ``on_shortfall="drop"`` is applied after denoising (rows still short are
     dropped); the draws themselves are mined with ``"pad"``. A widening mines only the
@@ -247,6 +250,8 @@ def mine_denoised(
         max_draws=cap,
         growth=growth,
         on_short=on_short,
+        fn_action=fn_action,
+        drop_above=drop_above,
         chunk_rows=chunk_rows,
         progress=progress,
     )

@@ -36,11 +36,18 @@ class DenoiseStats:
     removed : candidates rejected, by reason: ``"max_score"``, ``"min_score"``,
         ``"absolute_margin"``, ``"relative_margin"`` (teacher scores), ``"judge_fn"``,
         ``"judge_label"`` (a label outside ``judge_keep``), ``"judge_failed"``
-        (``on_judge_failure="skip"``).
+        (``on_judge_failure="skip"``), ``"judge_fn_elsewhere"`` (``fn_action="relabel"``: a
+        kept negative that another row of its query had labelled FN, now a positive).
     failed_kept : candidates kept although the judge gave no label
         (``on_judge_failure="keep"``).
     kept : negatives written (valid slots of the output).
-    extra_positives : FN-labelled candidates returned as extra positives.
+    extra_positives : FN-labelled candidates returned as extra positives (per output row).
+    fn_action : what was done with the false negatives: ``"remove"``, ``"relabel"`` or
+        ``"drop-query"``.
+    relabelled : documents added to their query's positives (``fn_action="relabel"``;
+        each (query, document) once).
+    dropped_queries, dropped_query_rows : queries dropped by ``fn_action="drop-query"``
+        (more than ``drop_above`` distinct FNs) and their rows, absent from the output.
     short_rows : output rows with fewer than ``n`` negatives; ``padded``: their ``-1``
         slots; ``dropped_rows``: rows removed by ``on_short="drop"``.
     widened_rows, redraw_calls : rows drawn again with more draws, and the calls made.
@@ -62,6 +69,10 @@ class DenoiseStats:
     failed_kept: int = 0
     kept: int = 0
     extra_positives: int = 0
+    fn_action: str = ""
+    relabelled: int = 0
+    dropped_queries: int = 0
+    dropped_query_rows: int = 0
     short_rows: int = 0
     padded: int = 0
     dropped_rows: int = 0
@@ -90,6 +101,8 @@ class DenoiseStats:
             a, b = getattr(self, f.name), getattr(other, f.name)
             if f.name == "n":
                 self.n = self.n or b
+            elif f.name == "fn_action":
+                self.fn_action = self.fn_action or b
             elif f.name == "max_draws":
                 self.max_draws = max(a, b)
             elif isinstance(a, dict):
@@ -147,6 +160,12 @@ class Denoised:
     extra_positives : per output row, the ids the judge labelled FN (draw order).
     checked_per_row : int64 ``(rows,)`` candidates checked for each output row.
     stats : :class:`DenoiseStats`.
+    positives : per query index, the positives to train with: the labelled ones, then
+        (``fn_action="relabel"``) the documents the judge labelled FN for the query, in row
+        and draw order, each once. With ``"remove"`` and ``"drop-query"`` the labelled
+        positives as given. :meth:`with_positives` puts them in a dataset for the writers.
+    dropped_queries : int64, the query indices dropped by ``fn_action="drop-query"`` (none
+        of their rows is in ``negatives``).
     """
 
     negatives: Negatives
@@ -154,6 +173,27 @@ class Denoised:
     extra_positives: list[IntArray]
     checked_per_row: IntArray
     stats: DenoiseStats
+    positives: list[IntArray] = field(default_factory=list)
+    dropped_queries: IntArray = field(default_factory=lambda: np.empty(0, np.int64))
+
+    def with_positives(self, dataset: Any) -> Any:
+        """``dataset`` (a :class:`negsample.BeirDataset`) with :attr:`positives` as its
+        positives, for :func:`negsample.write_negatives`: relabelled false negatives become
+        positives of their query in every format (relevance ``dataset.min_relevance``).
+        The dataset itself is not changed (a copy is returned)."""
+        old = list(dataset.positives)
+        if len(self.positives) != len(old):
+            raise ValueError(
+                f"the dataset has {len(old)} queries, these results {len(self.positives)}"
+            )
+        relevance = []
+        for q, (before, now) in enumerate(zip(old, self.positives, strict=True)):
+            rel = np.asarray(dataset.relevance[q], np.int64)
+            if now.size < before.size or not np.array_equal(now[: before.size], before):
+                raise ValueError(f"query {q}: these results were not made from this dataset")
+            extra = np.full(now.size - before.size, int(dataset.min_relevance), np.int64)
+            relevance.append(np.concatenate([rel, extra]) if extra.size else rel)
+        return dataclasses.replace(dataset, positives=list(self.positives), relevance=relevance)
 
     def teacher_negatives(self) -> Negatives:
         """``negatives`` with the teacher's ``s(q, d-)`` as scores: pass it to
