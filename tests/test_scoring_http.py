@@ -468,3 +468,20 @@ def test_http_proxy_from_the_environment(
     assert line == b"POST http://judge.internal:8000/v1/chat/completions HTTP/1.1"
     assert b"Proxy-Authorization: Basic " in proxy.requests[0]
     assert KEY not in repr(judge)
+
+
+def test_a_call_after_a_stop_starts_afresh(raw: Callable[..., RawServer]) -> None:
+    mode = {"down": True}
+
+    def handle(conn: socket.socket, req: bytes) -> None:
+        if mode["down"]:
+            conn.sendall(_reply("503 Busy", b"busy"))
+        else:
+            conn.sendall(_reply("200 OK", _chat("TN")))
+
+    server = raw(handle)
+    judge = _judge(server.url, backoff_base=0.05, max_retries=50, max_outage=0.5)
+    with pytest.raises(JudgeError, match="no reply succeeded"):
+        judge.judge(_items(["a"]))
+    mode["down"] = False  # the endpoint is back: the outage clock of the last call is gone
+    assert judge.judge(_items(["a", "b"])) == ["TN", "TN"]

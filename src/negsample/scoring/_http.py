@@ -20,6 +20,7 @@ import base64
 import email.utils
 import heapq
 import http.client
+import ipaddress
 import itertools
 import re
 import socket
@@ -245,6 +246,12 @@ _WATCHDOG = _Watchdog()
 def _resolve(host: str, port: int, guard: _Guard) -> list[Any]:
     """``getaddrinfo`` bounded by the deadline (in a daemon thread: a resolver that hangs
     is left behind, never waited for, not even at exit)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # a literal address: nothing to look up
+        return list(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
     box: dict[str, Any] = {}
     done = threading.Event()
 

@@ -10,12 +10,15 @@ candidate) cache rows: a later pointwise or listwise run with the same criteria 
 from __future__ import annotations
 
 import json
+import os
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .base import JudgeItem, Label, parse_label
+from .cache import JudgementCache
 from .llm import DEFAULT_CRITERIA, Unit, _ChatJudge
 
 __all__ = ["DEFAULT_LISTWISE_PROMPT", "ListwiseJudge", "ListwisePrompt", "parse_labels"]
@@ -307,10 +310,27 @@ class ListwiseJudge(_ChatJudge):
     def __init__(
         self,
         *,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        cache: JudgementCache | str | os.PathLike[str] | None = None,
+        max_concurrency: int = 8,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        max_total_retries: int = 1000,
+        connect_retries: int = 2,
+        max_outage: float | None = 120.0,
+        max_response_bytes: int = 4 * 2**20,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        max_consecutive_failures: int | None = 50,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        seed: int = 0,
         prompt: ListwisePrompt | None = None,
         max_candidates: int = 20,
         max_chars: int = 24_000,
-        **kwargs: Any,
     ) -> None:
         if prompt is not None and not isinstance(prompt, ListwisePrompt):
             raise TypeError(f"prompt must be a ListwisePrompt, got {type(prompt).__name__}")
@@ -320,7 +340,26 @@ class ListwiseJudge(_ChatJudge):
         self.prompt = prompt if prompt is not None else DEFAULT_LISTWISE_PROMPT
         self.max_candidates = max_candidates
         self.max_chars = max_chars
-        super().__init__(**kwargs)
+        super().__init__(
+            base_url=base_url,
+            model=model,
+            api_key_env=api_key_env,
+            cache=cache,
+            max_concurrency=max_concurrency,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_total_retries=max_total_retries,
+            connect_retries=connect_retries,
+            max_outage=max_outage,
+            max_response_bytes=max_response_bytes,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_consecutive_failures=max_consecutive_failures,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            extra_body=extra_body,
+            seed=seed,
+        )
         self.name = f"llm-listwise:{self.model}"
 
     def __repr__(self) -> str:

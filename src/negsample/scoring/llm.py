@@ -311,6 +311,9 @@ class _ChatJudge:
             if k not in answers:
                 todo.setdefault(k, it)
         with self._lock:
+            if self._fatal is not None:  # a new call after a stop starts afresh
+                self._failing_since = None
+                self._consecutive = 0
             self._fatal = None
             self._stop.clear()
         try:
@@ -325,10 +328,13 @@ class _ChatJudge:
                 except JudgeError:
                     raise
                 except Exception as exc:  # never let a raw exception carry a secret out
-                    self._stop.set()
+                    self._abort("stopped")
                     raise JudgeError(
                         self._redact(f"{self.url}: unexpected {type(exc).__name__}: {exc}")
                     ) from None
+                except BaseException:  # Ctrl-C: threads in flight stop at their next step
+                    self._abort("interrupted")
+                    raise
                 finally:
                     # on an error: requests in flight stop at their next step (what they
                     # received is cached), the rest never start
@@ -481,6 +487,12 @@ class _ChatJudge:
             attempt += 1
 
     # -- breakers ---------------------------------------------------------------------------
+    def _abort(self, why: str) -> None:
+        with self._lock:
+            if self._fatal is None:
+                self._fatal = JudgeError(f"{self.url}: {why}")
+            self._stop.set()
+
     def _fatal_error(self, message: str) -> None:
         err = JudgeError(self._redact(message))
         with self._lock:
@@ -629,11 +641,52 @@ class LLMJudge(_ChatJudge):
     ['TN']
     """
 
-    def __init__(self, *, prompt: JudgePrompt | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        cache: JudgementCache | str | os.PathLike[str] | None = None,
+        max_concurrency: int = 8,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        max_total_retries: int = 1000,
+        connect_retries: int = 2,
+        max_outage: float | None = 120.0,
+        max_response_bytes: int = 4 * 2**20,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        max_consecutive_failures: int | None = 50,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        prompt: JudgePrompt | None = None,
+    ) -> None:
         if prompt is not None and not isinstance(prompt, JudgePrompt):
             raise TypeError(f"prompt must be a JudgePrompt, got {type(prompt).__name__}")
         self.prompt = prompt if prompt is not None else DEFAULT_PROMPT
-        super().__init__(**kwargs)
+        super().__init__(
+            base_url=base_url,
+            model=model,
+            api_key_env=api_key_env,
+            cache=cache,
+            max_concurrency=max_concurrency,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_total_retries=max_total_retries,
+            connect_retries=connect_retries,
+            max_outage=max_outage,
+            max_response_bytes=max_response_bytes,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_consecutive_failures=max_consecutive_failures,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            extra_body=extra_body,
+            seed=seed,
+        )
 
     def __repr__(self) -> str:
         return self._redact(
