@@ -14,13 +14,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._files import atomic_file, clear_hidden, write_json
 from .._ragged import Ragged, to_ragged
 from .._rng import normalize_seed
 from .._types import Candidates, MiningStats, Negatives
@@ -90,22 +90,16 @@ def _chunk_path(wd: Path, h: str, a: int, b: int) -> Path:
 
 
 def _save_chunk(path: Path, part: Negatives, h: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                ids=part.ids,
-                scores=part.scores,
-                query_index=part.query_index,
-                anchor_ids=part.anchor_ids,
-                stats=np.array(json.dumps(part.stats.as_dict())),
-                settings_hash=np.array(h),
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as f:
+        np.savez(
+            f,
+            ids=part.ids,
+            scores=part.scores,
+            query_index=part.query_index,
+            anchor_ids=part.anchor_ids,
+            stats=np.array(json.dumps(part.stats.as_dict())),
+            settings_hash=np.array(h),
+        )
 
 
 def _load_chunk(path: Path, h: str) -> Negatives | str:
@@ -125,15 +119,7 @@ def _load_chunk(path: Path, h: str) -> Negatives | str:
 def _remove_stale(wd: Path) -> int:
     """Remove what a killed run left half-made in its work folder (names starting with a
     dot: chunk and manifest temporaries, index folders being written); the count."""
-    n = 0
-    for p in wd.iterdir():
-        if p.name.startswith("."):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
-            n += 1
-    return n
+    return clear_hidden(wd)
 
 
 def _read_manifest(man: Path, log: Callable[[str], None] | None) -> dict[str, Any] | None:
@@ -217,9 +203,7 @@ def open_work_dir(
             "output path"
         )
     if old is None:
-        tmp = wd / f".{_MANIFEST}.tmp"
-        tmp.write_text(json.dumps({"hash": h, "settings": full}, indent=1, default=str))
-        os.replace(tmp, man)
+        write_json(man, {"hash": h, "settings": full}, indent=1, default=str)
     prefix = f"chunk_{h[:16]}_"
     foreign = [p for p in wd.glob("chunk_*.npz") if not p.name.startswith(prefix)]
     for p in foreign:
