@@ -22,7 +22,8 @@ from ..pipeline.dataset import (
     duplicate_exclusion,
     positive_scores,
 )
-from ..pipeline.resume import settings_hash, work_lock
+from ..pipeline.resume import work_lock
+from ..pipeline.settings import settings_hash
 from ..samplers.base import BaseSampler
 from ._ray import connect, get, ray_module
 from .index import ReplicatedIndex, ShardedIndex, as_data, exact_like

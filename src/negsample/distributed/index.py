@@ -134,11 +134,11 @@ def _identity(src: WorkerSource, data: Rows | np.ndarray | None) -> dict[str, An
     """What identifies the index the workers hold (hashed into a run's settings): the spec
     or saved folder, metric and options, and the corpus file (path, size, mtime) or a
     digest of the corpus array."""
-    from ..pipeline.resume import _array_digest
+    from ..pipeline.settings import array_digest
 
     out = replace(src, corpus=data if isinstance(data, Rows) else None).describe()
     if isinstance(data, np.ndarray):
-        out["corpus"] = _array_digest(data)
+        out["corpus"] = array_digest(data)
     return out
 
 
