@@ -173,8 +173,11 @@ def test_a_mismatch_names_what_differs(tmp_path: Path) -> None:
 
 
 def test_the_same_inputs_give_one_hash_whichever_path() -> None:
-    """mine_resumable, the Ray runner (workers hold the index: ``index=None``) and
-    mine_dataset build their settings here: the same inputs, the same hash."""
+    """mine_resumable, the Ray runner (workers hold the index: ``index=None`` and its
+    identity given) and mine_dataset build their settings here: the same inputs, the same
+    hash."""
+    from negsample.pipeline.settings import index_fingerprint
+
     a = _run()
     b = run_settings(
         DATA.queries,
@@ -185,6 +188,8 @@ def test_the_same_inputs_give_one_hash_whichever_path() -> None:
         seed=3,
         chunk_size=8,
         n_corpus=DATA.corpus.shape[0],
+        index_identity=index_fingerprint(ns.NumpyIndex(DATA.corpus)),
     )
     assert a.hash == b.hash and a.chunks == b.chunks
     assert _run(seed=4).hash != a.hash
+    assert a.settings["index"]["type"] == "negsample.index.numpy_index.NumpyIndex"

@@ -348,20 +348,22 @@ def _owner(fd: int) -> str:
 
 
 @contextmanager
-def hold_lock(path: str | os.PathLike[str]) -> Iterator[Path]:
+def hold_lock(path: str | os.PathLike[str], *, wait: bool = False) -> Iterator[Path]:
     """Hold the lock file ``path`` for the duration of the block (its folder must exist).
 
     An advisory OS lock (``fcntl.flock``) on ``path``, created holding the owner's pid and
     removed when the block ends. A second process asking for it fails at once with
-    :class:`RunLocked` (naming the file and the holder's pid). Re-entrant within one
-    thread; the OS releases it when its holder dies, so a killed run leaves no stale lock
-    (a leftover file is simply locked again). On systems without ``fcntl`` (Windows) no
-    lock is taken.
+    :class:`RunLocked` (naming the file and the holder's pid), or with ``wait=True``
+    waits for it (for short critical sections, such as a cache update). Re-entrant within
+    one thread; the OS releases it when its holder dies, so a killed run leaves no stale
+    lock (a leftover file is simply locked again). On systems without ``fcntl``
+    (Windows) no lock is taken.
 
     Raises
     ------
     RunLocked
-        At once, when another process (or another thread) holds it.
+        At once, when another process (or another thread) holds it and ``wait`` is
+        False.
     """
     p = Path(path)
     key = (os.path.realpath(p), threading.get_ident())
@@ -382,7 +384,7 @@ def hold_lock(path: str | os.PathLike[str]) -> Iterator[Path]:
     while True:
         fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o666)  # 0o666 & ~umask, like every file
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:  # held by another process (or thread)
             pid = _owner(fd)
             os.close(fd)

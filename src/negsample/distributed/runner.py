@@ -19,7 +19,7 @@ from .._types import Negatives
 from ..filters import Filters
 from ..pipeline.executor import ChunkExecutor, ChunkJob, LocalExecutor
 from ..pipeline.executor import run_chunks as run_chunks_in
-from ..pipeline.settings import DEFAULT_CHUNK, run_settings, settings_hash
+from ..pipeline.settings import DEFAULT_CHUNK, corpus_identity, run_settings, settings_hash
 from ..pipeline.store import RunStore
 from ..samplers.base import BaseSampler
 from ..samplers.topk import TopKSampler
@@ -217,7 +217,6 @@ def mine_distributed(
                 gpus_per_worker=gpus_per_worker,
                 max_restarts=max_restarts,
             )
-        user = {**dict(settings or {}), "index": held.identity}
         return run_chunks(
             held,
             queries,
@@ -229,7 +228,8 @@ def mine_distributed(
             exclude=exclude,
             work_dir=Path(work_dir),
             chunk_size=chunk_size,
-            settings=user,
+            settings=dict(settings or {}),
+            index_identity=held.identity,
             progress=progress,
             on_chunk=on_chunk,
             log=log,
@@ -249,13 +249,20 @@ def _build_once(
 ) -> str:
     """Build an approximate index (HNSW, IVF...) once, here, and save it in the work
     folder, so that every worker loads the very same index (built by each worker, the
-    graphs would differ) and a resumed run searches it again."""
+    graphs would differ) and a resumed run searches it again. Its name holds the
+    corpus's identity too: an index built over other vectors is never loaded."""
     if corpus is None:
         raise ValueError(f"index spec {spec!r} is built from a corpus: pass corpus= (.npy/array)")
     data, _, _ = as_data(corpus, "corpus")
-    vectors = data.read() if isinstance(data, Rows) else data
+    # a .npy mapped whole (its digest is cached), or the array
+    vectors = np.load(data.path, mmap_mode="r") if isinstance(data, Rows) else data
     key = settings_hash(
-        {"spec": spec, "metric": metric, "options": repr(sorted(dict(options or {}).items()))}
+        {
+            "spec": spec,
+            "metric": metric,
+            "options": repr(sorted(dict(options or {}).items())),
+            "corpus": corpus_identity(vectors),
+        }
     )
     saved = work_dir / f"index-{key[:16]}"
     if not (saved / "meta.json").is_file():
@@ -277,6 +284,7 @@ def run_chunks(
     work_dir: Path,
     chunk_size: int | None,
     settings: Mapping[str, Any],
+    index_identity: Mapping[str, Any],
     progress: bool,
     on_chunk: Callable[[int, int], None] | None,
     log: Callable[[str], None] | None,
@@ -284,7 +292,9 @@ def run_chunks(
     """The resumable chunks of one run on workers already started: the run store and
     settings of :func:`~negsample.mine_resumable`, the chunks computed by the workers
     (:class:`RayExecutor`, query sharding) or by :func:`~negsample.mine` here over the
-    shards (:class:`~negsample.pipeline.LocalExecutor`, corpus sharding)."""
+    shards (:class:`~negsample.pipeline.LocalExecutor`, corpus sharding).
+    ``index_identity`` is what identifies the workers' index in the settings (the same
+    in both modes)."""
     if n >= held.ntotal:
         raise ValueError(
             f"n={n} negatives requested but the corpus has only {held.ntotal} rows "
@@ -318,6 +328,7 @@ def run_chunks(
         exclude=exclude,
         settings=settings,
         n_corpus=held.ntotal,
+        index_identity=index_identity,
     )
     return run_chunks_in(
         RunStore(work_dir), run, executor, progress=progress, on_chunk=on_chunk, log=log
