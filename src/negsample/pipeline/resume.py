@@ -86,13 +86,16 @@ def mine_resumable(
     candidates : if given, the sampler draws from these (a TREC run...) through
         ``sampler.sample`` instead of searching; samplers with ``needs_vectors`` then need
         ``queries`` and ``index`` as well.
-    settings : everything else that defines the run (data, embeddings, index spec...);
-        hashed with ``n``, ``seed``, the sampler, filters, ``chunk_size`` and digests of
-        ``queries``, ``positives`` and ``candidates``. A work folder whose manifest holds
-        other settings is refused with :class:`SettingsMismatch` (delete it, or
-        ``negsample mine --fresh``, to start over). Each chunk file carries the hash too
-        (name and content): a chunk made with other settings is never loaded (removed
-        and counted), so deleting the manifest cannot mix two runs.
+    settings : everything else that defines the run (data files, index spec...);
+        hashed with ``n``, ``seed``, the sampler, filters, ``chunk_size``, content
+        digests of ``queries``, ``positives``, ``exclude`` and ``candidates``, and the
+        index's fingerprint (:func:`~negsample.pipeline.settings.index_fingerprint`: an
+        index over another corpus is another run). A work folder whose manifest holds
+        other settings is refused with :class:`SettingsMismatch`, which names what
+        differs (delete it, or ``negsample mine --fresh``, to start over). Each chunk
+        file carries the hash too (name and content): a chunk made with other settings
+        is never loaded (removed and counted), so deleting the manifest cannot mix two
+        runs.
     chunk_size : queries per saved chunk; ``None``: :func:`default_chunk_size` (4,096, or
         the index's ``search_block`` when larger: a chunk that holds part of a search block
         still searches the whole block, as :func:`mine` searches fixed, aligned blocks).
