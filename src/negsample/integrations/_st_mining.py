@@ -24,7 +24,6 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -198,16 +197,10 @@ def _load_cached(path: str, rows: int, what: str) -> npt.NDArray[np.float32] | N
 
 
 def _save_atomic(path: str, arr: np.ndarray) -> None:
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".negsample-", suffix=".npy", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .._files import atomic_file
+
+    with atomic_file(path) as f:
+        np.save(f, arr)
 
 
 def _encode(
