@@ -24,6 +24,7 @@ import numpy as np
 from .._ragged import Ragged, to_ragged
 from .._rng import normalize_seed
 from .._types import Candidates, MiningStats, Negatives
+from ..errors import InputError
 from ..filters import Filters
 from ..index.base import Index
 from ..mining import mine
@@ -55,7 +56,7 @@ class RunIncomplete(RuntimeError):
         )
 
 
-class SettingsMismatch(ValueError):
+class SettingsMismatch(InputError):
     """The work folder holds a run made with other settings."""
 
 
