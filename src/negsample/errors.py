@@ -9,7 +9,9 @@ bug (exit code 1, "unexpected ...").
 :class:`RunFailed` is a runtime failure whose message is ready for the user and says what
 was kept (a full disk while writing, a judge that refuses every request): exit code 1.
 
-:func:`os_error_message` makes one line of an ``OSError`` (the file, the reason, and a
+:func:`is_input_error` tells the user's errors from bugs (the CLI's exit 2 or 1; a run
+keeps its finished chunks after a bug, not after bad input). :func:`os_error_message`
+makes one line of an ``OSError`` (the file, the reason, and a
 hint when the disk is full).
 
 Nothing here imports anything else of negsample, so every module may import it.
@@ -24,8 +26,11 @@ True
 from __future__ import annotations
 
 import errno
+import os
+import re
+import traceback
 
-__all__ = ["InputError", "InputTypeError", "RunFailed", "os_error_message"]
+__all__ = ["InputError", "InputTypeError", "RunFailed", "is_input_error", "os_error_message"]
 
 
 class InputError(ValueError):
@@ -53,3 +58,35 @@ def os_error_message(exc: OSError) -> str:
     if exc.errno == errno.ENOSPC:
         msg += " (disk full: free some space and rerun)"
     return msg
+
+
+def is_input_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the user's bad input or settings (exit 2), not a bug (exit 1):
+    an :class:`InputError`, or, for now, what :func:`_raised_on_purpose` accepts."""
+    if isinstance(exc, InputError):
+        return True
+    return isinstance(exc, ValueError | TypeError) and _raised_on_purpose(exc)
+
+
+_PACKAGE = os.path.dirname(os.path.realpath(__file__))
+_RAISE = re.compile(r"\s*raise\s+(ValueError|TypeError)\b")
+
+
+def _raised_on_purpose(exc: BaseException) -> bool:
+    """TRANSITIONAL: a plain ``ValueError``/``TypeError`` counts as the user's error when
+    negsample raised it on purpose: the last frame of its traceback is in a negsample
+    module and its line is an explicit ``raise ValueError(...)`` / ``raise TypeError(...)``.
+    One raised inside numpy, faiss, torch or the standard library, or by an operation
+    that failed in negsample's own code, is a bug.
+
+    The library's input checks still say ``raise ValueError(``; once one pass has turned
+    them into ``raise InputError(`` (``InputTypeError`` for a ``TypeError``), this
+    function is deleted and :func:`is_input_error` keeps only its ``isinstance`` test.
+    """
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    last = traceback.extract_tb(tb)[-1]
+    if not os.path.realpath(last.filename).startswith(_PACKAGE + os.sep):
+        return False
+    return bool(_RAISE.match(last.line or ""))

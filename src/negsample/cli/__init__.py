@@ -3,7 +3,8 @@
 
 ``main(argv) -> int``: data to stdout or files, progress and diagnostics to stderr.
 Exit codes: 0 success, 1 runtime failure (disk full, a missing optional dependency, an
-unexpected error), 2 bad usage or bad input, 3 a run stopped by ``--max-chunks`` before
+unexpected error, a bug), 2 bad usage or bad input (an
+:class:`~negsample.errors.InputError`), 3 a run stopped by ``--max-chunks`` before
 its end (rerun the same command to continue), 4 another run holds the lock on this
 output, 130 interrupted (Ctrl-C; ``mine`` resumes from its finished chunks).
 Every failure ends in one line ``negsample: error: ...`` on stderr, never a traceback
