@@ -24,6 +24,7 @@ from ._errors import (
     fail,
     is_usage_error,
 )
+from ._signals import EXIT_TERMINATED, Terminated, sigterm_as_interrupt
 
 __all__ = ["build_parser", "main"]
 
@@ -92,7 +93,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
         else ""
     )
     try:
-        rc: int = args.func(args)
+        with sigterm_as_interrupt():
+            rc: int = args.func(args)
+    except Terminated:
+        print(f"negsample: terminated (SIGTERM){resume}", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print(f"negsample: interrupted{resume}", file=sys.stderr)
         return EXIT_INTERRUPTED
