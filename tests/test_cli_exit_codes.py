@@ -132,3 +132,33 @@ def test_is_input_error() -> None:
     from negsample.pipeline.resume import SettingsMismatch
 
     assert issubclass(EmptyOutput, InputError) and issubclass(SettingsMismatch, InputError)
+
+
+def test_reader_messages_are_printed_intact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader's message (file and line, or row) reaches stderr as it is, on one line,
+    exit 2; a message on several lines is joined, nothing else changed."""
+    from negsample.io import data
+
+    root = write_beir(tmp_path / "beir")
+    corpus = str(root / "corpus.jsonl")
+    npy = root / "embeddings" / "corpus.npy"
+    for exc, want in (
+        (
+            ns.DataError(corpus, 3000, "not valid UTF-8: byte 0xff at column 41"),
+            f"{corpus}:3000: not valid UTF-8: byte 0xff at column 41",
+        ),
+        (
+            InputError(f"{corpus}:7: a title\nthat spans\n  three lines"),
+            f"{corpus}:7: a title that spans three lines",
+        ),
+        (ns.DataError(npy, None, "row 17 (id 'd17'): NaN"), f"{npy}: row 17 (id 'd17'): NaN"),
+    ):
+
+        def load(*a: Any, exc: Exception = exc, **k: Any) -> None:
+            raise exc
+
+        monkeypatch.setattr(data, "load_beir", load)
+        assert main(_mine(root, tmp_path / "o.jsonl")) == 2
+        assert _one_error(capsys.readouterr().err) == f"negsample: error: {want}"

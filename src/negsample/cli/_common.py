@@ -1,20 +1,16 @@
 """What several commands share: the log line, options made from the parsed arguments,
-the check of every path a command names, and the embeddings of ``train`` and ``probe``."""
+the ``--split``/``--eval-split`` rule and the embeddings of ``train`` and ``probe``."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import sys
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ..errors import InputError
-from ..pipeline.outputs import Place
 
 __all__ = [
-    "cache_place",
-    "input_places",
     "log",
     "options_from",
     "refuse_same_split",
@@ -32,17 +28,9 @@ def log(msg: str) -> None:
 def options_from(cls: type[T], args: argparse.Namespace, **given: Any) -> T:
     """An options dataclass (``DataOptions``, ``DenoiseOptions``...) made from the parsed
     arguments of the same names (those a command lacks keep their defaults)."""
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    names = [f.name for f in dataclasses.fields(cast(Any, cls))]
     kw = {k: getattr(args, k) for k in names if k not in given and hasattr(args, k)}
     return cls(**kw, **given)
-
-
-def cache_place(args: argparse.Namespace) -> list[Place]:
-    """The embedding cache a command that encodes writes (none with ``--no-cache``)."""
-    from ..pipeline.options import DataOptions
-
-    cache = options_from(DataOptions, args).embedding_cache()
-    return [] if cache is None else [Place("--cache-dir", cache, "cache", folder=True)]
 
 
 def split_embeddings(args: argparse.Namespace, ds: Any) -> Any:
@@ -70,13 +58,3 @@ def refuse_same_split(args: argparse.Namespace) -> None:
             "queries measures memorisation (nDCG@10 near 1.0), not retrieval; use another "
             "--eval-split, or --allow-same-split to do it anyway"
         )
-
-
-def input_places(args: argparse.Namespace, splits: Sequence[str], encoding: bool) -> list[Place]:
-    """Every input of ``train`` or ``probe``: the data, the embeddings, and the model
-    folder (when the model is used: ``encoding``)."""
-    from ..pipeline.inputs import input_places as places
-    from ..pipeline.options import DataOptions
-
-    data = options_from(DataOptions, args)
-    return places(data, splits, models=[("--model", args.model)] if encoding else [])

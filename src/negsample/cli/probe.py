@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from ._args import add_train_data_args, int_at_least, positive_float, seed
-from ._common import cache_place, input_places, log, refuse_same_split, split_embeddings
+from ._common import log, options_from, refuse_same_split, split_embeddings
 
 __all__ = ["add_parser", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
     from ..io.data import load_beir
-    from ..pipeline.inputs import log_left_out, parse_sampler
-    from ..pipeline.options import check_model_path
+    from ..pipeline.inputs import log_left_out, parse_sampler, read_places
+    from ..pipeline.options import DataOptions, check_model_path
     from ..pipeline.outputs import Place, check_places
     from ..probe import probe
 
@@ -28,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
     if args.model:
         check_model_path("--model", args.model)
     places = [Place("--json", Path(args.json), "output")] if args.json else []
-    if encoding:
-        places += cache_place(args)
-    check_places(places + input_places(args, [args.split, args.eval_split], encoding=encoding))
+    data = options_from(DataOptions, args)
+    splits = [args.split, args.eval_split]
+    check_places(places + read_places(data, splits, model=encoding, cache=encoding))
     train_ds = load_beir(args.data, args.split, min_relevance=args.min_relevance)
     eval_ds = load_beir(args.data, args.eval_split, min_relevance=args.min_relevance)
     log(f"{train_ds.summary()}; held out: {eval_ds.n_queries} queries ({args.eval_split})")

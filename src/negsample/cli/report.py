@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ._args import add_data_args, add_denoise_args, seed
-from ._common import cache_place, log, options_from
+from ._common import log, options_from
 
 __all__ = ["add_parser", "run"]
 
@@ -18,7 +18,7 @@ FILES = ("fn_vs_hardness.png", "score_hist.png", "report.json", "summary.md")
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import RunFailed
-    from ..pipeline.inputs import dataset_embeddings, input_places, load_dataset, parse_sampler
+    from ..pipeline.inputs import dataset_embeddings, load_dataset, parse_sampler, read_places
     from ..pipeline.options import DataOptions, DenoiseOptions, open_scoring
     from ..pipeline.outputs import Place, check_places
     from ..pipeline.report import sampler_report
@@ -37,14 +37,11 @@ def run(args: argparse.Namespace) -> int:
     d = Path(args.out_dir)
     places = [Place("--out-dir", d / n, "output", part_of="--out-dir") for n in FILES]
     places.append(Place("--out-dir", d, "output", folder=True))
-    if not data.embeddings:
-        places += cache_place(args)
-    if judge is not None:
-        places.append(Place("--judge-cache", judge.cache, "cache"))
-    models = [] if data.embeddings else [("--model", data.model)]
-    if teacher is not None:
-        models.append(("--rescore", teacher.path))
-    check_places(places + input_places(data, [data.split], models=models))
+    encoding = not data.embeddings
+    places += read_places(
+        data, [data.split], model=encoding, cache=encoding, teacher=teacher, judge=judge
+    )
+    check_places(places)
     ds, timings, _settings = load_dataset(data, log=log)
     emb = dataset_embeddings(data, ds, timings, progress=progress, log=log)
     with open_scoring(teacher, judge, margins, log=log) as (scorer, made_judge):

@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from ._args import add_train_data_args, int_at_least, max_steps, positive_float, ratio, seed
-from ._common import input_places, log, refuse_same_split, split_embeddings
+from ._common import log, options_from, refuse_same_split, split_embeddings
 
 __all__ = ["add_parser", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
     from ..io.data import load_beir
-    from ..pipeline.inputs import log_left_out, parse_sampler
-    from ..pipeline.options import check_model_path
+    from ..pipeline.inputs import log_left_out, parse_sampler, read_places
+    from ..pipeline.options import DataOptions, check_model_path
     from ..pipeline.outputs import Place, check_places
 
     # every option and path checked before any work
@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
         places.append(Place("--metrics-json", Path(args.metrics_json), "output"))
     if args.out:
         places.append(Place("--out", Path(args.out), "output", folder=True))
-    check_places(places + input_places(args, splits, encoding=True))
+    data = options_from(DataOptions, args)  # the model is loaded; no embedding is cached
+    check_places(places + read_places(data, splits, model=True, cache=False))
     from ..integrations.sentence_transformers import TrainingData, train
 
     train_ds = load_beir(args.data, args.split, min_relevance=args.min_relevance)

@@ -37,7 +37,7 @@ from typing import Any
 
 from ..errors import InputError, RunFailed, is_input_error, os_error_message
 from ..filters import Filters
-from .inputs import dataset_embeddings, file_stat, input_places, load_dataset, parse_sampler
+from .inputs import dataset_embeddings, file_stat, load_dataset, parse_sampler, read_places
 from .options import (
     DataOptions,
     DenoiseOptions,
@@ -214,15 +214,15 @@ def _places(opts: MineOptions, plan: _Plan) -> list[Place]:
     places.append(Place("the run's work folder", work, "work", folder=True))
     places.append(Place("the run's lock file", work.with_name(work.name + ".lock"), "work"))
     encoding = not opts.run and not opts.data.embeddings
-    cache = opts.data.embedding_cache() if encoding else None
-    if cache is not None:
-        places.append(Place("--cache-dir", cache, "cache", folder=True))
-    if plan.judge is not None:
-        places.append(Place("--judge-cache", plan.judge.cache, "cache"))
-    models = [("--model", opts.data.model)] if encoding else []
-    if plan.teacher is not None:
-        models.append(("--rescore", plan.teacher.path))
-    return places + input_places(opts.data, [opts.data.split], run=opts.run, models=models)
+    return places + read_places(
+        opts.data,
+        [opts.data.split],
+        model=encoding,
+        cache=encoding,
+        teacher=plan.teacher,
+        judge=plan.judge,
+        run=opts.run,
+    )
 
 
 def _plan(opts: MineOptions) -> _Plan:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .options import DataOptions
+from .options import DataOptions, JudgeSpec, TeacherSpec
 from .outputs import Place
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "file_stat",
     "input_places",
     "load_dataset",
+    "read_places",
     "log_left_out",
     "model_folder",
     "parse_sampler",
@@ -112,6 +113,31 @@ def input_places(
         if folder is not None:
             places.append(Place(option, folder, folder=True))
     return places
+
+
+def read_places(
+    data: DataOptions,
+    splits: Sequence[str],
+    *,
+    model: bool,
+    cache: bool,
+    teacher: TeacherSpec | None = None,
+    judge: JudgeSpec | None = None,
+    run: str | None = None,
+) -> list[Place]:
+    """The caches and the inputs of a command that reads ``data``: the embedding cache
+    folder (when it encodes: ``cache``), the judge cache, then :func:`input_places` with
+    the local folders of the model (when it loads it: ``model``) and of the teacher."""
+    places = []
+    folder = data.embedding_cache() if cache else None
+    if folder is not None:
+        places.append(Place("--cache-dir", folder, "cache", folder=True))
+    if judge is not None:
+        places.append(Place("--judge-cache", judge.cache, "cache"))
+    models = [("--model", data.model)] if model else []
+    if teacher is not None:
+        models.append(("--rescore", teacher.path))
+    return places + input_places(data, splits, run=run, models=models)
 
 
 def log_left_out(ds: Any, log: Log) -> None:
