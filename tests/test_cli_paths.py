@@ -234,8 +234,8 @@ def test_options_checked_before_any_work(
             "--rescore /no/such/model: no such model folder",
         ),
         (
-            ["--rescore", "cross-encoder:x", "--rescore-relative-margin", "1.0"],
-            "--rescore-relative-margin must be in [0, 1)",
+            ["--rescore", "cross-encoder:x", "--rescore-max-score", "nan"],
+            "--rescore-max-score must be",  # finite
         ),
         (["--sampler", "topk(k=3)", "--n", "5"], "holds 3 candidates, fewer than the n=5"),
     ]
