@@ -77,7 +77,8 @@ def _raised_on_purpose(exc: BaseException) -> bool:
     negsample raised it on purpose: the last frame of its traceback is in a negsample
     module and its line is an explicit ``raise ValueError(...)`` / ``raise TypeError(...)``.
     One raised inside numpy, faiss, torch or the standard library, or by an operation
-    that failed in negsample's own code, is a bug.
+    that failed in negsample's own code, is a bug (so is any, when the source of the
+    package cannot be read: the line is unknown).
 
     The library's input checks still say ``raise ValueError(``; once one pass has turned
     them into ``raise InputError(`` (``InputTypeError`` for a ``TypeError``), this
