@@ -75,6 +75,13 @@ def positive_float(text: str) -> float:
     return v
 
 
+def at_least_one(text: str) -> float:
+    v = positive_float(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 1, got {text}")
+    return v
+
+
 def ratio(text: str) -> float:
     try:
         v = float(text)
@@ -274,10 +281,10 @@ def add_denoise_args(p: argparse.ArgumentParser, teacher_scores: bool = True) ->
     g.add_argument("--judge-cascade-url", default=None, help="its API root (default --judge-url)")
     g.add_argument(
         "--oversample",
-        type=positive_float,
+        type=at_least_one,
         default=2.0,
-        help="draws mined per negative wanted when denoising (default 2; at most what the "
-        "sampler can draw)",
+        help="draws mined per negative wanted when denoising, >= 1 (default 2; at most what "
+        "the sampler can draw)",
     )
 
 

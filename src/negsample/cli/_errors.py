@@ -1,10 +1,10 @@
-"""Exit codes, and the one-line messages failures end in (docs/cli.md has the table)."""
+"""Exit codes, and the one-line message a failure ends in (docs/cli.md has the table)."""
 
 from __future__ import annotations
 
-import errno
 import sys
-from pathlib import Path
+
+from ..errors import is_input_error as is_usage_error
 
 __all__ = [
     "EXIT_FAILURE",
@@ -13,12 +13,9 @@ __all__ = [
     "EXIT_LOCKED",
     "EXIT_OK",
     "EXIT_USAGE",
-    "Failure",
-    "enospc",
     "fail",
-    "kept",
+    "is_usage_error",
     "one_line",
-    "os_message",
 ]
 
 #: Exit codes (docs/cli.md has the table).
@@ -26,31 +23,12 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_LOCKED = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
 
 
-class Failure(Exception):
-    """A runtime failure (exit 1) whose message is ready for the user."""
-
-
 def one_line(msg: object) -> str:
+    """``msg`` on one line (its lines joined by spaces), nothing else changed."""
     return " ".join(part.strip() for part in str(msg).splitlines() if part.strip())
 
 
-def os_message(exc: OSError) -> str:
-    if exc.filename is None:
-        return str(exc)
-    where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
-    return f"{where}: {exc.strerror or exc}"
-
-
 def fail(code: int, msg: object) -> int:
+    """Print ``negsample: error: <msg>`` on stderr; return ``code``."""
     print(f"negsample: error: {one_line(msg)}", file=sys.stderr)
     return code
-
-
-def enospc(exc: OSError) -> str:
-    return " (disk full: free some space and rerun)" if exc.errno == errno.ENOSPC else ""
-
-
-def kept(work: Path) -> str:
-    return (
-        f"the mined chunks are kept in {work}: rerun the same command to write without mining again"
-    )

@@ -21,11 +21,10 @@ from ._errors import (
     EXIT_LOCKED,
     EXIT_OK,
     EXIT_USAGE,
-    Failure,
-    enospc,
     fail,
-    os_message,
+    is_usage_error,
 )
+from ._signals import EXIT_TERMINATED, Terminated, sigterm_as_interrupt
 
 __all__ = ["build_parser", "main"]
 
@@ -79,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
+    from ..errors import RunFailed, os_error_message
     from ..pipeline.lock import RunLocked
 
     parser = build_parser()
@@ -87,37 +87,47 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error (already printed)
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else 2)
     np.set_printoptions(precision=4)
+    resume = (
+        "; rerun the same command to resume (finished chunks are kept)"
+        if args.command == "mine"
+        else ""
+    )
     try:
-        rc: int = args.func(args)
+        with sigterm_as_interrupt():
+            rc: int = args.func(args)
+    except Terminated:
+        print(f"negsample: terminated (SIGTERM){resume}", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
-        tail = (
-            "; rerun the same command to resume (finished chunks are kept)"
-            if args.command == "mine"
-            else ""
-        )
-        print(f"negsample: interrupted{tail}", file=sys.stderr)
+        print(f"negsample: interrupted{resume}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except RunLocked as exc:
         return fail(EXIT_LOCKED, exc)
-    except Failure as exc:
+    except RunFailed as exc:
         return fail(EXIT_FAILURE, exc)
-    except KeyError as exc:
-        return fail(EXIT_USAGE, exc.args[0] if exc.args else exc)
     except (ValueError, TypeError) as exc:
-        return fail(EXIT_USAGE, exc)
+        if is_usage_error(exc):
+            return fail(EXIT_USAGE, exc)
+        if os.environ.get("NEGSAMPLE_DEBUG"):
+            raise
+        return _unexpected(exc)
     except (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError) as exc:
-        return fail(EXIT_USAGE, os_message(exc))
+        return fail(EXIT_USAGE, os_error_message(exc))
     except FileExistsError as exc:
-        return fail(EXIT_USAGE, os_message(exc))
+        return fail(EXIT_USAGE, os_error_message(exc))
     except OSError as exc:  # disk full, I/O error: temporary files are already removed
-        return fail(EXIT_FAILURE, os_message(exc) + enospc(exc))
+        return fail(EXIT_FAILURE, os_error_message(exc))
     except ImportError as exc:
         return fail(EXIT_FAILURE, exc)
     except Exception as exc:
         if os.environ.get("NEGSAMPLE_DEBUG"):
             raise
-        return fail(
-            EXIT_FAILURE,
-            f"unexpected {type(exc).__name__}: {exc} (NEGSAMPLE_DEBUG=1 shows the traceback)",
-        )
+        return _unexpected(exc)
     return rc
+
+
+def _unexpected(exc: BaseException) -> int:
+    return fail(
+        EXIT_FAILURE,
+        f"unexpected {type(exc).__name__}: {exc} (NEGSAMPLE_DEBUG=1 shows the traceback)",
+    )

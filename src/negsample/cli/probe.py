@@ -9,24 +9,32 @@ from pathlib import Path
 from typing import Any
 
 from ._args import add_train_data_args, int_at_least, positive_float, seed
-from ._common import check_outputs, log, log_left_out, refuse_same_split, split_embeddings
+from ._common import log, options_from, refuse_same_split, split_embeddings
 
 __all__ = ["add_parser", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import sampler_from_string
     from ..io.data import load_beir
+    from ..pipeline.inputs import log_left_out, parse_sampler, read_places
+    from ..pipeline.options import DataOptions, check_model_path
+    from ..pipeline.outputs import Place, check_places
     from ..probe import probe
 
+    # every option and path checked before any work
     refuse_same_split(args)
-    files = {"--json": Path(args.json)} if args.json else {}
-    check_outputs(args, [args.split, args.eval_split], files)
+    samplers = {spec: parse_sampler(spec) for spec in args.sampler}
+    encoding = not args.embeddings
+    if args.model:
+        check_model_path("--model", args.model)
+    places = [Place("--json", Path(args.json), "output")] if args.json else []
+    data = options_from(DataOptions, args)
+    splits = [args.split, args.eval_split]
+    check_places(places + read_places(data, splits, model=encoding, cache=encoding))
     train_ds = load_beir(args.data, args.split, min_relevance=args.min_relevance)
     eval_ds = load_beir(args.data, args.eval_split, min_relevance=args.min_relevance)
     log(f"{train_ds.summary()}; held out: {eval_ds.n_queries} queries ({args.eval_split})")
-    log_left_out(train_ds)
-    samplers = {spec: sampler_from_string(spec) for spec in args.sampler}
+    log_left_out(train_ds, log)
     emb_train = split_embeddings(args, train_ds)
     emb_eval = split_embeddings(args, eval_ds)
     res = probe(

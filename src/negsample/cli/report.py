@@ -8,56 +8,61 @@ from pathlib import Path
 from typing import Any
 
 from ._args import add_data_args, add_denoise_args, seed
-from ._common import (
-    check_denoise_args,
-    check_outputs,
-    dataset_embeddings,
-    load_inputs,
-    log,
-    scoring_setup,
-)
-from ._errors import Failure
+from ._common import log, options_from
 
 __all__ = ["add_parser", "run"]
 
+#: The files ``report`` writes into ``--out-dir``.
+FILES = ("fn_vs_hardness.png", "score_hist.png", "report.json", "summary.md")
+
 
 def run(args: argparse.Namespace) -> int:
-    from .. import sampler_from_string
+    from ..errors import RunFailed
+    from ..pipeline.inputs import dataset_embeddings, load_dataset, parse_sampler, read_places
+    from ..pipeline.options import DataOptions, DenoiseOptions, open_scoring
+    from ..pipeline.outputs import Place, check_places
     from ..pipeline.report import sampler_report
     from ..scoring import JudgeError
 
-    samplers = {spec: sampler_from_string(spec) for spec in args.sampler}
+    # every option and path checked before any work
+    samplers = {spec: parse_sampler(spec) for spec in args.sampler}
+    data = options_from(DataOptions, args)
+    denoise = options_from(DenoiseOptions, args)
+    progress = not args.quiet
+    teacher, judge, margins = (
+        denoise.teacher(data, progress=progress),
+        denoise.judge(),
+        denoise.margins(),
+    )
     d = Path(args.out_dir)
-    names = ("fn_vs_hardness.png", "score_hist.png", "report.json", "summary.md")
-    check_outputs(args, [args.split], {f"--out-dir {n}": d / n for n in names})
-    from ..pipeline.outputs import check_output_dir
-
-    check_output_dir(d, "--out-dir")
-    check_denoise_args(args)
-    ds, timings, _settings = load_inputs(args)
-    emb = dataset_embeddings(args, ds, timings)
-    scorer, judge, margins = scoring_setup(args)
-    try:
-        rep = sampler_report(
-            ds,
-            emb,
-            samplers,
-            n=args.n,
-            seeds=args.seeds,
-            index=args.index,
-            metric=args.metric,
-            scorer=scorer,
-            judge=judge,
-            margins=margins,
-            judge_keep=tuple(args.judge_keep.split(",")),
-            on_judge_failure=args.judge_on_failure,
-            oversample=args.oversample,
-        )
-    except JudgeError as exc:
-        raise Failure(f"{exc} (rerun to resume: answers received are cached)") from exc
-    finally:
-        if scorer is not None:
-            scorer.close()
+    places = [Place("--out-dir", d / n, "output", part_of="--out-dir") for n in FILES]
+    places.append(Place("--out-dir", d, "output", folder=True))
+    encoding = not data.embeddings
+    places += read_places(
+        data, [data.split], model=encoding, cache=encoding, teacher=teacher, judge=judge
+    )
+    check_places(places)
+    ds, timings, _settings = load_dataset(data, log=log)
+    emb = dataset_embeddings(data, ds, timings, progress=progress, log=log)
+    with open_scoring(teacher, judge, margins, log=log) as (scorer, made_judge):
+        try:
+            rep = sampler_report(
+                ds,
+                emb,
+                samplers,
+                n=args.n,
+                seeds=args.seeds,
+                index=args.index,
+                metric=args.metric,
+                scorer=scorer,
+                judge=made_judge,
+                margins=margins,
+                judge_keep=tuple(args.judge_keep.split(",")),
+                on_judge_failure=args.judge_on_failure,
+                oversample=args.oversample,
+            )
+        except JudgeError as exc:
+            raise RunFailed(f"{exc} (rerun to resume: answers received are cached)") from exc
     print(rep.table())
     paths = rep.write(args.out_dir)
     for p in paths:

@@ -9,27 +9,35 @@ from pathlib import Path
 from typing import Any
 
 from ._args import add_train_data_args, int_at_least, max_steps, positive_float, ratio, seed
-from ._common import check_outputs, log, log_left_out, refuse_same_split, split_embeddings
+from ._common import log, options_from, refuse_same_split, split_embeddings
 
 __all__ = ["add_parser", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import sampler_from_string
     from ..io.data import load_beir
+    from ..pipeline.inputs import log_left_out, parse_sampler, read_places
+    from ..pipeline.options import DataOptions, check_model_path
+    from ..pipeline.outputs import Place, check_places
 
+    # every option and path checked before any work
     refuse_same_split(args)
+    sampler = None if args.sampler.lower() == "none" else parse_sampler(args.sampler)
+    if args.model:
+        check_model_path("--model", args.model)
     splits = [args.split] + ([args.eval_split] if args.eval_split else [])
-    files = {"--metrics-json": Path(args.metrics_json)} if args.metrics_json else {}
-    dirs = {"--out": Path(args.out)} if args.out else {}
-    check_outputs(args, splits, files, dirs)
+    places = []
+    if args.metrics_json:
+        places.append(Place("--metrics-json", Path(args.metrics_json), "output"))
     if args.out:
-        _refuse_model_folder(args)
+        places.append(Place("--out", Path(args.out), "output", folder=True))
+    data = options_from(DataOptions, args)  # the model is loaded; no embedding is cached
+    check_places(places + read_places(data, splits, model=True, cache=False))
     from ..integrations.sentence_transformers import TrainingData, train
 
     train_ds = load_beir(args.data, args.split, min_relevance=args.min_relevance)
     log(train_ds.summary())
-    log_left_out(train_ds)
+    log_left_out(train_ds, log)
     eval_ds = (
         load_beir(args.data, args.eval_split, min_relevance=args.min_relevance)
         if args.eval_split
@@ -37,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     )
     if eval_ds is not None:
         log(eval_ds.summary())
-    sampler = None if args.sampler.lower() == "none" else sampler_from_string(args.sampler)
     corpus_emb = query_emb = None
     if args.embeddings and sampler is not None:
         emb = split_embeddings(args, train_ds)
@@ -92,19 +99,6 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(args.metrics_json) as tmp:
             tmp.write_text(json.dumps(report, indent=1))
     return 0
-
-
-def _refuse_model_folder(args: argparse.Namespace) -> None:
-    """``train --out`` must not be (or hold) the starting model's folder."""
-    from ..io.encoding import _model_path
-    from ..pipeline.outputs import refuse_inputs
-
-    try:
-        start = Path(_model_path(args.model))
-    except ImportError:
-        return
-    if start.is_dir():
-        refuse_inputs({"--out": Path(args.out)}, [], [start])
 
 
 def add_parser(sub: Any) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -48,6 +50,9 @@ def connect(address: str | None = None) -> bool:
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "configure_logging": True}
     if address in (None, "local"):
         kwargs["include_dashboard"] = False
+    # ray.init swaps a SIGTERM handler of the caller (the CLI's: SIGTERM as Ctrl-C) for
+    # sys.exit, under a C++ handler that prints a stack: the caller's is put back
+    sigterm = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(address=address, **kwargs)
     except ConnectionError as exc:
@@ -55,6 +60,9 @@ def connect(address: str | None = None) -> bool:
             f"cannot reach a Ray cluster at {address!r} ({str(exc).splitlines()[0]}); start one "
             "with `ray start --head`, or use 'local' for a private instance"
         ) from exc
+    finally:
+        if callable(sigterm) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)
     return True
 
 

@@ -25,13 +25,14 @@ import numpy as np
 import numpy.typing as npt
 
 from .._ragged import Ragged
+from ..errors import InputError
 
 __all__ = ["BeirDataset", "DataError", "load_beir", "resolve_file"]
 
 IntArray = npt.NDArray[np.int64]
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Bad input data. ``str(err)`` is ``"<file>:<line>: <problem>"`` (the line is left out
     when the problem is not on one line)."""
 

@@ -51,6 +51,7 @@ from .. import _files
 from .._files import atomic_path
 from .._optional import require
 from .._types import Negatives
+from ..errors import InputError
 
 if TYPE_CHECKING:
     from .data import BeirDataset
@@ -112,7 +113,7 @@ class WriteReport:
         return s + ("; " + "; ".join(extra) if extra else "")
 
 
-class EmptyOutput(ValueError):
+class EmptyOutput(InputError):
     """No row at all would be written (every row short or empty): nothing is written,
     an existing file is left as it was. ``report`` counts what was left out."""
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from .._files import atomic_file, clear_hidden, hold_lock, write_json
 from .._types import MiningStats, Negatives
+from ..errors import InputError
 
 __all__ = ["MANIFEST", "Finished", "RunStore", "SettingsMismatch"]
 
@@ -47,7 +48,7 @@ MANIFEST = "manifest.json"
 Rejected = Literal["foreign", "damaged"]
 
 
-class SettingsMismatch(ValueError):
+class SettingsMismatch(InputError):
     """The work folder holds a run made with other settings."""
 
 

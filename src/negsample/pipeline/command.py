@@ -1,0 +1,530 @@
+"""``negsample mine`` as a library function: :func:`run_mine` takes a
+:class:`MineOptions` and does what the command does, in this order.
+
+1. Check every option, build the sampler, the filters, the teacher's margins and the
+   descriptions of the teacher and the judge (no model loaded, no connection opened), and
+   check every path against every other
+   (:func:`~negsample.pipeline.outputs.check_places`): the outputs, the caches, the run's
+   own lock file and work folder, the inputs. A problem is an
+   :class:`~negsample.errors.InputError` before any work.
+2. Hold the output's lock (:class:`~negsample.RunLocked` when another run holds it),
+   remove what an interrupted write left beside the outputs, load the dataset, read the
+   run file or load/encode the embeddings.
+3. Mine (:func:`~negsample.mine_dataset`, or on Ray
+   :func:`~negsample.distributed.mine_dataset_distributed`), resumable from the work
+   folder; ``max_chunks`` raises :class:`~negsample.RunIncomplete`.
+4. Denoise the draws (a teacher's margins, an LLM judge), write the output atomically,
+   write the stats JSON, remove the work folder.
+
+What is left on disk after each outcome is docs/cli.md's table: bad input before or after
+mining leaves no work folder of this run; an interruption (``KeyboardInterrupt``, or the
+command line's SIGTERM) or a failure while mining keeps the finished chunks; a failed
+write (:class:`~negsample.errors.RunFailed`) keeps them too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError, RunFailed, is_input_error, os_error_message
+from ..filters import Filters
+from .inputs import dataset_embeddings, load_dataset, parse_sampler, read_places
+from .options import (
+    DataOptions,
+    DenoiseOptions,
+    JudgeSpec,
+    RayOptions,
+    TeacherSpec,
+    open_scoring,
+)
+from .outputs import Place, check_places
+from .settings import identify_file
+
+__all__ = ["MineOptions", "MineResult", "denoise_draws", "run_mine", "work_dir_of"]
+
+Log = Callable[[str], None]
+_logger = logging.getLogger(__name__)
+
+
+def work_dir_of(out: str | os.PathLike[str]) -> Path:
+    """The work folder of a run writing ``out``: ``.<name>.negsample-work`` beside it
+    (its lock file is that name plus ``.lock``)."""
+    p = Path(out)
+    return p.with_name(f".{p.name}.negsample-work")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MineOptions:
+    """What ``negsample mine`` is asked to do (its options, by the same names; see
+    docs/cli.md). Options that do not go together are refused when made.
+
+    Parameters
+    ----------
+    data : DataOptions
+        the dataset, its vectors and the index.
+    out : str or os.PathLike
+        the output file (a folder for ``format="hf"``).
+    sampler : str or BaseSampler
+        a sampler spec (``"ReSa2Sampler(k2=75)"``) or a sampler.
+    n, seed : int
+        negatives per query; the seed.
+    run : str or None
+        a TREC run file as the candidates instead of a dense search.
+    format, hf_layout : str
+        the output format (:data:`negsample.io.writers.FORMATS`) and a ``hf`` folder's rows.
+    scores : bool
+        write the miner's own scores.
+    on_short : str
+        ``"skip"`` or ``"error"``.
+    chunk_size, max_chunks : int or None
+        queries per saved chunk; stop after this many new chunks.
+    fresh : bool
+        discard the saved chunks of an earlier run on ``out``.
+    keep_duplicate_texts : bool
+        allow negatives whose text equals a positive's.
+    stats_json : str or None
+        also write the diagnostics as JSON there.
+    filters : Filters or None
+        rank window, margins and score caps.
+    nprobe, ef_search : int or None
+        faiss search settings.
+    denoise : DenoiseOptions
+        a teacher and/or a judge over the draws.
+    ray : RayOptions
+        a Ray cluster.
+    progress : bool
+        progress bars on stderr.
+    """
+
+    data: DataOptions
+    out: str | os.PathLike[str]
+    sampler: Any = "topk"
+    n: int = 7
+    seed: int = 0
+    run: str | None = None
+    format: str = "st-ntuple"
+    hf_layout: str = "st-ntuple"
+    scores: bool = False
+    on_short: str = "skip"
+    chunk_size: int | None = None
+    max_chunks: int | None = None
+    fresh: bool = False
+    keep_duplicate_texts: bool = False
+    stats_json: str | None = None
+    filters: Filters | None = None
+    nprobe: int | None = None
+    ef_search: int | None = None
+    denoise: DenoiseOptions = field(default_factory=DenoiseOptions)
+    ray: RayOptions = field(default_factory=RayOptions)
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.run and (self.data.embeddings or self.data.model):
+            raise InputError("--run gives the candidates: leave out --embeddings and --model")
+        if self.data.model and self.data.embeddings:
+            raise InputError("give --model or --embeddings, not both")
+        if self.denoise.teacher_scores and self.scores:
+            raise InputError("give --scores (the miner's scores) or --teacher-scores, not both")
+        if self.ray.enabled and self.run:
+            raise InputError(
+                "--ray distributes the dense search; with --run there is none: drop --ray"
+            )
+        if self.ray.enabled and self.max_chunks is not None:
+            raise InputError(
+                "--max-chunks is not available with --ray: stop a cluster run with Ctrl-C and "
+                "run the same command again to continue"
+            )
+
+
+@dataclass(frozen=True)
+class MineResult:
+    """What :func:`run_mine` did.
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        the output written.
+    negatives : Negatives
+        the negatives written (after denoising; with the teacher's scores if asked).
+    write : WriteReport
+        rows written, skipped, shortened.
+    denoise : Any
+        the denoising counts (``None`` without a teacher or judge).
+    timings : dict of str to float
+        seconds per phase.
+    info : dict of str to Any
+        what ``stats_json`` holds (written or not).
+    """
+
+    out: Path
+    negatives: Any
+    write: Any
+    denoise: Any
+    timings: dict[str, float]
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What step 1 of :func:`run_mine` made: nothing loaded, nothing written yet."""
+
+    sampler: Any
+    out: Path
+    work: Path
+    teacher: TeacherSpec | None
+    judge: JudgeSpec | None
+    margins: Any
+
+
+def denoise_draws(sampler: Any, *, n: int, oversample: float, n_corpus: int) -> tuple[int, Any]:
+    """Draws to mine per row when denoising, and the sampler to mine them with: the first
+    draws of :func:`negsample.scoring.draw_plan` (``oversample`` x ``n``, at most what the
+    sampler can draw and ``n_corpus - 1``; ``on_shortfall="drop"`` is applied after
+    denoising, so the draws are mined with ``"pad"``)."""
+    from ..scoring import draw_plan
+
+    try:
+        plan = draw_plan(sampler, n, oversample=oversample, n_corpus=n_corpus)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    return plan.first, plan.sampler
+
+
+def _places(opts: MineOptions, plan: _Plan) -> list[Place]:
+    """Every path of the run: outputs, the run's lock and work folder, caches, inputs."""
+    out, work = plan.out, plan.work
+    places = [Place("--out", out, "output", folder=opts.format == "hf", leftovers=True)]
+    if opts.format == "tevatron":  # and its corpus file beside it
+        from ..io.writers import tevatron_corpus_path
+
+        places.append(
+            Place("--out (its Tevatron corpus file)", tevatron_corpus_path(out), "output")
+        )
+    if opts.stats_json:
+        places.append(Place("--stats-json", Path(opts.stats_json), "output", leftovers=True))
+    places.append(Place("the run's work folder", work, "work", folder=True))
+    places.append(Place("the run's lock file", work.with_name(work.name + ".lock"), "work"))
+    encoding = not opts.run and not opts.data.embeddings
+    return places + read_places(
+        opts.data,
+        [opts.data.split],
+        model=encoding,
+        cache=encoding,
+        teacher=plan.teacher,
+        judge=plan.judge,
+        run=opts.run,
+    )
+
+
+def _plan(opts: MineOptions) -> _Plan:
+    """Step 1: everything checked and described before any work."""
+    sampler = parse_sampler(opts.sampler) if isinstance(opts.sampler, str) else opts.sampler
+    if opts.run and sampler.needs_vectors:
+        raise InputError(
+            f"{type(sampler).__name__} needs corpus vectors (needs_vectors=True), but a run "
+            "file gives only scores; use a sampler that needs only scores (topk, simans), "
+            "or mine with --embeddings / --model instead of --run"
+        )
+    check_n = getattr(sampler, "check_n", None)
+    if check_n is not None and not opts.denoise.enabled:  # (denoising mines other n)
+        try:
+            check_n(opts.n)
+        except InputError:
+            raise
+        except ValueError as exc:  # an n the sampler can never fill: refused before work
+            raise InputError(str(exc)) from None
+    out = Path(opts.out)
+    plan = _Plan(
+        sampler=sampler,
+        out=out,
+        work=work_dir_of(out),
+        teacher=opts.denoise.teacher(opts.data, progress=opts.progress),
+        judge=opts.denoise.judge(),
+        margins=opts.denoise.margins(),
+    )
+    check_places(_places(opts, plan))
+    if opts.run:
+        with open(opts.run, "rb"):  # there and readable (an OSError naming it otherwise)
+            pass
+    return plan
+
+
+def run_mine(options: MineOptions, *, log: Log | None = None) -> MineResult:
+    """Do what ``negsample mine`` does (see the module docstring).
+
+    Parameters
+    ----------
+    options : MineOptions
+        the run.
+    log : callable or None
+        called with one-line diagnostics (``None``: the ``negsample`` logger, INFO).
+
+    Returns
+    -------
+    MineResult
+
+    Raises
+    ------
+    InputError
+        bad input or settings (before any work, or after mining: zero rows to write).
+    RunIncomplete
+        ``max_chunks`` stopped the run; the finished chunks are kept.
+    RunLocked
+        another run holds this output.
+    RunFailed
+        writing failed (a full disk); the finished chunks are kept.
+    """
+    from .outputs import made_parents
+    from .resume import work_lock
+
+    say: Log = log if log is not None else _logger.info
+    plan = _plan(options)
+    # one run per output: the lock is held from here to the end (a second run on the same
+    # --out fails at once, and never touches this run's work folder)
+    with made_parents(plan.out.parent), work_lock(plan.work):
+        return _run_locked(options, plan, say)
+
+
+def _run_locked(opts: MineOptions, plan: _Plan, log: Log) -> MineResult:
+    from ..io.writers import EmptyOutput, atomic_path, write_negatives
+    from .dataset import mine_dataset
+    from .outputs import remove_stale_tmp
+    from .resume import RunIncomplete, remove_work_dir
+
+    sampler, out, work, data = plan.sampler, plan.out, plan.work, opts.data
+    t_all = time.perf_counter()
+    stale = remove_stale_tmp(out) + (remove_stale_tmp(opts.stats_json) if opts.stats_json else 0)
+    if stale:
+        log(f"removed {stale} temporary files left beside {out} by an interrupted write")
+    if opts.fresh:
+        remove_work_dir(work)
+    ds, timings, settings = load_dataset(data, log=log)
+    emb = cands = None
+    if opts.run:
+        from ..io.runs import read_trec_run
+
+        t = time.perf_counter()
+        depth = sampler.depth + max(p.size for p in ds.positives) if sampler.depth else None
+        run = read_trec_run(opts.run, ds, depth=depth)
+        timings["read_run"] = time.perf_counter() - t
+        cands = run.candidates
+        settings["run"] = identify_file(Path(opts.run))
+        rs = run.stats
+        log(
+            f"run {opts.run}: {rs['lines']} lines, {cands.ids.shape[1]} candidates per query "
+            f"at most; {rs['queries_not_in_split']} run queries not in the split (skipped), "
+            f"{rs['queries_without_candidates']} split queries without candidates, "
+            f"{rs['truncated']} candidates beyond depth {depth} (dropped)"
+        )
+    else:
+        emb = dataset_embeddings(data, ds, timings, progress=opts.progress, log=log)
+    denoising = opts.denoise.enabled
+    n_mine, mine_sampler = opts.n, sampler
+    if denoising:
+        n_mine, mine_sampler = denoise_draws(
+            sampler, n=opts.n, oversample=opts.denoise.oversample, n_corpus=ds.n_corpus
+        )
+        log(f"denoising: {n_mine} draws per row mined, the first {opts.n} that pass are kept")
+    log(f"mining with {sampler!r}, n={opts.n}, seed={opts.seed}, index={data.index}")
+    if opts.filters is not None:
+        log(f"filters: {opts.filters!r}")
+    had_work = work.is_dir()
+    mine_fn = mine_dataset if not opts.ray.enabled else _ray_runner(opts.ray)
+    try:
+        res = mine_fn(
+            ds,
+            mine_sampler,
+            embeddings=emb,
+            candidates=cands,
+            n=n_mine,
+            seed=opts.seed,
+            index=data.index,
+            metric=data.metric,
+            work_dir=work,
+            chunk_size=opts.chunk_size,
+            max_chunks=opts.max_chunks,
+            settings=settings,
+            progress=opts.progress,
+            log=log,
+            exclude_duplicate_texts=not opts.keep_duplicate_texts,
+            filters=opts.filters,
+            nprobe=opts.nprobe,
+            ef_search=opts.ef_search,
+        )
+    except RunIncomplete:  # the finished chunks are the point: kept
+        raise
+    except BaseException as exc:
+        if is_input_error(exc):  # bad input or settings: leave no work folder of ours
+            if not had_work:
+                remove_work_dir(work)
+        elif not had_work and not any(work.glob("chunk_*.npz")):
+            remove_work_dir(work)  # interrupted or failed: finished chunks are kept
+        raise
+    timings.update(res.timings)
+    st = res.negatives.stats
+    removed = ", ".join(f"{k} {v}" for k, v in st.removed.items()) or "none"
+    log(
+        f"mined {st.n_rows} rows for {st.n_queries} queries; candidates seen "
+        f"{st.candidates_seen}, removed: {removed}; short rows {st.short_rows}, "
+        f"filled {st.filled}, padded slots {st.padded}, dropped rows {st.dropped_rows}"
+    )
+    if st.emptied:
+        log(
+            "queries left without any candidate by the filters: "
+            + ", ".join(f"{k} {v}" for k, v in st.emptied.items())
+        )
+    negatives, positive_scores, den = res.negatives, res.positive_scores, None
+    if denoising:
+        t = time.perf_counter()
+        den = _denoise(opts, plan, ds, res.negatives, log)
+        timings["denoise"] = time.perf_counter() - t
+        negatives = den.negatives
+        if opts.denoise.teacher_scores:
+            assert den.teacher is not None
+            negatives, positive_scores = den.teacher_negatives(), den.teacher.positive
+    t = time.perf_counter()
+    try:
+        report = write_negatives(
+            negatives,
+            ds,
+            out,
+            opts.format,
+            scores=opts.scores or opts.denoise.teacher_scores,
+            positive_scores=positive_scores,
+            on_short=opts.on_short,
+            hf_layout=opts.hf_layout,
+        )
+    except EmptyOutput as exc:
+        remove_work_dir(work)  # a refused write (exit 2) leaves nothing of the run
+        raise InputError(f"{exc}: {_empty_hint(opts, negatives.stats)}") from None
+    except (ValueError, TypeError) as exc:
+        if is_input_error(exc):  # --on-short error...: nothing of the run is left
+            remove_work_dir(work)
+        raise
+    except OSError as exc:  # disk full...: the temporary file is gone, the chunks are kept
+        raise RunFailed(f"{os_error_message(exc)}; {_kept(work)}") from exc
+    timings["write"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_all
+    log(report.summary())
+    log("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+    info = {
+        "command": "mine",
+        "sampler": repr(sampler),
+        "n": opts.n,
+        "seed": st.seed,
+        "index": data.index,
+        "min_relevance": data.min_relevance,
+        "dataset": {"n_corpus": ds.n_corpus, "n_queries": ds.n_queries, **ds.stats},
+        "mining": st.as_dict(),
+        "denoise": None if den is None else den.stats.as_dict(),
+        "write": report.as_dict(),
+        "timings": timings,
+    }
+    if opts.stats_json:
+        try:
+            with atomic_path(opts.stats_json) as tmp:
+                tmp.write_text(json.dumps(info, indent=1))
+        except OSError as exc:
+            raise RunFailed(f"{os_error_message(exc)}; {out} was written, {_kept(work)}") from exc
+    remove_work_dir(work)
+    return MineResult(out, negatives, report, None if den is None else den.stats, timings, info)
+
+
+def _kept(work: Path) -> str:
+    return (
+        f"the mined chunks are kept in {work}: rerun the same command to write without mining again"
+    )
+
+
+def _denoise(opts: MineOptions, plan: _Plan, ds: Any, negatives: Any, log: Log) -> Any:
+    """Teacher margins and/or an LLM judge over the mined draws (``negsample.scoring``)."""
+    from ..scoring import JudgeError, denoise
+
+    with open_scoring(plan.teacher, plan.judge, plan.margins, log=log) as (scorer, judge):
+        try:
+            den = denoise(
+                negatives,
+                query_texts=ds.query_texts,
+                document_texts=ds.document_texts,
+                positives=ds.positives,
+                n=opts.n,
+                scorer=scorer,
+                judge=judge,
+                margins=plan.margins,
+                judge_keep=tuple(opts.denoise.judge_keep.split(",")),
+                on_judge_failure=opts.denoise.judge_on_failure,
+                teacher_scores=opts.denoise.teacher_scores,
+                on_short="drop" if plan.sampler.on_shortfall == "drop" else "pad",
+                progress=opts.progress,
+            )
+        except JudgeError as exc:
+            raise RunFailed(f"{exc} (rerun to resume: answers received are cached)") from exc
+        except RuntimeError as exc:  # on_judge_failure='raise'
+            raise RunFailed(str(exc)) from exc
+    st = den.stats
+    log(
+        f"denoised {st.rows} rows: {st.candidates_checked} candidates checked "
+        f"({st.pairs_per_query:.2f} per query), removed: "
+        + (", ".join(f"{k} {v}" for k, v in st.removed.items()) or "none")
+        + (f"; judge labels {st.labels}" if st.labels else "")
+        + f"; short rows {st.short_rows} (a larger --oversample draws more), dropped rows "
+        f"{st.dropped_rows}"
+    )
+    for who, s in (("scorer", st.scorer), ("judge", st.judge)):
+        if s is not None:
+            log(
+                f"{who}: {s.pairs} pairs, {s.requests} requests, {s.cache_hits} cache hits, "
+                f"{s.retries} retries, {s.timeouts} timeouts, {s.malformed} malformed, "
+                f"{s.failures} failures, {s.seconds:.1f}s"
+            )
+    return den
+
+
+def _empty_hint(opts: MineOptions, st: Any) -> str:
+    """Why a run wrote nothing, and what to try."""
+    if st.n_rows and st.short_rows == st.n_rows:
+        what = f"every one of the {st.n_rows} rows has fewer than n={opts.n} negatives"
+    else:
+        what = f"{st.n_rows} rows mined, {st.short_rows} of them short"
+    emptied = sum(getattr(st, "emptied", {}).values())
+    if emptied:
+        by = ", ".join(f"{k} {v}" for k, v in st.emptied.items())
+        tip = (
+            f"the filters left {emptied} queries without any candidate ({by}): loosen them "
+            "(--relative-margin 0.05 is NV-Retriever's 95%)"
+        )
+    elif opts.run:
+        tip = "the run file gives too few candidates per query: use a deeper run or a smaller --n"
+    elif "IVF" in opts.data.index.upper():
+        tip = (
+            f"the index {opts.data.index!r} returned too few candidates (an IVF searches one "
+            "list by default): try --index Flat (or exact), or an IVF with fewer lists"
+        )
+    else:
+        tip = "try a smaller --n, a sampler with a wider window, or --format st-triplet"
+    return f"{what}; {tip}"
+
+
+def _ray_runner(ray: RayOptions) -> Any:
+    """``mine_dataset_distributed`` with the cluster options, called like ``mine_dataset``."""
+    from ..distributed import mine_dataset_distributed
+
+    def run(*a: Any, candidates: Any, max_chunks: Any, **kw: Any) -> Any:
+        return mine_dataset_distributed(
+            *a,
+            address=ray.address,
+            workers=ray.workers,
+            corpus_shards=ray.corpus_shards,
+            cpus_per_worker=1.0 if ray.worker_cpus is None else ray.worker_cpus,
+            gpus_per_worker=0.0 if ray.worker_gpus is None else ray.worker_gpus,
+            **kw,
+        )
+
+    return run
