@@ -280,11 +280,34 @@ def add_denoise_args(p: argparse.ArgumentParser, teacher_scores: bool = True) ->
     )
     g.add_argument("--judge-cascade-url", default=None, help="its API root (default --judge-url)")
     g.add_argument(
+        "--judge-mode",
+        choices=("pointwise", "listwise"),
+        default="pointwise",
+        help="one request per candidate (default), or one per query judging its candidates "
+        "together (RLHN / ARHN)",
+    )
+    g.add_argument(
         "--oversample",
         type=at_least_one,
         default=2.0,
         help="draws mined per negative wanted when denoising, >= 1 (default 2; at most what "
         "the sampler can draw)",
+    )
+    if not teacher_scores:  # report: the protocol counts false negatives, it writes none
+        p.set_defaults(judge_fn_action="remove", judge_drop_above=8)
+        return
+    g.add_argument(
+        "--judge-fn-action",
+        choices=("remove", "relabel", "drop-query"),
+        default="remove",
+        help="a false negative is removed (default), relabelled as a positive of its query, "
+        "or removed with its query left out above --judge-drop-above of them",
+    )
+    g.add_argument(
+        "--judge-drop-above",
+        type=int_at_least(0),
+        default=8,
+        help="false negatives a query may have with --judge-fn-action drop-query (default 8)",
     )
 
 

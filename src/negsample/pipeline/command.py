@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import InputError, RunFailed, is_input_error, os_error_message
 from ..filters import Filters
 from .inputs import dataset_embeddings, load_dataset, parse_sampler, read_places
@@ -389,11 +391,19 @@ def _run_locked(opts: MineOptions, plan: _Plan, log: Log) -> MineResult:
         if opts.denoise.teacher_scores:
             assert den.teacher is not None
             negatives, positive_scores = den.teacher_negatives(), den.teacher.positive
+        elif opts.denoise.judge_fn_action == "relabel":
+            # relabelled false negatives join their query's positives; the miner's score of
+            # such a new positive is not kept: it is written as unknown (null)
+            positive_scores = [
+                np.concatenate([ps, np.full(p.size - ps.size, np.nan, np.float32)])
+                for ps, p in zip(positive_scores, den.positives, strict=True)
+            ]
     t = time.perf_counter()
+    written = ds if den is None else den.with_positives(ds)
     try:
         report = write_negatives(
             negatives,
-            ds,
+            written,
             out,
             opts.format,
             scores=opts.scores or opts.denoise.teacher_scores,
@@ -462,6 +472,8 @@ def _denoise(opts: MineOptions, plan: _Plan, ds: Any, negatives: Any, log: Log) 
                 on_judge_failure=opts.denoise.judge_on_failure,
                 teacher_scores=opts.denoise.teacher_scores,
                 on_short="drop" if plan.sampler.on_shortfall == "drop" else "pad",
+                fn_action=opts.denoise.judge_fn_action,
+                drop_above=opts.denoise.judge_drop_above,
                 progress=opts.progress,
             )
         except JudgeError as exc:

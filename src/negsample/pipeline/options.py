@@ -38,6 +38,7 @@ __all__ = [
 
 #: The teacher kinds of ``--rescore KIND:PATH``.
 RESCORE_KINDS = ("cross-encoder", "bi-encoder")
+JUDGE_MODES = ("pointwise", "listwise")
 
 
 def check_url(option: str, url: str) -> None:
@@ -225,6 +226,8 @@ class JudgeSpec:
         seconds per request.
     cascade_model, cascade_url : str or None
         RLHN's cascade: a stronger judge (and its API root, default ``url``).
+    mode : str
+        ``"pointwise"`` or ``"listwise"``.
     """
 
     url: str
@@ -235,14 +238,18 @@ class JudgeSpec:
     timeout: float = 60.0
     cascade_model: str | None = None
     cascade_url: str | None = None
+    mode: str = "pointwise"
 
     def build(self) -> Any:
-        """The :class:`~negsample.scoring.LLMJudge` (or a
+        """The :class:`~negsample.scoring.LLMJudge` (a
+        :class:`~negsample.scoring.ListwiseJudge` in ``"listwise"`` mode; or a
         :class:`~negsample.scoring.CascadeJudge` of two); opens the cache."""
-        from ..scoring import CascadeJudge, LLMJudge
+        from ..scoring import CascadeJudge, ListwiseJudge, LLMJudge
 
-        def make(model: str, url: str) -> LLMJudge:
-            return LLMJudge(
+        kind: Any = ListwiseJudge if self.mode == "listwise" else LLMJudge
+
+        def make(model: str, url: str) -> Any:
+            return kind(
                 base_url=url,
                 model=model,
                 api_key_env=self.key_env,
@@ -274,7 +281,12 @@ def open_scoring(
             log(f"rescoring with {scorer!r}; {margins!r}")
         made = None if judge is None else judge.build()
         if judge is not None:
-            log(f"judging with {made!r} (texts are sent to {judge.url}); cache {judge.cache}")
+            from ..scoring import redact
+
+            log(
+                f"judging with {made!r} (texts are sent to {redact(judge.url)}); "
+                f"cache {judge.cache}"
+            )
         yield scorer, made
     finally:
         if scorer is not None:
@@ -306,6 +318,15 @@ class DenoiseOptions:
         labels kept (``"HN,TN"`` or ``"HN"``) and what an unlabelled candidate becomes.
     judge_cascade_model, judge_cascade_url : str or None
         a stronger judge for what the first calls FN.
+    judge_mode : str
+        ``"pointwise"`` (one request per candidate) or ``"listwise"`` (one request judges
+        a query's candidates together: :class:`~negsample.scoring.ListwiseJudge`).
+    judge_fn_action : str
+        what a false negative becomes: ``"remove"``, ``"relabel"`` (a positive of its
+        query in the output) or ``"drop-query"`` (removed, and a query with more than
+        ``judge_drop_above`` false negatives is left out).
+    judge_drop_above : int
+        the false negatives a query may have under ``"drop-query"`` (RLHN: 8).
     oversample : float
         draws mined per negative wanted.
     """
@@ -328,6 +349,9 @@ class DenoiseOptions:
     judge_on_failure: str = "skip"
     judge_cascade_model: str | None = None
     judge_cascade_url: str | None = None
+    judge_mode: str = "pointwise"
+    judge_fn_action: str = "remove"
+    judge_drop_above: int = 8
     oversample: float = 2.0
 
     def __post_init__(self) -> None:
@@ -350,6 +374,27 @@ class DenoiseOptions:
             raise InputError("--judge-url and --judge-model go together")
         if self.judge_cascade_model and not self.judge_url:
             raise InputError("--judge-cascade-model needs --judge-url and --judge-model")
+        if self.judge_mode not in JUDGE_MODES:
+            raise InputError(f"--judge-mode must be one of {JUDGE_MODES}, got {self.judge_mode!r}")
+        from ..scoring.denoise import FN_ACTIONS
+
+        if self.judge_fn_action not in FN_ACTIONS:
+            raise InputError(
+                f"--judge-fn-action must be one of {FN_ACTIONS}, got {self.judge_fn_action!r}"
+            )
+        given = [
+            flag
+            for flag, changed in (
+                ("--judge-mode", self.judge_mode != "pointwise"),
+                ("--judge-fn-action", self.judge_fn_action != "remove"),
+                ("--judge-drop-above", self.judge_drop_above != 8),
+            )
+            if changed
+        ]
+        if given and not self.judge_url:
+            raise InputError(f"{given[0]} needs --judge-url and --judge-model")
+        if self.judge_drop_above != 8 and self.judge_fn_action != "drop-query":
+            raise InputError("--judge-drop-above applies to --judge-fn-action drop-query")
         if self.rescore and not margins and not self.teacher_scores:
             raise InputError(
                 "--rescore does nothing without a --rescore-* margin or --teacher-scores"
@@ -429,6 +474,7 @@ class DenoiseOptions:
             timeout=self.judge_timeout,
             cascade_model=self.judge_cascade_model,
             cascade_url=self.judge_cascade_url,
+            mode=self.judge_mode,
         )
 
 
