@@ -45,7 +45,16 @@ _PAIR_BLOCK = 16384  # (vector, id) pairs scored at a time
 
 
 def take_positions(a: np.ndarray, positions: IntArray, fill: Any) -> np.ndarray:
-    """``a[r, positions[r, j]]``, ``fill`` where a position is ``-1``."""
+    """``a[r, positions[r, j]]``, ``fill`` where a position is ``-1``.
+
+    ``a`` may have no columns (a row with nothing to take from: every position is then
+    ``-1``); the result has ``a``'s dtype promoted with ``fill``.
+    """
+    positions = np.asarray(positions)
+    if a.shape[1] == 0:  # nothing to gather: np.take_along_axis would read column 0
+        if np.any(positions >= 0):
+            raise IndexError(f"position {int(positions.max())} into an array with no columns")
+        return np.where(positions >= 0, np.zeros(positions.shape, a.dtype), fill)
     out = np.take_along_axis(a, np.maximum(positions, 0), axis=1)
     return np.where(positions >= 0, out, fill)
 

@@ -223,7 +223,7 @@ class BaseSampler:
             )
         picked = pos >= 0
         if np.any(pos >= batch.ids.shape[1]) or not np.all(
-            np.take_along_axis(batch.valid, np.maximum(pos, 0), axis=1)[picked]
+            _take(batch.valid, np.where(pos < batch.ids.shape[1], pos, -1), False)[picked]
         ):
             raise RuntimeError(f"{self.name} selected a candidate that is not valid")
         s = np.sort(np.where(picked, pos, -1 - np.arange(n)[None, :]), axis=1)
@@ -336,12 +336,14 @@ def _fill(valid: BoolArray, pos: IntArray, source: IntArray | None = None) -> tu
     if source is None:
         extra = first_true(avail, n)  # best-ranked available, in order
     else:
-        ok = (source >= 0) & np.take_along_axis(avail, np.maximum(source, 0), axis=1)
+        # a source may have no columns (e.g. TopK's window covers every candidate)
+        ok = (source >= 0) & _take(avail, source, False).astype(bool)
         extra = _take(source, first_true(ok, n), -1)
     slot = np.arange(n)[None, :]
-    src = slot - have[:, None]
-    take = (src >= 0) & (np.take_along_axis(extra, np.maximum(src, 0), axis=1) >= 0)
-    pos = np.where(take, np.take_along_axis(extra, np.maximum(src, 0), axis=1), pos)
+    src = np.where(slot >= have[:, None], slot - have[:, None], -1)
+    got = _take(extra, src, -1)
+    take = got >= 0
+    pos = np.where(take, got, pos)
     return pos, int(take.sum())
 
 
