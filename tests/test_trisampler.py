@@ -307,8 +307,10 @@ def test_bad_parameters_fail_at_construction(params: dict, match: str) -> None:
 
 
 def test_n_is_checked_against_k_and_m() -> None:
-    with pytest.raises(ValueError, match="considers 6 candidates"):
-        ns.TriSampler(k=6).check_n(7)
+    with pytest.raises(ValueError, match=r"m=3 transitional candidates \(of its top-6\)"):
+        ns.TriSampler(k=6).check_n(7)  # the region is m = k // 2 = 3
+    with pytest.raises(ValueError, match="m=6 transitional"):
+        ns.TriSampler(k=6, m=6).check_n(7)
     with pytest.raises(ValueError, match="m=3 transitional"):
         ns.TriSampler(k=6, m=3).check_n(4)
     with pytest.raises(ValueError, match="m=100 transitional"):

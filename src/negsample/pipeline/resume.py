@@ -24,10 +24,11 @@ import numpy as np
 from .._ragged import Ragged, to_ragged
 from .._rng import normalize_seed
 from .._types import Candidates, MiningStats, Negatives
+from .._validate import check_int
 from ..filters import Filters
 from ..index.base import Index
 from ..mining import mine
-from ..samplers.base import BaseSampler
+from ..samplers.base import BaseSampler, check_n_fits, check_sampler, sample_candidates
 from ..samplers.topk import TopKSampler
 from .lock import RunLocked, hold_lock
 
@@ -300,6 +301,8 @@ def mine_resumable(
         run are those of that run).
     """
     sampler = TopKSampler() if sampler is None else sampler
+    check_sampler(sampler)  # any Sampler; an n its region can never fill: before any work
+    check_n_fits(sampler, check_int("n", n, 1))
     if chunk_size is None:
         chunk_size = default_chunk_size(index)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
@@ -327,7 +330,7 @@ def mine_resumable(
                 f"{type(sampler).__name__} searches no candidates, so it cannot use given "
                 "candidates (a run file); use a sampler that ranks candidates, e.g. topk"
             )
-        if sampler.needs_vectors and (queries is None or index is None):
+        if getattr(sampler, "needs_vectors", False) and (queries is None or index is None):
             raise ValueError(
                 f"{type(sampler).__name__} needs corpus vectors (needs_vectors=True), and "
                 "candidates from a run file give only scores; use a sampler that needs "
@@ -463,7 +466,8 @@ def _mine_chunk(
             query_offset=a,
             exclude=e,
         )
-    return sampler.sample(
+    return sample_candidates(
+        sampler,
         candidates.ids[a:b],
         candidates.scores[a:b],
         p,

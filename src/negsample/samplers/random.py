@@ -47,10 +47,8 @@ class RandomSampler(BaseSampler):
         return 0
 
     @property
-    def max_n(self) -> None:
-        return None
-
-    def check_n(self, n: int) -> None:
+    def region_size(self) -> None:
+        """No limit: the region is the corpus (``mine()`` refuses ``n >= ntotal``)."""
         return None
 
     def _prepare(self, batch: SamplerBatch, n: int, stats: MiningStats) -> SamplerBatch:

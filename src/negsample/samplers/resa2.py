@@ -127,15 +127,17 @@ class ReSa2Sampler(KernelSampler):
         return self.k1
 
     @property
-    def max_n(self) -> int:
+    def region_size(self) -> int:
+        """``k2``: the final negatives are drawn from the stage-2 region."""
         return int(self.k2)
 
-    def check_n(self, n: int) -> None:
-        if n > self.k2:
-            raise ValueError(
-                f"ReSa2Sampler draws the negatives from its stage-2 region of k2={self.k2} "
-                f"candidates, fewer than the n={n} negatives requested; raise k2 or lower n"
-            )
+    def _region_phrase(self) -> str:
+        return (
+            f"ReSa2Sampler draws the negatives from its stage-2 region of k2={self.k2} candidates"
+        )
+
+    def _region_hint(self) -> str:
+        return "; raise k2 or lower n"
 
     # -- the stages -----------------------------------------------------------------------
     def stage1(self, batch: SamplerBatch, anchor: Anchor) -> IntArray:
