@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,12 @@ import pytest
 import negsample as ns
 from tests.plugins.samplers import HalfWindow, SamplesPositives, UniformWindow
 
+DATA = ns.make_synthetic(n_docs=1500, n_queries=40, dim=16, seed=0)
+
 
 @pytest.fixture(scope="module")
 def data() -> ns.SyntheticRetrieval:
-    return ns.make_synthetic(n_docs=1500, n_queries=40, dim=16, seed=0)
+    return DATA
 
 
 def test_stream_is_public() -> None:
@@ -107,3 +110,114 @@ def test_resumable_with_a_protocol_sampler(data: ns.SyntheticRetrieval, tmp_path
                           chunk_size=16)  # fmt: skip
     b = ns.mine(data.queries, index, data.positives, sampler=sampler, n=4)
     np.testing.assert_array_equal(a.ids, b.ids)
+
+
+# -- installed plugins: a temporary dist-info with entry points on sys.path --------------------
+ENTRY_POINTS = """\
+[negsample.indexes]
+half = tests.plugins.indexes:register
+broken = tests.plugins.no_such_module:register
+
+[negsample.samplers]
+uniform_window = tests.plugins.samplers:UniformWindow
+"""
+
+
+@pytest.fixture
+def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """``negsample-test-plugins`` "installed": its dist-info (with entry_points.txt) on
+    sys.path, the registries restored afterwards."""
+    import sys
+
+    from negsample import _plugins
+    from negsample.index import registry as index_registry
+    from negsample.samplers import registry as sampler_registry
+
+    site = tmp_path / "site"
+    info = site / "negsample_test_plugins-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: negsample-test-plugins\nVersion: 0.1\n"
+    )
+    (info / "entry_points.txt").write_text(ENTRY_POINTS)
+    monkeypatch.setattr(sys, "path", [str(site), *sys.path])
+    monkeypatch.setattr(index_registry, "_KINDS", dict(index_registry._KINDS))
+    monkeypatch.setattr(index_registry, "_BY_TYPE", dict(index_registry._BY_TYPE))
+    monkeypatch.setattr(sampler_registry, "_REGISTRY", dict(sampler_registry._REGISTRY))
+    _plugins._forget()
+    yield tmp_path
+    _plugins._forget()
+
+
+def test_an_installed_index_plugin_is_found_by_its_spec(installed: Path) -> None:
+    from tests.plugins.indexes import HalfIndex
+
+    corpus = DATA.corpus
+    index = ns.build_index(corpus, "half")  # loads the entry points: first unknown kind
+    assert isinstance(index, HalfIndex) and "half" in ns.available_indexes()
+    ref = ns.NumpyIndex(corpus.astype(np.float16).astype(np.float32))
+    q16 = DATA.queries.astype(np.float16).astype(np.float32)  # HalfIndex rounds queries too
+    np.testing.assert_array_equal(index.search(DATA.queries, 10).ids, ref.search(q16, 10).ids)
+    spec = ns.parse_index_spec("half:exact=False")
+    assert spec.kind == "half" and spec.options == {"exact": False} and not spec.exact
+    assert ns.parse_index_spec("HALF").exact
+    # saved and loaded back by the type in meta.json
+    index.save(installed / "saved")
+    assert isinstance(ns.load_index(installed / "saved"), HalfIndex)
+    # the Ray workers build specs through the same registry
+    from negsample.distributed._workers import build_spec_index, corpus_block
+    from negsample.distributed.index import exact_like
+
+    built = build_spec_index(corpus, "half", "ip", {})
+    assert isinstance(built, HalfIndex) and corpus_block(built) == 1
+    assert exact_like("half") and not exact_like("half:exact=False")
+
+
+def test_a_plugin_that_fails_to_import_is_named_in_one_line(installed: Path) -> None:
+    with pytest.raises(ValueError) as err:
+        ns.parse_index_spec("broken")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "plugin 'broken'" in msg and "tests.plugins.no_such_module:register" in msg
+    assert "ModuleNotFoundError" in msg
+    # the others still load, and an unknown spec lists them
+    with pytest.raises(ValueError, match=r"unknown index spec 'usearch'.*half\[:exact=False\]"):
+        ns.parse_index_spec("usearch")
+
+
+def test_plugins_reach_mine_dataset_and_the_cli(installed: Path) -> None:
+    from negsample.cli import main
+    from tests.beir_helpers import write_beir
+
+    root = write_beir(installed / "data", n_docs=300, n_queries=12, dim=8)
+    ds = ns.load_beir(root)
+    emb = ns.load_embeddings(root / "embeddings", ds)
+    sampler = ns.sampler_from_string("uniform_window(lo=2, hi=22)")
+    assert type(sampler).__name__ == "UniformWindow"
+    exact = ns.mine_dataset(ds, sampler, embeddings=emb, index="half", n=4, seed=1)
+    work = installed / "work"
+    approx = ns.mine_dataset(
+        ds, sampler, embeddings=emb, index="half:exact=False", n=4, seed=1, work_dir=work
+    )
+    np.testing.assert_array_equal(exact.negatives.ids, approx.negatives.ids)
+    saved = [p for p in work.iterdir() if p.name.startswith("index-")]
+    assert len(saved) == 1 and ns.load_index(saved[0]).exact is False  # kept for a resume
+    again = ns.mine_dataset(
+        ds, sampler, embeddings=emb, index="half:exact=False", n=4, seed=1, work_dir=work
+    )
+    np.testing.assert_array_equal(again.negatives.ids, exact.negatives.ids)
+    out = installed / "out.jsonl"
+    argv = ["mine", "--data", str(root), "--embeddings", str(root / "embeddings"), "--quiet"]
+    argv += ["--index", "half", "--sampler", "uniform_window(lo=2, hi=22)", "--n", "4"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == sum(len(p) for p in ds.positives)  # per positive
+    # an unknown index spec is a usage error naming the known kinds, before any work
+    assert main([*argv[:-6], "--index", "usearch", "--out", str(installed / "x.jsonl")]) == 2
+
+
+def test_load_index_names_an_unknown_saved_type(tmp_path: Path) -> None:
+    from tests.plugins.indexes import HalfIndex
+
+    HalfIndex(DATA.corpus).save(tmp_path / "saved")
+    with pytest.raises(ValueError, match="'HalfIndex' that no registered index kind loads"):
+        ns.load_index(tmp_path / "saved")
