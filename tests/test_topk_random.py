@@ -181,3 +181,27 @@ def test_cli_topk_fill_on_short_rows_exits_0(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     assert main([*argv, "--sampler", sampler, "--n", "58", "--out", str(out), "--quiet"]) == 0
     assert out.is_file()
+
+
+@pytest.mark.parametrize("n_docs", [3000, 10_000])  # the exact path and the rejection rounds
+def test_random_sampler_output_does_not_depend_on_the_memory_budget(n_docs: int) -> None:
+    """Issue 20, item 4: RandomSampler works in pieces sized by memory_budget_mb (rows and
+    rejection rounds); the pieces never change the draws."""
+    rng = np.random.default_rng(5)
+    corpus = rng.standard_normal((n_docs, 8)).astype(np.float32)
+    index = ns.NumpyIndex(corpus)
+    positives = [[i] for i in range(60)]
+    positives[3] = rng.choice(n_docs, 2500, replace=False).tolist()  # one crowded row
+    exclude = [rng.choice(n_docs, 5, replace=False).tolist() for _ in range(60)]
+    runs = [
+        ns.mine(corpus[:60], index, positives, sampler=ns.RandomSampler(), n=120, seed=9,
+                exclude=exclude, memory_budget_mb=mb, chunk_size=chunk)
+        for mb, chunk in [(1024, None), (64, None), (1, 7), (0.05, None), (0.05, 1)]
+    ]  # fmt: skip
+    for got in runs[1:]:
+        np.testing.assert_array_equal(got.ids, runs[0].ids)
+        np.testing.assert_array_equal(got.scores, runs[0].scores)
+    ids = runs[0].ids
+    assert (ids >= 0).all()
+    for row, pos, exc in zip(ids, positives, exclude, strict=True):
+        assert len(set(row.tolist())) == 120 and not set(row.tolist()) & (set(pos) | set(exc))

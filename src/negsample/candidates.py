@@ -42,6 +42,9 @@ BoolArray = npt.NDArray[np.bool_]
 Float64Array = npt.NDArray[np.float64]
 
 _PAIR_BLOCK = 16384  # (vector, id) pairs scored at a time
+#: Working-set budget (MiB) of a batch's sampler temporaries when none is given
+#: (``sample()`` on candidates you already have).
+DEFAULT_BATCH_BUDGET_MB = 64.0
 
 
 def take_positions(a: np.ndarray, positions: IntArray, fill: Any) -> np.ndarray:
@@ -78,6 +81,10 @@ class SamplerBatch:
     index : the :class:`~negsample.index.Index`, for scores and norms, when known.
     rng_sub : int64 ``(b,)`` tells apart several rows of one query (``"each"``).
     exclude : :class:`~negsample._ragged.Ragged` more ids per row never to sample, or None.
+    memory_budget_mb : MiB the sampler's temporaries for this batch may take (the share of
+        :func:`~negsample.mine`'s ``memory_budget_mb`` of one chunk in flight); ``None``:
+        :data:`DEFAULT_BATCH_BUDGET_MB`. A sampler whose temporaries grow with ``n`` or with
+        the positives (RandomSampler's rejection rounds) works in pieces within it.
     """
 
     query_index: IntArray
@@ -91,10 +98,17 @@ class SamplerBatch:
     index: Index | None = None
     rng_sub: IntArray | None = None
     exclude: Ragged | None = None
+    memory_budget_mb: float | None = None
 
     @property
     def size(self) -> int:
         return int(self.ids.shape[0])
+
+    @property
+    def budget_bytes(self) -> int:
+        """``memory_budget_mb`` in bytes (:data:`DEFAULT_BATCH_BUDGET_MB` when unset)."""
+        mb = DEFAULT_BATCH_BUDGET_MB if self.memory_budget_mb is None else self.memory_budget_mb
+        return max(1, int(mb * 2**20))
 
     def take(self, rows: IntArray, rng_sub: IntArray | None = None) -> SamplerBatch:
         """The batch restricted (or expanded) to ``rows``."""
@@ -264,6 +278,7 @@ def build_batch(
     index: Index | None = None,
     exclude: Ragged | None = None,
     trusted: bool = False,
+    memory_budget_mb: float | None = None,
 ) -> SamplerBatch:
     """Validate candidates, remove every labelled positive (counted as ``"positive"``) and
     every id of ``exclude`` (counted as ``"excluded"``), keep the first ``depth`` remaining
@@ -275,6 +290,7 @@ def build_batch(
     looked up among the candidates (a positive the candidates do not hold stays unknown).
     ``trusted``: the candidates come from an index search (``mine()``): each row holds an
     id at most once, ``-1`` padding only at its end, so the duplicate check is skipped.
+    ``memory_budget_mb``: :attr:`SamplerBatch.memory_budget_mb`.
     """
     ids = to_numpy(ids, "ids")
     sc = to_numpy(scores, "scores")
@@ -366,6 +382,7 @@ def build_batch(
         queries=queries,
         index=index,
         exclude=exclude,
+        memory_budget_mb=memory_budget_mb,
     )
 
 

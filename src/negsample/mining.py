@@ -45,13 +45,18 @@ def _sampling_threads() -> int:
     return int(min(4, cpus or 1))
 
 
-def auto_chunk_size(sampler: Sampler, search_k: int, dim: int, budget_mb: float) -> int:
+def auto_chunk_size(
+    sampler: Sampler, search_k: int, dim: int, budget_mb: float, *, n: int = 0
+) -> int:
     """Queries per sampling chunk so that one chunk's working set stays within
     ``budget_mb``: candidate ids, scores and the sampler's float64 temporaries (about 64
-    bytes per candidate slot), the query vectors, and any corpus vectors a custom sampler
-    gathers (``vectors_per_query``); at most 512 (faster: the temporaries stay in cache)."""
+    bytes per candidate slot), the ``n`` output slots and their temporaries (about 64
+    bytes each), the query vectors, and any corpus vectors a custom sampler gathers
+    (``vectors_per_query``); at least 16, at most 512 (faster: the temporaries stay in
+    cache)."""
     gathered = getattr(sampler, "vectors_per_query", None)
-    per_query = 64 * max(search_k, 1) + 4 * dim * ((gathered() if gathered else 0) + 2)
+    per_query = 64 * max(search_k, 1) + 64 * max(int(n), 0)
+    per_query += 4 * dim * ((gathered() if gathered else 0) + 2)
     return int(np.clip(budget_mb * 2**20 // per_query, 16, _MAX_AUTO_CHUNK))
 
 
@@ -384,8 +389,11 @@ def mine(
     searcher = _BlockSearch(index, q_all, sampler.depth, removed, query_offset)
     search_k = int(searcher.first.max(initial=0))
     threads = _sampling_threads()
-    if chunk_size is None:  # the budget covers every chunk in flight (one per thread + one)
-        chunk_size = auto_chunk_size(sampler, search_k, index.dim, memory_budget_mb / (threads + 1))
+    # the budget covers every chunk in flight (one per thread + one), and within a chunk
+    # the sampler's temporaries (SamplerBatch.memory_budget_mb)
+    chunk_budget_mb = float(memory_budget_mb) / (threads + 1)
+    if chunk_size is None:
+        chunk_size = auto_chunk_size(sampler, search_k, index.dim, chunk_budget_mb, n=n)
 
     bar = None
     if progress:
@@ -417,6 +425,7 @@ def mine(
             index=index,
             exclude=None if exc is None else exc.slice(start, stop),
             trusted=True,
+            memory_budget_mb=chunk_budget_mb,
         )
         if filters is not None and not filters.is_noop:
             batch = replace(batch, valid=filters.apply(batch, st))

@@ -162,21 +162,25 @@ class NumpyIndex(BaseIndex):
         v, idx = check_score_args(vectors, ids, self.ntotal, self.dim)
         b, m = idx.shape
         out = np.empty((b, m), np.float32)
-        rows = max(1, (1 << 20) // max(1, m * self.dim))
-        buf = np.empty((min(rows, b) * m, self.dim), np.float32)
+        # at most 2**20 floats gathered at a time (4 MiB): whole rows, or a row's ids in
+        # pieces when one row alone holds more (RandomSampler with n=20,000)
+        cols = max(1, min(m, (1 << 20) // self.dim))
+        rows = max(1, (1 << 20) // max(1, cols * self.dim))
+        buf = np.empty((min(rows, b) * cols, self.dim), np.float32)
         for s in range(0, b, rows):
-            part = idx[s : s + rows]
-            flat = np.maximum(part.reshape(-1), 0)
-            g = buf[: flat.size]
-            if self._vectors.dtype == np.float32:
-                np.take(self._vectors, flat, axis=0, out=g)
-            else:
-                g[...] = self._vectors[flat]
-            if self._inv_norms is not None:
-                g *= self._inv_norms[flat, None]
-            out[s : s + rows] = np.einsum(
-                "bd,bmd->bm", v[s : s + rows], g.reshape(part.shape[0], m, self.dim)
-            )
+            for c in range(0, m, cols):
+                part = idx[s : s + rows, c : c + cols]
+                flat = np.maximum(part.reshape(-1), 0)
+                g = buf[: flat.size]
+                if self._vectors.dtype == np.float32:
+                    np.take(self._vectors, flat, axis=0, out=g)
+                else:
+                    g[...] = self._vectors[flat]
+                if self._inv_norms is not None:
+                    g *= self._inv_norms[flat, None]
+                out[s : s + rows, c : c + cols] = np.einsum(
+                    "bd,bmd->bm", v[s : s + rows], g.reshape(*part.shape, self.dim)
+                )
         out[idx < 0] = np.nan
         return out
 
