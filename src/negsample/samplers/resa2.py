@@ -142,9 +142,12 @@ class ReSa2Sampler(KernelSampler):
     # -- the stages -----------------------------------------------------------------------
     def stage1(self, batch: SamplerBatch, anchor: Anchor) -> IntArray:
         """Positions ``(b, k1_prime)`` of the stage-1 draws, in draw order, ``-1`` padded."""
-        x = self.scaled(np.where(batch.valid, batch.scores, 0.0) - anchor.scores[:, None])
-        logw = np.where(batch.valid, -self.tau * x**2, -np.inf)
-        return gumbel_topk(logw, self.k1_prime, batch.gumbel_for(batch.ids, Stream.STAGE1))
+        with np.errstate(over="ignore", invalid="ignore"):
+            d = np.where(batch.valid, batch.scores, 0.0) - anchor.scores[:, None]
+            x = self.scaled(d)
+            logw = np.where(batch.valid, -self.tau * x**2, -np.inf)
+        noise = batch.gumbel_for(batch.ids, Stream.STAGE1)
+        return self.kernel_draw(logw, d, batch.valid, self.k1_prime, noise, a=self.tau)
 
     def stage2(self, batch: SamplerBatch, anchor: Anchor, draws: IntArray) -> IntArray:
         """Positions ``(b, k2)`` of the best ``k2`` stage-1 draws by ``s(d+, d-)``, best first

@@ -147,11 +147,12 @@ class TriSampler(KernelSampler):
     # -- the stages --------------------------------------------------------------------------
     def transitional(self, batch: SamplerBatch, anchor: Anchor) -> IntArray:
         """Stage 1: positions ``(b, m)`` into ``batch.ids`` in draw order, ``-1`` where short."""
-        with np.errstate(invalid="ignore"):
-            x = self.scaled(batch.scores - anchor.scores[:, None])
+        with np.errstate(invalid="ignore", over="ignore"):
+            d = batch.scores - anchor.scores[:, None]
+            x = self.scaled(d)
             logw = np.where(batch.valid, -self.tau * x * x, -np.inf)
         noise = batch.gumbel_for(batch.ids, Stream.STAGE1)
-        return gumbel_topk(logw, self.transitional_size, noise)
+        return self.kernel_draw(logw, d, batch.valid, self.transitional_size, noise, a=self.tau)
 
     def region_angles(
         self,
