@@ -21,7 +21,7 @@ import numpy.typing as npt
 from ._ragged import Ragged, segment_argbest, segment_sum
 from ._rng import Stream, gumbel, gumbel_at, uniform
 from ._types import MiningStats
-from ._validate import to_numpy
+from ._validate import FLOAT32_MAX, as_float32, to_numpy
 from .index.base import index_score, index_sq_norms
 
 if TYPE_CHECKING:
@@ -303,7 +303,7 @@ def build_batch(
     if sc.size and sc.dtype.kind != "f":
         raise TypeError(f"candidate scores must be floats, got dtype {sc.dtype}")
     ids = ids.astype(np.int64, copy=False)
-    sc = sc.astype(np.float32, copy=False)
+    sc = as_float32(sc, "candidate scores")  # a float64 beyond float32's range: refused
     b = ids.shape[0]
     if positives.n_rows != b:
         raise ValueError(f"positives has {positives.n_rows} rows, the candidates {b}")
@@ -344,6 +344,16 @@ def build_batch(
                 f"positive_scores has shape {ps.shape}, want ({positives.nnz},): one score "
                 "per positive"
             )
+        if ps.dtype.kind == "f" and ps.dtype.itemsize > 4:
+            with np.errstate(invalid="ignore"):
+                over = np.isfinite(ps) & (np.abs(ps) > FLOAT32_MAX)
+            if over.any():
+                at = int(np.argmax(over))
+                raise ValueError(
+                    f"positive_scores of query {int(query_index[positives.row_of[at]])} "
+                    f"(positive {int(positives.values[at])}) is {ps[at]:.4g}, beyond float32's "
+                    f"range (+/-{FLOAT32_MAX:.4g}): it would become infinite"
+                )
         ps = ps.astype(np.float32)
         if np.any(np.isinf(ps)):
             at = int(np.argmax(np.isinf(ps)))

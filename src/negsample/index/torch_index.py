@@ -271,9 +271,15 @@ class TorchIndex(BaseIndex):
         step = max(1, _UPLOAD_FLOATS // self._dim)
         for s in range(start, stop, step):
             e = min(s + step, stop)
-            x = read(s, e).to(device).float()
-            if check:
-                _check_rows(torch, x, s, "contains NaN or an infinite value")
+            raw = read(s, e).to(device)
+            x = raw.float()
+            if check:  # as negsample._validate.check_finite: NaN, the cast, the norms
+                _check_rows(torch, raw, s, "contains NaN or an infinite value")
+                _check_rows(torch, x, s, "holds a value beyond float32's range (it becomes "
+                            "infinite once cast to float32); rescale the vectors")  # fmt: skip
+                _check_rows(torch, (x * x).sum(dim=1, keepdim=True), s, "has a squared norm "
+                            "beyond float32's range: its inner products overflow float32; "
+                            "rescale the vectors")  # fmt: skip
             if self.metric == "cosine" and not normalized:
                 norms = torch.linalg.vector_norm(x, dim=1)
                 zero = norms == 0

@@ -522,7 +522,7 @@ def _fill(valid: BoolArray, pos: IntArray, source: IntArray | None = None) -> tu
     return pos, int(take.sum())
 
 
-def _flat_positive_scores(scores: Any, raw: Ragged) -> npt.NDArray[np.float32]:
+def _flat_positive_scores(scores: Any, raw: Ragged) -> np.ndarray:
     """One score per given positive, flat in the order of ``raw.values``, from one sequence
     per query or from a ``(b, P)`` array laid out like the positives padded with ``-1``."""
     lengths = raw.lengths
@@ -532,8 +532,7 @@ def _flat_positive_scores(scores: Any, raw: Ragged) -> npt.NDArray[np.float32]:
         and all(np.ndim(r) <= 1 and np.size(r) == w for r, w in zip(scores, lengths, strict=True))
     ):
         parts = [np.atleast_1d(np.asarray(r, dtype=np.float64)) for r in scores]
-        flat = np.concatenate(parts) if parts else np.empty(0)
-        return flat.astype(np.float32)
+        return np.concatenate(parts) if parts else np.empty(0)  # cast (checked) by build_batch
     arr = to_numpy(scores, "positive_scores")
     if arr.ndim != 2 or arr.shape[0] != raw.n_rows or arr.shape[1] < lengths.max(initial=0):
         raise ValueError(
@@ -543,7 +542,7 @@ def _flat_positive_scores(scores: Any, raw: Ragged) -> npt.NDArray[np.float32]:
         )
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"positive_scores must hold numbers, got dtype {arr.dtype}")
-    return arr[raw.row_of, raw.slot_of].astype(np.float32)
+    return np.asarray(arr[raw.row_of, raw.slot_of])  # cast (checked) by build_batch
 
 
 def _query_index(query_index: Any, n_q: int) -> IntArray:
