@@ -221,3 +221,47 @@ def test_load_index_names_an_unknown_saved_type(tmp_path: Path) -> None:
     HalfIndex(DATA.corpus).save(tmp_path / "saved")
     with pytest.raises(ValueError, match="'HalfIndex' that no registered index kind loads"):
         ns.load_index(tmp_path / "saved")
+
+
+@pytest.mark.slow
+def test_plugins_reach_the_ray_workers(installed: Path) -> None:
+    """On a real local Ray cluster whose nodes have the plugins installed (the dist-info on
+    their PYTHONPATH): a plugin index spec built once and loaded by each worker, one built
+    by every corpus shard, and a protocol sampler, give mine()'s own result."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip('ray not installed (pip install "negsample[ray]")')
+    saved_env = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
+                                                "RAY_USAGE_STATS_ENABLED")}  # fmt: skip
+    from tests.ray_cluster import DRIVER_ENV, LocalCluster
+
+    os.environ.update(DRIVER_ENV)  # before Ray is imported: the driver keeps 127.0.0.1
+    import ray
+
+    from negsample.distributed import connect, mine_distributed
+    from tests.plugins.indexes import HalfIndex
+
+    cluster = LocalCluster(nodes=1, cpus=2)
+    cluster.env["PYTHONPATH"] += os.pathsep + str(installed / "site")
+    cluster.start()
+    try:
+        connect(cluster.address)
+        sampler = UniformWindow(lo=2, hi=30)
+        np.save(installed / "corpus.npy", DATA.corpus)
+        ref = ns.mine(DATA.queries, HalfIndex(DATA.corpus), DATA.positives, sampler, n=5, seed=2)
+        for spec, kw in [("half:exact=False", {"workers": 2}), ("half", {"corpus_shards": 2})]:
+            got = mine_distributed(
+                DATA.queries, spec, DATA.positives, sampler, corpus=installed / "corpus.npy",
+                n=5, seed=2, work_dir=installed / f"work-{len(kw)}-{spec}", **kw,
+            )  # fmt: skip
+            np.testing.assert_array_equal(got.ids, ref.ids)
+    finally:
+        ray.shutdown()
+        cluster.stop()
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
