@@ -33,11 +33,12 @@ SCRIPT = Path(__file__).resolve()
 def build_index(kind: str, corpus: Any, cache: Path | None) -> Any:
     import negsample as ns
 
-    if kind == "numpy":
-        return ns.NumpyIndex(corpus, check=False)
+    spec = ns.parse_index_spec(kind)
+    if spec.kind != "faiss":
+        return ns.build_index(corpus, spec, check=False)
     if cache is not None and cache.exists():
-        return ns.FaissIndex.load(cache, device="cpu", vectors=corpus)
-    index = ns.FaissIndex(corpus, kind, device="cpu", check=False)
+        return ns.load_index(cache, device="cpu", vectors=corpus)
+    index = ns.build_index(corpus, spec, device="cpu", check=False)
     if cache is not None:
         index.save(cache)
     return index

@@ -55,3 +55,71 @@ def problems(
             for _ in range(n_q)
         ]
     return Problem(corpus, queries, positives, n, seed, exclude)
+
+
+@st.composite
+def tiny_problems(draw: st.DrawFn, max_docs: int = 16, max_queries: int = 5) -> Problem:
+    """A retrieval problem on a corpus of 3 to ``max_docs`` rows, with ``n`` anywhere up to
+    ``n_docs - 1``: most rows run short of candidates (every ``on_shortfall`` path runs)."""
+    n_docs = draw(st.integers(3, max_docs))
+    n_q = draw(st.integers(1, max_queries))
+    dim = draw(st.integers(2, 6))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    corpus = rng.standard_normal((n_docs, dim)).astype(np.float32)
+    if draw(st.booleans()):  # exact ties
+        corpus[rng.integers(0, n_docs)] = corpus[0]
+    positives = [
+        sorted(
+            set(rng.choice(n_docs, size=draw(st.integers(1, min(4, n_docs - 1))), replace=False))
+        )
+        for _ in range(n_q)
+    ]
+    queries = np.stack(
+        [corpus[p[0]] + 0.3 * rng.standard_normal(dim).astype(np.float32) for p in positives]
+    ).astype(np.float32)
+    n = draw(st.integers(1, n_docs - 1))
+    exclude = None
+    if draw(st.booleans()):
+        exclude = [
+            sorted(set(rng.choice(n_docs, size=draw(st.integers(0, 2)), replace=False).tolist()))
+            for _ in range(n_q)
+        ]
+    return Problem(
+        corpus,
+        queries,
+        [[int(i) for i in p] for p in positives],
+        n,
+        draw(st.integers(0, 2**64 - 1)),
+        exclude,
+    )
+
+
+@st.composite
+def small_samplers(draw: st.DrawFn, name: str, on_shortfall: str) -> object:
+    """A built-in sampler ``name`` with a small, drawn search depth (and window / stages),
+    or its defaults (a depth far beyond a tiny corpus)."""
+    import negsample as ns
+
+    if draw(st.booleans()):
+        return ns.get_sampler(name, on_shortfall=on_shortfall)
+    k = draw(st.integers(1, 20))
+    if name == "topk":
+        rmin = draw(st.integers(0, k - 1))
+        rmax = draw(st.one_of(st.none(), st.integers(rmin + 1, k)))
+        strategy = draw(st.sampled_from(["random", "top"]))
+        return ns.TopKSampler(
+            k=k, range_min=rmin, range_max=rmax, strategy=strategy, on_shortfall=on_shortfall
+        )
+    if name == "simans":
+        return ns.SimANSSampler(k=k, on_shortfall=on_shortfall)
+    if name == "trisampler":
+        m = draw(st.one_of(st.none(), st.integers(1, k)))
+        variant = draw(st.sampled_from(["T1", "T2"]))
+        return ns.TriSampler(k=k, m=m, variant=variant, on_shortfall=on_shortfall)
+    if name == "resa2":
+        k1p = draw(st.integers(1, k))
+        k2 = draw(st.integers(1, k1p))
+        return ns.ReSa2Sampler(k1=k, k1_prime=k1p, k2=k2, on_shortfall=on_shortfall)
+    if name == "random":
+        return ns.RandomSampler(on_shortfall=on_shortfall)
+    return ns.get_sampler(name, on_shortfall=on_shortfall)  # a plugin: its defaults

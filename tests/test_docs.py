@@ -24,11 +24,14 @@ def test_doc_example_runs(where: str, code: str, tmp_path, monkeypatch) -> None:
     import sys
     import types
 
+    from negsample.index import registry as index_registry
     from negsample.samplers import registry
 
     monkeypatch.chdir(tmp_path)
-    # examples may register samplers: keep the registry as it was
+    # examples may register samplers and index kinds: keep the registries as they were
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(index_registry, "_KINDS", dict(index_registry._KINDS))
+    monkeypatch.setattr(index_registry, "_BY_TYPE", dict(index_registry._BY_TYPE))
     if "faiss" in code.lower() or "FaissIndex" in code:
         pytest.importorskip("faiss")
     module = types.ModuleType("__docs__")

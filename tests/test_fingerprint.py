@@ -213,7 +213,7 @@ def test_cli_resume_refused_after_such_changes(
     ]
     assert main([*cli, "--max-chunks", "1"]) == 3
     corpus = root / "embeddings" / "corpus.npy"
-    _rewrite_keeping_mtime(corpus, lambda b: b[:-64] + bytes(reversed(b[-64:])))
+    _rewrite_keeping_mtime(corpus, lambda b: b[:-128] + b[-64:] + b[-128:-64])  # 2 rows swap
     capsys.readouterr()
     assert main(cli) == 2
     err = capsys.readouterr().err

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from importlib.util import find_spec
 
@@ -278,3 +279,77 @@ def test_faiss_flat_breaks_ties_by_id_like_numpy() -> None:
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-5)
     # an exact top-k is the prefix of a deeper one, ties included
     np.testing.assert_array_equal(flat.search(q, 37).ids, flat.search(q, 300).ids[:, :37])
+
+
+# -- the one spec parser (issue 18, item 1) -------------------------------------------------
+@pytest.mark.parametrize(
+    "spec, kind, options, exact, search",
+    [
+        ("exact", "exact", {}, True, ()),
+        ("NUMPY", "exact", {}, True, ()),
+        ("exact:chunk_size=256", "exact", {"chunk_size": 256}, True, ()),
+        ("torch", "torch", {"device": "auto", "dtype": None}, True, ()),
+        ("torch:cuda", "torch", {"device": "cuda", "dtype": None}, True, ()),
+        ("torch:cuda:1:bfloat16", "torch", {"device": "cuda:1", "dtype": "bfloat16"}, True, ()),
+        ("torch:float16", "torch", {"device": "auto", "dtype": "float16"}, True, ()),
+        ("Flat", "faiss", {"factory": "Flat"}, True, ()),
+        ("HNSW32", "faiss", {"factory": "HNSW32"}, False, ("ef_search",)),
+        ("IVF1024,Flat", "faiss", {"factory": "IVF1024,Flat"}, False, ("nprobe",)),
+        ("faiss:IVF64_HNSW32,Flat", "faiss", {"factory": "IVF64_HNSW32,Flat"}, False,
+         ("nprobe", "ef_search")),
+    ],
+)  # fmt: skip
+def test_parse_index_spec(spec: str, kind: str, options: dict, exact: bool, search: tuple) -> None:  # type: ignore[type-arg]
+    p = ns.parse_index_spec(spec)
+    assert (p.kind, dict(p.options), p.exact, p.search_options) == (kind, options, exact, search)
+    assert ns.parse_index_spec(p) is p and str(p) == spec
+
+
+@pytest.mark.parametrize("spec", ["torchfoo", "usearch", "flat", "", "exact:x", "faiss:"])
+def test_unknown_or_bad_specs_are_refused_in_one_line(spec: str) -> None:
+    """ "torchfoo" used to be torch for the Ray path and faiss for mine_dataset; "usearch"
+    ended in a faiss C++ message. Every caller now gets the same one-line refusal."""
+    from negsample.distributed.index import exact_like
+    from negsample.pipeline.dataset import _search_options
+
+    with pytest.raises(ValueError) as err:
+        ns.parse_index_spec(spec)
+    msg = str(err.value)
+    assert "\n" not in msg and "index_factory.cpp" not in msg
+    for call in (
+        lambda: ns.build_index(np.eye(4, dtype=np.float32), spec),
+        lambda: exact_like(spec),
+        lambda: _search_options(spec, None, None),
+    ):
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            call()
+    if spec in ("torchfoo", "usearch"):
+        assert "known kinds: exact (also numpy)" in msg and "torch[:DEVICE[:DTYPE]]" in msg
+
+
+def test_a_factory_string_faiss_refuses_is_named_in_one_line() -> None:
+    pytest.importorskip("faiss")
+    x = np.random.default_rng(0).standard_normal((50, 6)).astype(np.float32)
+    for spec, reason in [("Usearch", "could not parse index string Usearch"),
+                         ("PQ4", "multiple of the number of subquantizers")]:  # fmt: skip
+        with pytest.raises(ValueError) as err:
+            ns.build_index(x, spec)
+        msg = str(err.value)
+        assert msg.startswith(f"faiss refuses the index factory string {spec!r}: ")
+        assert reason in msg and "\n" not in msg and ".cpp" not in msg
+
+
+def test_search_options_follow_the_spec() -> None:
+    from negsample.pipeline.dataset import _search_options
+
+    assert _search_options("IVF64,Flat", 8, None) == {"nprobe": 8}
+    assert _search_options("HNSW32", None, 64) == {"ef_search": 64}
+    with pytest.raises(ValueError, match="nprobe applies to a faiss IVF index spec"):
+        _search_options("HNSW32", 8, None)
+    with pytest.raises(ValueError, match="ef_search applies to a faiss HNSW index spec"):
+        _search_options("torch:cpu", None, 8)
+
+
+def test_register_index_refuses_a_taken_name() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        ns.register_index("exact", build=lambda v, s, **k: ns.NumpyIndex(v))

@@ -346,3 +346,18 @@ def test_stage2_selection_equals_a_stable_descending_sort_ties_included() -> Non
         x[rng.random((b, m)) < 0.2] = -np.inf
         want = np.argsort(-x, axis=1, kind="stable")[:, :k]
         np.testing.assert_array_equal(_top_stable(x, k)[:, :k], want)
+
+
+@pytest.mark.parametrize("params", [{"temperature": 1e-200}, {"tau": 1e300}])
+def test_stage1_with_extreme_parameters_draws_by_distance(params: dict) -> None:  # type: ignore[type-arg]
+    """Issue 20, item 3: a temperature of 1e-200 made every (s - s+)^2 / T^2 overflow, so
+    stage 1 drew nothing and every row was short. In the limit the kernel orders the
+    candidates by |s - s+|, and stage 1 now draws them so."""
+    scores = np.array([12.0, 10.5, 9.75, 8.0, 11.25, 6.0])
+    batch = _manual_batch(scores, 10.0, 50, np.ones(6, bool))
+    sampler = ns.ReSa2Sampler(k1=6, k1_prime=5, k2=3, **params)
+    anchor = Anchor(batch.positives.values, np.full(50, 10.0), "max")
+    draws = sampler.stage1(batch, anchor)
+    # |s - 10|: 2.0, 0.5, 0.25, 2.0, 1.25, 4.0 -> 2, 1, 4, then 0 and 3 (tied), not 5
+    assert (draws[:, :3] == [2, 1, 4]).all()
+    assert (np.sort(draws[:, 3:], axis=1) == [0, 3]).all()

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import negsample as ns
-from tests.strategies import Problem, problems
+from tests.strategies import Problem, problems, small_samplers, tiny_problems
 
 SAMPLERS = ns.available_samplers()
 
@@ -103,6 +103,49 @@ def test_exact_indexes_are_invariant_to_chunks_and_slices(
             np.testing.assert_array_equal(part.ids, full.ids[rows])
             np.testing.assert_array_equal(part.scores, full.scores[rows])
             np.testing.assert_array_equal(part.query_index, full.query_index[rows])
+
+
+@pytest.mark.parametrize("policy", ns.samplers.base.SHORTFALL_POLICIES)
+@pytest.mark.parametrize("name", SAMPLERS)
+@given(p=tiny_problems(), data=st.data())
+def test_every_shortfall_policy_on_tiny_corpora(
+    name: str, policy: str, p: Problem, data: st.DataObject
+) -> None:
+    """Every sampler x every ``on_shortfall`` policy on corpora of 3 to 16 rows, where most
+    rows run short: an ``n`` the region can never hold is refused before any work, and
+    otherwise the output keeps the contract and its counters add up (issue 20, item 5:
+    ``on_shortfall="fill"`` used to raise IndexError when nothing lay outside the region)."""
+    sampler = data.draw(small_samplers(name, policy))
+    index = ns.NumpyIndex(p.corpus)
+    limit = sampler.max_n
+    if limit is not None and p.n > limit:
+        with pytest.raises(ValueError, match=rf"\b{limit}\b.*n={p.n}\b"):
+            ns.mine(p.queries, index, p.positives, sampler=sampler, n=p.n, seed=p.seed)
+        return
+    negs = ns.mine(
+        p.queries, index, p.positives, sampler=sampler, n=p.n, seed=p.seed, exclude=p.exclude
+    )
+    ids, st_ = negs.ids, negs.stats
+    assert ids.shape == (st_.n_rows, p.n)
+    assert np.array_equal(np.isnan(negs.scores), ids < 0)
+    for row, q in zip(ids, negs.query_index, strict=True):
+        got = row[row >= 0].tolist()
+        assert len(set(got)) == len(got), "duplicate negative in a row"
+        assert not set(got) & set(p.positives[q]), "a positive was sampled"
+        assert p.exclude is None or not set(got) & set(p.exclude[q]), "an excluded id"
+    assert st_.padded == int((ids < 0).sum())
+    short_out = int((ids < 0).any(axis=1).sum())
+    assert short_out <= st_.short_rows
+    if policy == "pad":
+        assert st_.filled == 0 and st_.dropped_rows == 0
+    if policy == "drop":
+        assert short_out == 0 and st_.dropped_rows == st_.short_rows
+    if policy == "fill" and isinstance(sampler, ns.TopKSampler):
+        # every valid candidate within the search depth can fill a short row
+        for row, q in zip(ids, negs.query_index, strict=True):
+            banned = set(p.positives[q]) | set(p.exclude[q] if p.exclude else [])
+            free = len(p.corpus) - len(banned)
+            assert int((row >= 0).sum()) == min(p.n, free, sampler.k)
 
 
 @pytest.mark.parametrize("name", SAMPLERS)

@@ -245,3 +245,65 @@ def test_doc_page_examples_run() -> None:
     assert blocks
     for code in blocks:
         exec(compile(code, "simans.md", "exec"), {})
+
+
+# -- extreme parameters (issue 20, item 3): computed in a safe range, rows never emptied -------
+@pytest.mark.parametrize(
+    "params, groups",
+    [
+        # b > 0 puts the mode far below every score: the lowest-scored first, in score order
+        ({"b": 1e200}, [{14}, {13}, {12}, {11}, {10}]),
+        ({"b": 1e150}, [{14}, {13}, {12}, {11}, {10}]),  # finite, but b absorbed s- - s+
+        ({"b": -1e200}, [{10}, {11}, {12}, {13}, {14}]),
+        # a sharp kernel: nearest to the positive's 2.5 first (3.0 and 2.0 tie: noise)
+        ({"temperature": 1e-200}, [{10, 11}, {12}, {13}, {14}]),
+        ({"a": 1e300}, [{10, 11}, {12}, {13}, {14}]),
+        ({"a": 1e300, "kernel": "laplace"}, [{10, 11}, {12}, {13}, {14}]),
+        # the mode at s- = s+ - b * temperature = 1.5: 2.0 and 1.0 tie, then 3.0 and 0.0
+        ({"temperature": 1e-250, "b": 1e250, "a": 1e300}, [{11, 12}, {10, 13}, {14}]),
+    ],
+)
+def test_extreme_parameters_keep_every_row_and_the_limit_order(
+    params: dict,  # type: ignore[type-arg]
+    groups: list[set[int]],
+) -> None:
+    """These used to leave every row empty (x**2 beyond float64: all log-weights -inf),
+    counted only as short rows, or sample uniformly (b absorbing the scores). In the limit
+    the kernel is deterministic: by distance to its mode, which the draws now follow;
+    candidates at equal distance come in either order, evenly."""
+    negs = _sample(ns.SimANSSampler(k=5, **params), 400, n=5, seed=3)
+    assert negs.stats.short_rows == 0 and negs.stats.padded == 0
+    at = 0
+    for g in groups:
+        block = negs.ids[:, at : at + len(g)]
+        assert (np.sort(block, axis=1) == sorted(g)).all(), (params, g)
+        if len(g) == 2:
+            share = (block[:, 0] == min(g)).mean()
+            assert 0.4 < share < 0.6  # an even coin between the tied pair
+        at += len(g)
+
+
+def test_a_rounding_b_keeps_the_exact_distribution() -> None:
+    """b = 1e17 rounds every x = s- - s+ + b to the same float64 (the kernel as written is
+    then flat: uniform draws); relative to the mode, log w - log w* = -a (d - d*)(d + d* +
+    2b) keeps the weights exp(-2ab (s- - s*)) = exp(-(s- - s*)) for a = 0.5e-17."""
+    n_rows = 6000
+    negs = _sample(ns.SimANSSampler(k=5, a=0.5e-17, b=1e17), n_rows, n=1, seed=5)
+    w = np.exp(-(SCORES[0].astype(np.float64) - SCORES[0].min()))
+    counts = _counts(negs.ids[:, 0])
+    assert sps.chisquare(counts, n_rows * w / w.sum()).pvalue > 1e-3
+    assert counts[-1] > 3 * counts[0]  # not uniform
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"temperature": 1e-300}, r"temperature must be within \[1e-250, 1e250\]"),
+        ({"temperature": 1e260}, r"temperature must be within"),
+        ({"b": 1e300}, r"b must be within \[-1e250, 1e250\]"),
+        ({"b": -1e300}, r"b must be within"),
+    ],
+)
+def test_parameters_beyond_float64_are_refused(params: dict, match: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValueError, match=match):
+        ns.SimANSSampler(**params)

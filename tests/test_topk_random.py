@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -64,6 +66,20 @@ def test_topk_shortfall_pad_and_fill(policy: str, expect: list[list[int]]) -> No
     assert negs.ids.tolist() == expect
     assert negs.stats.padded == (2 if policy == "pad" else 0)
     assert negs.stats.filled == (0 if policy == "pad" else 2)
+
+
+@pytest.mark.parametrize("range_min", [0, 3])
+def test_topk_fill_when_nothing_lies_outside_the_window(range_min: int) -> None:
+    """Issue 20, item 5: a window covering every candidate column left ``"fill"`` an empty
+    source, and the fill read column 0 of it (IndexError). Short rows now pad."""
+    corpus = np.random.default_rng(0).standard_normal((12, 4)).astype(np.float32)
+    sampler = ns.TopKSampler(k=10, range_min=range_min, on_shortfall="fill")
+    positives = [[0, 1, 2, 3, 4, 5]] * 3
+    negs = ns.mine(corpus[:3], ns.NumpyIndex(corpus), positives, sampler=sampler, n=7, seed=0)
+    # 6 candidates left per query: all of them (ranks above the window filled), one padded
+    assert (negs.ids >= 0).sum(axis=1).tolist() == [6, 6, 6]
+    assert negs.stats.short_rows == 3 and negs.stats.padded == 3
+    assert negs.stats.filled == 3 * range_min
 
 
 def test_filters_do_not_shift_the_topk_window() -> None:
@@ -152,3 +168,40 @@ def test_max_n_is_the_largest_n_each_sampler_accepts() -> None:
         with pytest.raises(ValueError):
             sampler.check_n(top + 1)
     assert ns.RandomSampler().max_n is None
+
+
+def test_cli_topk_fill_on_short_rows_exits_0(tmp_path: Path) -> None:
+    """Issue 20, item 5, as the CLI saw it: exit 1 "unexpected IndexError" after mining."""
+    from negsample.cli import main
+    from tests.beir_helpers import write_beir
+
+    root = write_beir(tmp_path / "data", n_docs=60, n_queries=4, dim=4)
+    sampler = "TopKSampler(k=100, on_shortfall='fill')"
+    argv = ["mine", "--data", str(root), "--embeddings", str(root / "embeddings")]
+    out = tmp_path / "out.jsonl"
+    assert main([*argv, "--sampler", sampler, "--n", "58", "--out", str(out), "--quiet"]) == 0
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("n_docs", [3000, 10_000])  # the exact path and the rejection rounds
+def test_random_sampler_output_does_not_depend_on_the_memory_budget(n_docs: int) -> None:
+    """Issue 20, item 4: RandomSampler works in pieces sized by memory_budget_mb (rows and
+    rejection rounds); the pieces never change the draws."""
+    rng = np.random.default_rng(5)
+    corpus = rng.standard_normal((n_docs, 8)).astype(np.float32)
+    index = ns.NumpyIndex(corpus)
+    positives = [[i] for i in range(60)]
+    positives[3] = rng.choice(n_docs, 2500, replace=False).tolist()  # one crowded row
+    exclude = [rng.choice(n_docs, 5, replace=False).tolist() for _ in range(60)]
+    runs = [
+        ns.mine(corpus[:60], index, positives, sampler=ns.RandomSampler(), n=120, seed=9,
+                exclude=exclude, memory_budget_mb=mb, chunk_size=chunk)
+        for mb, chunk in [(1024, None), (64, None), (1, 7), (0.05, None), (0.05, 1)]
+    ]  # fmt: skip
+    for got in runs[1:]:
+        np.testing.assert_array_equal(got.ids, runs[0].ids)
+        np.testing.assert_array_equal(got.scores, runs[0].scores)
+    ids = runs[0].ids
+    assert (ids >= 0).all()
+    for row, pos, exc in zip(ids, positives, exclude, strict=True):
+        assert len(set(row.tolist())) == 120 and not set(row.tolist()) & (set(pos) | set(exc))

@@ -307,8 +307,10 @@ def test_bad_parameters_fail_at_construction(params: dict, match: str) -> None:
 
 
 def test_n_is_checked_against_k_and_m() -> None:
-    with pytest.raises(ValueError, match="considers 6 candidates"):
-        ns.TriSampler(k=6).check_n(7)
+    with pytest.raises(ValueError, match=r"m=3 transitional candidates \(of its top-6\)"):
+        ns.TriSampler(k=6).check_n(7)  # the region is m = k // 2 = 3
+    with pytest.raises(ValueError, match="m=6 transitional"):
+        ns.TriSampler(k=6, m=6).check_n(7)
     with pytest.raises(ValueError, match="m=3 transitional"):
         ns.TriSampler(k=6, m=3).check_n(4)
     with pytest.raises(ValueError, match="m=100 transitional"):
@@ -336,3 +338,30 @@ def test_doc_page_examples_run() -> None:
     assert blocks
     for code in blocks:
         exec(compile(code, "trisampler.md", "exec"), {})
+
+
+def test_transitional_stage_with_a_tiny_temperature_draws_by_distance() -> None:
+    """Issue 20, item 3: temperature=1e-200 used to leave the transitional set empty (every
+    log-weight -inf), so every row was short; the limit orders by |s(q, d-) - s(q, d+)|."""
+    rng = np.random.default_rng(0)
+    corpus = rng.standard_normal((400, 8)).astype(np.float32)
+    queries = corpus[:5] + 0.3 * rng.standard_normal((5, 8)).astype(np.float32)
+    index = ns.NumpyIndex(corpus)
+    pos = [[i] for i in range(5)]
+    res = index.search(queries, 60)
+    sampler = ns.TriSampler(k=40, m=10, temperature=1e-200, positive_anchor="max")
+    from negsample._ragged import as_ragged
+    from negsample._types import MiningStats
+    from negsample.samplers.base import build_batch, resolve_anchor
+
+    batch = build_batch(res.ids, res.scores, as_ragged(pos, 5, 400)[0],
+                        query_index=np.arange(5), seed=1, depth=40, stats=MiningStats(),
+                        queries=queries, index=index)  # fmt: skip
+    batch, anchor = resolve_anchor(batch, "max")
+    trans = sampler.transitional(batch, anchor)
+    assert (trans >= 0).all()
+    dist = np.abs(batch.scores.astype(np.float64) - anchor.scores[:, None])
+    want = np.argsort(dist, axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(trans, want)
+    negs = ns.mine(queries, index, pos, sampler=sampler, n=4, seed=1)
+    assert (negs.ids >= 0).all()  # the region or its fill from the transitional set

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import negsample as ns
 
@@ -144,3 +146,93 @@ def test_torch_tensor_input() -> None:
     )
     b = ns.mine(corpus[:4], ns.NumpyIndex(corpus), [[0], [1], [2], [3]], n=3, seed=1)
     np.testing.assert_array_equal(a.ids, b.ids)
+
+
+# -- values that overflow float32 (issue 20, item 3) -------------------------------------------
+def _index_makers() -> list:  # type: ignore[type-arg]
+    makers = [lambda x: ns.NumpyIndex(x), lambda x: ns.build_index(x, "exact")]
+    try:
+        import faiss  # noqa: F401
+
+        makers.append(lambda x: ns.FaissIndex(x, "Flat"))
+    except ImportError:  # pragma: no cover - faiss is a test dependency
+        pass
+    try:
+        import torch  # noqa: F401
+
+        makers.append(lambda x: ns.TorchIndex(x, device="cpu"))
+    except ImportError:  # pragma: no cover
+        pass
+    return makers
+
+
+@pytest.mark.parametrize("make", _index_makers())
+def test_float64_beyond_float32_in_the_corpus_names_the_row(make) -> None:  # type: ignore[no-untyped-def]
+    """A float64 1e39 passed validation and became inf in the cast: exact search returned
+    -1 holes. Every index constructor refuses it, naming the row."""
+    corpus = np.random.default_rng(0).standard_normal((40, 4))
+    corpus[17, 1] = -1e39
+    with pytest.raises(ValueError, match=r"corpus row 17 holds .*beyond float32's range"):
+        make(corpus)
+
+
+@pytest.mark.parametrize("make", _index_makers())
+def test_a_norm_whose_products_overflow_names_the_row(make) -> None:  # type: ignore[no-untyped-def]
+    corpus = np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32)
+    corpus[23] = 3e19  # each value fits float32; |d|^2 and the scores do not
+    with pytest.raises(ValueError, match=r"corpus row 23 has .*squared norm"):
+        make(corpus)
+
+
+def test_queries_beyond_float32_are_refused_everywhere(setup) -> None:  # type: ignore[no-untyped-def]
+    _, q, index = setup
+    q64 = q.astype(np.float64)
+    q64[1, 3] = 5e38
+    with pytest.raises(ValueError, match=r"queries row 1 holds 5e\+38, beyond float32's range"):
+        ns.mine(q64, index, [[0], [1], [2]], n=2)
+    res = index.search(q, 10)
+    with pytest.raises(ValueError, match=r"queries row 1 holds 5e\+38"):
+        ns.TopKSampler(k=10).sample(res.ids, res.scores, [[0], [1], [2]], n=2, queries=q64,
+                                    index=index)  # fmt: skip
+    with pytest.raises(ValueError, match=r"queries row 1 holds"):
+        index.search(q64, 3)
+
+
+def test_scores_beyond_float32_are_refused_with_their_place() -> None:
+    ids = np.array([[5, 3, 9], [1, 2, 4]])
+    scores = np.array([[0.9, 0.8, 0.7], [0.5, 4e38, 0.1]])
+    with pytest.raises(ValueError, match=r"candidate scores row 1, column 1 is 4e\+38, beyond"):
+        ns.TopKSampler(k=3).sample(ids, scores, [[3], [2]], n=1)
+    ok = np.array([[0.9, 0.8, 0.7], [0.5, 0.4, 0.1]])
+    with pytest.raises(ValueError, match=r"positive_scores of query 1 \(positive 8\) is 1e\+39"):
+        ns.SimANSSampler(k=3).sample(ids, ok, [[3], [8]], n=1, positive_scores=[[0.8], [1e39]])
+
+
+@settings(max_examples=60)
+@given(
+    n=st.integers(1, 200),
+    dim=st.integers(1, 40),
+    data=st.data(),
+    kind=st.sampled_from(["nan", "inf", "cast", "norm"]),
+)
+def test_the_first_bad_row_is_named(n: int, dim: int, data: st.DataObject, kind: str) -> None:
+    """Hypothesis: whatever the shape and the value, the first row that cannot be used as
+    float32 is the one named, with its reason."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    x = rng.standard_normal((n, dim))
+    rows = sorted(set(data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=3))))
+    for r in rows:
+        col = data.draw(st.integers(0, dim - 1))
+        if kind == "nan":
+            x[r, col] = np.nan
+        elif kind == "inf":
+            x[r, col] = -np.inf
+        elif kind == "cast":
+            x[r, col] = data.draw(st.floats(3.41e38, 1e300)) * data.draw(st.sampled_from([1, -1]))
+        else:  # each value within float32's range, the squared norm beyond it
+            x[r] = data.draw(st.floats(1.9e19 / np.sqrt(dim), 1e38))
+    reason = {"nan": "contains NaN", "inf": "contains an infinite value",
+              "cast": "beyond float32's range", "norm": "squared norm"}[kind]  # fmt: skip
+    for arr in (x, x.astype(np.float32) if kind == "norm" else x):
+        with pytest.raises(ValueError, match=rf"vectors row {rows[0]} .*{reason}"):
+            ns._validate.check_finite(arr, "vectors")

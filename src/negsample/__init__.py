@@ -21,7 +21,19 @@ from .evaluation import (
     summary_table,
 )
 from .filters import Filters
-from .index import BaseIndex, FaissIndex, Index, NumpyIndex, TorchIndex, load_index
+from .index import (
+    BaseIndex,
+    FaissIndex,
+    Index,
+    IndexSpec,
+    NumpyIndex,
+    TorchIndex,
+    available_indexes,
+    build_index,
+    load_index,
+    parse_index_spec,
+    register_index,
+)
 from .io.data import BeirDataset, DataError, load_beir
 from .io.encoding import (
     DatasetEmbeddings,
@@ -33,7 +45,7 @@ from .io.encoding import (
 from .io.runs import RunCandidates, read_trec_run
 from .io.writers import WriteReport, write_negatives
 from .mining import mine
-from .pipeline.dataset import MinedDataset, build_index, mine_dataset
+from .pipeline.dataset import MinedDataset, mine_dataset
 from .pipeline.report import SamplerReport, sampler_report
 from .pipeline.resume import RunIncomplete, RunLocked, mine_resumable
 from .samplers import (
@@ -43,6 +55,7 @@ from .samplers import (
     Sampler,
     SamplerBatch,
     SimANSSampler,
+    Stream,
     TopKSampler,
     TriSampler,
     available_samplers,
@@ -69,6 +82,7 @@ __all__ = [
     "Filters",
     "HiddenSplit",
     "Index",
+    "IndexSpec",
     "MinedDataset",
     "MiningStats",
     "NegativeQuality",
@@ -86,12 +100,14 @@ __all__ = [
     "SamplerReport",
     "SearchResult",
     "SimANSSampler",
+    "Stream",
     "SyntheticRetrieval",
     "TopKSampler",
     "TorchIndex",
     "TriSampler",
     "WriteReport",
     "align_embeddings",
+    "available_indexes",
     "available_samplers",
     "build_index",
     "encode",
@@ -107,8 +123,10 @@ __all__ = [
     "mine_dataset",
     "mine_resumable",
     "negative_quality",
+    "parse_index_spec",
     "read_trec_run",
     "register",
+    "register_index",
     "sampler_from_string",
     "sampler_report",
     "summarize",

@@ -23,14 +23,30 @@ _MASK63 = (1 << 63) - 1
 
 
 class Stream:
-    """Named purposes, so two uses of randomness never share numbers."""
+    """Named purposes of random numbers, so two uses of randomness never share numbers.
+
+    A sampler passes one of these to :meth:`~negsample.SamplerBatch.gumbel_for`,
+    :meth:`~negsample.SamplerBatch.gumbel` or :meth:`~negsample.SamplerBatch.uniform`; the
+    numbers are a function of ``(seed, query index, stream[, candidate id])`` only. Public
+    as ``negsample.Stream`` (and ``negsample.samplers.Stream``). A sampler with more
+    purposes than these takes its own integers from :attr:`USER` on (``Stream.USER + 1``...).
+
+    Attributes
+    ----------
+    ANCHOR : the ``"random"`` positive anchor (shared by every sampler: do not reuse).
+    SAMPLE : a one-stage sampler's draw.
+    STAGE1, STAGE2, FINAL : the stages of a multi-stage sampler.
+    CORPUS : RandomSampler's draws over the corpus.
+    USER : the first stream number free for samplers outside the package.
+    """
 
     ANCHOR = 1
     SAMPLE = 2
     STAGE1 = 3
     STAGE2 = 4
     FINAL = 5
-    CORPUS = 16  # + round number, for RandomSampler's rejection rounds
+    CORPUS = 16
+    USER = 1024
 
 
 def normalize_seed(seed: int | np.random.Generator | None) -> int:

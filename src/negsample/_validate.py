@@ -8,6 +8,8 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "FLOAT32_MAX",
+    "as_float32",
     "as_matrix",
     "check_int",
     "check_number",
@@ -18,6 +20,9 @@ __all__ = [
 
 _FLOAT_KINDS = (np.float16, np.float32, np.float64)
 _CHECK_ROWS = 65536
+_CHECK_FLOATS = 1 << 22  # values checked at a time (16 MiB as float32)
+#: The largest float32: every vector is used as float32, and so are its inner products.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def to_numpy(x: Any, name: str) -> np.ndarray:
@@ -68,14 +73,61 @@ def as_matrix(
 
 
 def check_finite(arr: np.ndarray, name: str, *, row_offset: int = 0) -> None:
-    """Raise ``ValueError`` naming the first row that holds NaN or an infinity (chunked)."""
-    for start in range(0, arr.shape[0], _CHECK_ROWS):
-        block = np.asarray(arr[start : start + _CHECK_ROWS])
-        bad = ~np.isfinite(block).all(axis=1)
-        if bad.any():
-            row = start + int(np.argmax(bad))
-            what = "NaN" if np.isnan(block[row - start]).any() else "an infinite value"
-            raise ValueError(f"{name} row {row + row_offset} contains {what}")
+    """Raise ``ValueError`` naming the first row of vectors that cannot be used as float32:
+    one holding NaN or an infinity, a value beyond float32's range (a float64 ``1e39``
+    becomes ``inf`` once cast), or a squared norm beyond it (its inner products would
+    overflow float32: with ``|q|^2`` and ``|d|^2`` within range, ``|q.d| <= (|q|^2 +
+    |d|^2) / 2`` is too, so every score and norm is finite). Checked in blocks."""
+    step = max(1, min(_CHECK_ROWS, _CHECK_FLOATS // max(1, arr.shape[1] if arr.ndim > 1 else 1)))
+    for start in range(0, arr.shape[0], step):
+        block = np.asarray(arr[start : start + step])
+        if block.ndim == 1:
+            block = block[:, None]
+        nonfinite = ~np.isfinite(block).all(axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            b32 = block.astype(np.float32, copy=False)
+            cast = ~np.isfinite(b32).all(axis=1) & ~nonfinite
+            sq = np.einsum("ij,ij->i", b32, b32)
+        bad = nonfinite | cast | ~np.isfinite(sq)
+        if not bad.any():
+            continue
+        r = int(np.argmax(bad))
+        row = start + r + row_offset
+        if nonfinite[r]:
+            what = "NaN" if np.isnan(block[r]).any() else "an infinite value"
+            raise ValueError(f"{name} row {row} contains {what}")
+        if cast[r]:
+            value = block[r][~np.isfinite(b32[r])][0]
+            raise ValueError(
+                f"{name} row {row} holds {value:.4g}, beyond float32's range "
+                f"(+/-{FLOAT32_MAX:.4g}): it becomes infinite once cast to float32; "
+                "rescale the vectors"
+            )
+        big = float(np.sqrt(np.sum(np.square(block[r].astype(np.float64)))))
+        raise ValueError(
+            f"{name} row {row} has norm {big:.4g}: its squared norm and inner products "
+            f"overflow float32 (norms must stay below {np.sqrt(FLOAT32_MAX):.4g}); rescale "
+            "the vectors"
+        )
+
+
+def as_float32(values: Any, name: str) -> npt.NDArray[np.float32]:
+    """``values`` (scores) as float32, refusing a finite value beyond float32's range (it
+    would become ``inf`` in the cast) with its position named; NaN and infinities are left
+    for the caller's own rule."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 and arr.size:
+        with np.errstate(invalid="ignore"):
+            over = np.isfinite(arr) & (np.abs(arr) > FLOAT32_MAX)
+        if over.any():
+            at = tuple(int(i) for i in np.argwhere(over)[0])
+            where = f"row {at[0]}, column {at[1]}" if len(at) == 2 else f"entry {at[0]}"
+            raise ValueError(
+                f"{name} {where} is {arr[at]:.4g}, beyond float32's range "
+                f"(+/-{FLOAT32_MAX:.4g}): it would become infinite"
+            )
+    with np.errstate(over="ignore"):
+        return arr.astype(np.float32, copy=False)
 
 
 def pad_positives(

@@ -21,7 +21,7 @@ import numpy.typing as npt
 from ._ragged import Ragged, segment_argbest, segment_sum
 from ._rng import Stream, gumbel, gumbel_at, uniform
 from ._types import MiningStats
-from ._validate import to_numpy
+from ._validate import FLOAT32_MAX, as_float32, to_numpy
 from .index.base import index_score, index_sq_norms
 
 if TYPE_CHECKING:
@@ -42,10 +42,22 @@ BoolArray = npt.NDArray[np.bool_]
 Float64Array = npt.NDArray[np.float64]
 
 _PAIR_BLOCK = 16384  # (vector, id) pairs scored at a time
+#: Working-set budget (MiB) of a batch's sampler temporaries when none is given
+#: (``sample()`` on candidates you already have).
+DEFAULT_BATCH_BUDGET_MB = 64.0
 
 
 def take_positions(a: np.ndarray, positions: IntArray, fill: Any) -> np.ndarray:
-    """``a[r, positions[r, j]]``, ``fill`` where a position is ``-1``."""
+    """``a[r, positions[r, j]]``, ``fill`` where a position is ``-1``.
+
+    ``a`` may have no columns (a row with nothing to take from: every position is then
+    ``-1``); the result has ``a``'s dtype promoted with ``fill``.
+    """
+    positions = np.asarray(positions)
+    if a.shape[1] == 0:  # nothing to gather: np.take_along_axis would read column 0
+        if np.any(positions >= 0):
+            raise IndexError(f"position {int(positions.max())} into an array with no columns")
+        return np.where(positions >= 0, np.zeros(positions.shape, a.dtype), fill)
     out = np.take_along_axis(a, np.maximum(positions, 0), axis=1)
     return np.where(positions >= 0, out, fill)
 
@@ -69,6 +81,10 @@ class SamplerBatch:
     index : the :class:`~negsample.index.Index`, for scores and norms, when known.
     rng_sub : int64 ``(b,)`` tells apart several rows of one query (``"each"``).
     exclude : :class:`~negsample._ragged.Ragged` more ids per row never to sample, or None.
+    memory_budget_mb : MiB the sampler's temporaries for this batch may take (the share of
+        :func:`~negsample.mine`'s ``memory_budget_mb`` of one chunk in flight); ``None``:
+        :data:`DEFAULT_BATCH_BUDGET_MB`. A sampler whose temporaries grow with ``n`` or with
+        the positives (RandomSampler's rejection rounds) works in pieces within it.
     """
 
     query_index: IntArray
@@ -82,10 +98,17 @@ class SamplerBatch:
     index: Index | None = None
     rng_sub: IntArray | None = None
     exclude: Ragged | None = None
+    memory_budget_mb: float | None = None
 
     @property
     def size(self) -> int:
         return int(self.ids.shape[0])
+
+    @property
+    def budget_bytes(self) -> int:
+        """``memory_budget_mb`` in bytes (:data:`DEFAULT_BATCH_BUDGET_MB` when unset)."""
+        mb = DEFAULT_BATCH_BUDGET_MB if self.memory_budget_mb is None else self.memory_budget_mb
+        return max(1, int(mb * 2**20))
 
     def take(self, rows: IntArray, rng_sub: IntArray | None = None) -> SamplerBatch:
         """The batch restricted (or expanded) to ``rows``."""
@@ -255,6 +278,7 @@ def build_batch(
     index: Index | None = None,
     exclude: Ragged | None = None,
     trusted: bool = False,
+    memory_budget_mb: float | None = None,
 ) -> SamplerBatch:
     """Validate candidates, remove every labelled positive (counted as ``"positive"``) and
     every id of ``exclude`` (counted as ``"excluded"``), keep the first ``depth`` remaining
@@ -266,6 +290,7 @@ def build_batch(
     looked up among the candidates (a positive the candidates do not hold stays unknown).
     ``trusted``: the candidates come from an index search (``mine()``): each row holds an
     id at most once, ``-1`` padding only at its end, so the duplicate check is skipped.
+    ``memory_budget_mb``: :attr:`SamplerBatch.memory_budget_mb`.
     """
     ids = to_numpy(ids, "ids")
     sc = to_numpy(scores, "scores")
@@ -278,7 +303,7 @@ def build_batch(
     if sc.size and sc.dtype.kind != "f":
         raise TypeError(f"candidate scores must be floats, got dtype {sc.dtype}")
     ids = ids.astype(np.int64, copy=False)
-    sc = sc.astype(np.float32, copy=False)
+    sc = as_float32(sc, "candidate scores")  # a float64 beyond float32's range: refused
     b = ids.shape[0]
     if positives.n_rows != b:
         raise ValueError(f"positives has {positives.n_rows} rows, the candidates {b}")
@@ -319,6 +344,16 @@ def build_batch(
                 f"positive_scores has shape {ps.shape}, want ({positives.nnz},): one score "
                 "per positive"
             )
+        if ps.dtype.kind == "f" and ps.dtype.itemsize > 4:
+            with np.errstate(invalid="ignore"):
+                over = np.isfinite(ps) & (np.abs(ps) > FLOAT32_MAX)
+            if over.any():
+                at = int(np.argmax(over))
+                raise ValueError(
+                    f"positive_scores of query {int(query_index[positives.row_of[at]])} "
+                    f"(positive {int(positives.values[at])}) is {ps[at]:.4g}, beyond float32's "
+                    f"range (+/-{FLOAT32_MAX:.4g}): it would become infinite"
+                )
         ps = ps.astype(np.float32)
         if np.any(np.isinf(ps)):
             at = int(np.argmax(np.isinf(ps)))
@@ -357,6 +392,7 @@ def build_batch(
         queries=queries,
         index=index,
         exclude=exclude,
+        memory_budget_mb=memory_budget_mb,
     )
 
 

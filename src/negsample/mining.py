@@ -19,7 +19,7 @@ from ._validate import as_matrix, check_int, check_number
 from .candidates import build_batch, positive_scores_for
 from .filters import Filters, warn_emptied
 from .index.base import DEFAULT_SEARCH_BLOCK, Index, index_score, prepare_queries
-from .samplers.base import BaseSampler
+from .samplers.base import BaseSampler, Sampler, check_n_fits, check_output, check_sampler
 from .samplers.topk import TopKSampler
 
 __all__ = ["auto_chunk_size", "mine", "search_depths"]
@@ -45,12 +45,18 @@ def _sampling_threads() -> int:
     return int(min(4, cpus or 1))
 
 
-def auto_chunk_size(sampler: BaseSampler, search_k: int, dim: int, budget_mb: float) -> int:
+def auto_chunk_size(
+    sampler: Sampler, search_k: int, dim: int, budget_mb: float, *, n: int = 0
+) -> int:
     """Queries per sampling chunk so that one chunk's working set stays within
     ``budget_mb``: candidate ids, scores and the sampler's float64 temporaries (about 64
-    bytes per candidate slot), the query vectors, and any corpus vectors a custom sampler
-    gathers (``vectors_per_query``); at most 512 (faster: the temporaries stay in cache)."""
-    per_query = 64 * max(search_k, 1) + 4 * dim * (sampler.vectors_per_query() + 2)
+    bytes per candidate slot), the ``n`` output slots and their temporaries (about 64
+    bytes each), the query vectors, and any corpus vectors a custom sampler gathers
+    (``vectors_per_query``); at least 16, at most 512 (faster: the temporaries stay in
+    cache)."""
+    gathered = getattr(sampler, "vectors_per_query", None)
+    per_query = 64 * max(search_k, 1) + 64 * max(int(n), 0)
+    per_query += 4 * dim * ((gathered() if gathered else 0) + 2)
     return int(np.clip(budget_mb * 2**20 // per_query, 16, _MAX_AUTO_CHUNK))
 
 
@@ -279,7 +285,7 @@ def mine(
     queries: Any,
     index: Index,
     positives: Any,
-    sampler: BaseSampler | None = None,
+    sampler: Sampler | None = None,
     *,
     n: int = 7,
     seed: int | np.random.Generator | None = 0,
@@ -309,7 +315,10 @@ def mine(
     positives : one sequence of corpus row ids per query (ragged, at least one each), an int
         ``(n_queries, P)`` array padded with ``-1``, or a :class:`~negsample._ragged.Ragged`.
         A repeated id counts once (``stats.duplicate_positives``).
-    sampler : any :class:`~negsample.samplers.Sampler`; default ``TopKSampler(k=200)``.
+    sampler : any object satisfying the :class:`~negsample.Sampler` protocol (``depth``
+        and ``sample_batch``; a :class:`~negsample.BaseSampler` subclass is the convenient
+        way); default ``TopKSampler(k=200)``. An ``n`` its region can never fill
+        (``region_size``) is refused before any work.
     n : negatives per query.
     seed : int in ``[0, 2**64)`` (reproducible), ``numpy.random.Generator``, or ``None``
         (fresh entropy; the seed drawn is kept in ``stats.seed``).
@@ -342,15 +351,15 @@ def mine(
     ((4, 5), True)
     """
     sampler = TopKSampler() if sampler is None else sampler
-    if not isinstance(sampler, BaseSampler):
-        raise TypeError(f"sampler must be a negsample sampler, got {type(sampler).__name__}")
+    check_sampler(sampler)
     n = check_int("n", n, 1)
     if n >= index.ntotal:
         raise ValueError(
             f"n={n} negatives requested but the corpus has only {index.ntotal} rows "
             "(at least one is a positive)"
         )
-    sampler.check_n(n)
+    check_n_fits(sampler, n)
+    trusted = isinstance(sampler, BaseSampler)  # checks its own selection
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, 1)
     check_number("memory_budget_mb", memory_budget_mb, positive=True)
@@ -380,8 +389,11 @@ def mine(
     searcher = _BlockSearch(index, q_all, sampler.depth, removed, query_offset)
     search_k = int(searcher.first.max(initial=0))
     threads = _sampling_threads()
-    if chunk_size is None:  # the budget covers every chunk in flight (one per thread + one)
-        chunk_size = auto_chunk_size(sampler, search_k, index.dim, memory_budget_mb / (threads + 1))
+    # the budget covers every chunk in flight (one per thread + one), and within a chunk
+    # the sampler's temporaries (SamplerBatch.memory_budget_mb)
+    chunk_budget_mb = float(memory_budget_mb) / (threads + 1)
+    if chunk_size is None:
+        chunk_size = auto_chunk_size(sampler, search_k, index.dim, chunk_budget_mb, n=n)
 
     bar = None
     if progress:
@@ -413,10 +425,14 @@ def mine(
             index=index,
             exclude=None if exc is None else exc.slice(start, stop),
             trusted=True,
+            memory_budget_mb=chunk_budget_mb,
         )
         if filters is not None and not filters.is_noop:
             batch = replace(batch, valid=filters.apply(batch, st))
-        part = _rescore(sampler.sample_batch(batch, n, st), q, start + query_offset, index)
+        out = sampler.sample_batch(batch, n, st)
+        if not trusted:
+            check_output(sampler, out, batch, n, index.ntotal)
+        part = _rescore(out, q, start + query_offset, index)
         st.add_time("positives", t1 - t0)
         st.add_time("sample", time.perf_counter() - t1)
         return part, st

@@ -101,42 +101,26 @@ class WorkerSource:
 
 
 def build_spec_index(vectors: Any, spec: str, metric: str, options: dict[str, Any]) -> Index:
-    """``"exact"``/``"numpy"``: :class:`~negsample.NumpyIndex` (``options`` passed on, e.g.
-    ``chunk_size``, ``search_block``); anything else through
-    :func:`~negsample.build_index` (``"torch..."``, faiss factory strings)."""
-    if spec.lower() in ("exact", "numpy"):
-        from ..index.numpy_index import NumpyIndex
+    """:func:`~negsample.build_index` of ``spec`` with ``options`` (e.g. ``chunk_size``,
+    ``search_block``); ``check=False`` for kinds that trust vectors checked already
+    (:meth:`WorkerSource.open` has checked them)."""
+    from ..index.registry import build_index, get_index_kind, parse_index_spec
 
-        return NumpyIndex(vectors, metric=metric, check=False, **options)
-    from ..pipeline.dataset import build_index
-
+    parsed = parse_index_spec(spec)
     opts = dict(options)
-    if not spec.lower().startswith("torch"):
+    if get_index_kind(parsed.kind).trusts_checked:
         opts.setdefault("check", False)
-    return build_index(vectors, spec, metric=metric, **opts)
+    return build_index(vectors, parsed, metric=metric, **opts)
 
 
 def corpus_block(index: Any) -> int:
     """Corpus rows an index scores together in one matrix product (1 when it has no such
     blocks): corpus shards cut at multiples of it score every pair with the same operands
-    as one index over the whole corpus, so bit for bit alike."""
-    for attr in ("block_rows", "chunk_size"):
-        value = getattr(index, attr, None)
-        if isinstance(value, int | np.integer) and value > 0:
-            return int(value)
-    if type(index).__name__ == "FaissIndex":
-        return faiss_database_block()
-    return 1
+    as one index over the whole corpus, so bit for bit alike (the registry's
+    :func:`~negsample.index.registry.corpus_block_of`)."""
+    from ..index.registry import corpus_block_of
 
-
-def faiss_database_block() -> int:
-    """Database rows per block of faiss's exhaustive (BLAS) search."""
-    try:
-        import faiss
-
-        return int(faiss.cvar.distance_compute_blas_database_bs)
-    except (ImportError, AttributeError):  # pragma: no cover - depends on the faiss build
-        return 1024
+    return corpus_block_of(index)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from .._types import SearchResult
 from .._validate import as_matrix
 from ..index.base import BaseIndex, check_ids, check_k, check_metric, check_score_args, read_meta
 from ..index.numpy_index import topk_merge
+from ..index.registry import expected_block_of, parse_index_spec, saved_kind
 from ._ray import get, is_worker_lost, kill, ray_module, remote_worker_class
-from ._workers import Rows, WorkerSource, faiss_database_block
+from ._workers import Rows, WorkerSource
 
 __all__ = ["ReplicatedIndex", "ShardedIndex", "shard_bounds"]
 
@@ -87,9 +88,9 @@ def as_data(x: Any, name: str) -> tuple[Rows | np.ndarray, int, int]:
 
 
 def exact_like(spec: str) -> bool:
-    """Specs that every worker builds into the same index (nothing trained or random)."""
-    s = spec.lower()
-    return s in ("exact", "numpy", "flat") or s.startswith("torch")
+    """Specs that every worker builds into the same index (nothing trained or random):
+    :attr:`IndexSpec.exact <negsample.index.registry.IndexSpec.exact>`."""
+    return parse_index_spec(spec).exact
 
 
 def _is_saved(index: Any) -> bool:
@@ -106,7 +107,8 @@ def _template(
         src = WorkerSource(saved=str(Path(index).resolve()), metric=meta["metric"], options=opts)
         if corpus is None:
             return src, None, int(meta["ntotal"]), int(meta["dim"])
-        if meta.get("type") != "FaissIndex":
+        kind = saved_kind(index)
+        if kind is None or not kind.load_takes_vectors:
             raise ValueError(
                 f"{index} is a saved {meta.get('type')}: leave out corpus= (it holds its vectors)"
             )
@@ -139,24 +141,20 @@ def _identity(src: WorkerSource, data: Rows | np.ndarray | None) -> dict[str, An
 
 def _expected_block(src: WorkerSource, dim: int, num_gpus: float) -> int:
     """The corpus block of the index a shard worker will build, known before building."""
-    spec = src.spec.lower()
-    if spec in ("exact", "numpy"):
-        from ..index.numpy_index import NumpyIndex
+    block = expected_block_of(src.spec, src.options, dim)
+    if block is not None:
+        return int(block)
+    # only a built index knows (torch: the device's block rows): ask one like the shards
+    ray = ray_module()
 
-        probe = NumpyIndex(np.ones((1, dim), np.float32), **src.options)
-        return int(probe.chunk_size)
-    if spec.startswith("torch"):  # block rows depend on the device: ask one like the shards
-        ray = ray_module()
+    def probe_block() -> int:
+        from ._workers import build_spec_index, corpus_block
 
-        def probe_block() -> int:
-            from ._workers import build_spec_index, corpus_block
+        idx = build_spec_index(np.ones((1, dim), np.float32), src.spec, src.metric, src.options)
+        return corpus_block(idx)
 
-            idx = build_spec_index(np.ones((1, dim), np.float32), src.spec, src.metric, src.options)
-            return corpus_block(idx)
-
-        task = ray.remote(probe_block).options(num_gpus=num_gpus, num_cpus=0)
-        return int(get(task.remote()))
-    return faiss_database_block()
+    task = ray.remote(probe_block).options(num_gpus=num_gpus, num_cpus=0)
+    return int(get(task.remote()))
 
 
 def _submit(method: str, *args: Any) -> Callable[[Any], Any]:

@@ -17,11 +17,12 @@ import numpy as np
 
 from .._types import Negatives
 from ..filters import Filters
+from ..index.registry import saved_kind
 from ..pipeline.executor import ChunkExecutor, ChunkJob, LocalExecutor
 from ..pipeline.executor import run_chunks as run_chunks_in
 from ..pipeline.settings import DEFAULT_CHUNK, corpus_identity, run_settings, settings_hash
 from ..pipeline.store import RunStore
-from ..samplers.base import BaseSampler
+from ..samplers.base import BaseSampler, check_n_fits, check_sampler
 from ..samplers.topk import TopKSampler
 from ._ray import connect, get, is_worker_lost, ray_module
 from ._workers import MineTask, Rows, build_spec_index
@@ -59,11 +60,10 @@ def default_workers(cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0) 
 
 def _check_args(sampler: Any, n: Any, seed: Any, filters: Filters | None) -> BaseSampler:
     sampler = TopKSampler() if sampler is None else sampler
-    if not isinstance(sampler, BaseSampler):
-        raise TypeError(f"sampler must be a negsample sampler, got {type(sampler).__name__}")
+    check_sampler(sampler)  # any object with the Sampler protocol, as mine() takes
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    sampler.check_n(int(n))
+    check_n_fits(sampler, int(n))
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise TypeError(
             f"seed must be an int (a distributed run is resumable), got {type(seed).__name__}"
@@ -207,6 +207,8 @@ def mine_distributed(
             if isinstance(index, str) and not os.path.isdir(index) and not exact_like(index):
                 index = _build_once(index, corpus, metric, index_options, Path(work_dir))
                 index_options = None  # used by the build; the workers load the saved index
+                kind = saved_kind(index)  # only a kind whose saved form lacks the vectors
+                corpus = corpus if kind is not None and kind.load_takes_vectors else None
             held = owned = ReplicatedIndex(
                 index,
                 corpus=corpus,

@@ -1,10 +1,19 @@
 """Vector indexes: the ``Index`` protocol, an exact numpy index, a FAISS index and an exact
-torch index (GPU or CPU)."""
+torch index (GPU or CPU), and the registry of index kinds that spec strings name
+(:mod:`.registry`). Importing an index module registers its kind."""
 
 from .base import METRICS, BaseIndex, Index
 from .faiss_index import GPU_MAX_K, FaissIndex
-from .loading import load_index
 from .numpy_index import NumpyIndex
+from .registry import (
+    IndexKind,
+    IndexSpec,
+    available_indexes,
+    build_index,
+    load_index,
+    parse_index_spec,
+    register_index,
+)
 from .torch_index import TorchIndex
 
 __all__ = [
@@ -13,7 +22,13 @@ __all__ = [
     "BaseIndex",
     "FaissIndex",
     "Index",
+    "IndexKind",
+    "IndexSpec",
     "NumpyIndex",
     "TorchIndex",
+    "available_indexes",
+    "build_index",
     "load_index",
+    "parse_index_spec",
+    "register_index",
 ]

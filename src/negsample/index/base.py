@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from .._files import write_dir_atomic as write_dir_atomic  # (re-exported)
 from .._types import SearchResult
-from .._validate import as_matrix, check_finite
+from .._validate import as_matrix
 
 __all__ = [
     "DEFAULT_SEARCH_BLOCK",
@@ -204,10 +204,9 @@ def check_k(k: int) -> int:
 
 def prepare_queries(queries: Any, dim: int, metric: str, check: bool = True) -> np.ndarray:
     """float32 C-contiguous query matrix, normalised for cosine."""
-    q = as_matrix(queries, "queries", dim=dim, check=False, allow_1d=True)
+    # checked before the cast: a float64 beyond float32's range is named, not made inf
+    q = as_matrix(queries, "queries", dim=dim, check=check, allow_1d=True)
     q = np.ascontiguousarray(q, dtype=np.float32)
-    if check:
-        check_finite(q, "queries")
     if metric == "cosine":
         q = normalize_rows(q)
     return q

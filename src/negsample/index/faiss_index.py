@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,19 @@ def _gpu_available(faiss: Any) -> bool:
         return False
 
 
+def _faiss_reason(exc: BaseException) -> str:
+    """faiss's C++ error in one line: the reason, without the function and source file."""
+    text = " ".join(str(exc).split())
+    m = re.search(r"\.(?:cpp|h):\d+: (.*)$", text)
+    reason = m.group(1) if m else text
+    return re.sub(r"^Error: '.*?' failed: ", "", reason)[:300]
+
+
 def _train_error(factory: str, n_train: int, n: int, exc: RuntimeError) -> str:
     """faiss's training error, explained (too few vectors for the lists or codebooks)."""
-    import re
-
     m = re.search(r"training points \((\d+)\).*number of clusters \((\d+)\)", str(exc))
     if m is None:
-        return f"faiss cannot train index {factory!r} on {n_train} vectors: {str(exc)[-200:]}"
+        return f"faiss cannot train index {factory!r} on {n_train} vectors: {_faiss_reason(exc)}"
     k = int(m.group(2))
     ivf = re.search(r"IVF(\d+)", factory)
     what = f"IVF{ivf.group(1)}" if ivf and int(ivf.group(1)) == k else f"{factory!r}"
@@ -128,7 +135,9 @@ class FaissIndex(BaseIndex):
             try:
                 index = faiss.index_factory(x.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
             except RuntimeError as exc:
-                raise ValueError(f"faiss cannot build index {factory!r}: {exc}") from exc
+                raise ValueError(
+                    f"faiss refuses the index factory string {factory!r}: {_faiss_reason(exc)}"
+                ) from None
             if not index.is_trained:
                 n_train = min(train_size, x.shape[0])
                 rows = np.sort(
@@ -239,7 +248,8 @@ class FaissIndex(BaseIndex):
         kk = min(k, self.ntotal)
         deeper = min(kk + _TIE_MARGIN, self.ntotal)
         while True:
-            scores, ids = self._search(q, deeper)
+            res = self._search(q, deeper)
+            scores, ids = res.scores, res.ids
             if deeper >= self.ntotal:
                 break
             spill = scores[:, kk - 1] == scores[:, deeper - 1]
@@ -258,7 +268,7 @@ class FaissIndex(BaseIndex):
         out_i = np.full((q.shape[0], k), -1, np.int64)
         out_s[:, :kk] = scores[:, :kk]
         out_i[:, :kk] = ids[:, :kk]
-        return SearchResult(out_s, out_i)
+        return SearchResult(scores=out_s, ids=out_i)
 
     def _search(self, q: npt.NDArray[np.float32], k: int) -> SearchResult:
         faiss = _faiss()
@@ -282,7 +292,7 @@ class FaissIndex(BaseIndex):
         scores = np.asarray(scores, dtype=np.float32)
         ids = np.asarray(ids, dtype=np.int64)
         scores[ids < 0] = -np.inf
-        return SearchResult(scores, ids)
+        return SearchResult(scores=scores, ids=ids)
 
     def vectors(self, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
         ids = check_ids(ids, self.ntotal)
@@ -399,3 +409,61 @@ def _flat_storage(index: Any) -> Any:
         if isinstance(cand, faiss.IndexFlat) and cand.metric_type == faiss.METRIC_INNER_PRODUCT:
             return cand
     return None
+
+
+def faiss_database_block() -> int:
+    """Database rows per block of faiss's exhaustive (BLAS) search."""
+    try:
+        import faiss
+
+        return int(faiss.cvar.distance_compute_blas_database_bs)
+    except (ImportError, AttributeError):  # pragma: no cover - depends on the faiss build
+        return 1024
+
+
+# -- the registry entry: bare factory strings ("HNSW32") and "faiss:FACTORY" ------------------
+def _parse_faiss(args: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    factory = ":".join(args).strip()
+    if not factory:
+        raise ValueError("needs a faiss factory string, e.g. faiss:HNSW32")
+    return (factory,), {"factory": factory}
+
+
+def _build_faiss(
+    vectors: Any, spec: Any, *, metric: str, factory: str, **options: Any
+) -> FaissIndex:
+    try:
+        return FaissIndex(vectors, factory, metric=metric, **options)
+    except ValueError as exc:
+        if "could not parse index string" not in str(exc):
+            raise
+        from .registry import describe_kinds
+
+        raise ValueError(f"{exc}; known index kinds: {describe_kinds()}") from None
+
+
+def _faiss_search_options(spec: Any) -> tuple[str, ...]:
+    factory = str(spec.options.get("factory", "")).upper()
+    return tuple(o for o, word in (("nprobe", "IVF"), ("ef_search", "HNSW")) if word in factory)
+
+
+def _register() -> None:
+    from .registry import register_index
+
+    register_index(
+        "faiss",
+        build=_build_faiss,
+        load=FaissIndex.load,
+        cls=FaissIndex,
+        exact=lambda spec: spec.options.get("factory") == "Flat",
+        parse=_parse_faiss,
+        search_options=_faiss_search_options,
+        corpus_block=lambda index: faiss_database_block(),
+        expected_block=lambda spec, options, dim: faiss_database_block(),
+        trusts_checked=True,
+        load_takes_vectors=True,
+        syntax="a faiss factory string (Flat, HNSW32, IVF1024,Flat...; or faiss:FACTORY)",
+    )
+
+
+_register()

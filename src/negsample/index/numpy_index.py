@@ -144,7 +144,7 @@ class NumpyIndex(BaseIndex):
         out_i = np.full((n, k), -1, dtype=np.int64)
         srt = np.sort(best, axis=1)[:, ::-1]
         out_s[:, :kk], out_i[:, :kk] = _unpack(srt)
-        return SearchResult(out_s, out_i)
+        return SearchResult(scores=out_s, ids=out_i)
 
     def vectors(self, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
         ids = check_ids(ids, self.ntotal)
@@ -162,21 +162,25 @@ class NumpyIndex(BaseIndex):
         v, idx = check_score_args(vectors, ids, self.ntotal, self.dim)
         b, m = idx.shape
         out = np.empty((b, m), np.float32)
-        rows = max(1, (1 << 20) // max(1, m * self.dim))
-        buf = np.empty((min(rows, b) * m, self.dim), np.float32)
+        # at most 2**20 floats gathered at a time (4 MiB): whole rows, or a row's ids in
+        # pieces when one row alone holds more (RandomSampler with n=20,000)
+        cols = max(1, min(m, (1 << 20) // self.dim))
+        rows = max(1, (1 << 20) // max(1, cols * self.dim))
+        buf = np.empty((min(rows, b) * cols, self.dim), np.float32)
         for s in range(0, b, rows):
-            part = idx[s : s + rows]
-            flat = np.maximum(part.reshape(-1), 0)
-            g = buf[: flat.size]
-            if self._vectors.dtype == np.float32:
-                np.take(self._vectors, flat, axis=0, out=g)
-            else:
-                g[...] = self._vectors[flat]
-            if self._inv_norms is not None:
-                g *= self._inv_norms[flat, None]
-            out[s : s + rows] = np.einsum(
-                "bd,bmd->bm", v[s : s + rows], g.reshape(part.shape[0], m, self.dim)
-            )
+            for c in range(0, m, cols):
+                part = idx[s : s + rows, c : c + cols]
+                flat = np.maximum(part.reshape(-1), 0)
+                g = buf[: flat.size]
+                if self._vectors.dtype == np.float32:
+                    np.take(self._vectors, flat, axis=0, out=g)
+                else:
+                    g[...] = self._vectors[flat]
+                if self._inv_norms is not None:
+                    g *= self._inv_norms[flat, None]
+                out[s : s + rows, c : c + cols] = np.einsum(
+                    "bd,bmd->bm", v[s : s + rows], g.reshape(*part.shape, self.dim)
+                )
         out[idx < 0] = np.nan
         return out
 
@@ -280,3 +284,43 @@ def _merge_block(
     cand[r, col] = _pack(s[r, c], c.astype(np.int64) + offset)
     merged = np.concatenate([best, cand], axis=1)
     return np.partition(merged, merged.shape[1] - kk, axis=1)[:, merged.shape[1] - kk :]
+
+
+# -- the registry entry: "exact" (or "numpy"; "exact:chunk_size=4096" sets an option) ------
+def _parse_exact(args: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    from .registry import _default_parse
+
+    rest, options = _default_parse(args)
+    if rest:
+        raise ValueError(f"takes only KEY=VALUE options (chunk_size=...), got {':'.join(rest)!r}")
+    return rest, options
+
+
+def _build_exact(vectors: Any, spec: Any, *, metric: str, **options: Any) -> NumpyIndex:
+    return NumpyIndex(vectors, metric=metric, **options)
+
+
+def _exact_block(spec: Any, options: Any, dim: int) -> int:
+    opts = {k: v for k, v in {**spec.options, **options}.items() if k != "check"}
+    return NumpyIndex(np.ones((1, dim), np.float32), check=False, **opts).chunk_size
+
+
+def _register() -> None:
+    from .registry import register_index
+
+    register_index(
+        "exact",
+        aliases=("numpy",),
+        build=_build_exact,
+        load=NumpyIndex.load,
+        cls=NumpyIndex,
+        exact=True,
+        parse=_parse_exact,
+        corpus_block=lambda index: int(index.chunk_size),
+        expected_block=_exact_block,
+        trusts_checked=True,
+        syntax="exact",
+    )
+
+
+_register()

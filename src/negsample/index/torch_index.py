@@ -271,9 +271,15 @@ class TorchIndex(BaseIndex):
         step = max(1, _UPLOAD_FLOATS // self._dim)
         for s in range(start, stop, step):
             e = min(s + step, stop)
-            x = read(s, e).to(device).float()
-            if check:
-                _check_rows(torch, x, s, "contains NaN or an infinite value")
+            raw = read(s, e).to(device)
+            x = raw.float()
+            if check:  # as negsample._validate.check_finite: NaN, the cast, the norms
+                _check_rows(torch, raw, s, "contains NaN or an infinite value")
+                _check_rows(torch, x, s, "holds a value beyond float32's range (it becomes "
+                            "infinite once cast to float32); rescale the vectors")  # fmt: skip
+                _check_rows(torch, (x * x).sum(dim=1, keepdim=True), s, "has a squared norm "
+                            "beyond float32's range: its inner products overflow float32; "
+                            "rescale the vectors")  # fmt: skip
             if self.metric == "cosine" and not normalized:
                 norms = torch.linalg.vector_norm(x, dim=1)
                 zero = norms == 0
@@ -764,3 +770,38 @@ def _tree_sum(x: Any) -> Any:
         y = x[..., :h] + x[..., h : 2 * h]
         x = torch.cat([y, x[..., 2 * h :]], dim=-1) if w % 2 else y
     return x[..., 0]
+
+
+# -- the registry entry: "torch", "torch:DEVICE", "torch:DEVICE:DTYPE", "torch:DTYPE" ---------
+def _parse_torch(args: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    parts = list(args)
+    dtype = parts.pop() if parts and parts[-1].lower() in (*DTYPES, "fp16", "bf16") else None
+    device = ":".join(parts) or "auto"
+    return (device, *([dtype] if dtype else [])), {"device": device, "dtype": dtype}
+
+
+def _build_torch(vectors: Any, spec: Any, *, metric: str, **options: Any) -> TorchIndex:
+    try:
+        return TorchIndex(vectors, metric=metric, **options)
+    except ValueError as exc:
+        if "device" not in str(exc) and "dtype" not in str(exc):
+            raise
+        raise ValueError(f"index {str(spec)!r} (torch[:DEVICE[:DTYPE]]): {exc}") from exc
+
+
+def _register() -> None:
+    from .registry import register_index
+
+    register_index(
+        "torch",
+        build=_build_torch,
+        load=TorchIndex.load,
+        cls=TorchIndex,
+        exact=True,
+        parse=_parse_torch,
+        corpus_block=lambda index: int(index.block_rows),
+        syntax="torch[:DEVICE[:DTYPE]]",
+    )
+
+
+_register()

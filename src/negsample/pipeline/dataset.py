@@ -23,6 +23,7 @@ from .._types import Candidates, Negatives
 from ..candidates import positive_scores_for
 from ..filters import Filters
 from ..index.base import Index, prepare_queries
+from ..index.registry import build_index, load_index, parse_index_spec, saved_kind
 from ..samplers.base import BaseSampler
 from ..samplers.topk import TopKSampler
 from .executor import run_chunks
@@ -34,33 +35,6 @@ if TYPE_CHECKING:
     from ..io.encoding import DatasetEmbeddings
 
 __all__ = ["MinedDataset", "build_index", "mine_dataset"]
-
-
-def build_index(vectors: Any, spec: str = "exact", *, metric: str = "ip", **kwargs: Any) -> Index:
-    """``"exact"`` (or ``"numpy"``): :class:`~negsample.NumpyIndex`; ``"torch"``,
-    ``"torch:DEVICE"`` or ``"torch:DEVICE:DTYPE"`` (``"torch:cuda"``,
-    ``"torch:cuda:1:bfloat16"``, ``"torch:float16"``): :class:`~negsample.TorchIndex`;
-    anything else is a faiss factory string (``"Flat"``, ``"HNSW32"``, ``"IVF1024,Flat"``)
-    for :class:`~negsample.FaissIndex`."""
-    if spec.lower() in ("exact", "numpy"):
-        from ..index.numpy_index import NumpyIndex
-
-        return NumpyIndex(vectors, metric=metric)
-    if _is_torch_spec(spec):
-        from ..index.torch_index import DTYPES, TorchIndex
-
-        parts = spec.split(":")[1:]
-        dtype = parts.pop() if parts and parts[-1].lower() in (*DTYPES, "fp16", "bf16") else None
-        device = ":".join(parts) or "auto"
-        try:
-            return TorchIndex(vectors, metric=metric, device=device, dtype=dtype, **kwargs)
-        except ValueError as exc:
-            if "device" not in str(exc) and "dtype" not in str(exc):
-                raise
-            raise ValueError(f"index {spec!r} (torch[:DEVICE[:DTYPE]]): {exc}") from exc
-    from ..index.faiss_index import FaissIndex
-
-    return FaissIndex(vectors, spec, metric=metric, **kwargs)
 
 
 @dataclass
@@ -236,21 +210,18 @@ def positive_scores(
     return ps
 
 
-def _is_torch_spec(spec: str) -> bool:
-    return spec.lower() == "torch" or spec.lower().startswith("torch:")
-
-
 def _search_options(
     index: str | Index, nprobe: int | None, ef_search: int | None
 ) -> dict[str, int]:
     """``nprobe`` / ``ef_search`` checked against the index spec they are meant for."""
     opts: dict[str, int] = {}
+    applies = parse_index_spec(index).search_options if isinstance(index, str) else ()
     for name, value, kind in (("nprobe", nprobe, "IVF"), ("ef_search", ef_search, "HNSW")):
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(index, str) or kind.lower() not in index.lower():
+        if name not in applies:
             where = index if isinstance(index, str) else type(index).__name__
             raise ValueError(
                 f"{name} applies to a faiss {kind} index spec (e.g. "
@@ -271,20 +242,19 @@ def _index_for(
     opts = opts or {}
     if not isinstance(spec, str):
         return spec
-    if spec.lower() in ("exact", "numpy", "flat") or _is_torch_spec(spec):
+    if parse_index_spec(spec).exact:
         return build_index(emb.corpus, spec, metric=metric)
-    # approximate faiss indexes may be built differently each time (threads): keep the
-    # one built for this run so a resumed run searches the same graph
-    from ..index.faiss_index import FaissIndex
-
+    # approximate indexes may be built differently each time (threads, training): keep
+    # the one built for this run so a resumed run searches the same graph
     saved = wd / f"index-{key}"
     if (saved / "meta.json").is_file():
-        loaded = FaissIndex.load(saved, vectors=emb.corpus)
+        kind = saved_kind(saved)
+        extra = {"vectors": emb.corpus} if kind is not None and kind.load_takes_vectors else {}
+        loaded = load_index(saved, **extra)
         for name, value in opts.items():
             setattr(loaded, name, value)
         return loaded
     idx = build_index(emb.corpus, spec, metric=metric, **opts)
     wd.mkdir(parents=True, exist_ok=True)
-    assert isinstance(idx, FaissIndex)
     idx.save(saved)
     return idx

@@ -25,7 +25,7 @@ from .._types import Candidates, MiningStats, Negatives
 from ..filters import Filters
 from ..index.base import Index
 from ..mining import mine
-from ..samplers.base import BaseSampler
+from ..samplers.base import BaseSampler, sample_candidates
 from .store import RunStore
 
 if TYPE_CHECKING:
@@ -85,7 +85,8 @@ class ChunkJob:
                 query_offset=a,
                 exclude=e,
             )
-        return self.sampler.sample(
+        return sample_candidates(
+            self.sampler,
             self.candidates.ids[a:b],
             self.candidates.scores[a:b],
             p,

@@ -24,9 +24,10 @@ import numpy as np
 
 from .._files import RunLocked
 from .._types import Candidates, Negatives
+from .._validate import check_int
 from ..filters import Filters
 from ..index.base import Index
-from ..samplers.base import BaseSampler
+from ..samplers.base import BaseSampler, check_n_fits, check_sampler
 from ..samplers.topk import TopKSampler
 from .executor import LocalExecutor, RunIncomplete, run_chunks
 from .settings import DEFAULT_CHUNK, default_chunk_size, run_settings, settings_hash
@@ -116,6 +117,8 @@ def mine_resumable(
         run are those of that run).
     """
     sampler = TopKSampler() if sampler is None else sampler
+    check_sampler(sampler)  # any Sampler; an n its region can never fill: before any work
+    check_n_fits(sampler, check_int("n", n, 1))
     if max_chunks is not None and (
         isinstance(max_chunks, bool)
         or not isinstance(max_chunks, int | np.integer)

@@ -246,7 +246,7 @@ def run_settings(
                 f"{type(sampler).__name__} searches no candidates, so it cannot use given "
                 "candidates (a run file); use a sampler that ranks candidates, e.g. topk"
             )
-        if sampler.needs_vectors and (queries is None or index is None):
+        if getattr(sampler, "needs_vectors", False) and (queries is None or index is None):
             raise ValueError(
                 f"{type(sampler).__name__} needs corpus vectors (needs_vectors=True), and "
                 "candidates from a run file give only scores; use a sampler that needs "

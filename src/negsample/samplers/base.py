@@ -40,10 +40,15 @@ __all__ = [
     "Sampler",
     "SamplerBatch",
     "build_batch",
+    "check_n_fits",
+    "check_output",
+    "check_sampler",
     "first_true",
     "gumbel_topk",
     "positive_scores_for",
+    "region_size_of",
     "resolve_anchor",
+    "sample_candidates",
     "take_positions",
 ]
 
@@ -103,17 +108,76 @@ def first_true(mask: BoolArray, m: int) -> IntArray:
 
 @runtime_checkable
 class Sampler(Protocol):
-    """What :func:`negsample.mine` calls. Implement it by subclassing :class:`BaseSampler`."""
+    """What :func:`negsample.mine` calls: exactly these two members.
 
-    name: ClassVar[str]
-    needs_vectors: ClassVar[bool]
+    Any object with them is a sampler for :func:`~negsample.mine` (duck-typed: it need not
+    subclass :class:`BaseSampler`, which is the convenient base that implements
+    ``sample_batch`` around one ``_select`` method). ``mine()`` also reads these optional
+    members when present:
+
+    - ``region_size`` (``int | None``): how many candidates per query the negatives are
+      drawn from; an ``n`` above it is refused before any work. Default: ``depth`` (``None``
+      when ``depth`` is 0: no limit). A ``check_n(n)`` method, when present, is called
+      instead (:class:`BaseSampler`'s applies the same rule).
+    - ``vectors_per_query()`` (``int``): corpus vectors the sampler gathers per query, to
+      size the sampling chunks; default 0.
+
+    ``mine()`` checks what ``sample_batch`` returns (shape, ids in range, no positive, no
+    excluded id, no duplicate in a row) for a sampler that is not a :class:`BaseSampler`.
+    A stable ``repr`` identifies the sampler in a resumable run's settings
+    (:func:`~negsample.mine_resumable`); ``needs_vectors`` (default False) tells candidate
+    sources without vectors (a run file) that it cannot run on scores alone.
+    """
 
     @property
     def depth(self) -> int:
         """Candidates the sampler considers per query (0: it searches nothing)."""
         ...
 
-    def sample_batch(self, batch: SamplerBatch, n: int, stats: MiningStats) -> Negatives: ...
+    def sample_batch(self, batch: SamplerBatch, n: int, stats: MiningStats) -> Negatives:
+        """``n`` negatives per row of ``batch`` (``-1`` / NaN where a row is short), one
+        output row per batch row unless rows are dropped or expanded; counts
+        (``n_queries``, ``n_rows``, ``short_rows``, ``padded``...) go to ``stats``."""
+        ...
+
+
+def region_size_of(sampler: Any) -> int | None:
+    """The sampler's ``region_size`` (see :class:`Sampler`), or ``depth`` (``None`` for 0),
+    checked: ``None`` or a positive integer."""
+    if hasattr(sampler, "region_size"):
+        r = sampler.region_size
+    else:
+        r = int(sampler.depth) or None
+    if r is None:
+        return None
+    return check_int(f"{type(sampler).__name__}.region_size", r, 1)
+
+
+def check_sampler(sampler: Any) -> None:
+    """Raise ``TypeError`` unless ``sampler`` has what :func:`~negsample.mine` calls (the
+    :class:`Sampler` protocol: ``depth`` and ``sample_batch``), naming what is missing."""
+    missing = [m for m in ("depth", "sample_batch") if not hasattr(sampler, m)]
+    if missing or not callable(sampler.sample_batch):
+        raise TypeError(
+            f"sampler must satisfy the negsample Sampler protocol (depth, sample_batch); "
+            f"{type(sampler).__name__} lacks {', '.join(missing) or 'a callable sample_batch'}"
+        )
+    check_int(f"{type(sampler).__name__}.depth", sampler.depth, 0)
+
+
+def check_n_fits(sampler: Any, n: int) -> None:
+    """Refuse an ``n`` the sampler's region can never fill (before any work is done):
+    ``sampler.check_n(n)`` when it has one, else the :func:`region_size_of` rule."""
+    check = getattr(sampler, "check_n", None)
+    if callable(check):
+        check(n)
+        return
+    r = region_size_of(sampler)
+    if r is not None and n > r:
+        raise ValueError(
+            f"{type(sampler).__name__} draws its negatives from {r} candidates per query "
+            f"(region_size), fewer than the n={n} negatives requested"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,23 +209,45 @@ class BaseSampler:
         raise NotImplementedError
 
     @property
+    def region_size(self) -> int | None:
+        """How many candidates per query the negatives are drawn from (the sampler's
+        region, before filters; ``None``: no limit). An ``n`` above it can never be filled
+        and is refused by :meth:`check_n` before any work. Default: ``depth`` (``None`` when
+        it is 0). Override it when the region is smaller than the search depth: a rank
+        window, a second stage."""
+        return self.depth or None
+
+    def _region_phrase(self) -> str:
+        """The start of :meth:`check_n`'s message, naming the region and its size."""
+        r = self.region_size
+        if r == self.depth:
+            return f"{type(self).__name__} considers {self.depth} candidates per query"
+        return f"{type(self).__name__} draws its negatives from {r} candidates per query"
+
+    @property
     def max_n(self) -> int | None:
-        """The most negatives one row can get from the sampler's region (``None``: no limit).
+        """The most negatives one row can get from the sampler's region: ``region_size``.
         Draws come in draw order, so the first ``n`` of ``max_n`` draws are exactly the
         ``n`` draws (a judge can look at draws one after another)."""
-        return self.depth or None
+        return self.region_size
 
     def vectors_per_query(self) -> int:
         """Corpus vectors gathered per query (sizes the chunks in :func:`mine`)."""
         return 0
 
     def check_n(self, n: int) -> None:
-        """Refuse an ``n`` the sampler can never fill (before any work is done)."""
-        if self.depth and n > self.depth:
+        """Refuse an ``n`` above :attr:`region_size` (before any work is done), naming the
+        region and its size."""
+        r = region_size_of(self)
+        if r is not None and n > r:
             raise ValueError(
-                f"{type(self).__name__} considers {self.depth} candidates per query, fewer "
-                f"than the n={n} negatives requested"
+                f"{self._region_phrase()}, fewer than the n={n} negatives requested"
+                f"{self._region_hint()}"
             )
+
+    def _region_hint(self) -> str:
+        """What to change, appended to :meth:`check_n`'s message (``"; raise k..."``)."""
+        return ""
 
     def _select(self, batch: SamplerBatch, n: int, anchor: Anchor | None) -> IntArray:
         """Positions ``(b, n)`` into ``batch.ids``, ``-1`` where the region ran short."""
@@ -223,7 +309,7 @@ class BaseSampler:
             )
         picked = pos >= 0
         if np.any(pos >= batch.ids.shape[1]) or not np.all(
-            np.take_along_axis(batch.valid, np.maximum(pos, 0), axis=1)[picked]
+            _take(batch.valid, np.where(pos < batch.ids.shape[1], pos, -1), False)[picked]
         ):
             raise RuntimeError(f"{self.name} selected a candidate that is not valid")
         s = np.sort(np.where(picked, pos, -1 - np.arange(n)[None, :]), axis=1)
@@ -261,63 +347,152 @@ class BaseSampler:
         ``exclude``: more ids per query (ragged, may be empty) never to sample, e.g.
         documents whose text duplicates a positive's; counted as ``"excluded"``.
         """
-        n = check_int("n", n, 1)
-        self.check_n(n)
-        if self.needs_vectors and index is None:
-            raise ValueError(
-                f"{type(self).__name__} needs corpus vectors, which candidates alone do not "
-                "give: pass index= (and queries=), or use mine()"
-            )
-        stats = MiningStats(seed=normalize_seed(seed))
-        ids_a = to_numpy(ids, "ids")
-        if ids_a.ndim != 2:
-            raise ValueError(f"ids must be 2-D (n_queries, k), got shape {ids_a.shape}")
-        n_q = ids_a.shape[0]
-        n_corpus = index.ntotal if index is not None else None
-        raw = to_ragged(positives, n_q, n_corpus)
-        pos, kept = dedupe(raw)
-        if kept is not None:
-            stats.duplicate_positives += raw.nnz - kept.size
-        ps = None
-        if positive_scores is not None:
-            ps = _flat_positive_scores(positive_scores, raw)
-            ps = ps if kept is None else ps[kept]
-        exc = (
-            None
-            if exclude is None
-            else as_ragged(exclude, n_q, n_corpus, "exclude", allow_empty=True)[0]
-        )
-        q = None
-        if queries is not None:
-            from ..index.base import prepare_queries
-
-            if index is None:
-                raise ValueError("queries were given without an index to score them against")
-            q = prepare_queries(queries, index.dim, index.metric)
-            if q.shape[0] != n_q:
-                raise ValueError(f"queries has {q.shape[0]} rows, ids has {n_q}")
-        qi = _query_index(query_index, n_q)
-        batch = build_batch(
-            ids_a,
+        return sample_candidates(
+            self,
+            ids,
             scores,
-            pos,
-            query_index=qi,
-            seed=stats.seed or 0,
-            depth=self.depth,
-            stats=stats,
-            positive_scores=ps,
-            queries=q,
+            positives,
+            n=n,
+            seed=seed,
+            positive_scores=positive_scores,
+            queries=queries,
             index=index,
-            exclude=exc,
+            filters=filters,
+            query_index=query_index,
+            exclude=exclude,
         )
-        if filters is not None and not filters.is_noop:
-            from ..filters import warn_emptied
 
-            batch = replace(batch, valid=filters.apply(batch, stats))
-            out = self.sample_batch(batch, n, stats)
-            warn_emptied(stats)
-            return out
-        return self.sample_batch(batch, n, stats)
+
+def sample_candidates(
+    sampler: Sampler,
+    ids: Any,
+    scores: Any,
+    positives: Any,
+    *,
+    n: int = 7,
+    seed: int | np.random.Generator | None = 0,
+    positive_scores: Any = None,
+    queries: Any = None,
+    index: Index | None = None,
+    filters: Filters | None = None,
+    query_index: Any = None,
+    exclude: Any = None,
+) -> Negatives:
+    """:meth:`BaseSampler.sample` for any :class:`Sampler` (duck-typed): sample ``n``
+    negatives per row from candidates you already have (a run file, your own search)."""
+    check_sampler(sampler)
+    n = check_int("n", n, 1)
+    check_n_fits(sampler, n)
+    if getattr(sampler, "needs_vectors", False) and index is None:
+        raise ValueError(
+            f"{type(sampler).__name__} needs corpus vectors, which candidates alone do not "
+            "give: pass index= (and queries=), or use mine()"
+        )
+    stats = MiningStats(seed=normalize_seed(seed))
+    ids_a = to_numpy(ids, "ids")
+    if ids_a.ndim != 2:
+        raise ValueError(f"ids must be 2-D (n_queries, k), got shape {ids_a.shape}")
+    n_q = ids_a.shape[0]
+    n_corpus = index.ntotal if index is not None else None
+    raw = to_ragged(positives, n_q, n_corpus)
+    pos, kept = dedupe(raw)
+    if kept is not None:
+        stats.duplicate_positives += raw.nnz - kept.size
+    ps = None
+    if positive_scores is not None:
+        ps = _flat_positive_scores(positive_scores, raw)
+        ps = ps if kept is None else ps[kept]
+    exc = (
+        None
+        if exclude is None
+        else as_ragged(exclude, n_q, n_corpus, "exclude", allow_empty=True)[0]
+    )
+    q = None
+    if queries is not None:
+        from ..index.base import prepare_queries
+
+        if index is None:
+            raise ValueError("queries were given without an index to score them against")
+        q = prepare_queries(queries, index.dim, index.metric)
+        if q.shape[0] != n_q:
+            raise ValueError(f"queries has {q.shape[0]} rows, ids has {n_q}")
+    qi = _query_index(query_index, n_q)
+    batch = build_batch(
+        ids_a,
+        scores,
+        pos,
+        query_index=qi,
+        seed=stats.seed or 0,
+        depth=int(sampler.depth),
+        stats=stats,
+        positive_scores=ps,
+        queries=q,
+        index=index,
+        exclude=exc,
+    )
+    filtered = filters is not None and not filters.is_noop
+    if filtered:
+        assert filters is not None
+        batch = replace(batch, valid=filters.apply(batch, stats))
+    out = sampler.sample_batch(batch, n, stats)
+    if not isinstance(sampler, BaseSampler):
+        check_output(sampler, out, batch, n, index.ntotal if index is not None else None)
+    if filtered:
+        from ..filters import warn_emptied
+
+        warn_emptied(stats)
+    return out
+
+
+def check_output(sampler: Any, out: Any, batch: SamplerBatch, n: int, ntotal: int | None) -> None:
+    """What a sampler outside :class:`~negsample.BaseSampler` returned from
+    ``sample_batch``, checked: a :class:`~negsample.Negatives` with ``n`` int ids per row
+    in ``[-1, ntotal)``, rows of the batch's queries, never a positive, an excluded id or
+    the same id twice in a row. ``RuntimeError`` naming the sampler and the row otherwise."""
+    name = type(sampler).__name__
+    if not isinstance(out, Negatives):
+        raise RuntimeError(f"{name}.sample_batch returned {type(out).__name__}, not Negatives")
+    ids = np.asarray(out.ids)
+    rows = ids.shape[0] if ids.ndim == 2 else -1
+    if ids.ndim != 2 or ids.shape[1] != n or ids.dtype.kind not in "iu":
+        raise RuntimeError(
+            f"{name}.sample_batch returned ids of shape {ids.shape} ({ids.dtype}), want "
+            f"(rows, {n}) integers"
+        )
+    for field_name in ("scores", "query_index", "anchor_ids"):
+        got = np.shape(getattr(out, field_name))
+        want = ids.shape if field_name == "scores" else (rows,)
+        if got != want:
+            raise RuntimeError(
+                f"{name}.sample_batch returned {field_name} of shape {got}, want {want}"
+            )
+    out_of_range = (ids < -1) | (ids >= ntotal if ntotal is not None else False)
+    if np.any(out_of_range):
+        r = int(np.argwhere(out_of_range)[0, 0])
+        raise RuntimeError(f"{name}.sample_batch returned an id out of range in row {r}")
+    where = np.searchsorted(batch.query_index, out.query_index)
+    where = np.minimum(where, batch.size - 1)
+    if batch.size == 0 and rows:
+        raise RuntimeError(f"{name}.sample_batch returned rows for an empty batch")
+    if rows and np.any(batch.query_index[where] != out.query_index):
+        raise RuntimeError(f"{name}.sample_batch returned a row for a query not in its batch")
+    banned = batch.positives.take(where)
+    if batch.exclude is not None:
+        banned = banned.union(batch.exclude.take(where))
+    bad = (ids >= 0) & banned.contains(ids)
+    if bad.any():
+        r = int(np.argwhere(bad)[0, 0])
+        raise RuntimeError(
+            f"{name}.sample_batch returned a positive or excluded id for query "
+            f"{int(out.query_index[r])}"
+        )
+    srt = np.sort(np.where(ids >= 0, ids, -1 - np.arange(n)[None, :]), axis=1)
+    dup = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
+    if dup.any():
+        r = int(np.argmax(dup))
+        raise RuntimeError(
+            f"{name}.sample_batch returned the same id twice for query {int(out.query_index[r])}"
+        )
 
 
 def _fill(valid: BoolArray, pos: IntArray, source: IntArray | None = None) -> tuple[IntArray, int]:
@@ -336,16 +511,18 @@ def _fill(valid: BoolArray, pos: IntArray, source: IntArray | None = None) -> tu
     if source is None:
         extra = first_true(avail, n)  # best-ranked available, in order
     else:
-        ok = (source >= 0) & np.take_along_axis(avail, np.maximum(source, 0), axis=1)
+        # a source may have no columns (e.g. TopK's window covers every candidate)
+        ok = (source >= 0) & _take(avail, source, False).astype(bool)
         extra = _take(source, first_true(ok, n), -1)
     slot = np.arange(n)[None, :]
-    src = slot - have[:, None]
-    take = (src >= 0) & (np.take_along_axis(extra, np.maximum(src, 0), axis=1) >= 0)
-    pos = np.where(take, np.take_along_axis(extra, np.maximum(src, 0), axis=1), pos)
+    src = np.where(slot >= have[:, None], slot - have[:, None], -1)
+    got = _take(extra, src, -1)
+    take = got >= 0
+    pos = np.where(take, got, pos)
     return pos, int(take.sum())
 
 
-def _flat_positive_scores(scores: Any, raw: Ragged) -> npt.NDArray[np.float32]:
+def _flat_positive_scores(scores: Any, raw: Ragged) -> np.ndarray:
     """One score per given positive, flat in the order of ``raw.values``, from one sequence
     per query or from a ``(b, P)`` array laid out like the positives padded with ``-1``."""
     lengths = raw.lengths
@@ -355,8 +532,7 @@ def _flat_positive_scores(scores: Any, raw: Ragged) -> npt.NDArray[np.float32]:
         and all(np.ndim(r) <= 1 and np.size(r) == w for r, w in zip(scores, lengths, strict=True))
     ):
         parts = [np.atleast_1d(np.asarray(r, dtype=np.float64)) for r in scores]
-        flat = np.concatenate(parts) if parts else np.empty(0)
-        return flat.astype(np.float32)
+        return np.concatenate(parts) if parts else np.empty(0)  # cast (checked) by build_batch
     arr = to_numpy(scores, "positive_scores")
     if arr.ndim != 2 or arr.shape[0] != raw.n_rows or arr.shape[1] < lengths.max(initial=0):
         raise ValueError(
@@ -366,7 +542,7 @@ def _flat_positive_scores(scores: Any, raw: Ragged) -> npt.NDArray[np.float32]:
         )
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"positive_scores must hold numbers, got dtype {arr.dtype}")
-    return arr[raw.row_of, raw.slot_of].astype(np.float32)
+    return np.asarray(arr[raw.row_of, raw.slot_of])  # cast (checked) by build_batch
 
 
 def _query_index(query_index: Any, n_q: int) -> IntArray:

@@ -127,22 +127,27 @@ class ReSa2Sampler(KernelSampler):
         return self.k1
 
     @property
-    def max_n(self) -> int:
+    def region_size(self) -> int:
+        """``k2``: the final negatives are drawn from the stage-2 region."""
         return int(self.k2)
 
-    def check_n(self, n: int) -> None:
-        if n > self.k2:
-            raise ValueError(
-                f"ReSa2Sampler draws the negatives from its stage-2 region of k2={self.k2} "
-                f"candidates, fewer than the n={n} negatives requested; raise k2 or lower n"
-            )
+    def _region_phrase(self) -> str:
+        return (
+            f"ReSa2Sampler draws the negatives from its stage-2 region of k2={self.k2} candidates"
+        )
+
+    def _region_hint(self) -> str:
+        return "; raise k2 or lower n"
 
     # -- the stages -----------------------------------------------------------------------
     def stage1(self, batch: SamplerBatch, anchor: Anchor) -> IntArray:
         """Positions ``(b, k1_prime)`` of the stage-1 draws, in draw order, ``-1`` padded."""
-        x = self.scaled(np.where(batch.valid, batch.scores, 0.0) - anchor.scores[:, None])
-        logw = np.where(batch.valid, -self.tau * x**2, -np.inf)
-        return gumbel_topk(logw, self.k1_prime, batch.gumbel_for(batch.ids, Stream.STAGE1))
+        with np.errstate(over="ignore", invalid="ignore"):
+            d = np.where(batch.valid, batch.scores, 0.0) - anchor.scores[:, None]
+            x = self.scaled(d)
+            logw = np.where(batch.valid, -self.tau * x**2, -np.inf)
+        noise = batch.gumbel_for(batch.ids, Stream.STAGE1)
+        return self.kernel_draw(logw, d, batch.valid, self.k1_prime, noise, a=self.tau)
 
     def stage2(self, batch: SamplerBatch, anchor: Anchor, draws: IntArray) -> IntArray:
         """Positions ``(b, k2)`` of the best ``k2`` stage-1 draws by ``s(d+, d-)``, best first

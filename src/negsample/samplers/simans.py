@@ -9,8 +9,8 @@ import numpy.typing as npt
 
 from .._rng import Stream
 from .._validate import check_int, check_number
-from .base import Anchor, IntArray, SamplerBatch, gumbel_topk
-from .kernel import KernelSampler
+from .base import Anchor, IntArray, SamplerBatch
+from .kernel import MAX_SCALE, KernelSampler
 from .registry import register
 
 __all__ = ["SimANSSampler"]
@@ -83,7 +83,11 @@ class SimANSSampler(KernelSampler):
         super().__post_init__()
         check_int("k", self.k, 1)
         check_number("a", self.a, positive=True)
-        check_number("b", self.b)
+        if abs(check_number("b", self.b)) > MAX_SCALE:
+            raise ValueError(
+                f"b must be within [-1e250, 1e250] (kernel units: it is added to the "
+                f"scaled scores), got {self.b!r}"
+            )
         if self.kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
 
@@ -93,7 +97,7 @@ class SimANSSampler(KernelSampler):
 
     def log_weights(self, batch: SamplerBatch, anchor: Anchor) -> npt.NDArray[np.float64]:
         """``log w`` ``(b, k)`` of every candidate, ``-inf`` where it is not valid."""
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
             # subtract, then scale: equidistant scores stay exactly equidistant
             x = self.scaled(batch.scores - anchor.scores[:, None]) + self.b
             logw = -self.a * (x * x if self.kernel == "gaussian" else np.abs(x))
@@ -102,4 +106,9 @@ class SimANSSampler(KernelSampler):
     def _select(self, batch: SamplerBatch, n: int, anchor: Anchor | None) -> IntArray:
         assert anchor is not None  # resolved by BaseSampler (positive_anchor is set)
         logw = self.log_weights(batch, anchor)
-        return gumbel_topk(logw, n, batch.gumbel_for(batch.ids, Stream.SAMPLE))
+        with np.errstate(invalid="ignore"):
+            d = batch.scores - anchor.scores[:, None]
+        noise = batch.gumbel_for(batch.ids, Stream.SAMPLE)
+        return self.kernel_draw(
+            logw, d, batch.valid, n, noise, a=self.a, b=self.b, laplace=self.kernel == "laplace"
+        )

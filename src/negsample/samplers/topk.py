@@ -68,16 +68,15 @@ class TopKSampler(BaseSampler):
         return self.k
 
     @property
-    def max_n(self) -> int:
+    def region_size(self) -> int:
+        """The rank window's width, ``range_max - range_min``."""
         return (self.range_max or self.k) - self.range_min
 
-    def check_n(self, n: int) -> None:
-        window = (self.range_max or self.k) - self.range_min
-        if n > window:
-            raise ValueError(
-                f"TopKSampler's rank window [{self.range_min}, {self.range_max or self.k}) holds "
-                f"{window} candidates, fewer than the n={n} negatives requested"
-            )
+    def _region_phrase(self) -> str:
+        return (
+            f"TopKSampler's rank window [{self.range_min}, {self.range_max or self.k}) holds "
+            f"{self.region_size} candidates"
+        )
 
     def _select(self, batch: SamplerBatch, n: int, anchor: Anchor | None) -> IntArray:
         region = rank_window(batch.valid, self.range_min, self.range_max)

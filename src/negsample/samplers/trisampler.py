@@ -131,25 +131,28 @@ class TriSampler(KernelSampler):
         return int(self.m) if self.m is not None else max(1, int(self.k) // 2)
 
     @property
-    def max_n(self) -> int:
+    def region_size(self) -> int:
+        """``m``: the final negatives are drawn from the transitional set (``m <= k``)."""
         return min(int(self.k), self.transitional_size)
 
-    def check_n(self, n: int) -> None:
-        super().check_n(n)
-        if n > self.transitional_size:
-            raise ValueError(
-                f"TriSampler draws its negatives from m={self.transitional_size} transitional "
-                f"candidates, fewer than the n={n} negatives requested; raise m (or k)"
-            )
+    def _region_phrase(self) -> str:
+        return (
+            f"TriSampler draws its negatives from m={self.region_size} transitional "
+            f"candidates (of its top-{self.k})"
+        )
+
+    def _region_hint(self) -> str:
+        return "; raise m (or k)"
 
     # -- the stages --------------------------------------------------------------------------
     def transitional(self, batch: SamplerBatch, anchor: Anchor) -> IntArray:
         """Stage 1: positions ``(b, m)`` into ``batch.ids`` in draw order, ``-1`` where short."""
-        with np.errstate(invalid="ignore"):
-            x = self.scaled(batch.scores - anchor.scores[:, None])
+        with np.errstate(invalid="ignore", over="ignore"):
+            d = batch.scores - anchor.scores[:, None]
+            x = self.scaled(d)
             logw = np.where(batch.valid, -self.tau * x * x, -np.inf)
         noise = batch.gumbel_for(batch.ids, Stream.STAGE1)
-        return gumbel_topk(logw, self.transitional_size, noise)
+        return self.kernel_draw(logw, d, batch.valid, self.transitional_size, noise, a=self.tau)
 
     def region_angles(
         self,
