@@ -604,11 +604,11 @@ def test_an_older_sentence_transformers_is_reported(
 ) -> None:
     import importlib.metadata
 
-    from negsample.integrations import _st_mining
+    from negsample.integrations._st import inputs as _st_inputs
 
     ds, docs, model = single
     real = importlib.metadata.version
-    monkeypatch.setattr(_st_mining, "_version_warned", [])
+    monkeypatch.setattr(_st_inputs, "_version_warned", [])
     for installed, warned in (("6.3.0", False), ("6.2.1", True), ("5.1.0.dev0", True)):
         monkeypatch.setattr(
             importlib.metadata,
