@@ -10,16 +10,18 @@ import hashlib
 import logging
 import os
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["cache_file", "embeddings", "load_cached", "save_atomic"]
+__all__ = ["STREAM_BLOCK", "cache_file", "embeddings", "load_cached", "save_atomic", "write_atomic"]
 
 _log = logging.getLogger("negsample.integrations.sentence_transformers")
 
 _KEY_ROWS = 65536  # texts turned into Python strings at a time for the cache key
+STREAM_BLOCK = 16384  # texts per encode call for a streamed input
 
 
 def _model_name(model: Any) -> str:
@@ -96,9 +98,33 @@ def load_cached(path: str, rows: int, what: str) -> npt.NDArray[np.float32] | No
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
+    """``write(f)`` into a temporary file beside ``path``, then rename it to ``path``: an
+    interrupted run leaves no truncated file for the next one to load. (The one place the
+    drop-in writes files; to be replaced by the library's atomic-files module.)
+
+    Parameters
+    ----------
+    path : str
+        The destination.
+    write : Callable[[BinaryIO], None]
+        Writes the content to the open binary file it is given.
+    """
+    folder = os.path.dirname(path) or "."
+    suffix = os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(prefix=".negsample-", suffix=suffix, dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def save_atomic(path: str, arr: np.ndarray) -> None:
-    """``np.save(path, arr)`` through a temporary file and a rename: an interrupted run
-    leaves no truncated file for the next one to load.
+    """``np.save(path, arr)``, atomically (:func:`write_atomic`).
 
     Parameters
     ----------
@@ -107,19 +133,38 @@ def save_atomic(path: str, arr: np.ndarray) -> None:
     arr : numpy.ndarray
         The array.
     """
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".negsample-", suffix=".npy", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda f: np.save(f, arr))
 
 
 def _encode(
+    model: Any,
+    texts: Any,
+    kind: str,
+    pool: Any,
+    batch_size: int,
+    prompt_name: str | None,
+    prompt: str | None,
+    verbose: bool,
+    block: int | None,
+) -> npt.NDArray[np.float32]:
+    """The embeddings of the Arrow ``texts``: one encode call (``block=None``, as
+    sentence-transformers makes it), or one per ``block`` texts (only that many Python
+    strings at a time)."""
+    if block is None or len(texts) <= block:
+        return _encode_call(model, texts, kind, pool, batch_size, prompt_name, prompt, verbose)
+    out: npt.NDArray[np.float32] | None = None
+    for a in range(0, len(texts), block):
+        part = _encode_call(
+            model, texts.slice(a, block), kind, pool, batch_size, prompt_name, prompt, verbose
+        )
+        if out is None:
+            out = np.empty((len(texts), part.shape[1]), np.float32)
+        out[a : a + part.shape[0]] = part
+    assert out is not None
+    return out
+
+
+def _encode_call(
     model: Any,
     texts: Any,
     kind: str,
@@ -175,10 +220,11 @@ def embeddings(
     batch_size: int,
     use_multi_process: list[str] | bool,
     verbose: bool,
+    block: int | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """The query and corpus embeddings, L2-normalised: read from ``cache_folder`` when
-    there, else encoded (corpus first, one call each, in a multi-process pool when asked)
-    and written there.
+    there, else encoded (corpus first, in a multi-process pool when asked) and written
+    there.
 
     Parameters
     ----------
@@ -196,6 +242,9 @@ def embeddings(
         ``model.start_multi_process_pool`` (``True`` or a list of devices).
     verbose : bool
         Progress bars and the cache lines sentence-transformers prints.
+    block : int or None
+        Texts per encode call (``None``: all of them in one call, as sentence-transformers
+        encodes them; a streamed input encodes in blocks).
 
     Returns
     -------
@@ -225,7 +274,7 @@ def embeddings(
             if c_emb is None:
                 c_emb = _encode(
                     model, corpus, "corpus", pool, batch_size, corpus_prompt_name,
-                    corpus_prompt, verbose,
+                    corpus_prompt, verbose, block,
                 )  # fmt: skip
                 if cache_folder:
                     save_atomic(c_file, c_emb)
@@ -234,7 +283,7 @@ def embeddings(
             if q_emb is None:
                 q_emb = _encode(
                     model, queries, "query", pool, batch_size, query_prompt_name,
-                    query_prompt, verbose,
+                    query_prompt, verbose, block,
                 )  # fmt: skip
                 if cache_folder:
                     save_atomic(q_file, q_emb)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -20,11 +20,15 @@ from ...samplers.base import BaseSampler, IntArray
 
 __all__ = [
     "OUTPUT_FORMATS",
+    "READ_ROWS",
     "ST_RULES",
     "Pairs",
     "Settings",
     "check_call",
+    "check_texts",
+    "columns_of",
     "compact",
+    "corpus_batches",
     "group_pairs",
     "index_in",
     "own_text",
@@ -38,6 +42,7 @@ __all__ = [
 _log = logging.getLogger("negsample.integrations.sentence_transformers")
 
 OUTPUT_FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list")
+READ_ROWS = 8192  # rows read at a time from a streamed dataset or a separate corpus
 ST_RULES = (6, 3)  # the sentence-transformers release whose mine_hard_negatives this follows
 _version_warned: list[str] = []
 
@@ -368,16 +373,114 @@ def _unique(values: Any) -> Any:
     return pc.unique(values)
 
 
+def columns_of(dataset: Any) -> list[str]:
+    """A dataset's column names; for an ``IterableDataset`` whose features are unknown,
+    the keys of its first example (read for that).
+
+    Parameters
+    ----------
+    dataset : datasets.Dataset or datasets.IterableDataset
+        The dataset.
+
+    Returns
+    -------
+    list[str]
+        Its columns (empty for an empty dataset of unknown features).
+    """
+    names = dataset.column_names
+    if names is None:
+        first = next(iter(dataset.take(1)), None)
+        names = list(first) if first else []
+    return list(names)
+
+
+def check_texts(texts: Sequence[Any], start: int, column: str | None) -> None:
+    """Refuse a text that is not a string, naming where it is.
+
+    Parameters
+    ----------
+    texts : Sequence[Any]
+        A batch of texts.
+    start : int
+        The row of its first text.
+    column : str or None
+        The dataset column (``None``: the separate corpus).
+    """
+    for i, t in enumerate(texts):
+        if isinstance(t, str):
+            continue
+        if column is None:
+            raise TypeError(f"corpus[{start + i}] must be a string, got {type(t).__name__}")
+        if t is None:
+            raise ValueError(f"column {column!r} row {start + i} is None; every row needs a text")
+        raise TypeError(
+            f"column {column!r} row {start + i} must hold strings, got {type(t).__name__}"
+        )
+
+
+def _corpus_column(names: Sequence[str]) -> str:
+    if len(names) == 1:
+        return names[0]
+    if "text" in names:
+        return "text"
+    raise ValueError(
+        "corpus: a dataset given as the corpus needs one column or a 'text' column "
+        f"(columns: {list(names)}); or pass one column, corpus_dataset['text']"
+    )
+
+
+def corpus_batches(corpus: Any, rows: int) -> Iterator[list[Any]]:
+    """The separate corpus in order, in batches of at most ``rows`` texts (unchecked): a
+    list (or tuple, array) of strings, a dataset column (``corpus_dataset["text"]``, of a
+    ``Dataset`` or an ``IterableDataset``), or a dataset (its only column, or ``text``).
+
+    Parameters
+    ----------
+    corpus : Any
+        The corpus.
+    rows : int
+        Texts per batch.
+
+    Yields
+    ------
+    list
+        The next texts.
+    """
+    datasets = require("datasets", "mine_hard_negatives")
+    source, name = corpus, None
+    if hasattr(corpus, "source") and hasattr(corpus, "column_name"):  # a dataset column
+        source, name = corpus.source, corpus.column_name
+    if isinstance(source, datasets.IterableDataset):
+        name = name or _corpus_column(columns_of(source))
+        for batch in source.iter(batch_size=rows):
+            yield list(batch[name])
+    elif isinstance(source, datasets.Dataset):
+        name = name or _corpus_column(source.column_names)
+        col = source.select_columns([name]).with_format("arrow")
+        for a in range(0, len(source), rows):
+            yield col[a : a + rows].column(0).to_pylist()
+    elif isinstance(corpus, np.ndarray) and corpus.ndim == 1:
+        for a in range(0, corpus.size, rows):
+            yield corpus[a : a + rows].tolist()
+    elif isinstance(corpus, Sequence) and not isinstance(corpus, str):
+        for a in range(0, len(corpus), rows):
+            yield list(corpus[a : a + rows])
+    else:
+        raise TypeError(
+            f"corpus must be a list of strings or a dataset (column), got {type(corpus).__name__}"
+        )
+
+
 def _corpus_texts(corpus: Any) -> Any:
-    """The separate corpus as one Arrow ``large_string`` array (a list of strings or a
-    dataset column); refuses anything else."""
+    """The separate corpus as one Arrow ``large_string`` array; refuses a text that is not
+    a string."""
     pa = require("pyarrow", "mine_hard_negatives")
-    if isinstance(corpus, str) or not isinstance(corpus, Sequence):
-        raise TypeError(f"corpus must be a list of strings, got {type(corpus).__name__}")
-    for i, t in enumerate(corpus):
-        if not isinstance(t, str):
-            raise TypeError(f"corpus[{i}] must be a string, got {type(t).__name__}")
-    return pa.array(list(corpus), pa.large_string())
+    parts, start = [], 0
+    for texts in corpus_batches(corpus, READ_ROWS):
+        check_texts(texts, start, None)
+        parts.append(pa.array(texts, pa.large_string()))
+        start += len(texts)
+    return pa.concat_arrays(parts) if parts else pa.array([], pa.large_string())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -399,6 +502,9 @@ class Pairs:
         Rows of the dataset (a repeated pair counts each time).
     max_positives : int
         The most rows any query has (sentence-transformers' ``max_positives``).
+    query_docs : numpy.ndarray or None
+        int64 ``(queries,)`` the document whose text is each query's text (``-1``: none),
+        when the reader found it on the way (``None``: :func:`own_text` looks it up).
     """
 
     queries: Any
@@ -407,6 +513,7 @@ class Pairs:
     pair_p: IntArray
     n_rows: int
     max_positives: int
+    query_docs: IntArray | None = None
 
     @cached_property
     def n_pos(self) -> IntArray:
@@ -434,7 +541,13 @@ def _pairs(q_idx: IntArray, p_idx: IntArray, n_c: int) -> tuple[IntArray, IntArr
     return q_idx[order], p_idx[order]
 
 
-def group_pairs(queries: Any, corpus: Any, q_idx: IntArray, p_idx: IntArray) -> Pairs:
+def group_pairs(
+    queries: Any,
+    corpus: Any,
+    q_idx: IntArray,
+    p_idx: IntArray,
+    query_docs: IntArray | None = None,
+) -> Pairs:
     """:class:`Pairs` from the distinct texts and each row's query and positive.
 
     Parameters
@@ -443,6 +556,8 @@ def group_pairs(queries: Any, corpus: Any, q_idx: IntArray, p_idx: IntArray) -> 
         The distinct texts.
     q_idx, p_idx : numpy.ndarray
         ``(rows,)`` int64: each dataset row's query and positive.
+    query_docs : numpy.ndarray or None
+        See :class:`Pairs`.
 
     Returns
     -------
@@ -457,6 +572,7 @@ def group_pairs(queries: Any, corpus: Any, q_idx: IntArray, p_idx: IntArray) -> 
         pair_p=pair_p,
         n_rows=int(q_idx.size),
         max_positives=int(np.bincount(q_idx).max()),  # rows per query, as ST counts them
+        query_docs=query_docs,
     )
 
 
@@ -508,7 +624,10 @@ def own_text(pairs: Pairs) -> IntArray:
     numpy.ndarray
         int64 ``(queries, 1)``, ``-1`` for none.
     """
-    exclude = index_in(pairs.queries, pairs.corpus, missing=-1)[:, None]
+    if pairs.query_docs is not None:
+        exclude = np.array(pairs.query_docs, np.int64)[:, None]
+    else:
+        exclude = index_in(pairs.queries, pairs.corpus, missing=-1)[:, None]
     self_pos = exclude[pairs.pair_q, 0] == pairs.pair_p
     exclude[pairs.pair_q[self_pos], 0] = -1
     return exclude

@@ -22,9 +22,10 @@ import numpy as np
 
 from ..._optional import require
 from ...samplers.base import BaseSampler
-from .cache import embeddings
+from .cache import STREAM_BLOCK, embeddings
 from .inputs import (
     check_call,
+    columns_of,
     own_text,
     read_pairs,
     resolve_settings,
@@ -32,8 +33,18 @@ from .inputs import (
     warn_old_sentence_transformers,
     window,
 )
-from .output import Mined, columns, fingerprint, print_stats, summary, text_digest
+from .output import (
+    Mined,
+    columns,
+    fingerprint,
+    mined_path,
+    print_stats,
+    summary,
+    text_digest,
+    write_dataset,
+)
 from .pool import build_index, make_plan, negatives, pair_negatives, pair_scores
+from .stream import read_streamed
 
 __all__ = ["mine_hard_negatives"]
 
@@ -81,9 +92,10 @@ def mine_hard_negatives(
 
     Parameters
     ----------
-    dataset : datasets.Dataset
+    dataset : datasets.Dataset or datasets.IterableDataset
         (anchor, positive) text pairs; a query that appears on several rows has several
-        positives.
+        positives. An ``IterableDataset`` (streamed) is read once in batches, in bounded
+        memory (sentence-transformers refuses one).
     model : SentenceTransformer
         Anything with ``encode_query`` / ``encode_document`` (or ``encode``); embeddings are
         L2-normalised, scores are cosine similarities.
@@ -91,8 +103,9 @@ def mine_hard_negatives(
         Default the first and the second column. A name that is not a column raises
         (sentence-transformers falls back silently).
     corpus : list[str] or None
-        More candidate documents besides the positives (a list of strings or a dataset
-        column). Texts are de-duplicated: one text is one document.
+        More candidate documents besides the positives: a list of strings, a dataset
+        column, or a ``Dataset`` / ``IterableDataset`` (its only column, or ``text``).
+        Texts are de-duplicated: one text is one document.
     cross_encoder : CrossEncoder or None
         Rescore the candidates that can be sampled and the positives with
         ``cross_encoder.predict``, with or without a score filter (as sentence-transformers
@@ -167,6 +180,9 @@ def mine_hard_negatives(
         positive, label|score``, each query's positives then its negatives;
         ``labeled-list``: ``anchor, positive (list), labels|scores (list)``, one row per
         (query, positive) with at least one negative. Columns keep the input's names.
+        For a streamed ``dataset``: the same rows, written block by block to
+        ``$HF_DATASETS_CACHE/negsample/mined-<fingerprint>.arrow`` and memory-mapped (a
+        map-style dataset, as sentence-transformers' trainers need).
 
     Notes
     -----
@@ -174,8 +190,9 @@ def mine_hard_negatives(
     seeded draws; filters are strict (``<``); unknown column names, invalid
     ``sampling_strategy`` or ``relative_margin`` values and ``None`` texts raise; cache
     files are written atomically; no 2048 cap on ``range_max`` with faiss on a GPU; an
-    empty result keeps typed columns. The rules followed are sentence-transformers 6.3's
-    (an older installed version is reported with a warning).
+    empty result keeps typed columns; a streamed dataset is accepted. The rules followed
+    are sentence-transformers 6.3's (an older installed version is reported with a
+    warning).
 
     Examples
     --------
@@ -187,12 +204,12 @@ def mine_hard_negatives(
     datasets = require("datasets", "mine_hard_negatives")
     pa = require("pyarrow", "mine_hard_negatives")
     warn_old_sentence_transformers()
-    if len(dataset) == 0:
+    streamed = isinstance(dataset, datasets.IterableDataset)
+    names = columns_of(dataset)
+    if (len(dataset) if not streamed else len(names)) == 0:
         raise ValueError("The dataset is empty. Please provide a non-empty dataset.")
     check_call(faiss_batch_size=faiss_batch_size, use_faiss=use_faiss, sampler=sampler)
-    anchor, positive = select_columns(
-        list(dataset.column_names), anchor_column_name, positive_column_name
-    )
+    anchor, positive = select_columns(names, anchor_column_name, positive_column_name)
     s = resolve_settings(
         output_format=output_format, output_scores=output_scores,
         absolute_margin=absolute_margin, relative_margin=relative_margin, max_score=max_score,
@@ -201,7 +218,10 @@ def mine_hard_negatives(
         include_positives=include_positives,
     )  # fmt: skip
 
-    pairs = read_pairs(dataset, anchor, positive, corpus)
+    if streamed:
+        pairs = read_streamed(dataset, anchor, positive, corpus)
+    else:
+        pairs = read_pairs(dataset, anchor, positive, corpus)
     n_q = len(pairs.queries)
     rmax = window(
         s, max_positives=pairs.max_positives, cross_encoder=cross_encoder is not None,
@@ -221,6 +241,7 @@ def mine_hard_negatives(
         query_prompt_name=query_prompt_name, query_prompt=query_prompt,
         corpus_prompt_name=corpus_prompt_name, corpus_prompt=corpus_prompt,
         batch_size=batch_size, use_multi_process=use_multi_process, verbose=verbose,
+        block=STREAM_BLOCK if streamed else None,
     )  # fmt: skip
     pair_s = pair_scores(q_emb, c_emb, pairs)
     index = build_index(c_emb, use_faiss)
@@ -236,15 +257,20 @@ def mine_hard_negatives(
         queries=pairs.queries, corpus=pairs.corpus, pair_q=pairs.pair_q, pair_p=pairs.pair_p,
         pair_s=pair_s.astype(np.float64), neg_ids=neg_ids, neg_s=neg_s, q_first=pairs.q_first,
     )  # fmt: skip
-    cols = columns(mined, s.output_format, s.output_scores, anchor, positive)
+    source = text_digest(pairs.queries) if streamed else getattr(dataset, "_fingerprint", None)
     fp = fingerprint(
         [
-            getattr(dataset, "_fingerprint", None), text_digest(pairs.corpus), s.output_format,
+            source, text_digest(pairs.corpus), s.output_format,
             s.output_scores, anchor, positive, repr(plan.sampler), s.num_negatives,
             negs.stats.seed, pairs.pair_q, pairs.pair_p, neg_ids, mined.pair_s, neg_s,
         ]
     )  # fmt: skip
-    out = datasets.Dataset(pa.table(cols), fingerprint=fp)
+    fmt, scores = s.output_format, s.output_scores
+    if streamed:  # written block by block, then memory-mapped
+        out = write_dataset(mined, fmt, scores, anchor, positive, mined_path(fp))
+    else:
+        table = pa.table(columns(mined, fmt, scores, anchor, positive))
+        out = datasets.Dataset(table, fingerprint=fp)
     if verbose:
         settings = {
             "absolute_margin": s.absolute_margin,

@@ -1,14 +1,16 @@
 """The drop-in's output: sentence-transformers' four layouts (``triplet``, ``n-tuple``,
 ``labeled-pair``, ``labeled-list``) as Arrow columns gathered with ``take`` from the
-distinct texts (no Python loop over rows), the dataset's fingerprint, and the summary
+distinct texts (no Python loop over rows), in memory or, for a streamed input, written to
+an Arrow file block by block; the dataset's fingerprint; and the summary
 sentence-transformers prints with ``verbose=True``."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -16,8 +18,19 @@ import numpy.typing as npt
 from ..._optional import require
 from ..._types import MiningStats
 from ...samplers.base import IntArray
+from .cache import write_atomic
 
-__all__ = ["Mined", "Summary", "columns", "fingerprint", "print_stats", "summary", "text_digest"]
+__all__ = [
+    "Mined",
+    "Summary",
+    "columns",
+    "fingerprint",
+    "mined_path",
+    "print_stats",
+    "summary",
+    "text_digest",
+    "write_dataset",
+]
 
 TAKE_ROWS = 65536  # rows gathered per Arrow take (keeps each string chunk well under 2 GiB)
 
@@ -164,6 +177,106 @@ def columns(m: Mined, fmt: str, scores: bool, anchor: str, positive: str) -> dic
         else:
             cols["label"] = pa.array(1 - kind, pa.int64())
     return cols
+
+
+def _blocks(m: Mined, rows: int) -> Iterator[Mined]:
+    """``m`` in blocks of whole queries, about ``rows`` pairs each (a query with more pairs
+    is a block of its own)."""
+    n_q, n_pairs = m.q_first.size, m.pair_q.size
+    qa = 0
+    while qa < n_q:
+        start = int(m.q_first[qa])
+        if start + rows >= n_pairs:
+            qb = n_q
+        else:
+            qb = max(qa + 1, int(np.searchsorted(m.q_first, start + rows, side="right")) - 1)
+        stop = int(m.q_first[qb]) if qb < n_q else n_pairs
+        yield replace(
+            m,
+            pair_q=m.pair_q[start:stop],
+            pair_p=m.pair_p[start:stop],
+            pair_s=m.pair_s[start:stop],
+            neg_ids=m.neg_ids[start:stop],
+            neg_s=m.neg_s[start:stop],
+            q_first=m.q_first[qa:qb] - start,
+        )
+        qa = qb
+
+
+def mined_path(fingerprint: str) -> str:
+    """Where a streamed input's output goes: ``negsample/mined-{fingerprint}.arrow`` in
+    ``datasets``' cache folder (``HF_DATASETS_CACHE``).
+
+    Parameters
+    ----------
+    fingerprint : str
+        The output's fingerprint (a digest of its content).
+
+    Returns
+    -------
+    str
+        The path.
+    """
+    datasets = require("datasets", "mine_hard_negatives")
+    return os.path.join(
+        datasets.config.HF_DATASETS_CACHE, "negsample", f"mined-{fingerprint}.arrow"
+    )
+
+
+def write_dataset(
+    m: Mined,
+    fmt: str,
+    scores: bool,
+    anchor: str,
+    positive: str,
+    path: str,
+    *,
+    rows: int | None = None,
+) -> Any:
+    """The output written to ``path`` block by block (about ``rows`` pairs at a time, so
+    the whole output is never in memory), atomically, then opened memory-mapped. A file
+    already there (same fingerprint: the same content) is opened as it is.
+
+    Parameters
+    ----------
+    m : Mined
+        The negatives of each pair.
+    fmt : str
+        The output format.
+    scores : bool
+        ``output_scores``.
+    anchor, positive : str
+        The column names.
+    path : str
+        The Arrow file.
+    rows : int or None
+        Pairs per block (``None``: :data:`TAKE_ROWS`).
+
+    Returns
+    -------
+    datasets.Dataset
+        The output, memory-mapped from ``path``.
+    """
+    datasets = require("datasets", "mine_hard_negatives")
+    pa = require("pyarrow", "mine_hard_negatives")
+
+    def write(f: BinaryIO) -> None:
+        writer, schema = None, None
+        try:
+            for part in _blocks(m, rows or TAKE_ROWS):
+                table = pa.table(columns(part, fmt, scores, anchor, positive))
+                if writer is None:
+                    schema = datasets.Features.from_arrow_schema(table.schema).arrow_schema
+                    writer = pa.ipc.new_stream(f, schema)
+                writer.write_table(pa.Table.from_arrays(table.columns, schema=schema))
+        finally:
+            if writer is not None:
+                writer.close()
+
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_atomic(path, write)
+    return datasets.Dataset.from_file(path)
 
 
 @dataclass(frozen=True, kw_only=True)

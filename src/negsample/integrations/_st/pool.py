@@ -288,8 +288,8 @@ class CrossEncoderScores:
     ----------
     cross_encoder : Any
         A ``CrossEncoder`` (``predict``).
-    queries, corpus : list[str]
-        The distinct texts.
+    queries, corpus : pyarrow.Array
+        The distinct texts (taken for each call: no list of all of them).
     batch_size : int
         ``predict``'s batch size.
     use_multi_process : list[str] or bool
@@ -301,8 +301,8 @@ class CrossEncoderScores:
     def __init__(
         self,
         cross_encoder: Any,
-        queries: list[str],
-        corpus: list[str],
+        queries: Any,
+        corpus: Any,
         batch_size: int,
         use_multi_process: list[str] | bool,
         verbose: bool,
@@ -330,9 +330,10 @@ class CrossEncoderScores:
         """
         if q.size == 0:
             return np.empty(0, np.float32)
-        texts = [
-            (self.queries[a], self.corpus[b]) for a, b in zip(q.tolist(), d.tolist(), strict=True)
-        ]
+        pa = require("pyarrow", "mine_hard_negatives")
+        q_texts = self.queries.take(pa.array(q)).to_pylist()
+        d_texts = self.corpus.take(pa.array(d)).to_pylist()
+        texts = list(zip(q_texts, d_texts, strict=True))
         out = self.ce.predict(texts, **self.kwargs)
         if hasattr(out, "detach"):
             out = out.detach().float().cpu().numpy()
@@ -439,9 +440,8 @@ def negatives(
     scorer = None
     if cross_encoder is not None:
         scorer = CrossEncoderScores(
-            cross_encoder, pairs.queries.to_pylist(), pairs.corpus.to_pylist(), batch_size,
-            use_multi_process, verbose,
-        )  # fmt: skip
+            cross_encoder, pairs.queries, pairs.corpus, batch_size, use_multi_process, verbose
+        )
     try:
         if scorer is not None:
             pair_s = scorer.pairs(pairs.pair_q, pairs.pair_p)
