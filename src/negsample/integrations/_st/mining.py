@@ -54,7 +54,7 @@ def mine_hard_negatives(
     model: Any,
     anchor_column_name: str | None = None,
     positive_column_name: str | None = None,
-    corpus: list[str] | None = None,
+    corpus: Any = None,
     cross_encoder: Any = None,
     range_min: int = 0,
     range_max: int | None = None,
@@ -102,7 +102,7 @@ def mine_hard_negatives(
     anchor_column_name, positive_column_name : str or None
         Default the first and the second column. A name that is not a column raises
         (sentence-transformers falls back silently).
-    corpus : list[str] or None
+    corpus : list[str], datasets.Dataset, datasets.IterableDataset or None
         More candidate documents besides the positives: a list of strings, a dataset
         column, or a ``Dataset`` / ``IterableDataset`` (its only column, or ``text``).
         Texts are de-duplicated: one text is one document.
