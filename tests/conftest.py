@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
+
+# the library's caches (embeddings, fingerprints, judgements) go to a folder of the test
+# run, never to the user's ~/.cache/negsample
+if "NEGSAMPLE_CACHE" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="negsample-test-cache-")
+    os.environ["NEGSAMPLE_CACHE"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 settings.register_profile(
     "default",

@@ -723,7 +723,7 @@ def test_cli_ray_same_file(
     capsys: pytest.CaptureFixture[str],
     one_thread: None,
 ) -> None:
-    from negsample.pipeline import resume
+    from negsample.pipeline.store import RunStore
     from tests.beir_helpers import write_beir
 
     # three blocks of the default NumpyIndex (16384 rows): two corpus shards; 3 chunks of
@@ -738,25 +738,25 @@ def test_cli_ray_same_file(
     capsys.readouterr()
     # one run, three ways: a local run stopped (Ctrl-C) after its first chunk, continued
     # by corpus shards stopped after one more chunk, finished by query shards
-    real = resume._save_chunk
+    real = RunStore.save_chunk
     saves: list[int] = []
 
     def stop_after(k: int) -> Any:
-        def save(path: Path, part: ns.Negatives, h: str) -> None:
+        def save(self: RunStore, h: str, a: int, b: int, part: ns.Negatives) -> None:
             saves.append(1)
             if len(saves) > k:
                 raise KeyboardInterrupt
-            real(path, part, h)
+            real(self, h, a, b, part)
 
         return save
 
     out = tmp_path / "c.jsonl"
     work = tmp_path / ".c.jsonl.negsample-work"
-    monkeypatch.setattr(resume, "_save_chunk", stop_after(1))
+    monkeypatch.setattr(RunStore, "save_chunk", stop_after(1))
     assert _cli(root, out) == 130
     assert len(list(work.glob("chunk_*.npz"))) == 1
     saves.clear()
-    monkeypatch.setattr(resume, "_save_chunk", stop_after(1))
+    monkeypatch.setattr(RunStore, "save_chunk", stop_after(1))
     before = _index_workers(cluster)
     assert _cli(root, out, *ray_flags, "--corpus-shards", "2") == 130
     assert "interrupted" in capsys.readouterr().err
@@ -766,7 +766,7 @@ def test_cli_ray_same_file(
             break
         time.sleep(0.2)
     assert _index_workers(cluster) <= before
-    monkeypatch.setattr(resume, "_save_chunk", real)
+    monkeypatch.setattr(RunStore, "save_chunk", real)
     assert _cli(root, out, *ray_flags, "--workers", "2") == 0
     assert "resumed 2 of 3 chunks" in capsys.readouterr().err
     assert out.read_bytes() == ref.read_bytes()

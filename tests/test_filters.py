@@ -205,3 +205,106 @@ def test_no_warning_when_every_query_keeps_candidates(caplog: pytest.LogCaptureF
         _, stats = _keep(ns.Filters(relative_margin=0.05), pos_score=0.9)
     assert stats.emptied == {}
     assert caplog.records == []
+
+
+# -- one rule engine for Filters and the teacher-score Margins (issue 18) ----------------------
+
+_RULE_VALUES = [
+    0.0,
+    0.05,
+    0.5,
+    1.0,
+    1.0000001,
+    1.5,
+    -0.05,
+    -3,
+    7,
+    np.float32(0.25),
+    np.float64(2.0),
+    np.int64(3),
+    float("nan"),
+    float("inf"),
+    -float("inf"),
+    True,
+    False,
+    "0.1",
+    [0.1],
+    None,
+]
+
+
+def _accepts(cls: type, **kw: object) -> bool:
+    try:
+        cls(**kw)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "name", ["absolute_margin", "relative_margin", "max_score", "min_score", "anchor"]
+)
+def test_filters_and_margins_accept_and_refuse_the_same_values(name: str) -> None:
+    from negsample.filters import ScoreRules
+    from negsample.scoring import Margins
+
+    values = [*_RULE_VALUES, "min", "max", "mean", "each", "random", "MIN", ""]
+    verdicts = []
+    for v in values:
+        f, m, r = (_accepts(c, **{name: v}) for c in (ns.Filters, Margins, ScoreRules))
+        assert f == m == r, (name, v, f, m)
+        verdicts.append(f)
+    # the test is not vacuous: each parameter accepts some values and refuses others
+    assert any(verdicts) and not all(verdicts)
+    if name == "relative_margin":
+        ok = {repr(v) for v, a in zip(values, verdicts, strict=True) if a}
+        assert ok == {"0.0", "0.05", "0.5", "1.0", "np.float32(0.25)", "None"}
+
+
+def test_filters_and_margins_apply_the_same_rules() -> None:
+    """The same settings keep the same candidates whether they filter the retriever's
+    scores (Filters, through a sampler) or teacher scores (Margins), and both match the
+    rules written out by hand."""
+    from negsample.scoring import Margins
+
+    rng = np.random.default_rng(0)
+    rows, k = 40, 9
+    s_pos = rng.normal(size=rows)
+    s = rng.normal(size=(rows, k)).astype(np.float32)
+    ids = np.arange(rows * k, dtype=np.int64).reshape(rows, k)
+    for kw in (
+        {"relative_margin": 0.05},
+        {"absolute_margin": 0.1, "max_score": 1.0},
+        {"min_score": -0.5, "relative_margin": 1.0},
+        {"max_score": 0.3, "min_score": -0.3, "absolute_margin": -0.2, "relative_margin": 0.2},
+    ):
+        f, m = ns.Filters(**kw), Margins(**kw)  # type: ignore[arg-type]
+        assert f.rules == m.rules
+        sp = s_pos[:, None]
+        want = np.ones(s.shape, bool)
+        if "max_score" in kw:
+            want &= s < kw["max_score"]
+        if "min_score" in kw:
+            want &= s > kw["min_score"]
+        if "absolute_margin" in kw:
+            want &= s < sp - kw["absolute_margin"]
+        if "relative_margin" in kw:
+            want &= s < sp - np.abs(sp) * kw["relative_margin"]
+        assert 0 < want.sum() < want.size, kw
+        keep, _ = m.keep(s, np.broadcast_to(sp, s.shape))
+        assert (keep == want).all(), kw
+        negs = ns.TopKSampler(k=k, strategy="top", on_shortfall="pad").sample(
+            ids, s, [[10**6]] * rows, n=k, positive_scores=sp.tolist(), filters=f
+        )
+        kept = {int(i) for i in negs.ids.ravel() if i >= 0}
+        assert kept == set(ids[want].tolist()), kw
+        assert sum(v for r, v in negs.stats.removed.items() if r != "positive") == (~want).sum()
+
+
+def test_filters_doctests() -> None:
+    import doctest
+
+    import negsample.filters
+
+    result = doctest.testmod(negsample.filters, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted >= 2

@@ -10,6 +10,7 @@ import pytest
 import negsample as ns
 from negsample.cli import main
 from negsample.pipeline import resume
+from negsample.pipeline.store import RunStore
 from tests.beir_helpers import write_beir
 
 
@@ -82,16 +83,16 @@ def test_cli_resume_after_kill(
     root = write_beir(tmp_path / "beir")
     ref = tmp_path / "ref.jsonl"
     assert _cli(root, ref) == 0
-    real = resume._save_chunk
+    real = RunStore.save_chunk
     calls = {"n": 0}
 
-    def dying(path: Path, part: ns.Negatives, h: str) -> None:
+    def dying(self: RunStore, h: str, a: int, b: int, part: ns.Negatives) -> None:
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        real(path, part, h)
+        real(self, h, a, b, part)
 
-    monkeypatch.setattr(resume, "_save_chunk", dying)
+    monkeypatch.setattr(RunStore, "save_chunk", dying)
     out = tmp_path / "out.jsonl"
     capsys.readouterr()
     assert _cli(root, out) == 130
@@ -102,7 +103,7 @@ def test_cli_resume_after_kill(
     assert not out.exists()
     assert not (tmp_path / ".out.jsonl.negsample-work.lock").exists()  # lock released
     assert not list(tmp_path.glob(".out.jsonl.*.tmp"))  # no half-written output
-    monkeypatch.setattr(resume, "_save_chunk", real)
+    monkeypatch.setattr(RunStore, "save_chunk", real)
     assert _cli(root, out) == 0
     assert "resumed 2 of 5 chunks" in capsys.readouterr().err
     assert out.read_bytes() == ref.read_bytes()

@@ -245,9 +245,11 @@ def test_margins_sign_safe() -> None:
     assert keep.tolist() == [False, False, False, True, True]
     assert reason.tolist() == [0, 1, 2, -1, -1]
     assert Margins(relative_margin=0.0).keep([1.0, 0.99], [1.0, 1.0])[0].tolist() == [False, True]
-    for bad in (1.0, -0.1):
+    for bad in (1.01, -0.1):
         with pytest.raises(ValueError, match="relative_margin must be in"):
             Margins(relative_margin=bad)
+    # r = 1 (TopK-PercPos p = 0): the limit Filters always had, one engine for both
+    assert Margins(relative_margin=1.0).keep([-0.1, 0.0], [0.5, 0.5])[0].tolist() == [True, False]
     with pytest.raises(ValueError, match="finite"):
         Margins(absolute_margin=float("nan"))
     with pytest.raises(ValueError, match="anchor"):
@@ -470,7 +472,8 @@ def test_teacher_scores_reach_the_writers(tmp_path: Path) -> None:
 def test_doctests() -> None:
     import negsample.scoring  # noqa: F401
 
-    for name in ("denoise", "base", "cache", "llm", "models"):
+    names = ("denoise", "margins", "results", "mine", "base", "cache", "llm", "models")
+    for name in (*names, "listwise", "_http"):
         mod = sys.modules[f"negsample.scoring.{name}"]
         result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, name
@@ -509,7 +512,7 @@ def test_api_doc_lists_the_scoring_api() -> None:
 
 
 def test_runs() -> None:
-    from negsample.scoring.denoise import _runs
+    from negsample.scoring.mine import _runs
 
     assert _runs(np.array([3, 5, 200, 201, 45]), gap=64) == [(3, 46), (200, 202)]
     assert _runs(np.array([9, 9, 10])) == [(9, 11)]
@@ -557,3 +560,122 @@ def test_nfcorpus_perfect_judge_removes_every_hidden_positive() -> None:
     for other in runs[1:]:
         assert np.array_equal(runs[0].negatives.ids, other.negatives.ids)
     assert ns.negative_quality(runs[0].negatives, split.hidden).false_negatives == 0
+
+
+def test_draw_plan() -> None:
+    from negsample.scoring import draw_plan
+
+    topk = ns.TopKSampler(k=50)
+    p = draw_plan(topk, 7, oversample=2.0, n_corpus=1000)
+    assert (p.first, p.max_draws, p.on_short) == (14, 50, "pad") and p.sampler is topk
+    # capped by the region, by the corpus, by max_draws; at least n
+    assert draw_plan(topk, 7, oversample=10, n_corpus=1000).first == 50
+    assert draw_plan(topk, 7, oversample=2, n_corpus=11).max_draws == 10
+    assert draw_plan(topk, 7, oversample=5, n_corpus=1000, max_draws=20).first == 20
+    assert draw_plan(topk, 7, oversample=1.0, n_corpus=1000).first == 7
+    # a sampler without a region: 32 x n
+    assert draw_plan(ns.RandomSampler(), 3, oversample=2, n_corpus=10**6).max_draws == 96
+    # drop -> pad for the draws, drop after denoising
+    d = draw_plan(ns.TopKSampler(k=50, on_shortfall="drop"), 7, n_corpus=1000)
+    assert d.sampler.on_shortfall == "pad" and d.on_short == "drop"
+    for bad, msg in (
+        ({"oversample": 0.5}, "oversample"),
+        ({"oversample": float("inf")}, "oversample"),
+        ({"oversample": float("nan")}, "oversample"),
+        ({"max_draws": 60}, "max_draws=60 exceeds"),
+        ({"max_draws": 5}, "smaller than n=7"),
+        ({"n_corpus": 0}, "n_corpus"),
+    ):
+        kw = {"oversample": 2.0, "n_corpus": 1000, **bad}
+        with pytest.raises(ValueError, match=msg):
+            draw_plan(topk, 7, **kw)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fewer than the n=60"):
+        draw_plan(topk, 60, n_corpus=1000)
+    # the plan is what mine_denoised mines first
+    data = ns.make_synthetic(n_docs=300, n_queries=6, dim=8, seed=0)
+    texts = [f"q#{i}" for i in range(6)], [f"d#{j}" for j in range(300)]
+    res = mine_denoised(
+        data.queries,
+        ns.NumpyIndex(data.corpus),
+        data.positives,
+        ns.TopKSampler(k=40),
+        query_texts=texts[0],
+        document_texts=texts[1],
+        n=4,
+        oversample=3.0,
+        judge=FakeJudge(fail=0.0),
+    )
+    first = draw_plan(ns.TopKSampler(k=40), 4, oversample=3.0, n_corpus=300).first
+    assert first == 12
+    assert res.stats.widened_rows == 0 and res.stats.max_draws == first
+
+
+class AnchorJudge:
+    """FN for document 4 when judged against positive 0, HN otherwise."""
+
+    name = "anchor"
+    stats = None
+
+    def judge(self, items: Sequence[JudgeItem]) -> list[Label | None]:
+        return ["FN" if (it.document, it.positive) == ("d#4", "d#0") else "HN" for it in items]
+
+
+def _two_anchor_rows() -> ns.Negatives:
+    ids = np.array([[4, 5, 6, 7], [5, 4, 8, 9]])
+    return ns.Negatives(
+        ids, np.zeros(ids.shape, np.float32), np.array([0, 0]), np.array([0, 1]), ns.MiningStats()
+    )
+
+
+def test_fn_actions_by_hand() -> None:
+    kw = dict(
+        query_texts=["q#0"],
+        document_texts=[f"d#{i}" for i in range(10)],
+        positives=[[0, 1]],
+        n=2,
+        judge=AnchorJudge(),
+    )
+    rem = denoise(_two_anchor_rows(), **kw)  # type: ignore[arg-type]
+    assert rem.negatives.ids.tolist() == [[5, 6], [5, 4]]  # 4 is HN against positive 1
+    assert [e.tolist() for e in rem.extra_positives] == [[4], []]
+    assert rem.positives[0].tolist() == [0, 1] and rem.stats.fn_action == "remove"
+    rel = denoise(_two_anchor_rows(), fn_action="relabel", **kw)  # type: ignore[arg-type]
+    # 4 is a positive of query 0 now: it leaves row 1 too, which is short
+    assert rel.positives[0].tolist() == [0, 1, 4] and rel.stats.relabelled == 1
+    assert rel.negatives.ids.tolist() == [[5, 6], [5, -1]]
+    assert rel.stats.removed["judge_fn_elsewhere"] == 1 and rel.stats.short_rows == 1
+    assert rel.negatives.stats.removed["denoise:judge_fn_elsewhere"] == 1
+    drop = denoise(_two_anchor_rows(), fn_action="drop-query", drop_above=0, **kw)  # type: ignore[arg-type]
+    assert len(drop.negatives) == 0 and drop.dropped_queries.tolist() == [0]
+    assert drop.stats.dropped_queries == 1 and drop.stats.dropped_query_rows == 2
+    keep = denoise(_two_anchor_rows(), fn_action="drop-query", drop_above=1, **kw)  # type: ignore[arg-type]
+    assert keep.negatives.ids.tolist() == rem.negatives.ids.tolist()
+    for bad, msg in (
+        ({"fn_action": "delete"}, "fn_action must be one of"),
+        ({"fn_action": "drop-query", "drop_above": -1}, "drop_above must be"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            denoise(_two_anchor_rows(), **kw, **bad)  # type: ignore[arg-type]
+    no_judge = {k: v for k, v in kw.items() if k != "judge"}
+    with pytest.raises(ValueError, match="pass a judge"):
+        denoise(
+            _two_anchor_rows(),
+            fn_action="relabel",
+            scorer=FakeScorer(),
+            teacher_scores=True,
+            **no_judge,
+        )  # type: ignore[arg-type]
+
+
+def test_relabel_with_a_teacher_extends_its_positive_scores(data) -> None:  # type: ignore[no-untyped-def]
+    scorer = FakeScorer(data.positives)
+    res = _run(
+        data, ns.TopKSampler(k=60), judge=FakeJudge(data.hidden), scorer=scorer, fn_action="relabel"
+    )
+    assert res.stats.relabelled > 0 and res.teacher is not None
+    for q in range(N_Q):
+        assert res.teacher.positive[q].size == res.positives[q].size
+        added = res.positives[q][data.positives[q].size :]
+        want = [scorer.value(q, int(d)) for d in added]
+        assert np.allclose(res.teacher.positive[q][data.positives[q].size :], want)
+    assert res.stats.as_dict()["relabelled"] == res.stats.relabelled

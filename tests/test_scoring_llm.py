@@ -260,13 +260,15 @@ def test_retry_budget_and_fatal_errors() -> None:
         auth.close()
 
 
-def test_connection_refused_is_counted() -> None:
+def test_connection_refused_stops_the_run_fast() -> None:
     s = Server()
     url = s.url
     s.close()  # nothing listens there any more
-    judge = LLMJudge(base_url=url, model="m", max_retries=1, backoff_base=0.0)
-    assert judge.judge(_items(["x=>HN"])) == [None]
-    assert judge.stats.retries == 1 and judge.stats.failures == 1 and judge.stats.requests == 2
+    judge = LLMJudge(base_url=url, model="m", connect_retries=1, backoff_base=0.0)
+    with pytest.raises(JudgeError, match=r"connection refused \(2 attempts\); is the server"):
+        judge.judge(_items([f"x{i}=>HN" for i in range(20)]))
+    # one refused connection is retried connect_retries times, then the whole run stops
+    assert judge.stats.requests <= 2 + 8 * 2 and judge.stats.retries >= 1
 
 
 def test_cache_hit_on_rerun(server: Server, tmp_path: Path) -> None:

@@ -724,6 +724,9 @@ def test_a_streamed_dataset_is_read_and_encoded_in_blocks(
     (path,) = small_blocks.iterdir()
     assert path.name.startswith("mined-") and path.suffix == ".arrow"
     assert [f["filename"] for f in out.cache_files] == [str(path)]
+    from negsample._files import file_mode
+
+    assert path.stat().st_mode & 0o777 == file_mode()  # the library's one file mode
     mtime = path.stat().st_mtime_ns
     again = _ns(ds.to_iterable_dataset(), model, corpus=docs, output_format="n-tuple")
     assert path.stat().st_mtime_ns == mtime and again.to_dict() == out.to_dict()  # reused

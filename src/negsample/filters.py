@@ -1,4 +1,5 @@
-"""Score filters applied to candidates before any sampler, each counted in the stats.
+"""Score filters applied to candidates before any sampler, each counted in the stats, and
+the one rule engine they share with the teacher-score margins of ``negsample.scoring``.
 
 Every filter is a mask over the candidate matrix; a candidate removed by several filters
 is counted once, under the first one in this order: ``rank_window``, ``max_score``,
@@ -10,14 +11,21 @@ The names and meanings are sentence-transformers' (``mine_hard_negatives``):
 ``s(q,d-) < s+ - |s+| * r`` (NV-Retriever's TopK-PercPos with ``p = 1 - r``: 0.05 is its
 95%). A query that the filters leave without any candidate is counted in
 ``stats.emptied`` and reported once per call on the ``negsample`` logger.
+
+The four score rules (their order, strict inequalities, the sign-safe relative margin, the
+``s+`` anchor policies, the limits of their values and the counting by first failing rule)
+live in :class:`ScoreRules`: :class:`Filters` applies them to the retriever's scores (with
+the rank window on top), :class:`negsample.scoring.Margins` to a teacher's.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,9 +36,22 @@ if TYPE_CHECKING:
     from ._types import MiningStats
     from .candidates import SamplerBatch
 
-__all__ = ["Filters", "anchor_scores", "rank_window", "warn_emptied"]
+__all__ = [
+    "ANCHORS",
+    "SCORE_RULES",
+    "Filters",
+    "ScoreRules",
+    "anchor_reduce",
+    "anchor_scores",
+    "rank_window",
+    "warn_emptied",
+]
 
-_FILTER_ANCHORS = ("min", "max", "mean")
+SCORE_RULES: tuple[str, ...] = ("max_score", "min_score", "absolute_margin", "relative_margin")
+"""The score rules in the order they are applied (a candidate failing several is counted
+under the first)."""
+ANCHORS: tuple[str, ...] = ("min", "max", "mean")
+"""How ``s+`` is taken over a query's positives."""
 _log = logging.getLogger(__name__)
 
 
@@ -48,6 +69,37 @@ def rank_window(valid: npt.NDArray[np.bool_], lo: int, hi: int | None) -> npt.ND
     return keep
 
 
+def anchor_reduce(
+    values: npt.ArrayLike,
+    indptr: npt.ArrayLike,
+    policy: str,
+    known: npt.NDArray[np.bool_] | None = None,
+) -> npt.NDArray[np.float64]:
+    """One ``s+`` per segment of ``values`` (``values[indptr[i]:indptr[i+1]]``) by
+    ``policy`` (:data:`ANCHORS`), over the ``known`` entries only (all by default).
+
+    A segment without a known entry gets ``inf`` (``"min"``), ``-inf`` (``"max"``) or NaN
+    (``"mean"``): callers refuse such rows before using them.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    ptr = np.asarray(indptr, dtype=np.int64)
+    ok = np.ones(v.shape, bool) if known is None else np.asarray(known, bool)
+    if policy == "mean":
+        n_known = segment_sum(ok.astype(np.int64), ptr)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.asarray(segment_sum(np.where(ok, v, 0.0), ptr) / n_known, np.float64)
+    if policy in ("min", "max"):
+        fill = np.inf if policy == "min" else -np.inf
+        vals = np.where(ok, v, fill)
+        ufunc = np.minimum if policy == "min" else np.maximum
+        out = np.full(ptr.shape[0] - 1, fill)
+        nonempty = np.flatnonzero(np.diff(ptr) > 0)
+        if nonempty.size:
+            out[nonempty] = ufunc.reduceat(vals, ptr[nonempty])
+        return out
+    raise ValueError(f"anchor must be one of {ANCHORS}, got {policy!r}")
+
+
 def anchor_scores(batch: SamplerBatch, policy: str) -> npt.NDArray[np.float64]:
     """One ``s+`` per row from the known positive scores (NaN = unknown) by ``policy``."""
     pos = batch.positives
@@ -60,17 +112,112 @@ def anchor_scores(batch: SamplerBatch, policy: str) -> npt.NDArray[np.float64]:
             f"query {q}: no positive score is known, so score filters cannot be applied; "
             "pass positive_scores or an index to compute them"
         )
-    if policy == "mean":
-        return segment_sum(np.where(known, ps, 0.0), pos.indptr) / n_known
-    if policy in ("min", "max"):
-        fill = np.inf if policy == "min" else -np.inf
-        vals = np.where(known, ps, fill)
-        ufunc = np.minimum if policy == "min" else np.maximum
-        out = np.full(batch.size, fill)
-        nonempty = np.flatnonzero(pos.lengths > 0)
-        out[nonempty] = ufunc.reduceat(vals, pos.indptr[nonempty])
+    return anchor_reduce(ps, pos.indptr, policy, known)
+
+
+def _check_real(name: str, v: Any) -> None:
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise ValueError(f"{name} must be a real number or None, got {v!r}")
+    if not math.isfinite(float(v)):
+        raise ValueError(f"{name} must be finite, got {v!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreRules:
+    """The four score rules, one engine for :class:`Filters` (retriever scores) and
+    :class:`negsample.scoring.Margins` (teacher scores).
+
+    A candidate with score ``s-`` is kept when every rule that is set holds; inequalities
+    are strict, and a candidate failing several rules is counted under the first in
+    :data:`SCORE_RULES` order:
+
+    - ``max_score=c``: ``s- < c``; ``min_score=c``: ``s- > c``;
+    - ``absolute_margin=m``: ``s- < s+ - m`` (NV-Retriever's TopK-MarginPos);
+    - ``relative_margin=r``: ``s- < s+ - |s+| * r``, sign-safe (the naive ``(1 - r) * s+``
+      lets through negatives scored above a positive with ``s+ < 0``); ``r = 0.05`` is
+      NV-Retriever's TopK-PercPos ``p = 0.95``.
+
+    ``s+`` is taken over the query's positives by ``anchor`` (:data:`ANCHORS`, default
+    ``"min"``, as sentence-transformers and NV-Retriever do); see :func:`anchor_reduce`.
+
+    Limits (the same for both users): every value is a finite real number (not a bool) or
+    None; ``relative_margin`` lies in ``[0, 1]``. ``r = 1`` is the last value that is still
+    a share of ``|s+|`` (TopK-PercPos with ``p = 0``: keep ``s- < 0`` for ``s+ > 0``);
+    above it the rule is no longer a percentage of the positive, below 0 it would keep
+    negatives scored above the positive.
+
+    Scores are compared in the dtype they are given in (``Filters`` compares the
+    retriever's float32 scores, ``Margins`` float64 teacher scores).
+
+    Examples
+    --------
+    >>> from negsample.filters import ScoreRules
+    >>> rules = ScoreRules(relative_margin=0.05, max_score=0.99)
+    >>> keep, reason = rules.first_failing([0.9, 0.96, -2.2, -2.0], [1.0, 1.0, -2.0, -2.0])
+    >>> keep.tolist(), reason.tolist()
+    ([True, False, True, False], [-1, 3, -1, 3])
+    """
+
+    absolute_margin: float | None = None
+    relative_margin: float | None = None
+    max_score: float | None = None
+    min_score: float | None = None
+    anchor: str = "min"
+
+    def __post_init__(self) -> None:
+        for name in ("absolute_margin", "relative_margin", "max_score", "min_score"):
+            _check_real(name, getattr(self, name))
+        if self.relative_margin is not None and not 0.0 <= self.relative_margin <= 1.0:
+            raise ValueError(
+                f"relative_margin must be in [0, 1] (sentence-transformers' convention: 0.05 "
+                f"discards negatives scored above s+ - 0.05 |s+|), got {self.relative_margin}"
+            )
+        if not isinstance(self.anchor, str) or self.anchor not in ANCHORS:
+            raise ValueError(f"anchor must be one of {ANCHORS}, got {self.anchor!r}")
+
+    @property
+    def needs_positive(self) -> bool:
+        """Whether a margin is set (the rules then need ``s+``)."""
+        return self.absolute_margin is not None or self.relative_margin is not None
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.needs_positive and self.max_score is None and self.min_score is None
+
+    def masks(self, negative: Any, positive: Any = None) -> list[tuple[str, npt.NDArray[np.bool_]]]:
+        """``(rule, keep)`` for every rule that is set, in :data:`SCORE_RULES` order.
+
+        ``negative`` holds ``s-`` (compared in its own dtype); ``positive`` the matching
+        ``s+``, broadcastable against it (needed only when a margin is set).
+        """
+        s = negative if isinstance(negative, np.ndarray) else np.asarray(negative, np.float64)
+        out: list[tuple[str, npt.NDArray[np.bool_]]] = []
+        if self.max_score is not None:
+            out.append(("max_score", s < self.max_score))
+        if self.min_score is not None:
+            out.append(("min_score", s > self.min_score))
+        if self.needs_positive:
+            if positive is None:
+                raise ValueError("absolute_margin and relative_margin need the s+ scores")
+            sp = positive if isinstance(positive, np.ndarray) else np.asarray(positive, np.float64)
+            if self.absolute_margin is not None:
+                out.append(("absolute_margin", s < sp - self.absolute_margin))
+            if self.relative_margin is not None:
+                out.append(("relative_margin", s < sp - np.abs(sp) * self.relative_margin))
         return out
-    raise ValueError(f"anchor must be one of {_FILTER_ANCHORS}, got {policy!r}")
+
+    def first_failing(
+        self, negative: Any, positive: Any = None
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+        """``(keep, reason)``: which candidates pass every rule, and for the others the
+        index in :data:`SCORE_RULES` of the first rule that removes them (-1 where kept)."""
+        shape = np.shape(negative)
+        reason = np.full(shape, -1, np.int64)
+        for name, ok in self.masks(negative, positive):
+            reason[(reason < 0) & ~np.broadcast_to(ok, shape)] = SCORE_RULES.index(name)
+        return reason < 0, reason
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,15 +280,7 @@ class Filters:
             raise ValueError(
                 f"range_max ({self.range_max}) must be greater than range_min ({self.range_min})"
             )
-        for name in ("absolute_margin", "max_score", "min_score", "relative_margin"):
-            v = getattr(self, name)
-            if v is not None and not np.isfinite(v):
-                raise ValueError(f"{name} must be finite, got {v}")
-        if self.relative_margin is not None and not 0.0 <= self.relative_margin <= 1.0:
-            raise ValueError(
-                f"relative_margin must be in [0, 1] (sentence-transformers' convention: 0.05 "
-                f"discards negatives scored above s+ - 0.05 |s+|), got {self.relative_margin}"
-            )
+        _ = self.rules  # validates the score rules: one set of limits (ScoreRules)
         if self.relative_margin is not None and self.relative_margin >= 0.5:
             _log.warning(
                 "relative_margin=%s discards only negatives scored above s+ - %s |s+| "
@@ -152,22 +291,25 @@ class Filters:
                 self.relative_margin,
                 round(1.0 - self.relative_margin, 6),
             )
-        if self.anchor not in _FILTER_ANCHORS:
-            raise ValueError(f"anchor must be one of {_FILTER_ANCHORS}, got {self.anchor!r}")
+
+    @property
+    def rules(self) -> ScoreRules:
+        """The score rules of these filters (the engine :class:`ScoreRules`)."""
+        return ScoreRules(
+            absolute_margin=self.absolute_margin,
+            relative_margin=self.relative_margin,
+            max_score=self.max_score,
+            min_score=self.min_score,
+            anchor=self.anchor,
+        )
 
     @property
     def needs_positive_scores(self) -> bool:
-        return self.absolute_margin is not None or self.relative_margin is not None
+        return self.rules.needs_positive
 
     @property
     def is_noop(self) -> bool:
-        return (
-            self.range_min == 0
-            and self.range_max is None
-            and self.max_score is None
-            and self.min_score is None
-            and not self.needs_positive_scores
-        )
+        return self.range_min == 0 and self.range_max is None and self.rules.is_noop
 
     def apply(self, batch: SamplerBatch, stats: MiningStats) -> npt.NDArray[np.bool_]:
         """The new ``valid`` mask for ``batch``; removals are added to ``stats.removed``,
@@ -177,16 +319,9 @@ class Filters:
         steps: list[tuple[str, npt.NDArray[np.bool_]]] = []
         if self.range_min > 0 or self.range_max is not None:
             steps.append(("rank_window", rank_window(valid, self.range_min, self.range_max)))
-        if self.max_score is not None:
-            steps.append(("max_score", s < self.max_score))
-        if self.min_score is not None:
-            steps.append(("min_score", s > self.min_score))
-        if self.needs_positive_scores:
-            s_pos = anchor_scores(batch, self.anchor)[:, None]
-            if self.absolute_margin is not None:
-                steps.append(("absolute_margin", s < s_pos - self.absolute_margin))
-            if self.relative_margin is not None:
-                steps.append(("relative_margin", s < s_pos - np.abs(s_pos) * self.relative_margin))
+        rules = self.rules
+        s_pos = anchor_scores(batch, self.anchor)[:, None] if rules.needs_positive else None
+        steps.extend(rules.masks(s, s_pos))
         for name, keep in steps:
             removed = valid & ~keep
             stats.count_removed(name, int(removed.sum()))

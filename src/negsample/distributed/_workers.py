@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,17 +79,21 @@ class WorkerSource:
         return build_spec_index(vectors, self.spec, self.metric, self.options)
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able identity (for a run's settings hash)."""
-        corpus = self.corpus
-        if isinstance(corpus, Rows):
-            p = Path(corpus.path)
-            st = p.stat()
-            corpus = [str(p.resolve()), st.st_size, st.st_mtime_ns, corpus.start, corpus.stop]
-        elif corpus is not None:
-            corpus = "array"
+        """JSON-able identity (for a run's settings hash): the spec, or the saved folder's
+        files by content, the metric and options, and the corpus's shape and a digest of
+        its values (of a ``.npy``'s rows: cached when they are the whole file; an object
+        reference: read back to digest it). Paths and times are left out: the same
+        content in another place (or touched) continues a run, other content never."""
+        from .._digest import folder_digest
+        from ..pipeline.settings import corpus_identity
+
+        data = self.corpus
+        if isinstance(data, Rows) and data.start == 0 and data.stop is None:
+            data = np.load(data.path, mmap_mode="r")  # the whole file: its digest is cached
+        corpus = None if data is None else corpus_identity(resolve(data))
         return {
             "spec": self.spec if self.saved is None else None,
-            "saved": self.saved,
+            "saved": None if self.saved is None else folder_digest(self.saved),
             "metric": self.metric,
             "corpus": corpus,
             "options": {k: repr(v) for k, v in sorted(self.options.items())},

@@ -21,8 +21,10 @@ from ..pipeline.dataset import (
     _search_options,
     duplicate_exclusion,
     positive_scores,
+    saved_index_key,
+    spec_index_identity,
 )
-from ..pipeline.resume import settings_hash, work_lock
+from ..pipeline.store import RunStore
 from ..samplers.base import BaseSampler
 from ._ray import connect, get, ray_module
 from .index import ReplicatedIndex, ShardedIndex, as_data, exact_like
@@ -84,7 +86,8 @@ def mine_dataset_distributed(
     timings: dict[str, float] = {}
     user = dict(settings or {})
     user.update(index=index, metric=metric, **opts)
-    user["embeddings"] = embeddings.source  # (mine_dataset's settings, in its order)
+    user["embeddings"] = embeddings.source
+    identity = spec_index_identity(embeddings.corpus)  # (those of mine_dataset)
     started = connect(address)
     tmp = None
     if work_dir is None:
@@ -94,7 +97,7 @@ def mine_dataset_distributed(
     held: ReplicatedIndex | ShardedIndex | None = None
     lock = ExitStack()
     try:
-        lock.enter_context(work_lock(wd))  # the saved index and the chunks: one process
+        lock.enter_context(RunStore(wd).lock())  # the saved index and the chunks: one process
         t = time.perf_counter()
         if corpus_shards is not None:
             held = ShardedIndex(
@@ -110,7 +113,7 @@ def mine_dataset_distributed(
         else:
             spec, options = index, index_options
             if not exact_like(index):  # the one index mine_dataset builds and keeps
-                key = settings_hash(user)[:16]
+                key = saved_index_key(user, identity)
                 _index_for(embeddings, index, metric, wd, key, opts)
                 spec, options = str(wd / f"index-{key}"), None
             held = ReplicatedIndex(
@@ -139,6 +142,7 @@ def mine_dataset_distributed(
             work_dir=wd,
             chunk_size=chunk_size,
             settings=user,
+            index_identity=identity,
             progress=progress,
             on_chunk=on_chunk,
             log=log,

@@ -132,14 +132,9 @@ def _template(
 
 def _identity(src: WorkerSource, data: Rows | np.ndarray | None) -> dict[str, Any]:
     """What identifies the index the workers hold (hashed into a run's settings): the spec
-    or saved folder, metric and options, and the corpus file (path, size, mtime) or a
-    digest of the corpus array."""
-    from ..pipeline.resume import _array_digest
-
-    out = replace(src, corpus=data if isinstance(data, Rows) else None).describe()
-    if isinstance(data, np.ndarray):
-        out["corpus"] = _array_digest(data)
-    return out
+    or saved folder's content, metric and options, and a digest of the corpus's values
+    (a ``.npy`` file's is cached; :meth:`WorkerSource.describe`)."""
+    return replace(src, corpus=data).describe()
 
 
 def _expected_block(src: WorkerSource, dim: int, num_gpus: float) -> int:
@@ -605,6 +600,11 @@ class ShardedIndex(BaseIndex):
     def close(self) -> None:
         """Stop the shard workers."""
         self._workers.close()
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this index's results in a resumable run's settings: the
+        shards' source (spec or saved folder, options, a digest of the corpus)."""
+        return {"content": self.identity}
 
     def __enter__(self) -> ShardedIndex:
         return self

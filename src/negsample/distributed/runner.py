@@ -8,23 +8,26 @@ import os
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._types import MiningStats, Negatives
+from .._types import Negatives
 from ..filters import Filters
-from ..pipeline import resume
+from ..pipeline.executor import ChunkExecutor, ChunkJob, LocalExecutor
+from ..pipeline.executor import run_chunks as run_chunks_in
+from ..pipeline.settings import DEFAULT_CHUNK, corpus_identity, run_settings, settings_hash
+from ..pipeline.store import RunStore
 from ..samplers.base import BaseSampler
 from ..samplers.topk import TopKSampler
 from ._ray import connect, get, is_worker_lost, ray_module
 from ._workers import MineTask, Rows, build_spec_index
 from .index import ReplicatedIndex, ShardedIndex, as_data, exact_like
 
-__all__ = ["aligned_chunk_size", "default_workers", "mine_distributed"]
+__all__ = ["RayExecutor", "aligned_chunk_size", "default_workers", "mine_distributed"]
 
 #: Chunks queued per worker (one running, one waiting, so a worker never idles on the driver).
 _IN_FLIGHT = 2
@@ -186,7 +189,7 @@ def mine_distributed(
     lock = ExitStack()
     try:
         # the saved index and the chunks: one process at a time in the work folder
-        lock.enter_context(resume.work_lock(Path(work_dir)))
+        lock.enter_context(RunStore(work_dir).lock())
         if isinstance(index, ReplicatedIndex | ShardedIndex):
             held = index
         elif corpus_shards is not None:
@@ -214,7 +217,6 @@ def mine_distributed(
                 gpus_per_worker=gpus_per_worker,
                 max_restarts=max_restarts,
             )
-        user = {**dict(settings or {}), "index": held.identity}
         return run_chunks(
             held,
             queries,
@@ -226,7 +228,8 @@ def mine_distributed(
             exclude=exclude,
             work_dir=Path(work_dir),
             chunk_size=chunk_size,
-            settings=user,
+            settings=dict(settings or {}),
+            index_identity=held.identity,
             progress=progress,
             on_chunk=on_chunk,
             log=log,
@@ -246,15 +249,20 @@ def _build_once(
 ) -> str:
     """Build an approximate index (HNSW, IVF...) once, here, and save it in the work
     folder, so that every worker loads the very same index (built by each worker, the
-    graphs would differ) and a resumed run searches it again."""
-    from ..pipeline.resume import settings_hash
-
+    graphs would differ) and a resumed run searches it again. Its name holds the
+    corpus's identity too: an index built over other vectors is never loaded."""
     if corpus is None:
         raise ValueError(f"index spec {spec!r} is built from a corpus: pass corpus= (.npy/array)")
     data, _, _ = as_data(corpus, "corpus")
-    vectors = data.read() if isinstance(data, Rows) else data
+    # a .npy mapped whole (its digest is cached), or the array
+    vectors = np.load(data.path, mmap_mode="r") if isinstance(data, Rows) else data
     key = settings_hash(
-        {"spec": spec, "metric": metric, "options": repr(sorted(dict(options or {}).items()))}
+        {
+            "spec": spec,
+            "metric": metric,
+            "options": repr(sorted(dict(options or {}).items())),
+            "corpus": corpus_identity(vectors),
+        }
     )
     saved = work_dir / f"index-{key[:16]}"
     if not (saved / "meta.json").is_file():
@@ -276,11 +284,17 @@ def run_chunks(
     work_dir: Path,
     chunk_size: int | None,
     settings: Mapping[str, Any],
+    index_identity: Mapping[str, Any],
     progress: bool,
     on_chunk: Callable[[int, int], None] | None,
     log: Callable[[str], None] | None,
 ) -> Negatives:
-    """The resumable chunks of one run on workers already started."""
+    """The resumable chunks of one run on workers already started: the run store and
+    settings of :func:`~negsample.mine_resumable`, the chunks computed by the workers
+    (:class:`RayExecutor`, query sharding) or by :func:`~negsample.mine` here over the
+    shards (:class:`~negsample.pipeline.LocalExecutor`, corpus sharding).
+    ``index_identity`` is what identifies the workers' index in the settings (the same
+    in both modes)."""
     if n >= held.ntotal:
         raise ValueError(
             f"n={n} negatives requested but the corpus has only {held.ntotal} rows "
@@ -288,66 +302,37 @@ def run_chunks(
         )
     given = chunk_size is not None
     if chunk_size is None:
-        chunk_size = resume.DEFAULT_CHUNK
+        chunk_size = DEFAULT_CHUNK
     size = aligned_chunk_size(chunk_size, held.search_block)
     if size != chunk_size and log is not None and given:
         log(f"chunk size {chunk_size} rounded up to {size} (a multiple of the search block)")
-    qdata, n_q, dim = as_data(queries, "queries")
+    qdata, _, dim = as_data(queries, "queries")
     if dim != held.dim:
         raise ValueError(f"queries has dimension {dim}, but the index has dimension {held.dim}")
     q_all = qdata.read() if isinstance(qdata, Rows) else qdata
-    if isinstance(held, ShardedIndex):
-        return resume.mine_resumable(
-            q_all,
-            held,
-            positives,
-            sampler,
-            work_dir=work_dir,
-            n=n,
-            seed=seed,
-            filters=filters,
-            settings=settings,
-            chunk_size=size,
-            progress=progress,
-            on_chunk=on_chunk,
-            log=log,
-            exclude=exclude,
-        )
-    h, full, pos, exc = resume.prepare_run(
+    executor: ChunkExecutor
+    if isinstance(held, ShardedIndex):  # mine() here, its searches asked of the shards
+        here: ShardedIndex | None = held
+        executor = LocalExecutor()
+    else:  # each worker mines whole chunks
+        here, executor = None, RayExecutor(held, qdata, log=log)
+    run = run_settings(
         q_all,
-        held.ntotal,
+        here,
         positives,
         sampler,
-        n_queries=n_q,
         n=n,
         seed=seed,
-        filters=filters,
-        candidates=None,
-        settings=settings,
         chunk_size=size,
+        filters=filters,
         exclude=exclude,
+        settings=settings,
+        n_corpus=held.ntotal,
+        index_identity=index_identity,
     )
-    chunks = [(a, min(a + size, n_q)) for a in range(0, n_q, size)]
-    task = MineTask(sampler, n, seed, filters)
-
-    def submit(actor: Any, a: int, b: int) -> Any:
-        e = None if exc is None else exc.slice(a, b)
-        return actor.mine_chunk.remote(a, query_rows(qdata, a, b), pos.slice(a, b), e, task)
-
-    with resume.work_lock(work_dir):  # (re-entrant: callers may hold it already)
-        resume.open_work_dir(work_dir, h, full, log)
-        return _schedule(
-            held,
-            chunks,
-            work_dir,
-            h,
-            submit,
-            n=n,
-            seed=seed,
-            progress=progress,
-            on_chunk=on_chunk,
-            log=log,
-        )
+    return run_chunks_in(
+        RunStore(work_dir), run, executor, progress=progress, on_chunk=on_chunk, log=log
+    )
 
 
 def query_rows(qdata: Rows | np.ndarray, a: int, b: int) -> Any:
@@ -357,112 +342,100 @@ def query_rows(qdata: Rows | np.ndarray, a: int, b: int) -> Any:
     return np.ascontiguousarray(qdata[a:b])
 
 
-def _schedule(
-    pool: ReplicatedIndex,
-    chunks: list[tuple[int, int]],
-    wd: Path,
-    h: str,
-    submit: Callable[[Any, int, int], Any],
-    *,
-    n: int,
-    seed: int,
-    progress: bool,
-    on_chunk: Callable[[int, int], None] | None,
-    log: Callable[[str], None] | None,
-) -> Negatives:
-    """Hand the unfinished chunks to the workers as they free up; save each result."""
-    ray = ray_module()
-    total = len(chunks)
-    parts: dict[int, Negatives] = {}
-    rejected = 0
-    for i, (a, b) in enumerate(chunks):
-        path = resume._chunk_path(wd, h, a, b)
-        got = resume._load_chunk(path, h) if path.is_file() else None
-        if isinstance(got, Negatives):
-            parts[i] = got
-        elif got is not None:  # damaged (or, renamed, another run's): computed again
-            path.unlink(missing_ok=True)
-            rejected += 1
-    if rejected and log is not None:
-        log(f"recomputing {rejected} damaged chunk files")
-    resumed = len(parts)
-    if resumed and log is not None:
-        log(f"resumed {resumed} of {total} chunks from {wd}, computing {total - resumed}")
-    todo = deque(i for i in range(total) if i not in parts)
-    alive = list(range(pool.num_workers))
-    load = dict.fromkeys(alive, 0)
-    done_by = dict.fromkeys(alive, 0)
-    inflight: dict[Any, tuple[int, int]] = {}
-    bar = None
-    if progress:
-        from .._optional import require
+class RayExecutor:
+    """Query sharding behind the executor seam (:class:`~negsample.pipeline.ChunkExecutor`):
+    the chunks handed to the workers of a :class:`ReplicatedIndex` as they free up
+    (``_IN_FLIGHT`` queued per worker), each computed by :meth:`IndexWorker.mine_chunk`
+    (:func:`~negsample.mine` with the chunk's global offset). A worker lost for good
+    leaves its chunks to the others; closing the iterator (an error, Ctrl-C) cancels the
+    work in flight. Everything else (the work folder, chunk files, counting, progress) is
+    the run store's and :func:`~negsample.pipeline.run_chunks`'.
 
-        bar = require("tqdm.auto", "progress bars").tqdm(
-            total=chunks[-1][1] if chunks else 0, unit="query", desc="mining"
-        )
-        bar.update(sum(chunks[i][1] - chunks[i][0] for i in parts))
-    t0 = time.perf_counter()
-    try:
-        while todo or inflight:
-            for w in alive:
-                while load[w] < _IN_FLIGHT and todo:
-                    i = todo.popleft()
-                    inflight[submit(pool.actors[w], *chunks[i])] = (i, w)
-                    load[w] += 1
-            # a bounded wait: back in Python at least every 0.2 s, so that Ctrl-C (SIGINT)
-            # is raised promptly even while a long chunk runs
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.2)
-            for ref in ready:
-                i, w = inflight.pop(ref)
-                load[w] -= 1
-                a, b = chunks[i]
+    Parameters
+    ----------
+    pool : ReplicatedIndex
+        The workers.
+    queries : Rows or numpy.ndarray
+        What the workers read their chunks' queries from (rows of a shared ``.npy``, or
+        the array, sent with each chunk).
+    log : callable or None
+        Receives workers lost and how many chunks each worker mined.
+    """
+
+    def __init__(
+        self,
+        pool: ReplicatedIndex,
+        queries: Rows | np.ndarray,
+        *,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.pool, self.queries, self.log = pool, queries, log
+
+    def __repr__(self) -> str:
+        return f"RayExecutor(workers={self.pool.num_workers})"
+
+    def run(
+        self, job: ChunkJob, chunks: Sequence[tuple[int, int]]
+    ) -> Iterator[tuple[int, Negatives]]:
+        ray = ray_module()
+        pool, log = self.pool, self.log
+        task = MineTask(job.sampler, job.n, job.seed, job.filters)
+
+        def submit(actor: Any, a: int, b: int) -> Any:
+            e = None if job.exclude is None else job.exclude.slice(a, b)
+            rows = query_rows(self.queries, a, b)
+            return actor.mine_chunk.remote(a, rows, job.positives.slice(a, b), e, task)
+
+        todo = deque(range(len(chunks)))
+        alive = list(range(pool.num_workers))
+        load = dict.fromkeys(alive, 0)
+        done_by = dict.fromkeys(alive, 0)
+        inflight: dict[Any, tuple[int, int]] = {}
+        t0 = time.perf_counter()
+        try:
+            while todo or inflight:
+                for w in alive:
+                    while load[w] < _IN_FLIGHT and todo:
+                        i = todo.popleft()
+                        inflight[submit(pool.actors[w], *chunks[i])] = (i, w)
+                        load[w] += 1
+                # a bounded wait: back in Python at least every 0.2 s, so that Ctrl-C
+                # (SIGINT) is raised promptly even while a long chunk runs
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.2)
+                for ref in ready:
+                    i, w = inflight.pop(ref)
+                    load[w] -= 1
+                    try:
+                        part = get(ref)
+                    except Exception as exc:
+                        if not is_worker_lost(exc):
+                            raise
+                        todo.appendleft(i)
+                        if w in alive:
+                            alive.remove(w)
+                            if log is not None:
+                                log(
+                                    f"worker {w} lost for good ({type(exc).__name__}); its "
+                                    f"chunks go to the {len(alive)} others"
+                                )
+                        if not alive:
+                            raise RuntimeError(
+                                f"every worker was lost, with {len(todo)} of {len(chunks)} "
+                                "chunks to do: run again to continue from the saved ones"
+                            ) from exc
+                        continue
+                    done_by[w] += 1
+                    yield i, part
+        except BaseException:  # (GeneratorExit too: the caller stopped)
+            for ref in inflight:
                 try:
-                    part = get(ref)
-                except Exception as exc:
-                    if not is_worker_lost(exc):
-                        raise
-                    todo.appendleft(i)
-                    if w in alive:
-                        alive.remove(w)
-                        if log is not None:
-                            log(
-                                f"worker {w} lost for good ({type(exc).__name__}); its chunks "
-                                f"go to the {len(alive)} others"
-                            )
-                    if not alive:
-                        raise RuntimeError(
-                            f"every worker was lost; {len(parts)} of {total} chunks are saved "
-                            f"in {wd}: run again to continue"
-                        ) from exc
-                    continue
-                resume._save_chunk(resume._chunk_path(wd, h, a, b), part, h)
-                parts[i] = part
-                done_by[w] += 1
-                if bar is not None:
-                    bar.update(b - a)
-                if on_chunk is not None:
-                    on_chunk(len(parts), total)
-    except BaseException:
-        for ref in inflight:
-            try:
-                ray.cancel(ref)
-            except Exception:  # best effort: the workers are killed next
-                pass
-        if log is not None:
-            log(f"stopped: {len(parts)} of {total} chunks are saved in {wd}; run again to continue")
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    if log is not None and total > resumed:
-        per = ", ".join(f"worker {w}: {c}" for w, c in done_by.items())
-        log(
-            f"{total - resumed} chunks on {pool.num_workers} workers in "
-            f"{time.perf_counter() - t0:.1f}s ({per})"
-        )
-    stats = MiningStats(seed=seed)
-    ordered = [parts[i] for i in range(total)]
-    for part in ordered:
-        stats.merge(part.stats)
-    stats.seed = seed
-    return Negatives.concat(ordered, n, stats)
+                    ray.cancel(ref)
+                except Exception:  # best effort: the workers are killed next
+                    pass
+            raise
+        if log is not None and chunks:
+            per = ", ".join(f"worker {w}: {c}" for w, c in done_by.items())
+            log(
+                f"{len(chunks)} chunks on {pool.num_workers} workers in "
+                f"{time.perf_counter() - t0:.1f}s ({per})"
+            )

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
+from .._files import write_dir_atomic as write_dir_atomic  # (re-exported)
 from .._types import SearchResult
 from .._validate import as_matrix, check_finite
 
@@ -235,27 +234,6 @@ def check_ids(ids: npt.ArrayLike, ntotal: int, name: str = "ids") -> npt.NDArray
             f"{name}{list(pos)} = {a[pos]} is out of range for an index of {ntotal} rows"
         )
     return a
-
-
-def write_dir_atomic(path: str | os.PathLike[str], write: Any) -> None:
-    """Call ``write(tmpdir)`` then move the folder into place, so no half-written index
-    is ever left at ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        write(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -357,6 +357,35 @@ class FaissIndex(BaseIndex):
             obj._source = v
         return obj
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this index's results in a resumable run's settings: the
+        factory, search settings and a digest of the index (a Flat index with its
+        vectors kept: of the vectors; otherwise of the serialized index, graph and codes
+        included, streamed)."""
+        from .._digest import StreamDigest, array_digest
+
+        faiss = _faiss()
+        out: dict[str, Any] = {
+            "factory": self.factory,
+            "ef_search": self.ef_search,
+            "nprobe": self.nprobe,
+            "device": self.device,
+        }
+        if self._source is not None and isinstance(
+            faiss.downcast_index(self._cpu), faiss.IndexFlat
+        ):
+            out["content"] = array_digest(self._source)
+        else:
+            d = StreamDigest("faiss")
+
+            def feed(b: bytes) -> int:
+                d.update(b)
+                return len(b)
+
+            faiss.write_index(self._cpu, faiss.PyCallbackIOWriter(feed))
+            out["content"] = d.hexdigest()
+        return out
+
 
 def _flat_storage(index: Any) -> Any:
     """The ``IndexFlat`` holding the uncompressed vectors of a Flat or HNSW-Flat index (it

@@ -217,6 +217,14 @@ class NumpyIndex(BaseIndex):
         kwargs.setdefault("search_block", meta.get("search_block", DEFAULT_SEARCH_BLOCK))
         return cls(vectors, metric=meta["metric"], **kwargs)
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this index's results in a resumable run's settings: a digest
+        of the stored vectors (cached for a memory-mapped ``.npy``; see
+        :func:`~negsample.pipeline.settings.index_fingerprint`)."""
+        from .._digest import array_digest
+
+        return {"content": array_digest(self._vectors)}
+
 
 # -- packed keys: one int64 per (score, id), ordered by score, then by id (smaller first) --
 _EMPTY = np.iinfo(np.int64).min

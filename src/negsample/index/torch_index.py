@@ -534,6 +534,26 @@ class TorchIndex(BaseIndex):
             **kwargs,
         )
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this index's results in a resumable run's settings: the
+        storage dtype, the kind of device, and a digest of the stored rows (streamed to
+        the host block by block, as :meth:`save` writes them)."""
+        from .._digest import RowDigest
+
+        torch = _torch()
+        np_dtype = {"float16": np.float16, "float32": np.float32, "bfloat16": np.int16}[self.dtype]
+        d = RowDigest(np_dtype, (self.ntotal, self.dim))
+        step = max(1, _UPLOAD_FLOATS // self.dim)
+        for shard in self._shards:
+            for s in range(0, shard.n, step):
+                x = shard.data[s : s + step]
+                d.update((x.view(torch.int16) if self.dtype == "bfloat16" else x).cpu().numpy())
+        return {
+            "dtype": self.dtype,
+            "device": self.devices[0].split(":")[0],
+            "content": d.hexdigest(),
+        }
+
 
 # -- helpers ----------------------------------------------------------------------------------
 class _Bfloat16Bits:

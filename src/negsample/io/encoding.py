@@ -15,7 +15,6 @@ import inspect
 import json
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -534,16 +533,9 @@ def _read_cache(cache: Path, key: str, n: int) -> Any:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from .._files import write_json
+
+    write_json(path, obj, fsync=True)
 
 
 @contextlib.contextmanager

@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -49,6 +47,8 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from .. import _files
+from .._files import atomic_path
 from .._optional import require
 from .._types import Negatives
 
@@ -133,62 +133,18 @@ def _refuse_empty(report: WriteReport) -> None:
         raise EmptyOutput(report)
 
 
-class atomic_path:
-    """``with atomic_path(p) as tmp: write(tmp)``: ``tmp`` is a fresh file next to ``p``,
-    moved onto ``p`` if the block succeeds, deleted if it fails."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
-        os.close(fd)
-        self.tmp = Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
-        return self.tmp
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-
-
-class atomic_dir:
+class atomic_dir(_files.atomic_dir):
     """``with atomic_dir(p) as tmp: write_into(tmp)``: ``tmp`` is a fresh folder next to
     ``p``, moved onto ``p`` if the block succeeds (a previous ``p`` is replaced only if it is
-    a ``datasets`` folder, i.e. a previous output), deleted if it fails."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+    a ``datasets`` folder, i.e. a previous output), deleted if it fails
+    (:class:`negsample._files.atomic_dir`)."""
 
     def __enter__(self) -> Path:
         p = self.path
         if p.exists() and not (p.is_dir() and (p / "dataset_info.json").is_file()):
             what = "a file" if not p.is_dir() else "a folder that is not a datasets folder"
             raise ValueError(f"{p} is {what}; refusing to replace it (choose another path)")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
-        return self.tmp
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        old = None
-        if self.path.exists():
-            old = Path(
-                tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".old", dir=self.path.parent)
-            )
-            os.replace(self.path, old / "previous")
-        os.replace(self.tmp, self.path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        return super().__enter__()
 
 
 def _json_float(x: float) -> float | None:

@@ -25,7 +25,9 @@ from ..filters import Filters
 from ..index.base import Index, prepare_queries
 from ..samplers.base import BaseSampler
 from ..samplers.topk import TopKSampler
-from .resume import mine_resumable, settings_hash, work_lock
+from .executor import run_chunks
+from .settings import corpus_identity, index_fingerprint, run_settings, settings_hash
+from .store import RunStore
 
 if TYPE_CHECKING:
     from ..io.data import BeirDataset
@@ -132,36 +134,40 @@ def mine_dataset(
 
         tmp_dir = tempfile.TemporaryDirectory(prefix="negsample-work-")
         work_dir = tmp_dir.name
-    wd = Path(work_dir)
+    store = RunStore(work_dir)
+    wd = store.path
     held = ExitStack()
-    held.enter_context(work_lock(wd))  # the saved index and the chunks: one process at a time
+    held.enter_context(store.lock())  # the saved index and the chunks: one process at a time
     try:
         idx: Index | None = None
         queries = None
+        identity: dict[str, Any] | None = None
         if embeddings is not None:
             user["embeddings"] = embeddings.source
+            if isinstance(index, str):  # the spec (in the settings) over these vectors
+                identity = spec_index_identity(embeddings.corpus)
             t = time.perf_counter()
-            idx = _index_for(embeddings, index, metric, wd, settings_hash(user)[:16], opts)
+            idx = _index_for(embeddings, index, metric, wd, saved_index_key(user, identity), opts)
             timings["index"] = time.perf_counter() - t
             queries = embeddings.queries
+            if identity is None:  # an Index given: its own fingerprint
+                identity = index_fingerprint(idx)
         exclude = duplicate_exclusion(dataset, log) if exclude_duplicate_texts else None
-        negs = mine_resumable(
+        run = run_settings(
             queries,
             idx,
             dataset.positives,
             sampler,
-            exclude=exclude,
-            work_dir=wd,
             n=n,
             seed=seed,
+            chunk_size=chunk_size,
             filters=filters,
             candidates=candidates,
+            exclude=exclude,
             settings=user,
-            chunk_size=chunk_size,
-            max_chunks=max_chunks,
-            progress=progress,
-            log=log,
+            index_identity=identity,
         )
+        negs = run_chunks(store, run, max_chunks=max_chunks, progress=progress, log=log)
         for k, v in negs.stats.timings.items():
             timings[k] = timings.get(k, 0.0) + v
         t = time.perf_counter()
@@ -180,6 +186,21 @@ def mine_dataset(
         held.close()
         if tmp_dir is not None:
             tmp_dir.cleanup()
+
+
+def spec_index_identity(corpus: Any) -> dict[str, Any]:
+    """What identifies the index that a spec builds over ``corpus`` in a dataset run's
+    settings (the spec, metric and options are there too): the corpus vectors'
+    :func:`~negsample.pipeline.settings.corpus_identity`. The same whether one process
+    or a cluster builds the index, so either can continue the other's run."""
+    return {"corpus": corpus_identity(corpus)}
+
+
+def saved_index_key(user: dict[str, Any], identity: dict[str, Any] | None) -> str:
+    """The name key of the approximate index a run builds and keeps in its work folder
+    (``index-<key>``): its settings and the corpus's identity, so that an index built
+    over other vectors is never loaded."""
+    return settings_hash({**user, "index_identity": identity})[:16]
 
 
 def duplicate_exclusion(dataset: BeirDataset, log: Callable[[str], None] | None) -> Any:

@@ -9,11 +9,11 @@ relative paths otherwise), and two outputs must not be the same file.
 from __future__ import annotations
 
 import os
-import re
-import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from .._files import remove_stale
 
 __all__ = [
     "check_output_dir",
@@ -110,22 +110,8 @@ def remove_stale_tmp(path: str | os.PathLike[str]) -> int:
     """Remove the temporaries that an interrupted atomic write of ``path`` left beside it
     (``.<name>.XXXXXXXX.tmp``, as :class:`~negsample.io.writers.atomic_path` names its
     files, and the folder of a ``hf`` dataset's ``save_to_disk``); returns how many. Call
-    it only while holding the output's lock."""
-    p = Path(path)
-    if not p.parent.is_dir():
-        return 0
-    pattern = re.compile(rf"^\.{re.escape(p.name)}\.[a-z0-9_]{{8}}\.tmp$")
-    n = 0
-    for q in p.parent.iterdir():
-        if not pattern.match(q.name):
-            continue
-        if q.is_dir() and not q.is_symlink():
-            shutil.rmtree(q, ignore_errors=True)
-            n += 1
-        elif q.is_file() or q.is_symlink():
-            q.unlink(missing_ok=True)
-            n += 1
-    return n
+    it only while holding the output's lock (:func:`negsample._files.remove_stale`)."""
+    return remove_stale(path)
 
 
 @contextmanager

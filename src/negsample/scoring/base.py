@@ -56,9 +56,13 @@ class ScoringStats:
         batches for a local model).
     cache_hits : answers taken from the judgement cache without a request.
     retries : requests repeated after a 429, a 5xx, a timeout or a connection error.
-    timeouts : requests that ran past their timeout.
-    malformed : answers received that are not one of the labels (never guessed).
-    failures : items left without an answer (retries exhausted, a 4xx, a malformed answer).
+    timeouts : requests that ran past their timeout (the whole request: connect, send and
+        every read).
+    malformed : answers received that are not one of the labels (never guessed); for a
+        listwise judge, items an answer left out or labelled with something else.
+    oversize : replies refused because they ran past the judge's ``max_response_bytes``.
+    failures : items left without an answer (retries exhausted, a 4xx, a malformed or
+        over-size answer).
     seconds : wall time spent inside the scorer or judge.
     """
 
@@ -68,6 +72,7 @@ class ScoringStats:
     retries: int = 0
     timeouts: int = 0
     malformed: int = 0
+    oversize: int = 0
     failures: int = 0
     seconds: float = 0.0
     _lock: threading.Lock = field(

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .._files import ensure_file
 from .base import LABELS, JudgeItem, Label
 
 __all__ = ["JudgementCache"]
@@ -49,7 +50,7 @@ class JudgementCache:
             p = Path(self.path)
             if p.exists() and not p.is_file():
                 raise ValueError(f"judgement cache {p}: not a file")
-            p.parent.mkdir(parents=True, exist_ok=True)
+            ensure_file(p)  # its folders and the file, with the one mode (sqlite's follow it)
         self._lock = threading.Lock()
         try:
             self._conn = sqlite3.connect(

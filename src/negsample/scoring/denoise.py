@@ -9,551 +9,33 @@ draws it is widened (the sampler is asked again for more draws, up to what its r
 and, if it still runs short, it is counted as short. The result is the output the sampler
 would give if it had never drawn the rejected candidates, and it depends only on each row's
 draws and on the answers, never on how rows are chunked.
+
+The pieces: :mod:`.margins` (the teacher-score rules), :mod:`.results` (what is returned),
+:mod:`._rows` (the walk), :mod:`.mine` (:func:`mine_denoised` and its draw plan).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from .._types import MiningStats, Negatives
-from .base import LABELS, Judge, JudgeItem, Scorer, ScoringStats
+from ._rows import Redraw, _Context, _ragged, _Rows
+from .base import Judge, Scorer, ScoringStats
+from .margins import Margins
+from .results import Denoised, DenoiseStats, TeacherScores
 
-if TYPE_CHECKING:
-    from ..filters import Filters
-    from ..index.base import Index
-    from ..samplers.base import BaseSampler
+# Margins, Denoised, DenoiseStats and TeacherScores are importable from here as before
+__all__ = ["DenoiseStats", "Denoised", "Margins", "TeacherScores", "denoise"]
 
-__all__ = [
-    "DenoiseStats",
-    "Denoised",
-    "Margins",
-    "TeacherScores",
-    "denoise",
-    "mine_denoised",
-]
-
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float32]
-Redraw = Callable[[int, IntArray], Negatives]
-
-_ANCHORS = ("min", "max", "mean")
 _ON_FAILURE = ("skip", "keep", "raise")
 _ON_SHORT = ("pad", "drop")
-_MARGIN_REASONS = ("max_score", "min_score", "absolute_margin", "relative_margin")
-_UNLIMITED_DRAWS = 32  # draws per negative for a sampler without a region (RandomSampler)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Margins:
-    """Filters on teacher scores, with sentence-transformers' names and conventions
-    (``mine_hard_negatives(cross_encoder=...)``; NV-Retriever's TopK-MarginPos and
-    TopK-PercPos, Moreira et al. 2024).
-
-    A candidate is kept when every rule holds (strict inequalities; sentence-transformers
-    keeps exact ties, which only matters for equal floats):
-
-    - ``max_score``: ``s- < max_score``; ``min_score``: ``s- > min_score``;
-    - ``absolute_margin=m``: ``s- < s+ - m``;
-    - ``relative_margin=r``: ``s- < s+ - |s+| * r``, sign-safe (for ``s+ < 0`` the naive
-      ``(1 - r) * s+`` would keep negatives scored above the positive). ``r = 0.05`` is
-      NV-Retriever's ``p = 0.95``.
-
-    The rules of :class:`negsample.Filters`, with the same names, on teacher scores.
-
-    ``s+`` is the teacher's score of the query's positives, taken by ``anchor``:
-    ``"min"`` (default, as sentence-transformers and NV-Retriever), ``"max"`` or ``"mean"``.
-    A candidate failing several rules is counted under the first, in the order above.
-
-    Examples
-    --------
-    >>> from negsample.scoring import Margins
-    >>> m = Margins(relative_margin=0.05)
-    >>> m.keep([0.9, 0.96, -2.2, -2.0], [1.0, 1.0, -2.0, -2.0])[0].tolist()
-    [True, False, True, False]
-    """
-
-    absolute_margin: float | None = None
-    relative_margin: float | None = None
-    max_score: float | None = None
-    min_score: float | None = None
-    anchor: str = "min"
-
-    def __post_init__(self) -> None:
-        for name in ("absolute_margin", "relative_margin", "max_score", "min_score"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not math.isfinite(float(v))):
-                raise ValueError(f"{name} must be a finite number, got {v!r}")
-        if self.relative_margin is not None and not 0.0 <= self.relative_margin < 1.0:
-            raise ValueError(
-                f"relative_margin must be in [0, 1) (sentence-transformers' convention: 0.05 "
-                f"keeps s- < s+ - 0.05 |s+|), got {self.relative_margin}"
-            )
-        if self.anchor not in _ANCHORS:
-            raise ValueError(f"anchor must be one of {_ANCHORS}, got {self.anchor!r}")
-
-    @property
-    def needs_positive(self) -> bool:
-        return self.absolute_margin is not None or self.relative_margin is not None
-
-    @property
-    def is_noop(self) -> bool:
-        return not self.needs_positive and self.max_score is None and self.min_score is None
-
-    def keep(self, negative: Any, positive: Any) -> tuple[npt.NDArray[np.bool_], IntArray]:
-        """``(keep, reason)``: which candidates pass, and for the others the index of the
-        first rule that removes them in ``("max_score", "min_score", "absolute_margin",
-        "relative_margin")`` (-1 where kept). ``negative`` holds ``s-``, ``positive`` the
-        matching ``s+`` (NaN allowed when no margin is set)."""
-        s = np.asarray(negative, dtype=np.float64)
-        sp = np.asarray(positive, dtype=np.float64)
-        reason = np.full(s.shape, -1, np.int64)
-        rules: list[npt.NDArray[np.bool_] | None] = [
-            None if self.max_score is None else s < self.max_score,
-            None if self.min_score is None else s > self.min_score,
-            None if self.absolute_margin is None else s < sp - self.absolute_margin,
-            None if self.relative_margin is None else s < sp - np.abs(sp) * self.relative_margin,
-        ]
-        for i, ok in enumerate(rules):
-            if ok is not None:
-                reason[(reason < 0) & ~ok] = i
-        return reason < 0, reason
-
-
-@dataclass
-class DenoiseStats:
-    """What the denoising step asked and removed.
-
-    Attributes
-    ----------
-    n : negatives wanted per row.
-    rows, queries : rows and distinct queries processed (before ``on_short="drop"``).
-    candidates_checked : draws sent to the scorer or the judge (each once per row). Divided
-        by ``queries`` (:attr:`pairs_per_query`) it is the cost of denoising per query.
-    pairs_scored : (query, candidate) pairs given to the scorer.
-    positive_pairs_scored : (query, positive) pairs given to the scorer.
-    pairs_judged : (query, positive, candidate) items given to the judge.
-    labels : the judge's labels, ``"FN"``, ``"TN"``, ``"HN"`` and ``"failed"`` (no label).
-    removed : candidates rejected, by reason: ``"max_score"``, ``"min_score"``,
-        ``"absolute_margin"``, ``"relative_margin"`` (teacher scores), ``"judge_fn"``,
-        ``"judge_label"`` (a label outside ``judge_keep``), ``"judge_failed"``
-        (``on_judge_failure="skip"``).
-    failed_kept : candidates kept although the judge gave no label
-        (``on_judge_failure="keep"``).
-    kept : negatives written (valid slots of the output).
-    extra_positives : FN-labelled candidates returned as extra positives.
-    short_rows : output rows with fewer than ``n`` negatives; ``padded``: their ``-1``
-        slots; ``dropped_rows``: rows removed by ``on_short="drop"``.
-    widened_rows, redraw_calls : rows drawn again with more draws, and the calls made.
-    max_draws : the widest draw used for any row.
-    scorer, judge : the scorer's and the judge's own counters during this call (requests,
-        cache hits, retries, timeouts, malformed answers, failures).
-    seconds : wall time per phase (``"score"``, ``"judge"``, ``"redraw"``).
-    """
-
-    n: int = 0
-    rows: int = 0
-    queries: int = 0
-    candidates_checked: int = 0
-    pairs_scored: int = 0
-    positive_pairs_scored: int = 0
-    pairs_judged: int = 0
-    labels: dict[str, int] = field(default_factory=dict)
-    removed: dict[str, int] = field(default_factory=dict)
-    failed_kept: int = 0
-    kept: int = 0
-    extra_positives: int = 0
-    short_rows: int = 0
-    padded: int = 0
-    dropped_rows: int = 0
-    widened_rows: int = 0
-    redraw_calls: int = 0
-    max_draws: int = 0
-    scorer: ScoringStats | None = None
-    judge: ScoringStats | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def pairs_per_query(self) -> float:
-        """Candidates checked per query (NaN with no query)."""
-        return self.candidates_checked / self.queries if self.queries else float("nan")
-
-    def count(self, table: str, key: str, k: int = 1) -> None:
-        d = getattr(self, table)
-        d[key] = d.get(key, 0) + int(k)
-
-    def add_time(self, phase: str, seconds: float) -> None:
-        self.seconds[phase] = self.seconds.get(phase, 0.0) + float(seconds)
-
-    def merge(self, other: DenoiseStats) -> DenoiseStats:
-        """Add ``other``'s counters (another part of the same run) into this one."""
-        for f in dataclasses.fields(self):
-            a, b = getattr(self, f.name), getattr(other, f.name)
-            if f.name == "n":
-                self.n = self.n or b
-            elif f.name == "max_draws":
-                self.max_draws = max(a, b)
-            elif isinstance(a, dict):
-                for k, v in b.items():
-                    a[k] = a.get(k, 0) + v
-            elif f.name in ("scorer", "judge"):
-                if b is not None:
-                    setattr(self, f.name, b.copy() if a is None else a.merge(b))
-            else:
-                setattr(self, f.name, a + b)
-        return self
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = v.as_dict() if isinstance(v, ScoringStats) else v
-        out["pairs_per_query"] = self.pairs_per_query
-        return out
-
-
-@dataclass(frozen=True)
-class TeacherScores:
-    """Teacher scores for distillation, aligned with what the writers take.
-
-    Attributes
-    ----------
-    negative : float32 ``(rows, n)`` ``s_teacher(q, d-)`` aligned with ``negatives.ids``
-        (NaN where the id is -1).
-    positive : one float32 array per query (indexed by query index, like ``positives``),
-        ``s_teacher(q, d+)`` for each of the query's positives in their order; NaN for a
-        query that had no row.
-    anchor : float64 ``(rows,)`` the ``s+`` the margins were computed against (NaN without
-        margins).
-    scorer : the scorer's name.
-    """
-
-    negative: FloatArray
-    positive: list[FloatArray]
-    anchor: npt.NDArray[np.float64]
-    scorer: str
-
-
-@dataclass(frozen=True)
-class Denoised:
-    """The result of :func:`denoise` / :func:`mine_denoised`.
-
-    Attributes
-    ----------
-    negatives : the kept negatives, ``(rows, n)``, each row's survivors in draw order;
-        ``scores`` are still the retriever's ``s(q, d-)`` (hardness stays comparable).
-        ``stats`` is the mining stats with the output's row, short and padding counts
-        and the denoising removals added under ``removed``.
-    teacher : teacher scores (``None`` without a scorer or with ``teacher_scores=False``).
-    extra_positives : per output row, the ids the judge labelled FN (draw order).
-    checked_per_row : int64 ``(rows,)`` candidates checked for each output row.
-    stats : :class:`DenoiseStats`.
-    """
-
-    negatives: Negatives
-    teacher: TeacherScores | None
-    extra_positives: list[IntArray]
-    checked_per_row: IntArray
-    stats: DenoiseStats
-
-    def teacher_negatives(self) -> Negatives:
-        """``negatives`` with the teacher's ``s(q, d-)`` as scores: pass it to
-        :func:`negsample.write_negatives` with ``scores=True,
-        positive_scores=teacher.positive`` to write distillation scores."""
-        if self.teacher is None:
-            raise ValueError("no teacher scores: denoise with a scorer and teacher_scores=True")
-        return dataclasses.replace(self.negatives, scores=self.teacher.negative)
-
-
-# -- the step --------------------------------------------------------------------------------
-
-
-class _Context:
-    """What every chunk shares: texts, positives, the scorer and judge, settings, the
-    teacher scores of positives already computed."""
-
-    def __init__(
-        self,
-        *,
-        n: int,
-        query_texts: Sequence[str],
-        document_texts: Sequence[str],
-        positives: list[IntArray],
-        scorer: Scorer | None,
-        judge: Judge | None,
-        margins: Margins | None,
-        judge_keep: frozenset[str],
-        on_judge_failure: str,
-        teacher_scores: bool,
-        stats: DenoiseStats,
-    ) -> None:
-        self.n = n
-        self.qt = query_texts
-        self.dt = document_texts
-        self.positives = positives
-        self.scorer = scorer
-        self.judge = judge
-        self.margins = margins if margins is not None and not margins.is_noop else None
-        self.judge_keep = judge_keep
-        self.on_judge_failure = on_judge_failure
-        self.teacher_scores = teacher_scores
-        self.stats = stats
-        self.pos_teacher: dict[int, FloatArray] = {}
-        self.use_scorer = scorer is not None and (self.margins is not None or teacher_scores)
-        self.need_pos = scorer is not None and (
-            teacher_scores or (self.margins is not None and self.margins.needs_positive)
-        )
-
-    def positive_scores(self, queries: IntArray) -> None:
-        """Teacher scores of every positive of ``queries`` not scored yet."""
-        assert self.scorer is not None
-        new = [int(q) for q in np.unique(queries) if int(q) not in self.pos_teacher]
-        if not new:
-            return
-        pairs = [(self.qt[q], self.dt[int(p)]) for q in new for p in self.positives[q]]
-        t0 = time.perf_counter()
-        s = _scores(self.scorer, pairs)
-        self.stats.add_time("score", time.perf_counter() - t0)
-        self.stats.positive_pairs_scored += len(pairs)
-        at = 0
-        for q in new:
-            k = self.positives[q].size
-            self.pos_teacher[q] = s[at : at + k]
-            at += k
-
-    def anchor(self, q: int) -> float:
-        s = self.pos_teacher[q].astype(np.float64)
-        assert self.margins is not None
-        if self.margins.anchor == "min":
-            return float(s.min())
-        if self.margins.anchor == "max":
-            return float(s.max())
-        return float(s.mean())
-
-
-def _scores(scorer: Scorer, pairs: list[tuple[str, str]]) -> FloatArray:
-    if not pairs:
-        return np.empty(0, np.float32)
-    s = np.asarray(scorer.score(pairs), dtype=np.float32).reshape(-1)
-    if s.shape[0] != len(pairs):
-        raise RuntimeError(f"the scorer returned {s.shape[0]} scores for {len(pairs)} pairs")
-    if not np.all(np.isfinite(s)):
-        i = int(np.argmax(~np.isfinite(s)))
-        raise ValueError(
-            f"the scorer returned {s[i]} for pair {i} (query {pairs[i][0][:60]!r}); scores "
-            "must be finite"
-        )
-    return s
-
-
-def _row_keys(neg: Negatives) -> list[tuple[int, int, int]]:
-    """(query index, anchor id, occurrence) per row: how rows of two draws are matched."""
-    seen: dict[tuple[int, int], int] = {}
-    out = []
-    for q, a in zip(neg.query_index.tolist(), neg.anchor_ids.tolist(), strict=True):
-        k = (q, a)
-        occ = seen.get(k, 0)
-        seen[k] = occ + 1
-        out.append((q, a, occ))
-    return out
-
-
-class _Rows:
-    """The state of every row: its draws (ragged; replaced by wider ones when widened), how
-    far they were walked, and what was kept so far."""
-
-    def __init__(self, ctx: _Context, negatives: Negatives) -> None:
-        n, b = ctx.n, len(negatives)
-        self.ctx = ctx
-        self.query_index = negatives.query_index
-        self.anchor_ids = negatives.anchor_ids
-        self.keys = _row_keys(negatives)
-        self.draw_ids: list[IntArray] = list(negatives.ids)
-        self.draw_sc: list[FloatArray] = list(negatives.scores)
-        self.ptr = np.zeros(b, np.int64)
-        self.ids = np.full((b, n), -1, np.int64)
-        self.scores = np.full((b, n), np.nan, np.float32)
-        self.teacher = np.full((b, n), np.nan, np.float32)
-        self.count = np.zeros(b, np.int64)
-        self.checked = np.zeros(b, np.int64)
-        self.extra: list[list[int]] = [[] for _ in range(b)]
-        self.anchors = np.full(b, np.nan, np.float64)
-        self.prepared = np.zeros(b, bool)
-
-    def _prepare(self, rows: IntArray) -> None:
-        """Teacher scores of the rows' positives and their ``s+`` (once per row)."""
-        ctx = self.ctx
-        rows = rows[~self.prepared[rows]]
-        if rows.size == 0 or not ctx.need_pos:
-            self.prepared[rows] = True
-            return
-        ctx.positive_scores(self.query_index[rows])
-        if ctx.margins is not None and ctx.margins.needs_positive:
-            self.anchors[rows] = [ctx.anchor(int(q)) for q in self.query_index[rows]]
-        self.prepared[rows] = True
-
-    def judge_positive(self, r: int) -> str:
-        a = int(self.anchor_ids[r])
-        p = a if a >= 0 else int(self.ctx.positives[int(self.query_index[r])][0])
-        return self.ctx.dt[p]
-
-    def process(self, rows: IntArray) -> None:
-        """Walk ``rows`` until each has ``n`` negatives or has run out of draws."""
-        ctx, n, st = self.ctx, self.ctx.n, self.ctx.stats
-        self._prepare(rows)
-        while True:
-            # the next draws of every row still short: exactly as many as it still needs
-            cand_row: list[int] = []
-            cand_pos: list[int] = []
-            for r in rows.tolist():
-                need = n - int(self.count[r])
-                if need <= 0:
-                    continue
-                row = self.draw_ids[r]
-                p = int(self.ptr[r])
-                while need > 0 and p < row.size:
-                    if row[p] >= 0:
-                        cand_row.append(r)
-                        cand_pos.append(p)
-                        need -= 1
-                    p += 1
-                self.ptr[r] = p
-            if not cand_row:
-                return
-            rr = np.asarray(cand_row, np.int64)
-            pp = np.asarray(cand_pos, np.int64)
-            dd = np.array([self.draw_ids[r][p] for r, p in zip(cand_row, cand_pos, strict=True)])
-            dd = dd.astype(np.int64)
-            np.add.at(self.checked, rr, 1)
-            st.candidates_checked += rr.size
-            ok = np.ones(rr.size, bool)
-            teach = np.full(rr.size, np.nan, np.float32)
-            qi = self.query_index
-            if ctx.use_scorer:
-                assert ctx.scorer is not None
-                pairs = [(ctx.qt[int(qi[r])], ctx.dt[int(d)]) for r, d in zip(rr, dd, strict=True)]
-                t0 = time.perf_counter()
-                teach = _scores(ctx.scorer, pairs)
-                st.add_time("score", time.perf_counter() - t0)
-                st.pairs_scored += len(pairs)
-                if ctx.margins is not None:
-                    ok, reason = ctx.margins.keep(teach, self.anchors[rr])
-                    for i, name in enumerate(_MARGIN_REASONS):
-                        k = int((reason == i).sum())
-                        if k:
-                            st.count("removed", name, k)
-            if ctx.judge is not None and ok.any():
-                self._judge(rr, dd, ok)
-            # keep the survivors; candidates are listed row by row in draw order
-            for i in np.flatnonzero(ok).tolist():
-                r, p = int(rr[i]), int(pp[i])
-                c = int(self.count[r])
-                self.ids[r, c] = self.draw_ids[r][p]
-                self.scores[r, c] = self.draw_sc[r][p]
-                self.teacher[r, c] = teach[i]
-                self.count[r] = c + 1
-
-    def _judge(self, rr: IntArray, dd: IntArray, ok: npt.NDArray[np.bool_]) -> None:
-        ctx, st = self.ctx, self.ctx.stats
-        assert ctx.judge is not None
-        idx = np.flatnonzero(ok)
-        qi = self.query_index
-        items = [
-            JudgeItem(ctx.qt[int(qi[rr[i]])], self.judge_positive(int(rr[i])), ctx.dt[int(dd[i])])
-            for i in idx
-        ]
-        t0 = time.perf_counter()
-        labels = list(ctx.judge.judge(items))
-        st.add_time("judge", time.perf_counter() - t0)
-        if len(labels) != len(items):
-            raise RuntimeError(f"the judge returned {len(labels)} labels for {len(items)} items")
-        st.pairs_judged += len(items)
-        for i, lab in zip(idx.tolist(), labels, strict=True):
-            if lab is None or lab not in LABELS:
-                st.count("labels", "failed")
-                if ctx.on_judge_failure == "raise":
-                    raise RuntimeError(
-                        f"the judge gave no label for query {int(qi[rr[i]])}, document "
-                        f"{int(dd[i])} (on_judge_failure='raise')"
-                    )
-                if ctx.on_judge_failure == "skip":
-                    ok[i] = False
-                    st.count("removed", "judge_failed")
-                else:
-                    st.failed_kept += 1
-                continue
-            st.count("labels", lab)
-            if lab == "FN":
-                ok[i] = False
-                st.count("removed", "judge_fn")
-                self.extra[int(rr[i])].append(int(dd[i]))
-            elif lab not in ctx.judge_keep:
-                ok[i] = False
-                st.count("removed", "judge_label")
-
-    def to_widen(self, cap: int) -> IntArray:
-        """Rows still short whose draws may go on: every draw so far valid (a ``-1`` means
-        the sampler's region ran dry) and fewer than ``cap`` of them."""
-        out = [
-            r
-            for r in np.flatnonzero(self.count < self.ctx.n).tolist()
-            if self.draw_ids[r].size < cap and bool(np.all(self.draw_ids[r] >= 0))
-        ]
-        return np.asarray(out, np.int64)
-
-    def widen(self, rows: IntArray, redraw: Redraw, cap: int, growth: float) -> None:
-        """Draw ``rows`` again, wider; the new draws must start with the old ones."""
-        st = self.ctx.stats
-        cur = max(self.draw_ids[int(r)].size for r in rows)
-        m2 = min(cap, max(cur + 1, math.ceil(cur * growth)))
-        qs = np.unique(self.query_index[rows]).astype(np.int64)
-        t0 = time.perf_counter()
-        more = redraw(m2, qs)
-        st.add_time("redraw", time.perf_counter() - t0)
-        st.redraw_calls += 1
-        if more.n < m2:
-            raise RuntimeError(f"redraw({m2}, ...) returned rows of {more.n} draws")
-        where = {k: i for i, k in enumerate(_row_keys(more))}
-        for r in rows.tolist():
-            i = where.get(self.keys[r])
-            if i is None:
-                raise RuntimeError(
-                    f"redraw returned no row for query {self.keys[r][0]} (anchor "
-                    f"{self.keys[r][1]}): rows must be drawn with on_shortfall='pad' or 'fill', "
-                    "not 'drop'"
-                )
-            old = self.draw_ids[r]
-            if not np.array_equal(more.ids[i, : old.size], old):
-                raise RuntimeError(
-                    f"query {self.keys[r][0]}: a wider draw does not start with the first "
-                    f"{old.size} draws; the draws are not reproducible (the same seed, sampler "
-                    "and index are needed, and an index that answers a query the same whatever "
-                    "the other queries searched with it; an approximate index built again may "
-                    "differ)"
-                )
-            self.draw_ids[r] = more.ids[i]
-            self.draw_sc[r] = more.scores[i]
-        st.widened_rows += int(rows.size)
-        st.max_draws = max(st.max_draws, m2)
-
-
-def _ragged(positives: Any, n_queries: int) -> list[IntArray]:
-    if isinstance(positives, np.ndarray) and positives.ndim == 2:
-        rows = [r[r >= 0] for r in positives]
-    else:
-        rows = [np.asarray(p, dtype=np.int64).reshape(-1) for p in positives]
-    if len(rows) < n_queries:
-        raise ValueError(
-            f"positives has {len(rows)} entries, the negatives name query {n_queries - 1}"
-        )
-    return [np.asarray(r, dtype=np.int64) for r in rows]
+FN_ACTIONS = ("remove", "relabel", "drop-query")
 
 
 def denoise(
@@ -573,6 +55,8 @@ def denoise(
     max_draws: int | None = None,
     growth: float = 2.0,
     on_short: str = "pad",
+    fn_action: str = "remove",
+    drop_above: int = 8,
     chunk_rows: int = 4096,
     progress: bool = False,
 ) -> Denoised:
@@ -614,6 +98,17 @@ def denoise(
         ``redraw`` is None; else required).
     growth : each widening multiplies the draws by this factor.
     on_short : rows still short at the end: ``"pad"`` with -1 (counted) or ``"drop"``.
+    fn_action : what a candidate the judge labels FN becomes. ``"remove"`` (default):
+        removed from the negatives (and listed in ``extra_positives``). ``"relabel"``:
+        removed, and added to its query's positives (:attr:`Denoised.positives`, in row
+        and draw order, each once; a negative kept in another row of the query that is
+        now a positive is removed too, counted ``removed["judge_fn_elsewhere"]``).
+        ``"drop-query"``: removed, and a query with more than ``drop_above`` distinct FN
+        documents (over all its rows) is dropped, with all its rows (counted
+        ``dropped_queries``; listed in :attr:`Denoised.dropped_queries`). A row that
+        alone passes ``drop_above`` stops being walked (its query is dropped anyway).
+    drop_above : the FN count a query may have under ``fn_action="drop-query"`` (default
+        8, the RLHN threshold as the feature request cites it).
     chunk_rows : rows processed together (the output does not depend on it).
     progress : a tqdm progress bar over chunks.
 
@@ -665,6 +160,16 @@ def denoise(
         raise ValueError(f"judge_keep may hold 'HN' and 'TN' only, got {sorted(keep_set)}")
     if on_judge_failure not in _ON_FAILURE:
         raise ValueError(f"on_judge_failure must be one of {_ON_FAILURE}, got {on_judge_failure!r}")
+    if fn_action not in FN_ACTIONS:
+        raise ValueError(f"fn_action must be one of {FN_ACTIONS}, got {fn_action!r}")
+    if (
+        isinstance(drop_above, bool)
+        or not isinstance(drop_above, int | np.integer)
+        or drop_above < 0
+    ):
+        raise ValueError(f"drop_above must be an int >= 0, got {drop_above!r}")
+    if fn_action != "remove" and judge is None:
+        raise ValueError(f"fn_action={fn_action!r} acts on the judge's FN labels: pass a judge")
     if on_short not in _ON_SHORT:
         raise ValueError(f"on_short must be one of {_ON_SHORT}, got {on_short!r}")
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
@@ -702,7 +207,7 @@ def denoise(
         if pos[q].size and int(pos[q].max()) >= len(document_texts):
             raise ValueError(f"query {q}: positive {int(pos[q].max())} has no document text")
 
-    stats = DenoiseStats(n=n)
+    stats = DenoiseStats(n=n, fn_action=fn_action)
     ctx = _Context(
         n=n,
         query_texts=query_texts,
@@ -715,6 +220,7 @@ def denoise(
         on_judge_failure=on_judge_failure,
         teacher_scores=teacher,
         stats=stats,
+        drop_above=int(drop_above) if fn_action == "drop-query" else None,
     )
     s_before = scorer.stats.copy() if scorer is not None and _has_stats(scorer) else None
     j_before = judge.stats.copy() if judge is not None and _has_stats(judge) else None
@@ -754,14 +260,64 @@ def denoise(
     qi, ai = negatives.query_index, negatives.anchor_ids
     stats.rows = rows
     stats.queries = int(np.unique(qi).size)
-    short: npt.NDArray[np.bool_] = np.asarray((ids < 0).any(axis=1))
-    if on_short == "drop" and short.any():
-        keep = np.flatnonzero(~short)
-        stats.dropped_rows = int(short.sum())
+
+    # the false negatives of each query, over its rows (row order, then draw order)
+    fn_ids: dict[int, list[int]] = {}
+    fn_teacher: dict[int, list[float]] = {}
+    for r in range(rows):
+        q = int(qi[r])
+        seen = fn_ids.setdefault(q, [])
+        for d, t in zip(state.extra[r], state.extra_teacher[r], strict=True):
+            if d not in seen:
+                seen.append(d)
+                fn_teacher.setdefault(q, []).append(t)
+    keep_row = np.ones(rows, bool)
+    dropped_q = np.empty(0, np.int64)
+    if fn_action == "drop-query":
+        dropped_q = np.asarray(
+            sorted(q for q, ds in fn_ids.items() if len(ds) > drop_above), np.int64
+        )
+        gone = np.isin(qi, dropped_q)
+        keep_row &= ~gone
+        stats.dropped_queries = int(dropped_q.size)
+        stats.dropped_query_rows = int(gone.sum())
+    out_pos = list(pos)
+    pos_teacher_extra: dict[int, list[float]] = {}
+    if fn_action == "relabel":
+        for q, ds in fn_ids.items():
+            have = set(pos[q].tolist())
+            new_ids = [d for d in ds if d not in have]
+            if new_ids:
+                out_pos[q] = np.concatenate([pos[q], np.asarray(new_ids, np.int64)])
+                pos_teacher_extra[q] = [
+                    t for d, t in zip(ds, fn_teacher[q], strict=True) if d not in have
+                ]
+                stats.relabelled += len(new_ids)
+        # a negative kept in one row that another row of its query labelled FN is a
+        # positive now: never written as a negative
+        for r in range(rows):
+            row_fn = fn_ids.get(int(qi[r]))
+            if not row_fn:
+                continue
+            bad = np.isin(ids[r], row_fn) & (ids[r] >= 0)
+            if bad.any():
+                stats.count("removed", "judge_fn_elsewhere", int(bad.sum()))
+                ok = np.flatnonzero((ids[r] >= 0) & ~bad)
+                for arr, fill in ((ids, -1), (sc, np.nan), (tc, np.nan)):
+                    row = arr[r][ok].copy()
+                    arr[r, :] = fill
+                    arr[r, : row.size] = row
+
+    short_all: npt.NDArray[np.bool_] = np.asarray((ids < 0).any(axis=1))
+    if on_short == "drop":
+        stats.dropped_rows = int((short_all & keep_row).sum())
+        keep_row &= ~short_all
+    if not keep_row.all():
+        keep = np.flatnonzero(keep_row)
         ids, sc, tc, anchors, checked = ids[keep], sc[keep], tc[keep], anchors[keep], checked[keep]
         qi, ai = qi[keep], ai[keep]
         extra = [extra[i] for i in keep.tolist()]
-        short = short[keep]
+    short = np.asarray((ids < 0).any(axis=1))
     stats.short_rows = int(short.sum())
     stats.padded = int((ids < 0).sum())
     stats.kept = int((ids >= 0).sum())
@@ -778,6 +334,8 @@ def denoise(
             ctx.pos_teacher.get(q, np.full(pos[q].size, np.nan, np.float32) if pos[q].size else nan)
             for q in range(len(pos))
         ]
+        for q, ts in pos_teacher_extra.items():
+            positive[q] = np.concatenate([positive[q], np.asarray(ts, np.float32)])
         tc = np.where(ids >= 0, tc, np.nan).astype(np.float32)
         t_scores = TeacherScores(
             negative=tc, positive=positive, anchor=anchors, scorer=str(scorer.name)
@@ -788,6 +346,8 @@ def denoise(
         extra_positives=extra,
         checked_per_row=checked,
         stats=stats,
+        positives=out_pos,
+        dropped_queries=dropped_q,
     )
 
 
@@ -810,156 +370,10 @@ def _output_stats(mined: MiningStats, st: DenoiseStats, rows: int) -> MiningStat
     return out
 
 
-def mine_denoised(
-    queries: Any,
-    index: Index,
-    positives: Any,
-    sampler: BaseSampler | None = None,
-    *,
-    query_texts: Sequence[str],
-    document_texts: Sequence[str],
-    n: int = 7,
-    seed: int = 0,
-    scorer: Scorer | None = None,
-    judge: Judge | None = None,
-    margins: Margins | None = None,
-    judge_keep: Sequence[str] = ("HN", "TN"),
-    on_judge_failure: str = "skip",
-    teacher_scores: bool | None = None,
-    oversample: float = 2.0,
-    max_draws: int | None = None,
-    growth: float = 2.0,
-    filters: Filters | None = None,
-    exclude: Any = None,
-    chunk_size: int | None = None,
-    chunk_rows: int = 4096,
-    progress: bool = False,
-) -> Denoised:
-    """:func:`negsample.mine` then :func:`denoise`: mine ``ceil(oversample * n)`` draws per
-    row (at most the sampler's ``max_n``), keep the first ``n`` that pass, and draw again,
-    wider, for the rows that run out.
+def __getattr__(name: str) -> Any:
+    # mine_denoised lives in .mine (it imports this module); kept importable from here
+    if name == "mine_denoised":
+        from .mine import mine_denoised
 
-    Parameters
-    ----------
-    queries, index, positives, sampler, seed, filters, exclude, chunk_size : as for
-        :func:`negsample.mine` (``seed`` must be an int: the draws are repeated).
-    oversample : draws mined per negative wanted at first.
-    max_draws : the most draws per row (default: the sampler's ``max_n``, the size of its
-        region; ``32 * n`` for a sampler without one, such as RandomSampler).
-    query_texts, document_texts, n, scorer, judge, margins, judge_keep, on_judge_failure,
-    teacher_scores, growth, chunk_rows, progress : as for :func:`denoise`.
-
-    The sampler's ``on_shortfall="drop"`` is applied after denoising (rows still short are
-    dropped); the draws themselves are mined with ``"pad"``. A widening mines only the
-    queries that need it (runs of them, with ``query_offset``: :func:`negsample.mine` gives
-    a query the same draws whatever slice or chunk it is mined in), once per widening level
-    whatever ``chunk_rows``; the new draws are checked to start with the old ones.
-
-    Returns
-    -------
-    Denoised
-    """
-    from .._validate import as_matrix
-    from ..mining import mine
-    from ..samplers.base import BaseSampler as _Base
-    from ..samplers.topk import TopKSampler
-
-    sampler = TopKSampler() if sampler is None else sampler
-    if not isinstance(sampler, _Base):
-        raise TypeError(f"sampler must be a negsample sampler, got {type(sampler).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int (the draws are repeated), got {seed!r}")
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if not oversample >= 1.0:
-        raise ValueError(f"oversample must be >= 1, got {oversample}")
-    sampler.check_n(n)
-    limit = sampler.max_n if sampler.max_n is not None else _UNLIMITED_DRAWS * n
-    cap = int(min(limit if max_draws is None else max_draws, index.ntotal - 1))
-    if cap < n:
-        raise ValueError(f"max_draws={cap} is smaller than n={n}")
-    if max_draws is not None and sampler.max_n is not None and max_draws > sampler.max_n:
-        raise ValueError(
-            f"max_draws={max_draws} exceeds what {type(sampler).__name__} can draw per row "
-            f"({sampler.max_n})"
-        )
-    on_short = "drop" if sampler.on_shortfall == "drop" else "pad"
-    draw_sampler = (
-        dataclasses.replace(sampler, on_shortfall="pad") if on_short == "drop" else sampler
-    )
-    q_all = as_matrix(queries, "queries", dim=index.dim)
-    n_q = q_all.shape[0]
-    n_pos = positives.shape[0] if isinstance(positives, np.ndarray) else len(positives)
-    if n_pos != n_q:
-        raise ValueError(f"positives has {n_pos} entries, queries {n_q} rows")
-
-    def draw(m: int, qrows: IntArray | None) -> Negatives:
-        if qrows is None:
-            return mine(
-                q_all,
-                index,
-                positives,
-                draw_sampler,
-                n=m,
-                seed=seed,
-                filters=filters,
-                chunk_size=chunk_size,
-                exclude=exclude,
-            )
-        # mine() gives a query the same draws whatever slice it is mined in (query_offset
-        # keeps its global index): mine only the runs of queries that need widening
-        parts = []
-        for a, z in _runs(np.asarray(qrows, np.int64)):
-            parts.append(
-                mine(
-                    q_all[a:z],
-                    index,
-                    positives[a:z],
-                    draw_sampler,
-                    n=m,
-                    seed=seed,
-                    filters=filters,
-                    chunk_size=chunk_size,
-                    exclude=None if exclude is None else exclude[a:z],
-                    query_offset=a,
-                )
-            )
-        return Negatives.concat(parts, m, MiningStats(seed=seed))
-
-    m0 = int(min(cap, max(n, math.ceil(oversample * n))))
-    t0 = time.perf_counter()
-    first = draw(m0, None)
-    t_mine = time.perf_counter() - t0
-    out = denoise(
-        first,
-        query_texts=query_texts,
-        document_texts=document_texts,
-        positives=positives,
-        n=n,
-        scorer=scorer,
-        judge=judge,
-        margins=margins,
-        judge_keep=judge_keep,
-        on_judge_failure=on_judge_failure,
-        teacher_scores=teacher_scores,
-        redraw=lambda m, qs: draw(m, qs),
-        max_draws=cap,
-        growth=growth,
-        on_short=on_short,
-        chunk_rows=chunk_rows,
-        progress=progress,
-    )
-    out.stats.add_time("mine", t_mine)
-    return out
-
-
-def _runs(rows: IntArray, gap: int = 64) -> list[tuple[int, int]]:
-    """Sorted unique ``rows`` as half-open ``[a, z)`` runs, joining runs less than ``gap``
-    rows apart (a few extra queries mined cost less than many small mine calls)."""
-    rows = np.unique(np.asarray(rows, np.int64))
-    if rows.size == 0:
-        return []
-    cut = np.flatnonzero(np.diff(rows) > gap) + 1
-    starts = np.concatenate([[0], cut])
-    stops = np.concatenate([cut, [rows.size]])
-    return [(int(rows[a]), int(rows[b - 1]) + 1) for a, b in zip(starts, stops, strict=True)]
+        return mine_denoised
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

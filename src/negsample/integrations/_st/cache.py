@@ -9,9 +9,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -98,29 +97,22 @@ def load_cached(path: str, rows: int, what: str) -> npt.NDArray[np.float32] | No
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
-    """``write(f)`` into a temporary file beside ``path``, then rename it to ``path``: an
-    interrupted run leaves no truncated file for the next one to load. (The one place the
-    drop-in writes files; to be replaced by the library's atomic-files module.)
+def write_atomic(path: str, write: Callable[[IO[Any]], None]) -> None:
+    """``write(f)`` into a temporary file beside ``path``, then rename it to ``path``
+    (:func:`negsample._files.atomic_file`): an interrupted run leaves no truncated file for
+    the next one to load. The one place the drop-in writes files.
 
     Parameters
     ----------
     path : str
         The destination.
-    write : Callable[[BinaryIO], None]
+    write : Callable[[IO[Any]], None]
         Writes the content to the open binary file it is given.
     """
-    folder = os.path.dirname(path) or "."
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".negsample-", suffix=suffix, dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from ..._files import atomic_file
+
+    with atomic_file(path) as f:
+        write(f)
 
 
 def save_atomic(path: str, arr: np.ndarray) -> None:

@@ -10,7 +10,7 @@ import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -260,7 +260,7 @@ def write_dataset(
     datasets = require("datasets", "mine_hard_negatives")
     pa = require("pyarrow", "mine_hard_negatives")
 
-    def write(f: BinaryIO) -> None:
+    def write(f: IO[Any]) -> None:
         writer, schema = None, None
         try:
             for part in _blocks(m, rows or TAKE_ROWS):
