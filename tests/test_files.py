@@ -189,7 +189,7 @@ def test_encoding_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask: 
 
 
 def test_drop_in_embedding_cache(tmp_path: Path, umask: int) -> None:
-    from negsample.integrations._st_mining import _save_atomic
+    from negsample.integrations._st.cache import save_atomic as _save_atomic
 
     folder = tmp_path / "st-cache"
     folder.mkdir()

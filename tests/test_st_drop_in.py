@@ -500,10 +500,12 @@ class _Recording(StubModel):
     def __init__(self, vectors: dict[str, np.ndarray]) -> None:
         super().__init__(vectors)
         self.kwargs: list[dict[str, Any]] = []
+        self.texts: list[list[str]] = []
         self.pools: list[Any] = []
 
     def _encode(self, texts: list[str], normalize_embeddings: bool = False, **kw: Any) -> Any:
         self.kwargs.append(kw)
+        self.texts.append(list(texts))
         return super()._encode(texts, normalize_embeddings=normalize_embeddings)
 
     encode_query = _encode
@@ -604,11 +606,11 @@ def test_an_older_sentence_transformers_is_reported(
 ) -> None:
     import importlib.metadata
 
-    from negsample.integrations import _st_mining
+    from negsample.integrations._st import inputs as _st_inputs
 
     ds, docs, model = single
     real = importlib.metadata.version
-    monkeypatch.setattr(_st_mining, "_version_warned", [])
+    monkeypatch.setattr(_st_inputs, "_version_warned", [])
     for installed, warned in (("6.3.0", False), ("6.2.1", True), ("5.1.0.dev0", True)):
         monkeypatch.setattr(
             importlib.metadata,
@@ -619,3 +621,167 @@ def test_an_older_sentence_transformers_is_reported(
         with caplog.at_level(logging.WARNING, logger="negsample"):
             _ns(ds, model, corpus=docs)
         assert ("follows sentence-transformers 6.3" in caplog.text) is warned, installed
+
+
+# -- streamed input (an IterableDataset) --------------------------------------------------------
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Tiny read, encode and write blocks (so that every one of them is crossed), and the
+    datasets cache in a temporary folder (where a streamed input's output is written)."""
+    import datasets
+
+    from negsample.integrations._st import inputs, mining, output, stream
+
+    monkeypatch.setattr(stream, "READ_ROWS", 7)
+    monkeypatch.setattr(inputs, "READ_ROWS", 5)
+    monkeypatch.setattr(mining, "STREAM_BLOCK", 11)
+    monkeypatch.setattr(output, "TAKE_ROWS", 4)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")
+    return tmp_path / "hf" / "negsample"
+
+
+def _streams(docs: list[str]) -> dict[str, Any]:
+    """The separate corpus in each form it may take, with a streamed dataset."""
+    from datasets import Dataset
+
+    table = Dataset.from_dict({"id": list(range(len(docs))), "text": docs})
+    return {
+        "list": docs,
+        "Dataset": table,
+        "IterableDataset": table.to_iterable_dataset(),
+        "column": table["text"],
+        "streamed column": table.to_iterable_dataset()["text"],
+    }
+
+
+STREAM_CASES = [
+    dict(num_negatives=4),
+    dict(num_negatives=3, range_min=1, relative_margin=0.05, max_score=0.55),
+    dict(num_negatives=3, range_max=15, sampling_strategy="random", max_score=0.55, seed=5),
+    dict(num_negatives=4, include_positives=True),
+]
+
+
+@pytest.mark.parametrize("case", range(len(STREAM_CASES)))
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_streamed_dataset_gives_the_same_dataset(
+    case: int, fmt: str, multi: Any, small_blocks: Path
+) -> None:
+    ds, docs, model = multi
+    kw = dict(STREAM_CASES[case], output_format=fmt, output_scores=True)
+    ref = _ns(ds, model, corpus=docs, **kw)
+    assert len(ref) > 0
+    for name, corpus in _streams(docs).items():
+        out = _ns(ds.to_iterable_dataset(num_shards=3), model, corpus=corpus, **kw)
+        assert out.to_dict() == ref.to_dict(), name  # the very same rows, scores included
+        assert out.features == ref.features
+        assert out.cache_files[0]["filename"].startswith(str(small_blocks))
+    # no separate corpus: the positives are the corpus
+    assert _ns(ds.to_iterable_dataset(), model, **kw).to_dict() == _ns(ds, model, **kw).to_dict()
+
+
+def test_a_streamed_dataset_with_the_other_options(multi: Any, small_blocks: Path) -> None:
+    import negsample as ns
+
+    ds, docs, model = multi
+    ce = StubCrossEncoder(model.vectors, scale=200.0)
+    for kw in (
+        dict(cross_encoder=ce, min_score=-0.5, output_format="labeled-list"),
+        dict(sampler=ns.SimANSSampler(k=50, temperature=0.05), output_format="n-tuple"),
+        dict(use_faiss=True, absolute_margin=0.1, output_format="triplet"),
+        dict(faiss_batch_size=4, sampling_strategy="random", range_max=20),
+    ):
+        if kw.get("use_faiss"):
+            pytest.importorskip("faiss")
+        ref = _ns(ds, model, corpus=docs, **kw)
+        out = _ns(ds.to_iterable_dataset(), model, corpus=docs, **kw)
+        assert out.to_dict() == ref.to_dict(), kw
+
+
+def test_a_streamed_dataset_is_read_and_encoded_in_blocks(
+    multi: Any, small_blocks: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from negsample.integrations._st import stream
+
+    ds, docs, model = multi
+    sizes: list[int] = []
+    add = stream.Distinct.add
+
+    def spy(self: Any, texts: list[str]) -> Any:
+        sizes.append(len(texts))
+        return add(self, texts)
+
+    monkeypatch.setattr(stream.Distinct, "add", spy)
+    rec = _Recording(model.vectors)
+    out = _ns(ds.to_iterable_dataset(), rec, corpus=docs, output_format="n-tuple")
+    assert max(sizes) == 7 and sum(sizes) == 2 * len(ds) + len(docs)
+    encoded = [len(c) for c in rec.texts]
+    assert max(encoded) == 11 and len(encoded) > 2  # blocks of 11 texts, never all at once
+    assert sum(encoded) == len(set(ds["query"])) + len(set(docs) | set(ds["answer"]))
+    # the output is written block by block to an Arrow file, then memory-mapped
+    (path,) = small_blocks.iterdir()
+    assert path.name.startswith("mined-") and path.suffix == ".arrow"
+    assert [f["filename"] for f in out.cache_files] == [str(path)]
+    from negsample._files import file_mode
+
+    assert path.stat().st_mode & 0o777 == file_mode()  # the library's one file mode
+    mtime = path.stat().st_mtime_ns
+    again = _ns(ds.to_iterable_dataset(), model, corpus=docs, output_format="n-tuple")
+    assert path.stat().st_mtime_ns == mtime and again.to_dict() == out.to_dict()  # reused
+
+
+def test_a_streamed_dataset_shares_the_embedding_cache(
+    single: Any, small_blocks: Path, tmp_path: Path
+) -> None:
+    ds, docs, model = single
+    kw = dict(corpus=docs, num_negatives=3, cache_folder=str(tmp_path / "emb"))
+    ref = _st(ds, model, **kw)  # sentence-transformers writes its cache files
+    calls = model.calls
+    out = _ns(ds.to_iterable_dataset(), model, **kw)  # the same names from streamed texts
+    assert model.calls == calls
+    _assert_same(out, ref)
+
+
+def test_a_streamed_dataset_of_unknown_features(single: Any, small_blocks: Path) -> None:
+    from datasets import IterableDataset
+
+    ds, docs, model = single
+    rows = ds.to_list()
+
+    def gen() -> Any:
+        yield from rows
+
+    streamed = IterableDataset.from_generator(gen)
+    assert streamed.column_names is None
+    kw = dict(corpus=docs, output_format="labeled-pair")
+    assert _ns(streamed, model, **kw).to_dict() == _ns(ds, model, **kw).to_dict()
+
+
+def test_streamed_mistakes_are_clear(single: Any, small_blocks: Path) -> None:
+    from datasets import Dataset, Features, IterableDataset, Value
+
+    ds, docs, model = single
+    bad = Dataset.from_dict({"q": [f"question {i}?" for i in range(12)], "p": ["x"] * 12})
+    bad = bad.map(lambda r, i: {"q": None if i == 9 else r["q"]}, with_indices=True)
+    with pytest.raises(ValueError, match="column 'q' row 9 is None"):
+        _ns(bad.to_iterable_dataset(), model)
+    typed = Features({"q": Value("string"), "p": Value("string")})
+    for features in (typed, None):  # no rows; known or unknown columns
+        with pytest.raises(ValueError, match="empty"):
+            _ns(IterableDataset.from_generator(lambda: iter(()), features=features), model)
+    with pytest.raises(ValueError, match="anchor_column_name='nope' is not a column"):
+        _ns(ds.to_iterable_dataset(), model, anchor_column_name="nope")
+    two = Dataset.from_dict({"a": docs, "b": docs})
+    with pytest.raises(ValueError, match="needs one column or a 'text' column"):
+        _ns(ds.to_iterable_dataset(), model, corpus=two)
+    with pytest.raises(TypeError, match=r"corpus\[6\] must be a string"):
+        _ns(ds.to_iterable_dataset(), model, corpus=[*docs[:6], None])
+
+
+def test_sentence_transformers_refuses_a_streamed_dataset(single: Any) -> None:
+    # the documented difference: sentence-transformers needs len(dataset) and to_pandas()
+    ds, docs, model = single
+    with pytest.raises(TypeError, match="has no len"):
+        _st(ds.to_iterable_dataset(), model, corpus=docs)

@@ -42,7 +42,7 @@ from ..index.numpy_index import NumpyIndex
 from ..mining import mine
 from ..samplers.base import BaseSampler
 from ..samplers.registry import sampler_from_string
-from ._st_mining import mine_hard_negatives
+from ._st import mine_hard_negatives
 
 _transformers = require("transformers", "the sentence-transformers trainer")
 require("sentence_transformers", "the sentence-transformers trainer")
