@@ -70,10 +70,14 @@ class KDTables:
 
     Attributes
     ----------
-    train : ``query_id``, ``document_ids``, ``scores`` lists, one entry per row.
-    queries : ``query_id``, ``text`` lists.
-    documents : ``document_id``, ``text`` lists.
-    width : documents per train row (the positive and ``n`` negatives).
+    train : dict of str to list
+        ``query_id``, ``document_ids``, ``scores`` (float32 arrays), one entry per row.
+    queries : dict of str to list of str
+        ``query_id``, ``text``.
+    documents : dict of str to list of str
+        ``document_id``, ``text``.
+    width : int
+        Documents per train row (the positive and ``n`` negatives).
     """
 
     train: dict[str, list[Any]]
@@ -93,15 +97,27 @@ def kd_tables(
 
     Parameters
     ----------
-    negatives : the rows to write (checked by :func:`~negsample.write_negatives`).
-    dataset : the dataset they were mined for.
-    groups : (query index, row numbers of that query), in row order.
-    report : counts ``rows``, ``empty_rows``, ``short_rows_skipped`` and ``unscored_rows``.
-    positive_scores : ``s(q, d+)`` per query, aligned with ``dataset.positives``.
+    negatives : Negatives
+        The rows to write (checked by :func:`~negsample.write_negatives`).
+    dataset : BeirDataset
+        The dataset they were mined for.
+    groups : iterable of (int, list of int)
+        (query index, row numbers of that query), in row order.
+    report : WriteReport
+        Counts ``rows``, ``empty_rows``, ``short_rows_skipped`` and ``unscored_rows``.
+    positive_scores : sequence of ndarray
+        ``s(q, d+)`` per query, aligned with ``dataset.positives``.
 
     Returns
     -------
     KDTables
+        The columns of the three subsets.
+
+    Raises
+    ------
+    ValueError
+        A query without a positive, or with several rows one of which is not anchored on
+        one of its positives.
     """
     n = negatives.n
     train: dict[str, list[Any]] = {"query_id": [], "document_ids": [], "scores": []}
@@ -169,7 +185,15 @@ def kd_tables(
 
 def write_kd_folder(tables: KDTables, folder: str | os.PathLike[str]) -> None:
     """Write ``tables`` into the (new, empty) ``folder``: the three parquet files and the
-    README that names them. Call it inside :class:`~negsample.io.writers.atomic_dir`."""
+    README that names them. Call it inside :class:`~negsample.io.writers.atomic_dir`.
+
+    Parameters
+    ----------
+    tables : KDTables
+        From :func:`kd_tables`.
+    folder : str or os.PathLike
+        An existing empty folder.
+    """
     pa = require("pyarrow", "writing a pylate-kd folder")
     pq = require("pyarrow.parquet", "writing a pylate-kd folder")
     folder = Path(folder)
@@ -188,8 +212,18 @@ def write_kd_folder(tables: KDTables, folder: str | os.PathLike[str]) -> None:
 
 
 def is_kd_folder(path: str | os.PathLike[str]) -> bool:
-    """``path`` is a folder this module wrote (a previous output, which a new write may
-    replace): exactly its four files, the README carrying negsample's mark."""
+    """Whether ``path`` is a folder this module wrote (a previous output, which a new
+    write may replace): exactly its four files, the README carrying negsample's mark.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder to look at.
+
+    Returns
+    -------
+    bool
+    """
     p = Path(path)
     try:
         names = {x.name for x in p.iterdir()}
