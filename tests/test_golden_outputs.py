@@ -59,6 +59,14 @@ def _digest_output(path: Path, fmt: str, rounded: bool) -> dict[str, str]:
         import pyarrow.parquet as pq
 
         return {"rows": _digest_rows(pq.read_table(path).to_pylist(), rounded)}
+    if fmt == "pylate-kd":
+        import pyarrow.parquet as pq
+
+        out = {"README.md": _digest_bytes((path / "README.md").read_bytes(), False)}
+        for sub in ("train", "queries", "documents"):
+            rows = pq.read_table(path / f"{sub}.parquet").to_pylist()
+            out[sub] = _digest_rows(rows, rounded)
+        return out
     out = {"file": _digest_bytes(path.read_bytes(), rounded)}
     if fmt == "tevatron":
         from negsample.io.writers import tevatron_corpus_path
@@ -121,6 +129,7 @@ MINE_CASES: list[tuple[str, str, str, list[str]]] = [
     ("faiss-flat", "tri", "st-ntuple", ["--index", "Flat"]),
     ("run-file", "simans", "flagembedding", ["--run", "RUN", "--scores"]),
     ("on-shortfall-fill", "topk", "st-ntuple", []),
+    ("pylate-kd-scores", "simans", "pylate-kd", ["--scores"]),
 ]
 
 

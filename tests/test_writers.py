@@ -288,7 +288,7 @@ def test_on_short_error_writes_nothing(mined, tmp_path: Path) -> None:  # type: 
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temp file left
 
 
-@pytest.mark.parametrize("fmt", ["st-ntuple", "tevatron", "parquet"])
+@pytest.mark.parametrize("fmt", ["st-ntuple", "tevatron", "parquet", "pylate-kd"])
 def test_zero_rows_writes_nothing(mined, tmp_path: Path, fmt: str) -> None:  # type: ignore[no-untyped-def]
     ds, res = mined
     n = res.negatives
@@ -296,14 +296,14 @@ def test_zero_rows_writes_nothing(mined, tmp_path: Path, fmt: str) -> None:  # t
                          n.anchor_ids, n.stats)  # fmt: skip
     path = tmp_path / "out"
     path.write_text("old\n")
-    if fmt == "st-ntuple":  # every row short: nothing to write
-        match = rf"no row to write \({ds.n_queries} short rows skipped \(st-ntuple needs n\)\)"
+    if fmt in ("st-ntuple", "pylate-kd"):  # every row short: nothing to write
+        match = rf"no row to write \({ds.n_queries} short rows skipped \({fmt} needs n\)\)"
     else:  # every row empty
         short = ns.Negatives(np.full_like(n.ids, -1), n.scores, n.query_index, n.anchor_ids,
                              n.stats)  # fmt: skip
         match = rf"no row to write \({ds.n_queries} rows without any negative\); nothing written"
     with pytest.raises(ns.io.writers.EmptyOutput, match=match):
-        ns.write_negatives(short, ds, path, fmt)
+        ns.write_negatives(short, ds, path, fmt, positive_scores=res.positive_scores)
     assert path.read_text() == "old\n"  # left as it was
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
@@ -349,6 +349,7 @@ def test_cli_formats_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
         "flagembedding",
         "tevatron",
         "parquet",
+        "pylate-kd",
     ):  # hf, labeled: test_cli
         out = tmp_path / f"out.{fmt}"
         stats = tmp_path / f"{fmt}.json"

@@ -1,7 +1,7 @@
 """Training files from :class:`~negsample.Negatives`: sentence-transformers (triplet,
 n-tuple, and the reranker layouts labeled-pair and labeled-list), FlagEmbedding jsonl,
-Tevatron jsonl (with its corpus file), a Hugging Face ``datasets`` folder, and parquet of
-ids and scores.
+Tevatron jsonl (with its corpus file), a Hugging Face ``datasets`` folder, parquet of
+ids and scores, and PyLate's knowledge-distillation folder (:mod:`.writers_pylate`).
 
 Every writer writes to a temporary file (or folder) in the target folder and moves it into
 place with ``os.replace``: a failed or interrupted write never leaves a half-written file.
@@ -11,8 +11,8 @@ Policies (the same for every format):
 - ``-1`` (a short row's padding) is never written as a document.
 - A row with no valid negative at all is skipped and counted (``empty_rows``).
 - Zero rows in all is an error (:class:`EmptyOutput`): no empty file is ever written.
-- Formats with a fixed number of negatives per row (``st-ntuple``, and ``hf`` in that
-  layout) need exactly ``n``:
+- Formats with a fixed number of negatives per row (``st-ntuple``, ``pylate-kd``, and
+  ``hf`` in the ``st-ntuple`` layout) need exactly ``n``:
   with ``on_short="skip"`` (default) short rows are skipped and counted
   (``short_rows_skipped``); with ``on_short="error"`` any short row stops the write
   before anything is written. Variable-length formats (``st-triplet``, ``labeled-pair``,
@@ -20,7 +20,7 @@ Policies (the same for every format):
   of a short row and count it (``short_rows_written``); ``on_short="error"`` refuses them
   too.
 - Queries with several positives: the pair-based formats (``st-triplet``, ``st-ntuple``,
-  ``labeled-list``) emit one row per (query, positive), all with the query's negatives
+  ``labeled-list``, ``pylate-kd``) emit one row per (query, positive), all with the query's negatives
   (when the sampler made one row per positive, ``positive_anchor="each"``, each row goes
   with its own positive); ``labeled-pair`` emits each query's positives (label 1) then its
   negatives (label 0) once; ``flagembedding``, ``tevatron`` and ``parquet`` emit one row per
@@ -31,6 +31,8 @@ Policies (the same for every format):
   run file's score), not a teacher's, so do not train a distillation loss on them as if a
   cross-encoder had made them; from ``Denoised.teacher_negatives()`` with
   ``positive_scores=teacher.positive``, the teacher's (``--teacher-scores``).
+  ``pylate-kd`` always writes scores (a distillation loss needs them): a row with a
+  missing (non-finite) score is left out and counted (``unscored_rows``).
 - Document text is ``title + " " + text`` (as encoded).
 """
 
@@ -52,6 +54,7 @@ from .._files import atomic_path
 from .._optional import require
 from .._types import Negatives
 from ..errors import InputError
+from .writers_pylate import is_kd_folder, kd_tables, write_kd_folder
 
 if TYPE_CHECKING:
     from .data import BeirDataset
@@ -59,6 +62,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMATS",
     "HF_LAYOUTS",
+    "FOLDER_FORMATS",
     "EmptyOutput",
     "WriteReport",
     "atomic_dir",
@@ -75,7 +79,10 @@ FORMATS = (
     "tevatron",
     "hf",
     "parquet",
+    "pylate-kd",
 )
+#: the formats whose output is a folder (``path`` names it)
+FOLDER_FORMATS = ("hf", "pylate-kd")
 #: the row layouts a ``hf`` (``datasets.save_to_disk``) folder can hold
 HF_LAYOUTS = ("st-ntuple", "st-triplet", "labeled-pair", "labeled-list")
 ON_SHORT = ("skip", "error")
@@ -92,6 +99,7 @@ class WriteReport:
     short_rows_skipped: int = 0
     short_rows_written: int = 0
     padded_slots: int = 0
+    unscored_rows: int = 0
     corpus_path: str | None = None
     layout: str | None = None
 
@@ -110,6 +118,8 @@ class WriteReport:
             extra.append(f"{self.short_rows_written} short rows written with fewer negatives")
         if self.empty_rows:
             extra.append(f"{self.empty_rows} rows without any negative skipped")
+        if self.unscored_rows:
+            extra.append(f"{self.unscored_rows} rows with a missing score skipped")
         return s + ("; " + "; ".join(extra) if extra else "")
 
 
@@ -124,6 +134,8 @@ class EmptyOutput(InputError):
             why.append(f"{report.short_rows_skipped} short rows skipped ({report.format} needs n)")
         if report.empty_rows:
             why.append(f"{report.empty_rows} rows without any negative")
+        if report.unscored_rows:
+            why.append(f"{report.unscored_rows} rows with a missing score")
         super().__init__(
             f"{report.path}: no row to write ({'; '.join(why) or 'no negatives'}); nothing written"
         )
@@ -142,7 +154,9 @@ class atomic_dir(_files.atomic_dir):
 
     def __enter__(self) -> Path:
         p = self.path
-        if p.exists() and not (p.is_dir() and (p / "dataset_info.json").is_file()):
+        if p.exists() and not (
+            p.is_dir() and ((p / "dataset_info.json").is_file() or is_kd_folder(p))
+        ):
             what = "a file" if not p.is_dir() else "a folder that is not a datasets folder"
             raise ValueError(f"{p} is {what}; refusing to replace it (choose another path)")
         return super().__enter__()
@@ -183,7 +197,7 @@ def write_negatives(
     ----------
     negatives : from :func:`negsample.mine`; ``query_index`` rows refer to
         ``dataset.query_ids``.
-    path : output file (a folder for ``"hf"``), written atomically (temporary file or
+    path : output file (a folder for ``"hf"`` and ``"pylate-kd"``), written atomically (temporary file or
         folder + ``os.replace``).
     format : jsonl: ``"st-triplet"`` (``anchor, positive, negative``), ``"st-ntuple"``
         (``anchor, positive, negative_1 ... negative_n``), ``"labeled-pair"`` (``query,
@@ -194,13 +208,18 @@ def write_negatives(
         negative_document_ids``, plus the corpus file ``<path stem>.corpus.jsonl`` with
         ``docid, title, text`` beside it, named in the report); ``"hf"``: a
         ``datasets.save_to_disk`` folder holding the ``hf_layout`` rows; ``"parquet"``
-        (``query_id, positive_ids, anchor_id, negative_ids, negative_scores``).
+        (``query_id, positive_ids, anchor_id, negative_ids, negative_scores``);
+        ``"pylate-kd"``: PyLate's knowledge-distillation folder (``train.parquet``:
+        ``query_id, document_ids, scores``, the positive first; ``queries.parquet``;
+        ``documents.parquet``; a ``README.md`` naming them for ``datasets.load_dataset``),
+        see :mod:`negsample.io.writers_pylate`.
     scores : add the scores ``negatives.scores`` and ``positive_scores`` hold (``mine()``'s
         are the miner's own ``s(q, d)``, not a teacher's): a ``scores`` list
         ``[s(q,d+), s(q,d-_1), ...]`` for ``st-triplet`` / ``st-ntuple``, ``score`` /
         ``scores`` in place of ``label`` / ``labels`` for the labeled layouts (as
         sentence-transformers' ``output_scores``), ``pos_scores``/``neg_scores`` for
         FlagEmbedding (``null`` where a score is unknown). Needs ``positive_scores``.
+        ``pylate-kd`` writes scores whatever ``scores`` says.
     positive_scores : ``s(q, d+)`` per query, aligned with ``dataset.positives``.
     on_short : ``"skip"`` or ``"error"``; see the module policies.
     hf_layout : the rows of an ``"hf"`` folder: ``"st-ntuple"`` (default), ``"st-triplet"``,
@@ -224,6 +243,8 @@ def write_negatives(
         raise ValueError(f"on_short must be one of {ON_SHORT}, got {on_short!r}")
     if scores and positive_scores is None and format != "parquet":
         raise ValueError("scores=True needs positive_scores (s(q, d+) per query)")
+    if format == "pylate-kd" and positive_scores is None:
+        raise ValueError("format 'pylate-kd' writes every score: give positive_scores")
     ids = np.asarray(negatives.ids)
     if len(negatives) and int(negatives.query_index.max()) >= dataset.n_queries:
         raise ValueError(
@@ -254,6 +275,13 @@ def write_negatives(
             )
     if format == "parquet":
         _write_parquet(negatives, dataset, Path(path), report)
+        return report
+    if format == "pylate-kd":
+        assert pos_sc is not None
+        tables = kd_tables(negatives, dataset, _groups(negatives), report, pos_sc)
+        _refuse_empty(report)  # before anything is written
+        with atomic_dir(path) as tmp:
+            write_kd_folder(tables, tmp)
         return report
     docs = dataset.document_texts
     if format == "hf":

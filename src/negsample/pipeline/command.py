@@ -201,8 +201,10 @@ def denoise_draws(sampler: Any, *, n: int, oversample: float, n_corpus: int) -> 
 
 def _places(opts: MineOptions, plan: _Plan) -> list[Place]:
     """Every path of the run: outputs, the run's lock and work folder, caches, inputs."""
+    from ..io.writers import FOLDER_FORMATS
+
     out, work = plan.out, plan.work
-    places = [Place("--out", out, "output", folder=opts.format == "hf", leftovers=True)]
+    places = [Place("--out", out, "output", folder=opts.format in FOLDER_FORMATS, leftovers=True)]
     if opts.format == "tevatron":  # and its corpus file beside it
         from ..io.writers import tevatron_corpus_path
 
