@@ -503,6 +503,8 @@ def _denoise(opts: MineOptions, plan: _Plan, ds: Any, negatives: Any, log: Log) 
 
 def _empty_hint(opts: MineOptions, st: Any) -> str:
     """Why a run wrote nothing, and what to try."""
+    from ..index.registry import parse_index_spec
+
     if st.n_rows and st.short_rows == st.n_rows:
         what = f"every one of the {st.n_rows} rows has fewer than n={opts.n} negatives"
     else:
@@ -516,7 +518,7 @@ def _empty_hint(opts: MineOptions, st: Any) -> str:
         )
     elif opts.run:
         tip = "the run file gives too few candidates per query: use a deeper run or a smaller --n"
-    elif "IVF" in opts.data.index.upper():
+    elif "nprobe" in parse_index_spec(opts.data.index).search_options:
         tip = (
             f"the index {opts.data.index!r} returned too few candidates (an IVF searches one "
             "list by default): try --index Flat (or exact), or an IVF with fewer lists"

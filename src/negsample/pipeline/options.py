@@ -139,6 +139,12 @@ class DataOptions:
     def __post_init__(self) -> None:
         if self.model:
             check_model_path("--model", self.model)
+        from ..index.registry import parse_index_spec
+
+        try:  # an unknown kind is refused before any data is read
+            parse_index_spec(self.index)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"--index {self.index!r}: {exc}") from None
 
     def embedding_cache(self) -> Path | None:
         """The embedding cache folder an encoding uses (``None`` with ``no_cache``)."""
