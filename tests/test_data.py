@@ -246,8 +246,13 @@ def test_title_only_document(beir: Path) -> None:
 
 
 def test_document_texts_is_an_attribute(beir: Path) -> None:
+    from collections.abc import Sequence
+
+    from negsample.io.texts import Texts
+
     ds = ns.load_beir(beir, "train")
-    assert isinstance(ds.document_texts, list) and isinstance(ds.query_texts, list)
+    for col in (ds.document_texts, ds.corpus_titles, ds.corpus_texts, ds.query_texts):
+        assert isinstance(col, Sequence) and isinstance(col, Texts)  # compact, read-only
     assert ds.document_texts is ds.document_texts  # computed once
     with pytest.warns(DeprecationWarning, match="an attribute"):
         assert ds.document_texts() == ds.document_texts
