@@ -26,6 +26,7 @@ __all__ = [
     "open_binary",
     "parse_float",
     "parse_grade",
+    "text_lines",
 ]
 
 
@@ -154,6 +155,26 @@ def blocks(path: Path, size: int | None = None) -> Iterator[tuple[int, bytearray
             del buf[cut + 1 :]
             yield lineno, buf
             lineno += _count_lines(buf)
+
+
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Non-blank lines with their 1-based numbers, as :func:`lines` gives them (the same
+    errors), faster: each block is decoded at once, and one with a bad byte line by line,
+    so that the error comes on its line, after the lines before it."""
+    for lineno, block in blocks(path):
+        try:
+            text: str | None = block.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is None or "\x00" in text:
+            for n, raw in enumerate(block.split(b"\n"), start=lineno):
+                line = decode_line(path, n, raw)
+                if line.strip():
+                    yield n, line
+            continue
+        for n, line in enumerate(text.split("\n"), start=lineno):
+            if line.strip():
+                yield n, line
 
 
 # -- number fields -------------------------------------------------------------------------

@@ -17,7 +17,6 @@ Two readers give the same columns:
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +26,11 @@ import numpy as np
 import numpy.typing as npt
 
 from ._files import DataError, blocks, decode_line
-from .texts import Texts, TextsBuilder, _arrow_chunk, first_duplicate
+from .texts import _SPACE_LEAD, WHITESPACE, Texts, TextsBuilder, _arrow_chunk, first_duplicate
 
 __all__ = ["Records", "read_records"]
 
-#: Every character ``str.isspace()`` holds true for: ``str.strip()``'s set.
-_WHITESPACE = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
-_BLANK_RE = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _WHITESPACE) + "]*$"
+_BLANK_RE = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in WHITESPACE) + "]*$"
 _JSON_SPACE = b" \t\r"
 #: Lines the fast path checks one by one (not ``{...}``); more than this, it declines.
 _ODD_LINES = 1000
@@ -167,12 +164,6 @@ class _Part:
     texts: Any
     cuts: npt.NDArray[np.int32]
     arrow: bool
-
-
-# the first UTF-8 byte of each whitespace character (a blank row starts with one, or is
-# empty)
-_SPACE_LEAD = np.zeros(256, bool)
-_SPACE_LEAD[sorted({c.encode()[0] for c in _WHITESPACE})] = True
 
 
 class _Fast:

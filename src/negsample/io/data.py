@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._ragged import Ragged
-from ._files import DataError, blocks, decode_line, lines, parse_grade
+from ._files import DataError, lines, parse_grade, text_lines
 from ._jsonl import read_records
 from .texts import Texts, as_texts, document_groups, lookup
 
@@ -245,30 +245,11 @@ class _Qrels:
         except DataError as exc:
             self.error = exc
 
-    def _lines(self) -> Iterator[tuple[int, str]]:
-        """Non-blank lines with their numbers: each block decoded at once, and a block
-        with a bad byte line by line (for the line and column of the error)."""
-        path = self.path
-        for lineno, block in blocks(path):
-            try:
-                text = block.decode("utf-8")
-            except UnicodeDecodeError:
-                text = None
-            if text is None or "\x00" in text:  # line by line: the error on its line
-                for n, raw in enumerate(block.split(b"\n"), start=lineno):
-                    line = decode_line(path, n, raw)
-                    if line.strip():
-                        yield n, line
-                continue
-            for n, line in enumerate(text.split("\n"), start=lineno):
-                if line.strip():
-                    yield n, line
-
     def _read(self) -> None:
         path = self.path
         width: tuple[int, int] | None = None  # (field count, line that set it)
         qids, dids, scores, lines_ = self.qids, self.dids, self.scores, self.lines
-        for lineno, line in self._lines():
+        for lineno, line in text_lines(path):
             parts = _qrels_fields(line)
             if width is None:
                 self.empty = False

@@ -17,6 +17,7 @@ hash kernels when it is installed, and Python dictionaries otherwise.
 from __future__ import annotations
 
 import bisect
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
@@ -27,6 +28,12 @@ __all__ = ["Texts", "TextsBuilder", "as_texts", "document_groups", "first_duplic
 
 IntArray = npt.NDArray[np.int64]
 ByteArray = npt.NDArray[np.uint8]
+
+#: Every character ``str.isspace()`` holds true for: ``str.strip()``'s set.
+WHITESPACE = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+# the first UTF-8 byte of each whitespace character (a blank row is empty or starts with one)
+_SPACE_LEAD = np.zeros(256, bool)
+_SPACE_LEAD[sorted({c.encode()[0] for c in WHITESPACE})] = True
 
 # which part of each row a view shows: the whole row, the part before the cut (a BEIR
 # title), or the part after it (the text, past the separating space when there is one)
@@ -185,6 +192,10 @@ class Texts(Sequence[str]):
             return s, s + cut
         return s + cut + ((cut > 0) & (cut < e - s)), e
 
+    def _segments(self) -> list[ByteArray]:
+        """The bytes of the whole rows, chunk by chunk (each chunk's rows are contiguous)."""
+        return [d[int(o[0]) : int(o[-1])] for d, o in self._chunks]
+
     def iter_bytes(self) -> Iterator[memoryview]:
         """Each row's UTF-8 bytes (as read-only memoryviews), in order."""
         for c in range(len(self._chunks)):
@@ -212,6 +223,8 @@ class Texts(Sequence[str]):
                 return False
             if not np.array_equal(self.byte_lengths(), other.byte_lengths()):
                 return False
+            if self._part == other._part == _ALL:  # same lengths: compare the byte streams
+                return _same_stream(self._segments(), other._segments())
             return all(a == b for a, b in zip(self.iter_bytes(), other.iter_bytes(), strict=True))
         if isinstance(other, Sequence) and not isinstance(other, str | bytes):
             if len(other) != len(self):
@@ -348,6 +361,23 @@ def _rebuild(
     part: int,
 ) -> Texts:
     return cls(chunks, _cuts=cuts, _part=part)
+
+
+def _same_stream(a: list[ByteArray], b: list[ByteArray]) -> bool:
+    """Whether two lists of byte arrays hold the same bytes end to end."""
+    i = j = 0
+    x = y = 0  # positions inside a[i], b[j]
+    while i < len(a) and j < len(b):
+        m = min(a[i].size - x, b[j].size - y)
+        if not np.array_equal(a[i][x : x + m], b[j][y : y + m]):
+            return False
+        x, y = x + m, y + m
+        if x == a[i].size:
+            i, x = i + 1, 0
+        if y == b[j].size:
+            j, y = j + 1, 0
+    rest = sum(s.size for s in a[i:]) - x + sum(s.size for s in b[j:]) - y
+    return rest == 0
 
 
 def _pa() -> Any:
