@@ -60,9 +60,10 @@ def check_start(path: Path, head: bytes) -> int:
     return len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
 
 
-def decode_line(path: Path, lineno: int, raw: bytes | bytearray) -> str:
+def decode_line(path: Path, lineno: int, raw: bytes | bytearray, *, nul: bool = True) -> str:
     """``raw`` decoded as UTF-8, or a :class:`DataError` naming the line and column of the
-    first bad byte (a NUL byte is named as such: a UTF-16 or binary file)."""
+    first bad byte; with ``nul``, a NUL byte is refused as such (a UTF-16 or binary file;
+    in a JSON line it is a malformed line, said by the JSON parser)."""
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -71,12 +72,12 @@ def decode_line(path: Path, lineno: int, raw: bytes | bytearray) -> str:
             lineno,
             f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}",
         ) from None
-    nul = line.find("\x00")
-    if nul >= 0:
+    at = line.find("\x00") if nul else -1
+    if at >= 0:
         raise DataError(
             path,
             lineno,
-            f"NUL byte at column {nul + 1} (a UTF-16 file without a byte-order mark, or a "
+            f"NUL byte at column {at + 1} (a UTF-16 file without a byte-order mark, or a "
             "binary file?)",
         )
     return line

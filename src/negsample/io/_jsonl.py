@@ -34,6 +34,9 @@ _BLANK_RE = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in WHITESPACE) + "]*$"
 _JSON_SPACE = b" \t\r"
 #: Lines the fast path checks one by one (not ``{...}``); more than this, it declines.
 _ODD_LINES = 1000
+#: A line with more ``[`` and ``{`` than this may be nested deeper than Python's json
+#: parser goes (about 950 levels, its recursion limit): the line-by-line reader decides.
+_MAX_OPENERS = 900
 
 
 @dataclass(frozen=True)
@@ -95,20 +98,26 @@ class _Slow:
         self.path, self.what, self.title = path, what, title
         self.fields = ("title", "text") if title else ("text",)
         self.required = () if title else ("text",)
+        self.keys = ("_id", *self.fields)
         self.seen: dict[str, int] | None = {} if check_duplicates else None
         self.loads = _loader()
 
-    def _record(self, lineno: int, raw: bytes | bytearray) -> dict[str, Any] | None:
-        """The JSON object on a line, ``None`` for a blank line."""
+    def _record(self, lineno: int, raw: bytes | bytearray, end: str) -> dict[str, Any] | None:
+        """The JSON object on a line (``end``: its ``"\\n"``, given to the parser as a line
+        of the file is, for the same error columns), ``None`` for a blank line."""
         path = self.path
         try:
             rec = self.loads(raw)
+            if self.loads is not json.loads and isinstance(rec, dict):
+                # orjson reads an integer beyond 64 bits as a float: json reads it exact
+                if any(type(rec.get(k)) is float for k in self.keys):
+                    raise ValueError("a float field: read it again with json")
         except (ValueError, RecursionError):  # orjson is stricter: json has the last word
-            line = decode_line(path, lineno, raw)
+            line = decode_line(path, lineno, raw, nul=False)
             if not line.strip():
                 return None
             try:
-                rec = json.loads(line)
+                rec = json.loads(line + end)
             except json.JSONDecodeError as exc:
                 raise DataError(
                     path, lineno, f"malformed JSON ({exc.msg} at column {exc.colno})"
@@ -126,10 +135,12 @@ class _Slow:
         texts: list[bytes] = []
         cuts: list[int] = []
         raws: list[bytes | bytearray] = list(block.split(b"\n"))
+        last = len(raws) - 1  # the last line ends with a newline only if the block does
         if raws and raws[-1] == b"":
             raws.pop()
-        for n, raw in enumerate(raws, start=lineno):
-            rec = self._record(n, raw)
+        for i, raw in enumerate(raws):
+            n = lineno + i
+            rec = self._record(n, raw, "\n" if i < last else "")
             if rec is None:
                 continue
             _id = _str_field(rec, "_id", path, n, required=True)
@@ -187,9 +198,16 @@ class _Fast:
     @staticmethod
     def _content_lines(block: bytes | bytearray) -> int:
         """The number of non-blank lines, each proven to hold one ``{...}`` (an object
-        cannot then span lines: the next line's ``{`` cannot follow a closing ``}``)."""
+        cannot then span lines: the next line's ``{`` cannot follow a closing ``}``), none
+        nested deeper than Python's parser reads."""
         a = np.frombuffer(block, dtype=np.uint8)
         nl = np.flatnonzero(a == 10)
+        openers = np.count_nonzero(a == 0x5B) + np.count_nonzero(a == 0x7B)
+        if openers - nl.size > _MAX_OPENERS:  # a line may be nested deep: look closer
+            opened = np.cumsum((a == 0x5B) | (a == 0x7B))
+            per_line = np.diff(np.concatenate([[0], opened[nl], opened[-1:]]))
+            if per_line.max(initial=0) > _MAX_OPENERS:
+                raise _Decline
         if (
             a.size
             and a[0] == 0x7B
