@@ -552,3 +552,12 @@ def test_run_scores_within_float32_and_line_order(beir: Path, tmp_path: Path) ->
         ns.read_trec_run(p, ds)
     p.write_text("other Q0 nope 1 1.0 t\n")  # a query outside the split: skipped, counted
     assert ns.read_trec_run(p, ds).stats["queries_not_in_split"] == 1
+
+
+def test_document_texts_follow_replaced_columns(beir: Path) -> None:
+    import dataclasses
+
+    ds = ns.load_beir(beir, "train")
+    other = dataclasses.replace(ds, corpus_texts=["x"] * ds.n_corpus)
+    assert other.document_texts[1] == "title 1 x" and other.document_texts[0] == "x"
+    assert ds.document_texts[1] == "title 1 doc 1 text"

@@ -108,10 +108,13 @@ def _count_lines(block: bytes | bytearray) -> int:
     return int(np.count_nonzero(np.frombuffer(block, dtype=np.uint8) == 10))
 
 
-def blocks(path: Path, size: int | None = None) -> Iterator[tuple[int, bytearray]]:
+def blocks(
+    path: Path, size: int | None = None, newlines: list[int] | None = None
+) -> Iterator[tuple[int, bytearray]]:
     """The file in blocks of whole lines (each ends with ``\\n``, but perhaps the last),
     with the 1-based number of each block's first line. A leading UTF-8 byte-order mark is
-    left out (the first line keeps its number); a UTF-16 file is refused."""
+    left out (the first line keeps its number); a UTF-16 file is refused. A consumer that
+    counted a block's ``\\n`` may append the count to ``newlines`` (saves a pass)."""
     size = BLOCK_SIZE if size is None else size
     lineno = 1
     seekable = path.suffix != ".gz"  # a gzip file seeks back by decompressing again
@@ -155,7 +158,7 @@ def blocks(path: Path, size: int | None = None) -> Iterator[tuple[int, bytearray
                 rest = buf[cut + 1 :]
             del buf[cut + 1 :]
             yield lineno, buf
-            lineno += _count_lines(buf)
+            lineno += newlines.pop() if newlines else _count_lines(buf)
 
 
 def text_lines(path: Path) -> Iterator[tuple[int, str]]:

@@ -196,12 +196,13 @@ class _Fast:
         self.read = pj.ReadOptions(use_threads=True)
 
     @staticmethod
-    def _content_lines(block: bytes | bytearray) -> int:
+    def _content_lines(block: bytes | bytearray, newlines: list[int]) -> int:
         """The number of non-blank lines, each proven to hold one ``{...}`` (an object
         cannot then span lines: the next line's ``{`` cannot follow a closing ``}``), none
         nested deeper than Python's parser reads."""
         a = np.frombuffer(block, dtype=np.uint8)
         nl = np.flatnonzero(a == 10)
+        newlines.append(int(nl.size))
         openers = np.count_nonzero(a == 0x5B) + np.count_nonzero(a == 0x7B)
         if openers - nl.size > _MAX_OPENERS:  # a line may be nested deep: look closer
             opened = np.cumsum((a == 0x5B) | (a == 0x7B))
@@ -267,7 +268,8 @@ class _Fast:
             return False
         return True
 
-    def block(self, block: bytes | bytearray) -> _Part:
+    def block(self, block: bytes | bytearray, newlines: list[int]) -> _Part:
+        """The block's rows; its count of ``\\n`` appended to ``newlines`` once known."""
         pa, pc = self.pa, self.pc
         if not self._valid_utf8(block):
             raise _Decline
@@ -277,7 +279,7 @@ class _Fast:
             )
         except (pa.ArrowException, UnicodeError):
             raise _Decline from None
-        if table.num_rows != self._content_lines(block):
+        if table.num_rows != self._content_lines(block, newlines):
             raise _Decline
         ids = table.column("_id")
         if ids.null_count or self._blank(ids):
@@ -327,17 +329,19 @@ def read_records(path: Path, *, what: str, title: bool, fast: bool = True) -> Re
 
 def _read(path: Path, what: str, title: bool, fast: _Fast | None) -> Records:
     slow = _Slow(path, what, title, check_duplicates=fast is None)
-    ids, texts = TextsBuilder(16 << 20), TextsBuilder()
+    ids, texts = TextsBuilder(), TextsBuilder()
     cuts: list[npt.NDArray[np.int32]] = []
     declined = 0
-    for lineno, block in blocks(path):
+    newlines: list[int] = []
+    for lineno, block in blocks(path, newlines=newlines):
         part = None
         if fast is not None and declined < 2:
             try:
-                part = fast.block(block)
+                part = fast.block(block, newlines)
                 declined = 0
             except _Decline:
                 declined += 1
+                newlines.clear()  # counted again by blocks()
         if part is None:
             try:
                 part = slow.block(lineno, block)

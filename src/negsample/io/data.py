@@ -107,8 +107,14 @@ class BeirDataset:
         the title when the text is), the usual BEIR input to a bi-encoder. An attribute,
         like ``query_texts``: a read-only sequence of strings (compact, see
         :class:`~negsample.io.texts.Texts`)."""
-        if self._documents is not None:
-            return _DocumentTexts(self._documents._chunks)
+        docs = self._documents
+        if (
+            docs is not None
+            and all(isinstance(c, Texts) for c in (self.corpus_titles, self.corpus_texts))
+            and docs.shares_rows(self.corpus_titles)  # type: ignore[arg-type]
+            and docs.shares_rows(self.corpus_texts)  # type: ignore[arg-type]
+        ):
+            return _DocumentTexts(docs._chunks)
         return _DocumentTexts(
             Texts.from_strings(
                 f"{t} {x}" if t and x else (t or x)

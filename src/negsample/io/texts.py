@@ -244,6 +244,13 @@ class Texts(Sequence[str]):
         chunks = [(d[int(o[0]) : int(o[-1])], o - o[0]) for d, o in self._chunks]
         return (_rebuild, (type(self), chunks, self._cuts, self._part))
 
+    def shares_rows(self, other: Texts) -> bool:
+        """Whether ``other`` is over the same rows' bytes (a view of this column, or this
+        one of it)."""
+        return len(self._chunks) == len(other._chunks) and all(
+            a[1] is b[1] for a, b in zip(self._chunks, other._chunks, strict=True)
+        )
+
     # -- bulk access --------------------------------------------------------------------
     @property
     def nbytes(self) -> int:
@@ -318,27 +325,17 @@ class Texts(Sequence[str]):
 
 
 class TextsBuilder:
-    """Rows appended into large buffers (``capacity`` bytes each, allocated but not
-    touched ahead: only the bytes written become resident), then :meth:`finish`."""
+    """Rows appended block by block, then :meth:`finish`: each block becomes a chunk over
+    its own exact buffer (the bytes joined once, or pyarrow's string buffers kept as they
+    are: no copy)."""
 
-    def __init__(self, capacity: int = 64 << 20) -> None:
-        self._capacity = capacity
+    def __init__(self) -> None:
         self._chunks: list[tuple[ByteArray, IntArray]] = []
-        self._buf: ByteArray | None = None
-        self._pos = 0
 
     def add(self, data: ByteArray, offsets: IntArray) -> None:
-        """Rows ``data[offsets[j]:offsets[j + 1]]`` (int64 offsets), copied."""
-        if offsets.size < 2:
-            return
-        lo, hi = int(offsets[0]), int(offsets[-1])
-        size = hi - lo
-        if self._buf is None or self._pos + size > self._buf.size:
-            self._buf = np.empty(max(self._capacity, size), np.uint8)
-            self._pos = 0
-        self._buf[self._pos : self._pos + size] = data[lo:hi]
-        self._chunks.append((self._buf, offsets - (lo - self._pos)))
-        self._pos += size
+        """Rows ``data[offsets[j]:offsets[j + 1]]`` (int64 offsets), kept (not copied)."""
+        if offsets.size >= 2:
+            self._chunks.append((data, offsets))
 
     def add_bytes(self, items: Sequence[bytes]) -> None:
         lengths = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
