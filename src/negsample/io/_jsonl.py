@@ -203,11 +203,12 @@ class _Fast:
         a = np.frombuffer(block, dtype=np.uint8)
         nl = np.flatnonzero(a == 10)
         newlines.append(int(nl.size))
-        openers = np.count_nonzero(a == 0x5B) + np.count_nonzero(a == 0x7B)
-        if openers - nl.size > _MAX_OPENERS:  # a line may be nested deep: look closer
-            opened = np.cumsum((a == 0x5B) | (a == 0x7B))
-            per_line = np.diff(np.concatenate([[0], opened[nl], opened[-1:]]))
-            if per_line.max(initial=0) > _MAX_OPENERS:
+        # a line with more [ and { than Python's parser nests must be longer than that
+        ends_at = np.append(nl, a.size)
+        begins = np.concatenate([[0], nl + 1])
+        for i in np.flatnonzero(ends_at - begins > _MAX_OPENERS).tolist():
+            b, e = int(begins[i]), int(ends_at[i])
+            if block.count(b"[", b, e) + block.count(b"{", b, e) > _MAX_OPENERS:
                 raise _Decline
         if (
             a.size
