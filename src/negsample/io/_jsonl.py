@@ -207,8 +207,8 @@ class _Fast:
         ends_at = np.append(nl, a.size)
         begins = np.concatenate([[0], nl + 1])
         for i in np.flatnonzero(ends_at - begins > _MAX_OPENERS).tolist():
-            b, e = int(begins[i]), int(ends_at[i])
-            if block.count(b"[", b, e) + block.count(b"{", b, e) > _MAX_OPENERS:
+            lo, hi = int(begins[i]), int(ends_at[i])
+            if block.count(b"[", lo, hi) + block.count(b"{", lo, hi) > _MAX_OPENERS:
                 raise _Decline
         if (
             a.size
