@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import negsample as ns
 from negsample.cli import main
@@ -561,3 +563,57 @@ def test_document_texts_follow_replaced_columns(beir: Path) -> None:
     other = dataclasses.replace(ds, corpus_texts=["x"] * ds.n_corpus)
     assert other.document_texts[1] == "title 1 x" and other.document_texts[0] == "x"
     assert ds.document_texts[1] == "title 1 doc 1 text"
+
+
+# -- the qrels block reader: numpy-split blocks agree with line-by-line reading -----------
+
+_FIELD = st.sampled_from(["q0", "q1", "d1", "d2", "é", "", " d1", "query-id"])
+_GRADE = st.sampled_from(["1", "0", "2", "-1", "+1", "2.0", "1e2", "x", "", "007", "9" * 19])
+
+
+@st.composite
+def _qrels_text(draw: st.DrawFn) -> bytes:
+    lines = []
+    if draw(st.booleans()):
+        lines.append("query-id\tcorpus-id\tscore")
+    for _ in range(draw(st.integers(0, 8))):
+        fields = [draw(_FIELD), draw(_FIELD), draw(_GRADE)]
+        if draw(st.integers(0, 8)) == 0:
+            fields.insert(1, "0")  # a TREC line
+        sep = draw(st.sampled_from(["\t", "\t", " "]))
+        lines.append(sep.join(fields))
+    ends = [draw(st.sampled_from(["\n", "\n", "\r\n", "\n\n"])) for _ in lines]
+    return "".join(a + b for a, b in zip(lines, ends, strict=True)).encode()
+
+
+def _qrels_outcome(path: Path) -> tuple[object, ...]:
+    from negsample.io.data import _Qrels
+
+    q = _Qrels(path)
+    err = None if q.error is None else str(q.error)
+    return (q.qids.tolist(), q.dids.tolist(), q.scores.tolist(), q.lines.tolist(), err, q.empty)
+
+
+@given(data=_qrels_text(), block=st.sampled_from([None, 16]))
+def test_qrels_blocks_agree_with_lines(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes, block: int | None
+) -> None:
+    from negsample.io import _files
+    from negsample.io.data import _Qrels
+
+    path = tmp_path_factory.mktemp("qrels") / "train.tsv"
+    path.write_bytes(data)
+    old = _files.BLOCK_SIZE
+    if block is not None:
+        _files.BLOCK_SIZE = block
+    try:
+        fast = _qrels_outcome(path)
+        real = _Qrels._fast
+        _Qrels._fast = lambda self, lineno, block: None  # type: ignore[method-assign]
+        try:
+            slow = _qrels_outcome(path)
+        finally:
+            _Qrels._fast = real  # type: ignore[method-assign]
+    finally:
+        _files.BLOCK_SIZE = old
+    assert fast == slow

@@ -58,6 +58,11 @@ def _old_field(rec: dict[str, Any], key: str, path: Path, lineno: int, required:
     return str(v)
 
 
+class _Surrogate(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
 def _old_read(path: Path, title: bool) -> tuple[list[str], list[str], list[str]]:
     """ids, titles, texts as negsample 0.1 read them (or its DataError)."""
     fields = ("title", "text") if title else ("text",)
@@ -87,6 +92,11 @@ def _old_read(path: Path, title: bool) -> tuple[list[str], list[str], list[str]]
         if not any(v.strip() for v in values.values()):
             also = " and no title" if "title" in fields else ""
             raise ns.DataError(path, lineno, f"{what} {_id!r} has an empty text{also}")
+        for t in (_id, *values.values()):
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError:  # 0.1 accepted it; now refused on its line
+                raise _Surrogate(lineno) from None
         ids.append(_id)
         for f in fields:
             cols[f].append(values[f])
@@ -118,16 +128,10 @@ def _new(path: Path, title: bool, fast: bool) -> tuple[str, Any]:
 
 
 def _old(path: Path, title: bool) -> tuple[str, Any]:
-    def run() -> tuple[list[str], list[str], list[str]]:
-        ids, titles, textcol = _old_read(path, title)
-        for t in (*ids, *titles, *textcol):
-            t.encode("utf-8")  # a lone surrogate: the new reader refuses it (see below)
-        return ids, titles, textcol
-
     try:
-        return _outcome(run)
-    except UnicodeEncodeError:
-        return "surrogate", None
+        return _outcome(lambda: _old_read(path, title))
+    except _Surrogate as exc:  # the new reader refuses it on its line (0.1 took it)
+        return "surrogate", exc.line
     except RecursionError:  # negsample 0.1 crashed with a traceback
         return "recursion", None
 
@@ -136,7 +140,8 @@ def _agree(path: Path, title: bool) -> None:
     fast, slow, old = _new(path, title, True), _new(path, title, False), _old(path, title)
     assert fast == slow, (fast, slow)
     if old[0] == "surrogate":
-        assert slow[0] == "error" and "lone surrogate" in slow[1], slow
+        assert slow[0] == "error" and f":{old[1]}: " in slow[1], (slow, old)
+        assert "lone surrogate" in slow[1], slow
     elif old[0] == "recursion":
         assert slow[0] == "error" and "nested too deeply" in slow[1], slow
     else:

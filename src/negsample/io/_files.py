@@ -20,6 +20,7 @@ import numpy as np
 
 __all__ = [
     "DataError",
+    "block_lines",
     "blocks",
     "decode_line",
     "lines",
@@ -161,24 +162,31 @@ def blocks(
             lineno += newlines.pop() if newlines else _count_lines(buf)
 
 
-def text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Non-blank lines with their 1-based numbers, as :func:`lines` gives them (the same
-    errors), faster: each block is decoded at once, and one with a bad byte line by line,
-    so that the error comes on its line, after the lines before it."""
-    for lineno, block in blocks(path):
-        try:
-            text: str | None = block.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is None or "\x00" in text:
-            for n, raw in enumerate(block.split(b"\n"), start=lineno):
-                line = decode_line(path, n, raw)
-                if line.strip():
-                    yield n, line
-            continue
-        for n, line in enumerate(text.split("\n"), start=lineno):
+def block_lines(path: Path, lineno: int, block: bytes | bytearray) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of a block (its first line is ``lineno``), as :func:`lines`
+    gives them (the same errors): the block decoded at once, or, with a bad byte or a NUL,
+    line by line, so that the error comes on its line, after the lines before it."""
+    try:
+        text: str | None = block.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raws: list[bytes | bytearray] = list(block.split(b"\n"))
+        for n, raw in enumerate(raws, start=lineno):
+            line = decode_line(path, n, raw)
             if line.strip():
                 yield n, line
+        return
+    for n, line in enumerate(text.split("\n"), start=lineno):
+        if line.strip():
+            yield n, line
+
+
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Non-blank lines with their 1-based numbers, as :func:`lines` gives them (the same
+    errors), a block at a time."""
+    for lineno, block in blocks(path):
+        yield from block_lines(path, lineno, block)
 
 
 # -- number fields -------------------------------------------------------------------------

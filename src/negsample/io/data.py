@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._ragged import Ragged
-from ._files import DataError, lines, parse_grade, text_lines
+from ._files import DataError, block_lines, blocks, lines, parse_grade
 from ._jsonl import read_records
 from .texts import Texts, as_texts, document_groups, lookup
 
@@ -236,59 +236,152 @@ def _qrels_fields(line: str) -> list[str]:
 
 
 class _Qrels:
-    """The judgements of a qrels file, in line order, up to its first malformed line."""
+    """The judgements of a qrels file, in line order, up to its first malformed line.
+
+    A block of the usual form (3 tab-separated fields, no other whitespace or control
+    byte, ASCII, grades of ASCII digits) is split with numpy and its ids kept as bytes;
+    any other block is read line by line, with every rule and message."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.qids: list[str] = []
-        self.dids: list[str] = []
-        self.scores: list[int] = []
-        self.lines: list[int] = []
         self.error: DataError | None = None  # the first malformed line's, raised in order
         self.empty = True
+        self._width: tuple[int, int] | None = None  # (field count, line that set it)
+        parts: list[tuple[Texts, Texts, IntArray, IntArray]] = []
         try:
-            self._read()
-        except DataError as exc:
+            for lineno, block in blocks(path):
+                got = self._fast(lineno, block)
+                if got is None:
+                    got, self.error = self._slow(lineno, block)
+                parts.append(got)
+                if self.error is not None:
+                    break
+        except DataError as exc:  # unreadable: a gzip error, a UTF-16 file
             self.error = exc
+        self.qids = Texts([c for p in parts for c in p[0]._chunks])
+        self.dids = Texts([c for p in parts for c in p[1]._chunks])
+        self.scores = np.concatenate([p[2] for p in parts]) if parts else np.empty(0, np.int64)
+        self.lines = np.concatenate([p[3] for p in parts]) if parts else np.empty(0, np.int64)
 
-    def _read(self) -> None:
+    def _fast(
+        self, lineno: int, block: bytearray
+    ) -> tuple[Texts, Texts, IntArray, IntArray] | None:
+        """The block's judgements when it has the usual form, else ``None``."""
+        a = np.frombuffer(block, dtype=np.uint8)
+        if self._width not in (None, 3) or a.size == 0 or a[-1] != 10 or a.max() >= 0x80:
+            return None  # non-ASCII bytes are decoded (and checked) line by line
+        tab, nl = a == 9, a == 10
+        if np.count_nonzero(a <= 32) != np.count_nonzero(tab) + np.count_nonzero(nl):
+            return None  # spaces, \r, NUL or other control bytes
+        flat = np.flatnonzero(tab | nl)
+        if flat.size % 3:
+            return None
+        seps = flat.reshape(-1, 3)
+        if not ((a[seps[:, :2]] == 9).all() and (a[seps[:, 2]] == 10).all()):
+            return None  # not 3 fields on every line, or a blank line
+        starts = np.concatenate([[0], seps[:-1, 2] + 1])
+        if (seps[:, 0] == starts).any() or (seps[:, 1] == seps[:, 0] + 1).any():
+            return None  # an empty field
+        first = 0
+        if self._width is None:
+            head = bytes(block[: int(seps[0, 0])]).decode("ascii").lower()
+            first = 1 if head in _HEADER_FIRST else 0
+        s0, s1 = seps[first:, 1] + 1, seps[first:, 2]
+        n = s1 - s0
+        if (n == 0).any() or (n > 18).any():
+            return None
+        width = int(n.max(initial=1))
+        col = np.arange(width)
+        inside = col < n[:, None]
+        d = a[np.minimum(s0[:, None] + col, a.size - 1)].astype(np.int64) - 48
+        if ((d < 0) | (d > 9))[inside].any():
+            return None  # a sign, a point, a letter: parse_grade decides, line by line
+        power = np.where(inside, 10 ** np.maximum(n[:, None] - 1 - col, 0), 0)
+        if self._width is None:
+            self._width, self.empty = (3, lineno), False
+        return (
+            _spans(a, starts[first:], seps[first:, 0]),
+            _spans(a, seps[first:, 0] + 1, seps[first:, 1]),
+            (d * power).sum(axis=1).astype(np.int64),
+            (lineno + np.arange(first, seps.shape[0])).astype(np.int64),
+        )
+
+    def _slow(
+        self, lineno: int, block: bytearray
+    ) -> tuple[tuple[Texts, Texts, IntArray, IntArray], DataError | None]:
+        """The block's judgements line by line, up to its first malformed line (its
+        error is returned with the judgements before it)."""
+        qids: list[str] = []
+        dids: list[str] = []
+        scores: list[int] = []
+        lines_: list[int] = []
+        error = None
+        try:
+            for n, line in block_lines(self.path, lineno, block):
+                self._line(n, line, qids, dids, scores, lines_)
+        except DataError as exc:
+            error = exc
+        out = (
+            Texts.from_strings(qids),
+            Texts.from_strings(dids),
+            np.asarray(scores, np.int64),
+            np.asarray(lines_, np.int64),
+        )
+        return out, error
+
+    def _line(
+        self,
+        lineno: int,
+        line: str,
+        qids: list[str],
+        dids: list[str],
+        scores: list[int],
+        lines_: list[int],
+    ) -> None:
         path = self.path
-        width: tuple[int, int] | None = None  # (field count, line that set it)
-        qids, dids, scores, lines_ = self.qids, self.dids, self.scores, self.lines
-        for lineno, line in text_lines(path):
-            parts = _qrels_fields(line)
-            if width is None:
-                self.empty = False
-                if len(parts) not in (3, 4):
-                    raise DataError(
-                        path,
-                        lineno,
-                        f"expected 3 tab-separated fields (query-id corpus-id score), or 4 "
-                        f"(TREC: query-id iteration corpus-id score), got {len(parts)}",
-                    )
-                width = (len(parts), lineno)
-                if parts[0].lower() in _HEADER_FIRST:
-                    continue  # header
-            if len(parts) != width[0]:
-                form = (
-                    "3 tab-separated fields (query-id corpus-id score)"
-                    if width[0] == 3
-                    else "4 fields (TREC: query-id iteration corpus-id score)"
-                )
+        parts = _qrels_fields(line)
+        width = self._width
+        if width is None:
+            self.empty = False
+            if len(parts) not in (3, 4):
                 raise DataError(
-                    path, lineno, f"expected {form} as on line {width[1]}, got {len(parts)}"
+                    path,
+                    lineno,
+                    f"expected 3 tab-separated fields (query-id corpus-id score), or 4 "
+                    f"(TREC: query-id iteration corpus-id score), got {len(parts)}",
                 )
-            if width[0] == 4:  # TREC qrels: qid iteration docid score
-                qid, _, did, sc = parts
-            else:
-                qid, did, sc = parts
-            if sc.isascii() and sc.isdigit() and len(sc) < 19:
-                scores.append(int(sc))
-            else:
-                scores.append(parse_grade(path, lineno, sc))
-            qids.append(qid)
-            dids.append(did)
-            lines_.append(lineno)
+            self._width = width = (len(parts), lineno)
+            if parts[0].lower() in _HEADER_FIRST:
+                return  # header
+        if len(parts) != width[0]:
+            form = (
+                "3 tab-separated fields (query-id corpus-id score)"
+                if width[0] == 3
+                else "4 fields (TREC: query-id iteration corpus-id score)"
+            )
+            raise DataError(
+                path, lineno, f"expected {form} as on line {width[1]}, got {len(parts)}"
+            )
+        if width[0] == 4:  # TREC qrels: qid iteration docid score
+            qid, _, did, sc = parts
+        else:
+            qid, did, sc = parts
+        if sc.isascii() and sc.isdigit() and len(sc) < 19:
+            scores.append(int(sc))
+        else:
+            scores.append(parse_grade(path, lineno, sc))
+        qids.append(qid)
+        dids.append(did)
+        lines_.append(lineno)
+
+
+def _spans(a: npt.NDArray[np.uint8], starts: IntArray, ends: IntArray) -> Texts:
+    """A compact column of the byte spans ``a[starts[i]:ends[i]]``."""
+    lengths = ends - starts
+    offsets = np.zeros(lengths.size + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    index = np.repeat(starts - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
+    return Texts([(a[index], offsets)])
 
 
 def _read_qrels(
@@ -309,10 +402,9 @@ def _read_qrels(
     query ids, then unknown corpus ids.
     """
     q = _Qrels(path)
-    qr = lookup(query_ids, Texts.from_strings(q.qids))
-    dr = lookup(corpus_ids, Texts.from_strings(q.dids))
-    score = np.asarray(q.scores, dtype=np.int64)
-    line = np.asarray(q.lines, dtype=np.int64)
+    qr = lookup(query_ids, q.qids)
+    dr = lookup(corpus_ids, q.dids)
+    score, line = q.scores, q.lines
     known = np.flatnonzero((qr >= 0) & (dr >= 0))
     key = qr[known] * max(1, len(corpus_ids)) + dr[known]
     _, first_at, inverse = np.unique(key, return_index=True, return_inverse=True)
@@ -330,7 +422,7 @@ def _read_qrels(
         raise q.error
     if q.empty:
         raise DataError(path, None, "no judgements (the file is empty)")
-    stats["judgements"] += len(q.lines)
+    stats["judgements"] += int(line.size)
     unknown_q = np.flatnonzero(qr < 0)
     unknown_d = np.flatnonzero((qr >= 0) & (dr < 0))
     for bad, names, what, src in (

@@ -447,18 +447,23 @@ def lookup(table: Texts, keys: Texts) -> IntArray:
 
 def first_duplicate(texts: Texts) -> tuple[int, int] | None:
     """``(first row, repeat row)`` of the first row (in order) that repeats an earlier one,
-    or ``None`` when every row is unique."""
+    or ``None`` when every row is unique. Fingerprints of the bytes select the candidates
+    (rows sharing one), their bytes decide."""
     if len(texts) < 2:
         return None
-    if _have_arrow():
-        import pyarrow.compute as pc
-
-        if pc.count_distinct(texts.to_arrow(), mode="all").as_py() == len(texts):
-            return None
+    keys = fingerprints(texts)
+    ordered = np.sort(keys)
+    if not (ordered[1:] == ordered[:-1]).any():
+        return None
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    same = ordered[1:] == ordered[:-1]
+    shared = np.zeros(order.size, bool)
+    shared[1:] |= same
+    shared[:-1] |= same
     seen: dict[bytes, int] = {}
-    for r, b in enumerate(texts.iter_bytes()):
-        key = b.tobytes()
-        first = seen.setdefault(key, r)
+    for r in np.sort(order[shared]).tolist():
+        first = seen.setdefault(texts.row_bytes(r), r)
         if first != r:
             return first, r
     return None
@@ -477,36 +482,47 @@ def _mix(z: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     return z ^ (z >> np.uint64(31))
 
 
-def _word(data: ByteArray, pos: IntArray, length: IntArray) -> npt.NDArray[np.uint64]:
-    """The (up to) 8 bytes at ``pos`` of each row, little-endian, the bytes past
-    ``length`` zeroed: a function of the row's own bytes only."""
-    w = np.zeros(pos.size, np.uint64)
-    if data.size == 0:
-        return w
-    last = data.size - 1
-    for k in range(8):
-        b = data[np.minimum(pos + k, last)].astype(np.uint64)
-        b[length <= k] = 0
-        w |= b << np.uint64(8 * k)
-    return w
+_LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [2**64 - 1], dtype=np.uint64)
+
+
+def _windows(data: ByteArray) -> npt.NDArray[np.uint64]:
+    """Every 8-byte window of ``data`` as a little-endian uint64 (an overlapping view of
+    the bytes, no copy: element ``i`` is ``data[i:i + 8]``)."""
+    if data.size < 8:
+        data = np.concatenate([data, np.zeros(8 - data.size, np.uint8)])
+    return np.ndarray(shape=(data.size - 7,), dtype="<u8", buffer=data, offset=0, strides=(1,))
+
+
+def _word(
+    windows: npt.NDArray[np.uint64], pos: IntArray, length: IntArray
+) -> npt.NDArray[np.uint64]:
+    """The (up to) 8 bytes at ``pos`` of each row, little-endian, those past ``length``
+    zeroed: a function of the row's own bytes only."""
+    last = windows.size - 1
+    at = np.minimum(pos, last)
+    shift = ((pos - at) * 8).astype(np.uint64)  # rows near the end: a window started earlier
+    w = windows[at] >> shift
+    return w & _LOW_BYTES[np.minimum(length, 8)]
 
 
 def fingerprints(texts: Texts) -> npt.NDArray[np.uint64]:
-    """A 64-bit fingerprint of each row's bytes: its length and its first, middle and last
+    """A 64-bit fingerprint of each row's bytes: its length and its first, last and middle
     8 bytes, mixed. Equal rows have equal fingerprints; unequal ones usually differ (a
     candidate filter: equality is checked on the bytes)."""
     out = []
     for c in range(len(texts._chunks)):
-        data = texts._chunks[c][0]
+        windows = _windows(texts._chunks[c][0])
         s, e = texts._chunk_spans(c)
         n = e - s
-        eight = np.minimum(n, 8)
-        first = _word(data, s, eight)
-        mid = _word(data, s + np.maximum(n - 8, 0) // 2, eight)
-        last = _word(data, np.maximum(e - 8, s), eight)
-        z = _mix(n.astype(np.uint64) * _GOLDEN ^ first)
-        z = _mix(z ^ mid)
-        out.append(_mix(z ^ last))
+        z = _mix(n.astype(np.uint64) * _GOLDEN ^ _word(windows, s, n))
+        longest = int(n.max(initial=0))
+        # a row of 8 bytes or fewer is whole in its first word, of 16 in its first and last
+        # (decided row by row: the fingerprint is a function of the row alone)
+        if longest > 8:
+            z = np.where(n > 8, _mix(z ^ _word(windows, np.maximum(e - 8, s), n)), z)
+        if longest > 16:
+            z = np.where(n > 16, _mix(z ^ _word(windows, s + np.maximum(n - 8, 0) // 2, n)), z)
+        out.append(z)
     return np.concatenate(out) if out else np.empty(0, np.uint64)
 
 
