@@ -22,16 +22,13 @@ import numpy as np
 import numpy.typing as npt
 
 from .._ragged import Ragged
-from ._files import DataError, block_lines, blocks, lines, parse_grade
+from ._files import DataError, block_lines, blocks, parse_grade
 from ._jsonl import read_records
 from .texts import Texts, as_texts, document_groups, lookup
 
 __all__ = ["BeirDataset", "DataError", "load_beir", "resolve_file"]
 
 IntArray = npt.NDArray[np.int64]
-
-# kept importable from here (negsample <= 0.1 and io/runs.py import it)
-_lines = lines
 
 
 class _DocumentTexts(Texts):
