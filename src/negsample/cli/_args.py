@@ -123,7 +123,22 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         "--embeddings",
         default=None,
         help="folder of precomputed embeddings (corpus.npy + corpus_ids.txt, queries.npy + "
-        "query_ids.txt) instead of a model",
+        "query_ids.txt) instead of encoding; with --model too, a few rows are re-encoded "
+        "with it to check the vectors (--spot-check)",
+    )
+    g.add_argument(
+        "--spot-check",
+        type=int_at_least(0),
+        default=8,
+        help="with --embeddings and --model: re-encode this many seeded rows of each side "
+        "with the model and refuse vectors that do not match them (default 8; 0: none)",
+    )
+    g.add_argument(
+        "--min-cosine",
+        type=ratio,
+        default=0.99,
+        help="the smallest cosine accepted between a stored vector and its re-encoding "
+        "(default 0.99)",
     )
     g.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/negsample)")
     g.add_argument("--no-cache", action="store_true", help="do not cache embeddings")
@@ -342,7 +357,22 @@ def add_train_data_args(p: argparse.ArgumentParser, eval_default: str | None) ->
     p.add_argument(
         "--embeddings",
         default=None,
-        help="precomputed embeddings of --model (corpus.npy, queries.npy + id lists)",
+        help="precomputed embeddings of --model (corpus.npy, queries.npy + id lists); with "
+        "--model given, a few rows are re-encoded to check them (--spot-check)",
+    )
+    p.add_argument(
+        "--spot-check",
+        type=int_at_least(0),
+        default=8,
+        help="with --embeddings and --model: re-encode this many seeded rows of each side "
+        "with the model and refuse vectors that do not match them (default 8; 0: none)",
+    )
+    p.add_argument(
+        "--min-cosine",
+        type=ratio,
+        default=0.99,
+        help="the smallest cosine accepted between a stored vector and its re-encoding "
+        "(default 0.99)",
     )
     p.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/negsample)")
     p.add_argument("--no-cache", action="store_true", help="do not cache embeddings")

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._optional import require
-from .data import DataError
+from .embeddings import align_embeddings, load_embeddings, verify_embeddings
 
 if TYPE_CHECKING:
     from .data import BeirDataset
@@ -41,6 +41,7 @@ __all__ = [
     "load_embeddings",
     "model_key",
     "resolve_precision",
+    "verify_embeddings",
 ]
 
 FloatArray = npt.NDArray[np.float32]
@@ -614,114 +615,3 @@ def encode_dataset(
     return DatasetEmbeddings(
         corpus, queries, f"model={model_key(model)} {json.dumps(settings, sort_keys=True)}"
     )
-
-
-def _read_ids(path: Path) -> list[str]:
-    ids: list[str] = []
-    seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            i = line.rstrip("\r\n")
-            if not i.strip():
-                raise DataError(path, lineno, "empty id line")
-            if i in seen:
-                raise DataError(path, lineno, f"duplicate id {i!r} (first on line {seen[i]})")
-            seen[i] = lineno
-            ids.append(i)
-    return ids
-
-
-def align_embeddings(
-    vectors_file: str | os.PathLike[str],
-    ids_file: str | os.PathLike[str],
-    wanted: Sequence[str],
-    *,
-    what: str = "rows",
-) -> FloatArray:
-    """Load a ``.npy`` (memory-mapped) whose row ``i`` is the id on line ``i`` of
-    ``ids_file``, and return the rows for ``wanted`` in that order.
-
-    When the ids already match ``wanted`` the memory map is returned as is (no copy);
-    otherwise the needed rows are gathered. Extra rows are ignored.
-
-    Raises
-    ------
-    DataError
-        naming the file and the first ids of ``wanted`` that it lacks, a duplicate id, a
-        row count that differs from the id list, or a used row holding NaN or inf (named
-        by its row in the file and its id).
-    """
-    vf, idf = Path(vectors_file), Path(ids_file)
-    if not vf.is_file():
-        raise FileNotFoundError(f"{vf}: not found")
-    if not idf.is_file():
-        raise FileNotFoundError(f"{idf}: not found")
-    try:
-        arr = np.load(vf, mmap_mode="r")
-    except ValueError as exc:
-        raise DataError(vf, None, f"not a readable .npy file: {exc}") from exc
-    if arr.ndim != 2 or arr.dtype.kind != "f":
-        raise DataError(vf, None, f"expected a 2-D float array, got {arr.dtype} {arr.shape}")
-    try:
-        ids = _read_ids(idf)
-    except UnicodeDecodeError as exc:
-        raise DataError(idf, None, f"not valid UTF-8 ({exc.reason})") from None
-    if len(ids) != arr.shape[0]:
-        raise DataError(idf, None, f"{len(ids)} ids but {vf.name} has {arr.shape[0]} rows")
-    wanted = list(wanted)
-    take = None
-    out = arr
-    if wanted != ids:
-        row = {i: r for r, i in enumerate(ids)}
-        missing = [w for w in wanted if w not in row]
-        if missing:
-            shown = ", ".join(repr(m) for m in missing[:5])
-            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            raise DataError(idf, None, f"no embedding for {len(missing)} {what}: {shown}{more}")
-        take = np.fromiter((row[w] for w in wanted), np.int64, count=len(wanted))
-        out = np.ascontiguousarray(arr[take], dtype=arr.dtype)
-    # NaN/inf: named by the file's row and id (not the split's row), chunk by chunk
-    step = max(1, (64 << 20) // max(1, out.itemsize * out.shape[1]))
-    first, n_bad = -1, 0  # ``first``: the position in ``wanted`` of the lowest file row
-    for s in range(0, out.shape[0], step):
-        bad = s + np.flatnonzero(~np.isfinite(out[s : s + step]).all(axis=1))
-        if bad.size:
-            n_bad += int(bad.size)
-            file_rows = bad if take is None else take[bad]
-            i = int(bad[np.argmin(file_rows)])
-            if first < 0 or (take is not None and take[i] < take[first]):
-                first = i
-    if n_bad:
-        r = first if take is None else int(take[first])
-        v = np.asarray(out[first])
-        val = v[~np.isfinite(v)][0]
-        raise DataError(
-            vf,
-            None,
-            f"row {r} (0-based; id {wanted[first]!r}, line {r + 1} of {idf.name}) holds "
-            f"{val}: vectors must be finite ({n_bad} of the {len(wanted)} {what} have a "
-            "non-finite vector)",
-        )
-    return out
-
-
-def load_embeddings(directory: str | os.PathLike[str], dataset: BeirDataset) -> DatasetEmbeddings:
-    """Precomputed embeddings for ``dataset`` from a folder holding ``corpus.npy`` +
-    ``corpus_ids.txt`` and ``queries.npy`` + ``query_ids.txt`` (one id per line, row ``i``
-    = line ``i``), aligned to the dataset's corpus rows and split queries."""
-    d = Path(directory)
-    if not d.is_dir():
-        raise FileNotFoundError(f"{d}: not a directory (expected corpus.npy, queries.npy, ...)")
-    corpus = align_embeddings(
-        d / "corpus.npy", d / "corpus_ids.txt", dataset.corpus_ids, what="documents"
-    )
-    queries = align_embeddings(
-        d / "queries.npy", d / "query_ids.txt", dataset.query_ids, what="queries"
-    )
-    if corpus.shape[1] != queries.shape[1]:
-        raise DataError(
-            d, None, f"corpus vectors have dimension {corpus.shape[1]}, queries {queries.shape[1]}"
-        )
-    stat = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(d.glob("*"))]
-    digest = hashlib.sha256(json.dumps(stat).encode()).hexdigest()[:16]
-    return DatasetEmbeddings(corpus, queries, f"precomputed={d.resolve()}#{digest}")

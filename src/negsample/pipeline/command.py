@@ -130,8 +130,6 @@ class MineOptions:
     def __post_init__(self) -> None:
         if self.run and (self.data.embeddings or self.data.model):
             raise InputError("--run gives the candidates: leave out --embeddings and --model")
-        if self.data.model and self.data.embeddings:
-            raise InputError("give --model or --embeddings, not both")
         if self.denoise.teacher_scores and self.scores:
             raise InputError("give --scores (the miner's scores) or --teacher-scores, not both")
         if self.ray.enabled and self.run:

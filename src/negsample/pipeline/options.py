@@ -116,6 +116,12 @@ class DataOptions:
         encoding dtype and torch device.
     index, metric : str
         index spec and score.
+    spot_check : int
+        with both ``embeddings`` and ``model``: rows of each side re-encoded with the model
+        and compared with the stored vectors (:func:`negsample.io.verify_embeddings`;
+        0: none). Without ``model`` nothing is re-encoded.
+    min_cosine : float
+        the smallest cosine accepted between a stored vector and its re-encoding.
     """
 
     data: str
@@ -135,6 +141,8 @@ class DataOptions:
     device: str | None = None
     index: str = "exact"
     metric: str = "ip"
+    spot_check: int = 8
+    min_cosine: float = 0.99
 
     def __post_init__(self) -> None:
         if self.model:
@@ -155,6 +163,28 @@ class DataOptions:
         from ..io.encoding import default_cache_dir
 
         return default_cache_dir()
+
+    def load_embeddings(self, ds: Any) -> Any:
+        """The precomputed ``embeddings`` of ``ds``, spot-checked against ``model`` when
+        one is given (the same prompts, truncation, precision and device as an encoding)."""
+        from ..io.embeddings import load_embeddings
+
+        assert self.embeddings is not None
+        return load_embeddings(
+            self.embeddings,
+            ds,
+            model=self.model,
+            spot_check=self.spot_check if self.model else 0,
+            min_cosine=self.min_cosine,
+            query_prompt=self.query_prompt,
+            document_prompt=self.document_prompt,
+            query_prompt_name=self.query_prompt_name,
+            document_prompt_name=self.document_prompt_name,
+            max_seq_length=self.max_seq_length,
+            precision=self.precision,
+            device=self.device,
+            batch_size=self.batch_size,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
