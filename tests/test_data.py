@@ -598,14 +598,14 @@ def _qrels_outcome(path: Path) -> tuple[object, ...]:
 def test_qrels_blocks_agree_with_lines(
     tmp_path_factory: pytest.TempPathFactory, data: bytes, block: int | None
 ) -> None:
-    from negsample.io import _files
+    from negsample.io import _reading
     from negsample.io.data import _Qrels
 
     path = tmp_path_factory.mktemp("qrels") / "train.tsv"
     path.write_bytes(data)
-    old = _files.BLOCK_SIZE
+    old = _reading.BLOCK_SIZE
     if block is not None:
-        _files.BLOCK_SIZE = block
+        _reading.BLOCK_SIZE = block
     try:
         fast = _qrels_outcome(path)
         real = _Qrels._fast
@@ -615,5 +615,5 @@ def test_qrels_blocks_agree_with_lines(
         finally:
             _Qrels._fast = real  # type: ignore[method-assign]
     finally:
-        _files.BLOCK_SIZE = old
+        _reading.BLOCK_SIZE = old
     assert fast == slow

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import negsample as ns
-from negsample.io import _files, _jsonl, texts
+from negsample.io import _jsonl, _reading, texts
 from tests.beir_helpers import write_beir
 
 # -- the oracle: negsample 0.1's reader, verbatim but for the return value ------------------
@@ -210,13 +210,13 @@ def test_fast_and_line_by_line_readers_agree_with_the_old_reader(
 ) -> None:
     path = tmp_path_factory.mktemp("jsonl") / "corpus.jsonl"
     path.write_bytes(data)
-    old_size = _files.BLOCK_SIZE
+    old_size = _reading.BLOCK_SIZE
     if block is not None:
-        _files.BLOCK_SIZE = block  # several blocks: every block boundary
+        _reading.BLOCK_SIZE = block  # several blocks: every block boundary
     try:
         _agree(path, title)
     finally:
-        _files.BLOCK_SIZE = old_size
+        _reading.BLOCK_SIZE = old_size
 
 
 # -- cases, one by one ----------------------------------------------------------------------
@@ -262,9 +262,9 @@ CASES = {
 def test_cases(tmp_path: Path, case: str, title: bool, block: int | None) -> None:
     path = tmp_path / "corpus.jsonl"
     path.write_bytes(CASES[case])
-    old_size = _files.BLOCK_SIZE
+    old_size = _reading.BLOCK_SIZE
     if block is not None:
-        _files.BLOCK_SIZE = block
+        _reading.BLOCK_SIZE = block
     try:
         _agree(path, title)
         gz = tmp_path / "corpus.jsonl.gz"
@@ -274,7 +274,7 @@ def test_cases(tmp_path: Path, case: str, title: bool, block: int | None) -> Non
         if fast[0] == "error":  # the same message, naming the .gz file
             assert fast[1].replace("corpus.jsonl.gz", "corpus.jsonl") == _new(path, title, False)[1]
     finally:
-        _files.BLOCK_SIZE = old_size
+        _reading.BLOCK_SIZE = old_size
 
 
 def test_known_messages(tmp_path: Path) -> None:
