@@ -294,7 +294,7 @@ def test_known_messages(tmp_path: Path) -> None:
 
 
 def test_a_line_longer_than_a_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_files, "BLOCK_SIZE", 32)
+    monkeypatch.setattr(_reading, "BLOCK_SIZE", 32)
     path = tmp_path / "corpus.jsonl"
     long = "word " * 200
     path.write_text(
