@@ -33,7 +33,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -90,9 +90,7 @@ class FeedStats:
                 setattr(self, k, getattr(self, k) + v)
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("_lock", None)
-        return d
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_lock"}
 
 
 def resolve_prompt(model: Any, prompt: str | None, prompt_name: str | None) -> str | None:
@@ -209,6 +207,10 @@ class TokenFeeder:
         self._tok: Any = None
         self._pad: dict[str, int] = {}
         self._left = False
+        # single texts whose type ids are all 0: the tokenizer's template gives every text
+        # the same ones (they depend on the sequence, A or B, not on the text), so they
+        # are made here instead of read back token by token
+        self._zero_types = False
 
     # -- the fast tokenizer ---------------------------------------------------------------
     def _setup_tokenizer(self) -> str:
@@ -248,7 +250,7 @@ class TokenFeeder:
         total = int(lens.sum())
         chain = itertools.chain.from_iterable
         flat = {"input_ids": np.fromiter(chain(e.ids for e in encs), np.int64, total)}
-        if "token_type_ids" in self._dtypes or self._mode is None:
+        if self._mode is None or ("token_type_ids" in self._dtypes and not self._zero_types):
             flat["token_type_ids"] = np.fromiter(chain(e.type_ids for e in encs), np.int64, total)
         starts = np.zeros(len(encs), dtype=np.int64)
         np.cumsum(lens[:-1], out=starts[1:])
@@ -267,6 +269,9 @@ class TokenFeeder:
         for key in self._dtypes or ("input_ids", "token_type_ids", "attention_mask"):
             if key == "attention_mask":
                 arr = where.astype(np.int64)
+            elif key == "token_type_ids" and self._zero_types:
+                arr = np.full((rows, width), self._pad.get(key, 0), dtype=np.int64)
+                arr[where] = 0
             else:
                 chunks = []
                 for c, r in parts:
@@ -316,6 +321,8 @@ class TokenFeeder:
         for k, v in tensors.items():
             if mine[k].shape != v.shape or mine[k].dtype != v.dtype or not torch.equal(mine[k], v):
                 return f"{k} differs from the model's preprocess on a sample"
+        types = chunk.flat.get("token_type_ids")
+        self._zero_types = not self.pairs and types is not None and not types.any()
         return ""
 
     def _reference(self, items: Sequence[Any]) -> dict[str, Any]:
