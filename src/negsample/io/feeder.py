@@ -58,7 +58,10 @@ _SAMPLE = 8
 class FeedStats:
     """Where the time of a feeder went, summed over its calls (seconds; counts).
 
-    ``tokenize``, ``collate`` (padding and pinning) run in the background thread;
+    ``tokenize`` (the Rust tokenizer, parallel, without the GIL), ``convert`` (reading its
+    tokens back into arrays, with the GIL) and ``collate`` (padding and pinning) run in
+    the background thread (in ``mode="preprocess"``, ``tokenize`` is the model's own
+    ``preprocess``);
     ``wait`` (the model waiting for a batch: the host is the bound when it is large),
     ``copy`` (host-to-device copies issued), ``model`` (the forward passes issued; on a
     GPU their launch cost, on the CPU their compute) and ``sync`` (the one copy of each
@@ -75,6 +78,7 @@ class FeedStats:
     tokens: int = 0
     padded: int = 0
     tokenize: float = 0.0
+    convert: float = 0.0
     collate: float = 0.0
     wait: float = 0.0
     copy: float = 0.0
@@ -245,7 +249,11 @@ class TokenFeeder:
         return [p + t for t in items] if p else list(items)
 
     def _tokenize(self, items: Sequence[Any]) -> _Chunk:
+        """Tokenise ``items`` (Rust, parallel, without the GIL), then read the tokens back
+        into flat arrays (Python, with the GIL): timed as ``tokenize`` and ``convert``."""
+        t0 = time.perf_counter()
         encs = self._tok.encode_batch(self._prepared(items), add_special_tokens=True)
+        t1 = time.perf_counter()
         lens = np.fromiter(map(len, encs), dtype=np.int64, count=len(encs))
         total = int(lens.sum())
         chain = itertools.chain.from_iterable
@@ -254,6 +262,7 @@ class TokenFeeder:
             flat["token_type_ids"] = np.fromiter(chain(e.type_ids for e in encs), np.int64, total)
         starts = np.zeros(len(encs), dtype=np.int64)
         np.cumsum(lens[:-1], out=starts[1:])
+        self.stats.add(tokenize=t1 - t0, convert=time.perf_counter() - t1)
         return _Chunk(lens, starts, flat)
 
     def _collate(self, parts: list[tuple[_Chunk, IntArray]]) -> tuple[dict[str, Any], int, int]:
@@ -339,24 +348,26 @@ class TokenFeeder:
         return {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
 
     def _group_batches(self, items: Sequence[Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
+        first = None
         if self._mode is None:
             why = self._setup_tokenizer()
             if not why and len(items):
                 head = items[: self.chunk]
-                t0 = time.perf_counter()
-                c = self._tokenize(head)
-                o = np.argsort(-c.lens, kind="stable")
-                self.stats.add(tokenize=time.perf_counter() - t0)
-                why = self._verify(head, c, o)
+                first = self._tokenize(head)
+                o = np.argsort(-first.lens, kind="stable")
+                why = self._verify(head, first, o)
             if why or len(items):
                 self._mode = "preprocess" if why else "tokenizer"
                 self.stats.mode, self.stats.reason = self._mode, why
         if self._mode == "tokenizer":
-            yield from self._token_batches(items)
+            yield from self._token_batches(items, first)
         else:
             yield from self._preprocess_batches(items)
 
-    def _token_batches(self, items: Sequence[Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
+    def _token_batches(
+        self, items: Sequence[Any], first: _Chunk | None = None
+    ) -> Iterator[tuple[Any, dict[str, Any]]]:
+        """Token-budget batches of ``items``; ``first``: its first chunk, tokenised already."""
         n = len(items)
         budget = self.batch_tokens
         chunks: list[_Chunk] = []
@@ -365,10 +376,12 @@ class TokenFeeder:
         b_src = np.empty(0, np.int64)
         b_row = np.empty(0, np.int64)
         for c0 in range(0, n, self.chunk):
-            t0 = time.perf_counter()
-            c = self._tokenize(items[c0 : c0 + self.chunk])
+            c = (
+                first
+                if c0 == 0 and first is not None
+                else self._tokenize(items[c0 : c0 + self.chunk])
+            )
             o = np.argsort(-c.lens, kind="stable").astype(np.int64)
-            self.stats.add(tokenize=time.perf_counter() - t0)
             chunks.append(c)
             b_lens = np.concatenate([b_lens, c.lens[o]])
             b_pos = np.concatenate([b_pos, c0 + o])

@@ -341,7 +341,7 @@ class CrossEncoderScorer(_PoolMixin):
         made = self.feed_stats.batches - batches
         self.stats.add(
             pairs=len(inputs),
-            requests=made if self._runner is not None else len(self._devices),
+            requests=made if self._runner is not None else min(len(self._devices), len(inputs)),
             seconds=time.perf_counter() - t0,
         )
         return scores
