@@ -733,7 +733,7 @@ def _tree_sum(x: Any) -> Any:
 # -- the registry entry: "torch", "torch:DEVICE", "torch:DEVICE:DTYPE", "torch:DTYPE" ---------
 def _parse_torch(args: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Any]]:
     parts = list(args)
-    dtype = parts.pop() if parts and parts[-1].lower() in (*DTYPES, "fp16", "bf16") else None
+    dtype = parts.pop() if parts and parts[-1].lower() in PRECISION_NAMES else None
     device = ":".join(parts) or "auto"
     return (device, *([dtype] if dtype else [])), {"device": device, "dtype": dtype}
 

@@ -189,6 +189,7 @@ def dataset_embeddings(
             query_prompt_name=data.query_prompt_name,
             document_prompt_name=data.document_prompt_name,
             precision=data.precision,
+            batch_tokens=data.batch_tokens,
             device=data.device,
             progress=progress,
         )

@@ -113,7 +113,9 @@ class DataOptions:
     query_prompt, document_prompt, query_prompt_name, document_prompt_name : str or None
         prompts for encoding.
     precision, device : str or None
-        encoding dtype and torch device.
+        encoding (and teacher) dtype and torch device (docs/devices.md).
+    batch_tokens : int or None
+        padded tokens per encoding batch (``None``: ``batch_size`` x the model's length).
     index, metric : str
         index spec and score.
     spot_check : int
@@ -138,6 +140,7 @@ class DataOptions:
     query_prompt_name: str | None = None
     document_prompt_name: str | None = None
     precision: str | None = None
+    batch_tokens: int | None = None
     device: str | None = None
     index: str = "exact"
     metric: str = "ip"
@@ -184,6 +187,7 @@ class DataOptions:
             precision=self.precision,
             device=self.device,
             batch_size=self.batch_size,
+            batch_tokens=self.batch_tokens,
         )
 
 
@@ -207,6 +211,8 @@ class TeacherSpec:
         cross-encoder truncation.
     query_prompt : str or None
         bi-encoder query prompt.
+    precision : str or None
+        the teacher's dtype (``None``: float16 on a GPU, float32 on the CPU).
     progress : bool
         progress bars.
     """
@@ -218,6 +224,7 @@ class TeacherSpec:
     activation: str = "logits"
     max_length: int | None = None
     query_prompt: str | None = None
+    precision: str | None = None
     progress: bool = False
 
     def build(self) -> Any:
@@ -232,6 +239,7 @@ class TeacherSpec:
                 device=self.device,
                 activation=self.activation,
                 max_length=self.max_length,
+                precision=self.precision,
                 show_progress=self.progress,
             )
         return EmbeddingScorer(
@@ -239,6 +247,7 @@ class TeacherSpec:
             batch_size=self.batch_size,
             device=self.device,
             query_prompt=self.query_prompt,
+            precision=self.precision,
             show_progress=self.progress,
         )
 
@@ -493,6 +502,7 @@ class DenoiseOptions:
             activation=self.rescore_activation,
             max_length=data.max_seq_length,
             query_prompt=data.query_prompt,
+            precision=data.precision,
             progress=progress,
         )
 
