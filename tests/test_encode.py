@@ -499,3 +499,22 @@ def test_float16_weights_encode_in_float32_on_the_cpu(tmp_path: Path) -> None:
     got = ns.encode(TEXTS, str(folder), device="cpu", progress=False)
     ref = ns.encode(TEXTS, device="cpu", progress=False)
     np.testing.assert_allclose(got, ref, atol=5e-3)  # the weights' float16 rounding only
+
+
+def test_a_model_retrained_in_place_gets_a_new_cache_key(tmp_path: Path) -> None:
+    """Weights rewritten with the same size and modification time: the cache key (and so
+    the cached embeddings) changes; an untouched folder keeps its key."""
+    import os
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"\x00" * 4096)
+    (folder / "config.json").write_text("{}")
+    key = enc.model_key(folder)
+    assert enc.model_key(folder) == key
+    st = weights.stat()
+    weights.write_bytes(b"\x01" * 4096)
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert weights.stat().st_size == st.st_size and weights.stat().st_mtime_ns == st.st_mtime_ns
+    assert enc.model_key(folder) != key

@@ -74,13 +74,19 @@ def _model_path(model: str | os.PathLike[str] | None) -> str:
 
 def model_key(model: str | os.PathLike[str] | None) -> str:
     """Identity of a model for the cache: a local folder is its resolved path plus the
-    names and sizes of its files (a changed model gets a new key); anything else is the
-    name as given (a hub name)."""
+    names, sizes and content digests of its files (weights retrained in place get a new
+    key, even with the same sizes and modification times; digests are cached by file
+    identity, so an unchanged folder is not read again); anything else is the name as
+    given (a hub name)."""
+    from .._digest import file_digest
+
     path = _model_path(model)
     p = Path(path)
     if p.is_dir():
         files = sorted(
-            (str(f.relative_to(p)), f.stat().st_size) for f in p.rglob("*") if f.is_file()
+            (str(f.relative_to(p)), f.stat().st_size, file_digest(f))
+            for f in p.rglob("*")
+            if f.is_file()
         )
         digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
         return f"{p.resolve()}#{digest}"
