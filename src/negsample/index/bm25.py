@@ -393,7 +393,9 @@ def topk_positive(scores: FloatArray, k: int) -> tuple[IntArray, FloatArray]:
     [1, 3]
     """
     hit = np.flatnonzero(scores > 0)
-    if hit.size > k:
+    if k <= 0:
+        hit = hit[:0]
+    elif hit.size > k:
         v = scores[hit]
         kth = np.partition(v, hit.size - k)[hit.size - k]  # the k-th largest value
         above = hit[v > kth]
