@@ -317,3 +317,39 @@ def test_cli_refusals_are_one_line(
     assert err[-1].startswith("negsample: error: ") and message in err[-1], err
     assert not (tmp_path / "o.jsonl").exists()
     assert not any(p.name.endswith("negsample-work") for p in tmp_path.iterdir())
+
+
+def test_hybrid_counts_the_removed_ids_its_lists_passed_over(
+    ds: ns.BeirDataset, emb: ns.DatasetEmbeddings
+) -> None:
+    from negsample._ragged import Ragged
+    from negsample.sources import make_source
+
+    src = make_source("hybrid", documents=ds.document_texts, queries=ds.query_texts,
+                      dense=ns.NumpyIndex(emb.corpus), query_vectors=emb.queries)  # fmt: skip
+    pos = ds.positives_ragged()
+    dups = ds.duplicate_texts()
+    exc = Ragged(np.r_[0, np.cumsum([d.size for d in dups])].astype(np.int64),
+                 np.concatenate(dups).astype(np.int64))  # fmt: skip
+    k = 20
+    got = src.chunk(0, ds.n_queries, depth=k, positives=pos, exclude=exc)
+    full = bm25_full(ds)
+    dense = ns.NumpyIndex(emb.corpus).search(emb.queries, ds.n_corpus).ids
+    n_passed = 0
+    for q, drop in enumerate(removed_of(ds)):
+        fused, extra = got.ids[q, :k], got.ids[q, k:]
+        assert not drop & set(fused.tolist())
+        passed = set()
+        for order in (dense[q], [d for d in ranked(full[q], set(), ds.n_corpus, True)]):
+            allowed = 0
+            for d in order:
+                if allowed == k:
+                    break
+                if int(d) in drop:
+                    passed.add(int(d))
+                else:
+                    allowed += 1
+        assert sorted(extra[extra >= 0].tolist()) == sorted(passed), q
+        n_passed += len(passed)
+    negs = ns.mine_dataset(ds, ns.TopKSampler(k=k), embeddings=emb, index="hybrid", n=3).negatives
+    assert sum(negs.stats.removed.values()) == n_passed > 0

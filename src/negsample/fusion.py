@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -11,7 +12,7 @@ import numpy.typing as npt
 from ._types import Candidates
 from ._validate import to_numpy
 
-__all__ = ["DEFAULT_K_RRF", "reciprocal_rank_fusion"]
+__all__ = ["DEFAULT_K_RRF", "check_k_rrf", "reciprocal_rank_fusion"]
 
 #: Cormack, Clarke and Buettcher's constant: ``rrf(d) = sum 1 / (60 + rank)``.
 DEFAULT_K_RRF = 60.0
@@ -58,10 +59,7 @@ def reciprocal_rank_fusion(
     >>> fused.ids.tolist()          # 1: 1/62 + 1/61; 3: 1/61; 4: 1/62; 2: 1/63
     [[1, 3, 4, 2]]
     """
-    if isinstance(k_rrf, bool) or not isinstance(k_rrf, int | float | np.number):
-        raise ValueError(f"k_rrf must be a number, got {k_rrf!r}")
-    if not (math.isfinite(float(k_rrf)) and float(k_rrf) >= 0):
-        raise ValueError(f"k_rrf must be a finite number >= 0, got {k_rrf!r}")
+    k_rrf = check_k_rrf(k_rrf)
     if depth is not None and (isinstance(depth, bool) or int(depth) != depth or depth < 0):
         raise ValueError(f"depth must be None or an integer >= 0, got {depth!r}")
     if not rankings:
@@ -84,7 +82,7 @@ def reciprocal_rank_fusion(
     rank = np.concatenate([np.tile(np.arange(1, a.shape[1] + 1), b) for a in lists])
     keep = ids >= 0
     row, ids, rank = row[keep], ids[keep], rank[keep]
-    term = 1.0 / (float(k_rrf) + rank.astype(np.float64))
+    term = 1.0 / (k_rrf + rank.astype(np.float64))
     # group by (row, id), each group's terms smallest first
     order = np.lexsort((term, ids, row))
     row, ids, term = row[order], ids[order], term[order]
@@ -103,6 +101,21 @@ def reciprocal_rank_fusion(
     out_ids[g_row[sel], col[sel]] = g_id[sel]
     out_sc[g_row[sel], col[sel]] = total[sel]
     return Candidates(out_ids, out_sc)
+
+
+def check_k_rrf(k_rrf: Any) -> float:
+    """``k_rrf`` as a float, checked: a finite number ``>= 0``.
+
+    Raises
+    ------
+    ValueError
+        naming the value.
+    """
+    if isinstance(k_rrf, bool) or not isinstance(k_rrf, int | float | np.number):
+        raise ValueError(f"k_rrf must be a number, got {k_rrf!r}")
+    if not (math.isfinite(float(k_rrf)) and float(k_rrf) >= 0):
+        raise ValueError(f"k_rrf must be a finite number >= 0, got {k_rrf!r}")
+    return float(k_rrf)
 
 
 def _check_list(a: npt.NDArray[np.int64], j: int) -> None:

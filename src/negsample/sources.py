@@ -47,7 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._ragged import Ragged
-from .fusion import DEFAULT_K_RRF, reciprocal_rank_fusion
+from .fusion import DEFAULT_K_RRF, check_k_rrf, reciprocal_rank_fusion
 from .index.base import Index, index_score, prepare_queries
 from .index.bm25 import BM25Index, BM25Params, check_bm25_available
 from .index.registry import IndexSpec, parse_index_spec, register_index
@@ -313,7 +313,7 @@ class HybridSource:
         k_rrf: float = DEFAULT_K_RRF,
         log: Log | None = None,
     ) -> None:
-        reciprocal_rank_fusion([np.zeros((0, 0), np.int64)], k_rrf=k_rrf)  # k_rrf checked
+        k_rrf = check_k_rrf(k_rrf)
         self.params = BM25Params() if params is None else params
         self.documents, self.queries = documents, queries
         self.n_corpus, self.n_queries = len(documents), len(queries)
@@ -493,8 +493,7 @@ def parse_hybrid(args: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Any]
     (joined by ``:``) are the dense index's spec (default ``exact``)."""
     options, rest = _key_values(args, (*_BM25_KEYS, "k_rrf"))
     _bm25_params(options)
-    k_rrf = options.get("k_rrf", DEFAULT_K_RRF)
-    reciprocal_rank_fusion([np.zeros((0, 0), np.int64)], k_rrf=k_rrf)  # checked
+    k_rrf = check_k_rrf(options.get("k_rrf", DEFAULT_K_RRF))
     dense = ":".join(rest) if rest else "exact"
     parsed = parse_index_spec(dense)
     if parsed.is_source:
