@@ -353,3 +353,14 @@ def test_hybrid_counts_the_removed_ids_its_lists_passed_over(
         n_passed += len(passed)
     negs = ns.mine_dataset(ds, ns.TopKSampler(k=k), embeddings=emb, index="hybrid", n=3).negatives
     assert sum(negs.stats.removed.values()) == n_passed > 0
+
+
+def test_report_refuses_a_text_source_before_reading_the_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from negsample.cli import main
+
+    argv = ["report", "--data", str(tmp_path / "missing"), "--sampler", "topk"]
+    assert main([*argv, "--out-dir", str(tmp_path / "rep"), "--index", "bm25"]) == 2
+    err = capsys.readouterr().err
+    assert "gives candidates from texts" in err and "missing" not in err
