@@ -99,6 +99,12 @@ def block_candidates(torch: Any, s: Any, kk: int, g: int, offset: int) -> Any:
     return torch.where(cols < m, keys, EMPTY) if m % g else keys
 
 
+def _route(kk: int, c: int, m: int, g: int) -> tuple[bool, bool]:
+    """``(exact, whole)`` for a block of ``m`` rows giving ``c`` groups of ``g``."""
+    exact = c >= min(kk, -(-m // g))
+    return exact, 2 * (kk if exact else c) * g > m
+
+
 def _kept(torch: Any, s: Any, kk: int, c: int, g: int, offset: int, thr: Any) -> tuple[Any, Any]:
     """Keys ``(rows, w)`` of the entries a block gives, and ``missed``: ``(rows,)`` bool, True
     where the row may have left out an entry of its top-``kk`` (``None``: it cannot).
@@ -108,12 +114,12 @@ def _kept(torch: Any, s: Any, kk: int, c: int, g: int, offset: int, thr: Any) ->
     them lie above the last one kept (then an entry left out may tie the ``kk``-th best:
     missed, unless below the threshold ``thr`` ``(rows,)``). With fewer groups, the ``c``
     groups of largest maxima, then their ``2 c`` best entries: missed where the last group or
-    entry kept reaches the threshold (one left out may too).
+    entry kept reaches the threshold (one left out may too). Groups holding half the block
+    or more cost more than they save: the best entries are then taken from the whole block.
     """
     rows, m = s.shape
     n_groups = -(-m // g)
-    exact = c >= min(kk, n_groups)
-    whole = exact and kk >= n_groups
+    exact, whole = _route(kk, c, m, g)
     missed = None
     if whole:
         vals = s
@@ -184,15 +190,16 @@ def grouped_topk(
     """Packed keys ``(rows, kk)`` (unsorted) of the exact top-``kk`` of every row over the
     corpus blocks ``spans`` (``(first id, rows)`` each), whose float32 scores ``score(i)``
     returns (the same values each time it is asked). Also the counts: ``blocks``,
-    ``pruned`` (blocks that gave ``c < kk`` groups), ``rescored`` (pruned blocks merged whole
-    after the loop because a row may have missed an entry).
+    ``pruned`` (blocks past the exact route: ``c < kk`` groups), ``grouped`` (blocks whose
+    entries were gathered by groups, not taken from the whole block), ``rescored`` (blocks
+    merged whole after the loop because a row may have missed an entry).
 
     ``kk`` must not exceed the total rows of ``spans``.
     """
     best: Any = None
     thr: Any = None  # (rows,) float32: each row's kk-th best score at the last merge
     rows_thr = 0  # corpus rows scanned when thr was set (0: no threshold yet)
-    seen = width = pruned = 0
+    seen = width = pruned = grouped = 0
     pending: list[Any] = []
     flags: list[tuple[int, Any]] = []
     for i, (offset, m) in enumerate(spans):
@@ -200,7 +207,9 @@ def grouped_topk(
         if thr is None:
             thr = torch.full((s.shape[0],), -math.inf, device=s.device)
         c = groups_to_take(kk, m, rows_thr, g)
-        pruned += c < min(kk, -(-m // g))
+        exact, whole = _route(kk, c, m, g)
+        pruned += not exact
+        grouped += not whole
         seen += m
         keys, missed = _kept(torch, s, kk, c, g, offset, thr)
         if missed is not None:
@@ -221,7 +230,7 @@ def grouped_topk(
         rescore = [i for (i, _), bad in zip(flags, missed, strict=True) if bad]
     for i in rescore:
         best = _merge_unique(torch, best, block_candidates(torch, score(i), kk, g, spans[i][0]), kk)
-    stats = {"blocks": len(spans), "pruned": pruned, "rescored": len(rescore)}
+    stats = {"blocks": len(spans), "pruned": pruned, "grouped": grouped, "rescored": len(rescore)}
     return best, stats
 
 

@@ -359,7 +359,8 @@ class TorchIndex(BaseIndex):
                 parts = list(pool.map(lambda s: self._search_shard(s, q, k), self._shards))
         keys = np.concatenate([p[0] for p in parts], axis=1)
         self._last_topk_stats = {
-            name: sum(p[1].get(name, 0) for p in parts) for name in ("blocks", "pruned", "rescored")
+            name: sum(p[1].get(name, 0) for p in parts)
+            for name in ("blocks", "pruned", "grouped", "rescored")
         }
         kk = min(k, self.ntotal)
         if keys.shape[1] > kk:
