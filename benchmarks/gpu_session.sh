@@ -37,14 +37,17 @@ step() {  # step SECONDS COMMAND...: run bounded, output to the log, one status 
 #        ENC_ARGS=(--texts 100000 --reps 2), CE_ARGS=(--tiny-pairs 20000 --minilm-pairs 10000
 #        --reps 3) (encode and rescore ran out of their time there);
 #   2nd: STEPS="tests torch encode rescore" with the defaults below (after the lazy merge).
+# The torch step's --sweep (issue 17): the grouped top-k for g in 16..128 and the lazy merge,
+# each against the bare matrix products, at k=201 and 1001 on one block of 16,384 queries
+# (about 30 s); then the timed passes on the default path.
 STEPS=${STEPS:-tests torch cli encode rescore}
 if [ -n "${SMALL:-}" ]; then  # a dry run of every step at toy sizes
-    TORCH_ARGS=(--docs 60000 --queries 6000 --search-block 2048 --max-seconds 20 --compare-merge)
+    TORCH_ARGS=(--docs 60000 --queries 6000 --search-block 2048 --max-seconds 20 --sweep --groups 16 32)
     CLI_ARGS=(--docs 60000 --all-queries 6000 --queries 3000)
     ENC_ARGS=(--texts 300 --reps 1 --batch-size 64)
     CE_ARGS=(--tiny-pairs 200 --minilm-pairs 32 --reps 1)
 else
-    TORCH_ARGS=(--max-seconds 80 --compare-merge)
+    TORCH_ARGS=(--max-seconds 80 --sweep --groups 16 32 64 128)
     CLI_ARGS=(--queries 100000)
     ENC_ARGS=(--texts 20000 --reps 1)
     CE_ARGS=(--tiny-pairs 3000 --minilm-pairs 3000 --reps 1)
