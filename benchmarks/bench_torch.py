@@ -347,6 +347,17 @@ def device_run(args: argparse.Namespace) -> int:
         q_sweep = np.asarray(queries[:m], dtype=np.float32)
         res, sweep_rows = topk_sweep(index, q_sweep, (201, 1001), tuple(args.groups), 2)
         out["topk_sweep"] = {"queries": m, "results": res}
+        dev = "cuda" if args.device.startswith("cuda") else args.device
+        C.write_results(  # written now: the sweep survives a run cut short later
+            f"bench_torch_topk_{dev}" + ("_quick" if args.quick else ""),
+            {"args": vars(args), "machine": info, "queries": m, "results": res},
+            f"Exact top-k paths of {index!r} side by side, block_rows {index.block_rows}, on "
+            f"one block of {m:,} queries against a synthetic float16 corpus {args.docs:,} x "
+            f"{args.dim} (random order), each against the bare matrix products of the same "
+            f"blocks in the same run; medians of 2 interleaved runs. "
+            f"{', '.join(info.get('gpus', [])) or 'no GPU'}, torch {info.get('torch')}, "
+            f"{info['date']}.\n\n" + C.markdown_table(SWEEP_HEADER, sweep_rows),
+        )
         broken = [name for r in res for name, entry in r["info"].items() if entry.get("error")]
         if f"{topk.PATH} g={topk.GROUP}" in broken:  # the default failed: keep the run going
             out["path_fallback"] = f"lazy ({topk.PATH} g={topk.GROUP} failed in the sweep)"
