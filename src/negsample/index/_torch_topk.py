@@ -7,11 +7,13 @@ speed only.
 - ``"grouped"`` (the default, :func:`grouped_topk`): each score block's row is cut into groups
   of ``g`` columns and each group's maximum taken (one pass over the scores); only the best
   groups are gathered. Until a threshold exists, a block gives the ``k`` groups with the
-  largest maxima (every element of the block's top-``k`` lies in them) and their ``k * g``
-  candidates; afterwards a block gives only ``c`` groups and ``2 c`` candidates, ``c`` sized
-  from the expected count of entries above the running ``k``-th best, and records on the
-  device whether a row could have missed one. Flagged blocks (rare) are scored again after
-  the last block and merged whole. No host synchronisation inside the block loop.
+  largest maxima (every entry of the block's top-``k`` lies in them) and their best ``2 k``
+  entries; afterwards a block gives only ``c`` groups and their ``2 c`` best entries, ``c``
+  sized from the expected count of entries above the running ``k``-th best. Where those
+  groups would hold half the block or more, the entries are taken from the whole block.
+  Each block records on the device whether a row may have missed an entry; flagged blocks
+  (rare) are scored again after the last block and merged whole. No host synchronisation
+  inside the block loop: one per call.
 - ``"lazy"`` and ``"every-block"``: the former paths (threshold and ``nonzero``, with a host
   synchronisation per block), kept for side-by-side benchmarks.
 """
@@ -32,11 +34,11 @@ LOW = 0xFFFFFFFF
 PATHS = ("grouped", "lazy", "every-block")
 #: The path searches take (a module setting, for benchmarks/bench_torch.py and the tests).
 PATH = "grouped"
-#: Columns per group of the grouped top-k (chosen by benchmarks/bench_torch.py --sweep).
+#: Columns per group of the grouped top-k (chosen by benchmarks/bench_torch.py --topk).
 GROUP = 32
 #: Groups taken from a block once a threshold exists: ``lam + SLACK_SD * sqrt(lam) + SLACK``,
-#: ``lam`` the expected count of its entries above the threshold (a Poisson tail: a row
-#: passes more with a probability below 1e-8 on a corpus in random order).
+#: ``lam`` the expected count of its entries above the threshold (a Poisson tail: on a
+#: corpus in random order a row passes more with a probability of about 1e-9 at most).
 SLACK_SD = 6.0
 SLACK = 6.0
 
