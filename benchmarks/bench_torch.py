@@ -36,7 +36,8 @@ scores are checked equal to the first path's.
 
 The device run never imports faiss (the GPU image has none). Writes
 benchmarks/results/bench_torch{_quick,_cuda,_cuda_quick}.json and .md, and
-bench_torch_topk_{cpu,cuda}{,_quick}.json and .md.
+bench_torch_topk_cpu{,_quick,_1thread}.json and .md (``--topk``) and
+bench_torch_sweep_{cuda,...}{,_quick}.json and .md (the device run's ``--sweep``).
 """
 
 from __future__ import annotations
@@ -349,7 +350,7 @@ def device_run(args: argparse.Namespace) -> int:
         out["topk_sweep"] = {"queries": m, "results": res}
         dev = "cuda" if args.device.startswith("cuda") else args.device
         C.write_results(  # written now: the sweep survives a run cut short later
-            f"bench_torch_topk_{dev}" + ("_quick" if args.quick else ""),
+            f"bench_torch_sweep_{dev}" + ("_quick" if args.quick else ""),
             {"args": vars(args), "machine": info, "queries": m, "results": res},
             f"Exact top-k paths of {index!r} side by side, block_rows {index.block_rows}, on "
             f"one block of {m:,} queries against a synthetic float16 corpus {args.docs:,} x "

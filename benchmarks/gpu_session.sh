@@ -66,7 +66,7 @@ want tests && step 90 $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_tor
     tests/test_encode.py tests/test_scoring_models.py
 want torch && step 190 $PY benchmarks/bench_torch.py --device "$DEVICE" "${TORCH_ARGS[@]}"
 save bench_torch_"$DEVICE"
-save bench_torch_topk_"$DEVICE"
+save bench_torch_sweep_"$DEVICE"
 want cli && step 170 $PY benchmarks/bench_cli_large.py --index "torch:$DEVICE" "${CLI_ARGS[@]}"
 save bench_cli_large_torch_"$DEVICE"
 want encode && step 45 $PY benchmarks/bench_encode.py --device "$DEVICE" --model "$MODEL" "${ENC_ARGS[@]}"
