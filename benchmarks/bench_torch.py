@@ -483,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--sweep",
+        "--compare-merge",  # its former name (the merge paths side by side), still accepted
+        dest="sweep",
         action="store_true",
         help="device run: the top-k sweep on one block of queries before the timed passes",
     )
