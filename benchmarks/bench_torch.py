@@ -23,8 +23,21 @@ memory-mapped float16 corpus (full size: 8,841,823 x 384, MS MARCO's passage cou
     python benchmarks/bench_torch.py --device cuda              # full size (~7 GB of data)
     python benchmarks/bench_torch.py --device cuda --quick      # 200,000 x 384, 20,000 queries
 
+Top-k sweep (issue 17, ``--topk``; in the device run ``--sweep``): the exact top-k paths
+side by side in one run, each against the matrix-product floor measured in the same run
+(the same ``torch.mm`` calls over the same corpus blocks into the same buffer, then a
+device synchronisation, no top-k): the grouped top-k for each group size ``g``, and the
+former lazy merge. Repeats are interleaved, medians reported, and every path's ids and
+scores are checked equal to the first path's.
+
+    python benchmarks/bench_torch.py --topk --quick   # CPU: 200,000 x 384, 256 queries
+    python benchmarks/bench_torch.py --topk           # CPU: 1,000,000 x 384, 256 queries
+    python benchmarks/bench_torch.py --topk --threads 1   # one torch thread (a loaded host)
+
 The device run never imports faiss (the GPU image has none). Writes
-benchmarks/results/bench_torch{_quick,_cuda,_cuda_quick}.json and .md.
+benchmarks/results/bench_torch{_quick,_cuda,_cuda_quick}.json and .md, and
+bench_torch_topk_cpu{,_quick,_1thread}.json and .md (``--topk``) and
+bench_torch_sweep_{cuda,...}{,_quick}.json and .md (the device run's ``--sweep``).
 """
 
 from __future__ import annotations
@@ -53,6 +66,157 @@ def _search_all(index: Any, queries: Any, k: int, block: int) -> float:
     for s in range(0, queries.shape[0], block):
         index.search(np.asarray(queries[s : s + block]), k)
     return time.perf_counter() - t0
+
+
+# -- top-k sweep ------------------------------------------------------------------------------
+SWEEP_GROUPS = (8, 16, 32, 64, 128)
+
+
+def _sync(index: Any) -> None:
+    import torch
+
+    for dev in index.devices:
+        if dev.startswith("cuda"):
+            torch.cuda.synchronize(dev)
+
+
+def _products(index: Any, queries: np.ndarray) -> float:
+    """Seconds for the bare products of ``index.search(queries, k)``: the same ``torch.mm``
+    calls (``TorchIndex._mm``) over the same corpus blocks into the same buffer, no top-k."""
+    import torch
+
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for shard in index._shards:
+            rows = min(queries.shape[0], index.search_block)
+            buf = None
+            if index.dtype == "float32" or not shard.fp32_out:
+                size = rows * min(index.block_rows, shard.n)
+                buf = torch.empty(size, dtype=torch.float32, device=shard.device)
+            for qs in range(0, queries.shape[0], index.search_block):
+                qt = torch.from_numpy(np.array(queries[qs : qs + index.search_block]))
+                qt = qt.to(shard.device, dtype=shard.data.dtype, copy=True)
+                for cs in range(0, shard.n, index.block_rows):
+                    block = shard.data[cs : cs + index.block_rows]
+                    m = block.shape[0]
+                    out = None if buf is None else buf[: qt.shape[0] * m].view(qt.shape[0], m)
+                    index._mm(qt, block, shard.fp32_out, out)
+    _sync(index)
+    return time.perf_counter() - t0
+
+
+def topk_sweep(
+    index: Any, queries: np.ndarray, ks: tuple[int, ...], groups: tuple[int, ...], repeats: int
+) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+    """Every (k, path) timed ``repeats`` times, interleaved with the bare products; a path
+    that raises is recorded with its error (and the rest still run)."""
+    from negsample.index import _torch_topk as topk
+
+    default = (topk.PATH, topk.GROUP)
+    configs = [("grouped", g) for g in groups] + [("lazy", None)]
+    results: list[dict[str, Any]] = []
+    rows: list[list[Any]] = []
+    n = queries.shape[0]
+    try:
+        for k in ks:
+            times: dict[str, list[float]] = {"product": []}
+            info: dict[str, dict[str, Any]] = {}
+            ref = None
+            for _ in range(repeats):
+                times["product"].append(_products(index, queries))
+                for path, g in configs:
+                    name = path if g is None else f"{path} g={g}"
+                    if info.get(name, {}).get("error"):
+                        continue
+                    topk.PATH, topk.GROUP = path, g or default[1]
+                    t0 = time.perf_counter()
+                    try:
+                        res = index.search(queries, k)
+                    except Exception as exc:  # recorded: one failing path must not end the run
+                        info[name] = {"error": f"{type(exc).__name__}: {exc}"}
+                        print(f"k={k} {name}: {info[name]['error']}", file=sys.stderr)
+                        continue
+                    times.setdefault(name, []).append(time.perf_counter() - t0)
+                    if ref is None:
+                        ref = res
+                    same = bool(
+                        np.array_equal(res.ids, ref.ids) and np.array_equal(res.scores, ref.scores)
+                    )
+                    entry = info.setdefault(name, {"equal": True})
+                    entry["equal"] &= same
+                    entry["stats"] = getattr(index, "_last_topk_stats", {}) if g else {}
+            floor = C.median(times["product"])
+            results.append({"k": k, "seconds": times, "info": info})
+            rows.append([k, "product (floor)", 1e6 * floor / n, "1.00", "", ""])
+            for name, entry in info.items():
+                if "error" in entry:
+                    rows.append([k, name, "error", "", entry["error"][:60], ""])
+                    continue
+                med = C.median(times[name])
+                st = entry.get("stats") or {}
+                blocks = (
+                    f"{st['pruned']}/{st['grouped']}/{st['rescored']}/{st['blocks']}" if st else ""
+                )
+                eq = "yes" if entry["equal"] else "NO"
+                rows.append([k, name, 1e6 * med / n, f"{med / floor:.2f}", blocks, eq])
+            print(rows[-len(info) - 1 :], file=sys.stderr)
+    finally:
+        topk.PATH, topk.GROUP = default
+    return results, rows
+
+
+SWEEP_HEADER = [
+    "k",
+    "path",
+    "ms per 1,000 queries",
+    "/ product",
+    "blocks pruned / by groups / rescored / all",
+    "ids and scores equal",
+]
+
+
+def sweep_run(args: argparse.Namespace) -> int:
+    """CPU: the top-k sweep on a float32 TorchIndex over a memory-mapped synthetic corpus."""
+    import torch
+
+    import negsample as ns
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    paths = C.synthetic(args.docs, args.queries, args.dim)
+    corpus = np.load(paths["corpus"], mmap_mode="r")
+    queries = np.load(paths["queries"])
+    info = C.machine()
+    load0 = list(os.getloadavg())
+    index = ns.TorchIndex(
+        corpus,
+        device=args.device or "cpu",
+        dtype=args.dtype,
+        search_block=args.search_block or 256,
+        memory_budget_mb=args.budget_mb or 64,
+        check=False,
+    )
+    index.search(queries[:8], 8)  # warm-up
+    results, rows = topk_sweep(index, queries, tuple(args.ks), tuple(args.groups), args.repeats)
+    load1 = list(os.getloadavg())
+    dev = index.devices[0].split(":")[0]
+    md = (
+        f"Exact top-k paths of {index!r} side by side, block_rows {index.block_rows}, "
+        f"search_block {index.search_block}: {args.queries:,} queries against a synthetic "
+        f"corpus {args.docs:,} x {args.dim} (random order), each path's time against the bare "
+        f"matrix products of the same blocks in the same run; medians of {args.repeats} "
+        f"interleaved runs. {info.get('cpu', '')}, {info['affinity']} cores, torch "
+        f"{info.get('torch')} ({torch.get_num_threads()} threads), {info['date']}, "
+        f"{C.load_note(load0, load1)}."
+        + (" CPU only: not measured on a GPU." if dev == "cpu" else "")
+        + "\n\n"
+        + C.markdown_table(SWEEP_HEADER, rows)
+    )
+    name = f"bench_torch_topk_{dev}" + ("_quick" if args.quick else "")
+    name += f"_{args.threads}thread" if args.threads else ""
+    payload = {"args": vars(args), "machine": info, "load": [load0, load1], "results": results}
+    C.write_results(name, payload, md)
+    return 0
 
 
 # -- CPU comparison ---------------------------------------------------------------------------
@@ -164,27 +328,41 @@ def device_run(args: argparse.Namespace) -> int:
     # warm-up (CUDA context, cuBLAS handles) and, with --max-seconds, the query count that
     # fits: the four timed passes (two bare searches, two mine() calls) cost about 4.6 times
     # one bare search at k=201 (ReSa2 searches 1001 deep)
-    index.search(np.asarray(queries[:1]), 201)  # warm-up: CUDA context, cuBLAS handles
+    from negsample.index import _torch_topk as topk
+
     probe_n = min(queries.shape[0], 2 * index.search_block)
-    probe_s = _search_all(index, queries[:probe_n], 201, index.search_block)
+    try:  # the warm-up and the probe on the default path
+        index.search(np.asarray(queries[:1]), 201)
+        probe_s = _search_all(index, queries[:probe_n], 201, index.search_block)
+    except Exception as exc:  # the default path failing on this device: keep the run going
+        print(f"{topk.PATH} path failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        out["path_fallback"] = f"lazy ({topk.PATH}: {type(exc).__name__}: {exc})"
+        topk.PATH = "lazy"
+        index.search(np.asarray(queries[:1]), 201)
+        probe_s = _search_all(index, queries[:probe_n], 201, index.search_block)
     out["probe"] = {"queries": probe_n, "seconds": probe_s}
     print(f"probe: {probe_n} queries at k=201 in {probe_s:.2f} s", file=sys.stderr)
-    merge_rows = []
-    if args.compare_merge:  # the two exact merge paths side by side, one search block each
-        from negsample.index import torch_index
-
+    sweep_rows: list[list[Any]] = []
+    if args.sweep:  # the top-k paths side by side on one block of queries, against the products
         m = min(queries.shape[0], index.search_block)
-        cmp: dict[str, Any] = {}
-        for k in (201, 1001):
-            for every in (True, False, True, False):
-                torch_index._MERGE_EVERY_BLOCK = every
-                t = _search_all(index, queries[:m], k, index.search_block)
-                cmp.setdefault(f"k={k} {'every block' if every else 'lazy'}", []).append(t)
-        torch_index._MERGE_EVERY_BLOCK = False
-        out["merge_paths"] = {"queries": m, "seconds": cmp}
-        for name, ts in cmp.items():
-            merge_rows.append([name, m, C.median(ts), 1e6 * C.median(ts) / m])
-        print(merge_rows, file=sys.stderr)
+        q_sweep = np.asarray(queries[:m], dtype=np.float32)
+        res, sweep_rows = topk_sweep(index, q_sweep, (201, 1001), tuple(args.groups), 2)
+        out["topk_sweep"] = {"queries": m, "results": res}
+        dev = "cuda" if args.device.startswith("cuda") else args.device
+        C.write_results(  # written now: the sweep survives a run cut short later
+            f"bench_torch_sweep_{dev}" + ("_quick" if args.quick else ""),
+            {"args": vars(args), "machine": info, "queries": m, "results": res},
+            f"Exact top-k paths of {index!r} side by side, block_rows {index.block_rows}, on "
+            f"one block of {m:,} queries against a synthetic float16 corpus {args.docs:,} x "
+            f"{args.dim} (random order), each against the bare matrix products of the same "
+            f"blocks in the same run; medians of 2 interleaved runs. "
+            f"{', '.join(info.get('gpus', [])) or 'no GPU'}, torch {info.get('torch')}, "
+            f"{info['date']}.\n\n" + C.markdown_table(SWEEP_HEADER, sweep_rows),
+        )
+        broken = [name for r in res for name, entry in r["info"].items() if entry.get("error")]
+        if f"{topk.PATH} g={topk.GROUP}" in broken:  # the default failed: keep the run going
+            out["path_fallback"] = f"lazy ({topk.PATH} g={topk.GROUP} failed in the sweep)"
+            topk.PATH = "lazy"
     if args.max_seconds:
         fit = int(args.max_seconds / (4.6 * probe_s / probe_n))
         fit = max(index.search_block, fit // index.search_block * index.search_block)
@@ -245,8 +423,10 @@ def device_run(args: argparse.Namespace) -> int:
             + f", upcast float32 product {prec['mm_upcast_fp32_s']:.4f} s."
         )
     md = (
-        f"{index!r}, block_rows {index.block_rows}, built in {build:.1f} s from a memory-mapped "
-        f"float16 corpus {args.docs:,} x {args.dim}; {n_q:,} queries"
+        f"{index!r}, block_rows {index.block_rows}, exact top-k path "
+        f"{topk.PATH}{f' g={topk.GROUP}' if topk.PATH == 'grouped' else ''}, built in "
+        f"{build:.1f} s from a memory-mapped float16 corpus {args.docs:,} x {args.dim}; "
+        f"{n_q:,} queries"
         + (
             f" (of {args.queries:,}: the count that fits --max-seconds {args.max_seconds})"
             if n_q < args.queries
@@ -261,13 +441,19 @@ def device_run(args: argparse.Namespace) -> int:
         "product and top-k on one H100, issue 10), another card: a guide, not a side-by-side "
         "ratio.\n\n" + C.markdown_table(header, rows) + extra
     )
-    if merge_rows:
+    if sweep_rows:
         md += (
-            "\n\nExact top-k merge across corpus blocks, bare search of one block of queries "
-            "(median of 2): 'every block' merges each corpus block's candidates into the "
-            "running top-k at once (the former path), 'lazy' collects them over several blocks "
-            "and merges once they number k (the default).\n\n"
-            + C.markdown_table(["path", "queries", "seconds", "ms per 1,000 queries"], merge_rows)
+            f"\n\nExact top-k paths side by side on one block of "
+            f"{out['topk_sweep']['queries']:,} queries (median of 2, interleaved), each against "
+            "the bare matrix products of the same corpus blocks in the same run: the grouped "
+            "top-k (the default) for each group size g, and the former lazy merge."
+            + (
+                f" The default path failed, the passes above used {out['path_fallback']}."
+                if "path_fallback" in out
+                else ""
+            )
+            + "\n\n"
+            + C.markdown_table(SWEEP_HEADER, sweep_rows)
         )
     dev = "cuda" if args.device.startswith("cuda") else args.device
     name = f"bench_torch_{dev}" + ("_quick" if args.quick else "")
@@ -291,9 +477,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-mb", type=float, default=None, help="TorchIndex memory_budget_mb")
     ap.add_argument("--search-block", type=int, default=None, help="TorchIndex search_block")
     ap.add_argument(
-        "--compare-merge",
+        "--topk",
         action="store_true",
-        help="device run: time both exact merge paths (every block / lazy) on one block",
+        help="the top-k sweep alone (CPU unless --device): paths and group sizes side by side",
+    )
+    ap.add_argument(
+        "--sweep",
+        "--compare-merge",  # its former name (the merge paths side by side), still accepted
+        dest="sweep",
+        action="store_true",
+        help="device run: the top-k sweep on one block of queries before the timed passes",
+    )
+    ap.add_argument("--ks", type=int, nargs="+", default=[201, 1001], help="--topk depths")
+    ap.add_argument("--threads", type=int, default=None, help="--topk: torch CPU threads")
+    ap.add_argument(
+        "--groups", type=int, nargs="+", default=list(SWEEP_GROUPS), help="group sizes swept"
     )
     ap.add_argument(
         "--max-seconds",
@@ -303,6 +501,11 @@ def main(argv: list[str] | None = None) -> int:
         "take longer (estimated from a first search, which is also the warm-up)",
     )
     args = ap.parse_args(argv)
+    if args.topk:
+        sizes = (200_000, 256) if args.quick else (1_000_000, 256)
+        args.docs = args.docs or sizes[0]
+        args.queries = args.queries or sizes[1]
+        return sweep_run(args)
     if args.device is None:
         sizes = (20_000, 2_000) if args.quick else (200_000, 10_000)
     else:

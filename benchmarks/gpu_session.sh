@@ -38,20 +38,26 @@ step() {  # step SECONDS COMMAND...: run bounded, output to the log, one status 
 #        --reps 3) (encode and rescore ran out of their time there);
 #   2nd: STEPS="tests torch encode rescore" with the defaults below (after the lazy merge).
 # The feeder's call (issue 17): STEPS="tests encode rescore", at most 6 min with start-up.
-STEPS=${STEPS:-tests torch cli encode rescore}
+# The torch step's --sweep (issue 17): the grouped top-k for g in 16..128 and the lazy merge,
+# each against the bare matrix products, at k=201 and 1001 on one block of 16,384 queries
+# (about 30 s); then the timed passes on the default path.
+# The default STEPS fit one call well under 10 minutes (step limits 60 + 170 + 90 + 70 s =
+# 6.5 min, plus the start-up); the end-to-end run (cli, 170 s) is a second call:
+#   STEPS=cli bash benchmarks/gpu_session.sh
+STEPS=${STEPS:-tests torch encode rescore}
 if [ -n "${SMALL:-}" ]; then  # a dry run of every step at toy sizes
-    TORCH_ARGS=(--docs 60000 --queries 6000 --search-block 2048 --max-seconds 20 --compare-merge)
+    TORCH_ARGS=(--docs 60000 --queries 6000 --search-block 2048 --max-seconds 20 --sweep --groups 16 32)
     CLI_ARGS=(--docs 60000 --all-queries 6000 --queries 3000)
     ENC_ARGS=(--texts 300 --reps 1 --batch-size 64)
     CE_ARGS=(--tiny-pairs 200 --minilm-pairs 32 --reps 1 --batch-sizes 64)
 else
-    TORCH_ARGS=(--max-seconds 80 --compare-merge)
+    TORCH_ARGS=(--max-seconds 80 --sweep --groups 16 32 64 128)
     CLI_ARGS=(--queries 100000)
     # issue 17: negsample.encode and CrossEncoderScorer (the feeder) side by side with
     # sentence-transformers, medians of 2 alternating rounds, with the feeder's breakdown
-    # (about 70 s and 50 s of the 150 s and 120 s below at the 2026-11-30 rates)
-    ENC_ARGS=(--texts 30000 --reps 2)
-    CE_ARGS=(--tiny-pairs 10000 --minilm-pairs 10000 --reps 2 --batch-sizes 128)
+    # (about 50 s and 35 s of the 90 s and 70 s below at the 2026-11-30 rates)
+    ENC_ARGS=(--texts 20000 --reps 2)
+    CE_ARGS=(--tiny-pairs 6000 --minilm-pairs 6000 --reps 2 --batch-sizes 128)
 fi
 save() { cp benchmarks/results/"$1".json benchmarks/results/"$1".md "$OUT"/ 2>/dev/null; }
 want() { [[ " $STEPS " == *" $1 "* ]]; }
@@ -63,15 +69,16 @@ want() { [[ " $STEPS " == *" $1 "* ]]; }
     free -g | head -2
 } 2>&1 | tee -a "$LOG"
 
-want tests && step 90 $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_torch_index.py \
+want tests && step 60 $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_torch_index.py \
     tests/test_encode.py tests/test_scoring_models.py
 want torch && step 190 $PY benchmarks/bench_torch.py --device "$DEVICE" "${TORCH_ARGS[@]}"
 save bench_torch_"$DEVICE"
+save bench_torch_sweep_"$DEVICE"
 want cli && step 170 $PY benchmarks/bench_cli_large.py --index "torch:$DEVICE" "${CLI_ARGS[@]}"
 save bench_cli_large_torch_"$DEVICE"
-want encode && step 150 $PY benchmarks/bench_encode.py --device "$DEVICE" --model "$MODEL" "${ENC_ARGS[@]}"
+want encode && step 90 $PY benchmarks/bench_encode.py --device "$DEVICE" --model "$MODEL" "${ENC_ARGS[@]}"
 save bench_encode_"$DEVICE"
-want rescore && step 120 $PY benchmarks/bench_rescore.py --device "$DEVICE" --minilm "$MODEL" \
+want rescore && step 70 $PY benchmarks/bench_rescore.py --device "$DEVICE" --minilm "$MODEL" \
     "${CE_ARGS[@]}"
 save bench_rescore"$([ "$DEVICE" = cpu ] || echo _"$DEVICE")"
 for f in "$OUT"/*.md; do

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import negsample as ns
+from negsample.index import _torch_topk as topk
+from negsample.index.numpy_index import _unpack
 
 torch = pytest.importorskip("torch", reason="torch not installed (pip install negsample[torch])")
 
@@ -324,24 +329,254 @@ def q_n(q: np.ndarray) -> np.ndarray:
     return q / np.linalg.norm(q, axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("every_block", [False, True], ids=["lazy-merge", "merge-every-block"])
+@pytest.mark.parametrize("path", ["grouped", "lazy", "every-block"])
 @pytest.mark.parametrize("k", [1, 7, 200, 300, 700, 2100])
 def test_blocked_top_k_is_exact_with_ties(
-    k: int, every_block: bool, monkeypatch: pytest.MonkeyPatch
+    k: int, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Corpus blocks of 256 rows (the smallest), scores on a coarse grid (many ties): the
     top-k equals NumpyIndex's (score, then smaller id), whatever k against the block size
-    (k below, above and beyond several blocks: 2,100 > 8 x 256) and the merge path."""
-    from negsample.index import torch_index
-
-    monkeypatch.setattr(torch_index, "_MERGE_EVERY_BLOCK", every_block)
-    rng = np.random.default_rng(k)
-    x = rng.integers(-2, 3, (2500, 8)).astype(np.float32)  # integer scores: exact, tied
-    q = rng.integers(-2, 3, (70, 8)).astype(np.float32)
-    q[1] = 0  # every score ties
+    (k below, above and beyond several blocks: 2,100 > 8 x 256) and the search path."""
+    monkeypatch.setattr(topk, "PATH", path)
+    x, q = _grid(k)
     want = ns.NumpyIndex(x).search(q, k)
     index = _cpu(x, search_block=32, memory_budget_mb=0.01)
     assert index.block_rows == 256
     got = index.search(q, k)
     np.testing.assert_array_equal(got.ids, want.ids)
     np.testing.assert_array_equal(got.scores, want.scores)
+
+
+# -- the grouped top-k (issue 17) ------------------------------------------------------------------
+
+
+def _grid(seed: int, n: int = 2500, d: int = 8, nq: int = 70) -> tuple[np.ndarray, np.ndarray]:
+    """Integer vectors in [-2, 2]: every score exact and tied many times; one zero query
+    (every score is +-0.0, tied)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, (n, d)).astype(np.float32)
+    q = rng.integers(-2, 3, (nq, d)).astype(np.float32)
+    q[1] = 0
+    return x, q
+
+
+@pytest.mark.parametrize("slack", ["default", "none"])
+@pytest.mark.parametrize("g", [1, 3, 32])
+@pytest.mark.parametrize("k", [1, 7, 33, 200, 300, 700, 2100])
+def test_grouped_top_k_equals_numpy_with_ties(
+    k: int, g: int, slack: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Groups of g columns (g=3 leaves a partial last group in every 256-row block; g=32 has
+    8 groups a block, fewer than k from k=33 on), ties everywhere (inside groups, across
+    group boundaries, at the k-th place), k from 1 to beyond 8 blocks. With no slack the
+    blocks give too few groups and candidates, so rows miss entries and the blocks are
+    scored again: the answer is the same."""
+    monkeypatch.setattr(topk, "GROUP", g)
+    if slack == "none":
+        monkeypatch.setattr(topk, "SLACK_SD", 0.0)
+        monkeypatch.setattr(topk, "SLACK", 0.0)
+    x, q = _grid(k + g)
+    want = ns.NumpyIndex(x).search(q, k)
+    index = _cpu(x, search_block=32, memory_budget_mb=0.01)
+    got = index.search(q, k)
+    np.testing.assert_array_equal(got.ids, want.ids)
+    np.testing.assert_array_equal(got.scores, want.scores)
+    st = index._last_topk_stats
+    assert st["blocks"] == 3 * 10  # 3 query blocks x 10 corpus blocks
+    if slack == "none" and 7 <= k <= 300 and g < 32:
+        assert st["pruned"] > 0 and st["grouped"] > 0 and st["rescored"] > 0  # every route
+
+
+def test_grouped_prunes_without_rescoring_on_data_in_random_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A corpus in random order: after the first blocks every block gives a few groups and
+    no block needs scoring again (the slack covers the Poisson tail); the ids and scores
+    are bit for bit those of the former path."""
+    x, q = _data(n=12_000, d=16, nq=64, seed=5)
+    index = _cpu(x, search_block=64, memory_budget_mb=0.01)
+    monkeypatch.setattr(topk, "GROUP", 8)
+    got = index.search(q, 50)
+    st = index._last_topk_stats
+    assert st["blocks"] == 47 and st["pruned"] >= 40 and st["rescored"] == 0
+    assert st["grouped"] >= 10  # the last blocks take a few groups of 8
+    monkeypatch.setattr(topk, "PATH", "lazy")
+    want = index.search(q, 50)
+    np.testing.assert_array_equal(got.ids, want.ids)
+    np.testing.assert_array_equal(got.scores, want.scores)
+    np.testing.assert_array_equal(got.ids, ns.NumpyIndex(x).search(q, 50).ids)
+
+
+def _signs(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows with four entries +-1 (norm 2): normalised, +-0.5, exact in every dtype, so
+    every score is exact (a multiple of 1/4 for cosine), and heavily tied."""
+    out = np.zeros((n, d), np.float32)
+    for i in range(n):
+        out[i, rng.choice(d, 4, replace=False)] = rng.choice([-1.0, 1.0], 4)
+    return out
+
+
+def _split(index: ns.TorchIndex, cuts: list[int]) -> None:
+    """Shard the (CPU) index at ``cuts``, as device='cuda' does over several GPUs."""
+    one = index._shards[0]
+    bounds = [0, *cuts, one.n]
+    index._shards = [type(one)("cpu", a, one.data[a:b]) for a, b in itertools.pairwise(bounds)]
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("metric", ["ip", "cosine"])
+def test_grouped_equals_numpy_in_every_dtype_metric_and_sharding(
+    metric: str, dtype: str, shards: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(topk, "GROUP", 16)
+    rng = np.random.default_rng(11)
+    x, q = _signs(1800, 12, rng), _signs(40, 12, rng)
+    ref = ns.NumpyIndex(x, metric=metric)
+    index = _cpu(x, metric=metric, dtype=dtype, search_block=16, memory_budget_mb=0.01)
+    if shards > 1:
+        _split(index, [250, 1001])  # a shard smaller than k, cuts inside corpus blocks
+    for k in (3, 120, 600):
+        want, got = ref.search(q, k), index.search(q, k)
+        np.testing.assert_array_equal(got.ids, want.ids)
+        np.testing.assert_array_equal(got.scores, want.scores)
+
+
+@settings(max_examples=60)
+@given(
+    n=st.integers(1, 400),
+    d=st.integers(1, 5),
+    k=st.integers(1, 450),
+    g=st.integers(1, 40),
+    block_rows=st.integers(1, 150),
+    search_block=st.integers(1, 40),
+    no_slack=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_grouped_top_k_property(
+    n: int, d: int, k: int, g: int, block_rows: int, search_block: int, no_slack: bool, seed: int
+) -> None:
+    """Any corpus size, block width (1 row up: partial groups, blocks narrower than g or
+    than k), group size, depth and query block: the grouped top-k is NumpyIndex's."""
+    x, q = _grid(seed, n=n, d=d, nq=12)
+    index = _cpu(x, search_block=search_block)
+    index.block_rows = block_rows
+    old = (topk.GROUP, topk.SLACK_SD, topk.SLACK)
+    topk.GROUP = g
+    if no_slack:
+        topk.SLACK_SD = topk.SLACK = 0.0
+    try:
+        got = index.search(q, k)
+    finally:
+        topk.GROUP, topk.SLACK_SD, topk.SLACK = old
+    want = ns.NumpyIndex(x).search(q, k)
+    np.testing.assert_array_equal(got.ids, want.ids)
+    np.testing.assert_array_equal(got.scores, want.scores)
+
+
+@settings(max_examples=60)
+@given(
+    m=st.integers(1, 90),
+    kk=st.integers(1, 90),
+    g=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+)
+def test_block_candidates_hold_the_block_top_k(m: int, kk: int, g: int, seed: int) -> None:
+    """The kk groups of largest maxima (ties by the smaller group) hold every entry of the
+    block's top-kk by (score, then smaller id), whatever the ties; padding is -1."""
+    rng = np.random.default_rng(seed)
+    hi = int(rng.integers(2, 40))  # few values: ties across groups
+    s = rng.integers(0, hi, (6, m)).astype(np.float32)
+    s[0, -1] = hi  # the best entry in the (partial) last group
+    keys = topk.block_candidates(torch, torch.from_numpy(s), kk, g, 100)
+    _, ids = _unpack(keys.numpy())
+    for r in range(s.shape[0]):
+        order = np.lexsort((np.arange(m), -s[r]))[:kk] + 100  # score desc, then id
+        assert set(order.tolist()) <= set(ids[r].tolist())
+        real = ids[r][ids[r] >= 0]
+        assert len(set(real.tolist())) == real.size  # no entry twice
+    assert np.all((ids == -1) | ((ids >= 100) & (ids < 100 + m)))  # padding: -1
+
+
+@settings(max_examples=300)
+@given(
+    m=st.integers(1, 90),
+    kk=st.integers(1, 60),
+    c=st.integers(1, 60),
+    g=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+)
+def test_a_block_keeps_what_can_enter_unless_it_says_missed(
+    m: int, kk: int, c: int, g: int, seed: int
+) -> None:
+    """One block, any number of groups taken and any thresholds (``-inf`` included): where
+    a row is not flagged as missed, every entry of the block's top-kk that reaches the row's
+    threshold is kept; every key is a real entry of the block or padding (-1)."""
+    rng = np.random.default_rng(seed)
+    hi = int(rng.integers(2, 40))
+    s = rng.integers(0, hi, (8, m)).astype(np.float32)
+    s[0, -1] = hi  # the best entry in the (partial) last group
+    thr = rng.integers(0, hi + 1, 8).astype(np.float32)
+    thr[:2] = -np.inf
+    c = min(c, kk, -(-m // g))
+    keys, missed = topk._kept(torch, torch.from_numpy(s), kk, c, g, 7, torch.from_numpy(thr))
+    vals, ids = _unpack(keys.numpy())
+    assert np.all((ids == -1) | ((ids >= 7) & (ids < 7 + m)))
+    ok = np.zeros(8, bool) if missed is None else ~missed.numpy()
+    if missed is None:
+        ok[:] = True
+    for r in np.flatnonzero(ok):
+        top = np.lexsort((np.arange(m), -s[r]))[:kk]
+        need = {int(i) + 7 for i in top if s[r, i] >= thr[r]}
+        assert need <= set(ids[r].tolist())
+        real = ids[r] >= 0
+        np.testing.assert_array_equal(vals[r][real], s[r, ids[r][real] - 7])
+
+
+def test_a_candidate_cut_that_ties_the_threshold_is_missed() -> None:
+    """Two groups taken, the second below the threshold 7: the four candidates kept end on a
+    7 that ties the threshold, and two more 7s were left out: the row says missed."""
+    s = torch.tensor([[8.0, 7, 7, 7, 7, 7, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]])
+    keys, missed = topk._kept(torch, s, 6, 2, 6, 0, torch.tensor([7.0]))
+    assert keys.shape == (1, 4) and bool(missed[0])
+    _, missed = topk._kept(torch, s, 6, 2, 6, 0, torch.tensor([7.5]))
+    assert not bool(missed[0])  # the 7s cannot reach 7.5
+
+
+def test_the_search_path_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, q = _data(n=50, d=4)
+    monkeypatch.setattr(topk, "PATH", "fast")
+    with pytest.raises(ValueError, match="PATH must be one of"):
+        _cpu(x).search(q, 3)
+
+
+@pytest.mark.gpu
+def test_grouped_on_cuda_equals_numpy_exactly() -> None:
+    """On a GPU, in every dtype: integer data (exact products and sums), k from 1 to beyond
+    the corpus block; and on random data the grouped and former paths agree bit for bit."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    x, q = _grid(3, n=6000, d=16, nq=700)
+    ref = ns.NumpyIndex(x)
+    for dtype in ("float32", "float16", "bfloat16"):
+        index = ns.TorchIndex(x, device="cuda:0", dtype=dtype, search_block=512, memory_budget_mb=1)
+        assert index.block_rows == 256
+        for k in (1, 201, 1001, 2500):
+            want, got = ref.search(q, k), index.search(q, k)
+            np.testing.assert_array_equal(got.ids, want.ids)
+            np.testing.assert_array_equal(got.scores, want.scores)
+    xr, qr = _data(n=50_000, d=64, nq=2000, seed=9)
+    index = ns.TorchIndex(
+        xr, device="cuda:0", dtype="float16", search_block=1024, memory_budget_mb=8
+    )
+    assert index.block_rows == 512
+    old = topk.PATH
+    try:
+        grouped = index.search(qr, 201)
+        assert index._last_topk_stats["pruned"] > 0
+        topk.PATH = "lazy"
+        lazy = index.search(qr, 201)
+    finally:
+        topk.PATH = old
+    np.testing.assert_array_equal(grouped.ids, lazy.ids)
+    np.testing.assert_array_equal(grouped.scores, lazy.scores)

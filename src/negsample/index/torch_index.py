@@ -37,6 +37,7 @@ from .._device import resolve_devices as _resolve_devices
 from .._optional import require
 from .._types import SearchResult
 from .._validate import as_matrix
+from . import _torch_topk as topk
 from .base import (
     DEFAULT_SEARCH_BLOCK,
     BaseIndex,
@@ -48,7 +49,7 @@ from .base import (
     read_meta,
     write_dir_atomic,
 )
-from .numpy_index import _EMPTY, _unpack
+from .numpy_index import _unpack
 
 __all__ = ["DTYPES", "TorchIndex", "resolve_devices"]
 
@@ -64,7 +65,6 @@ _BYTES_PER_SCORE = 12  # float32 score + bool mask + top-k temporaries, per (que
 _UPLOAD_FLOATS = 1 << 23  # float32 values converted at a time when the corpus is uploaded
 _PAIR_FLOATS = 1 << 23  # float32 products held at a time by score() on the CPU (32 MiB)
 _PAIR_FLOATS_GPU = 1 << 26  # and on a GPU (256 MiB: fewer, larger kernels)
-_LOW = 0xFFFFFFFF
 
 
 def _torch() -> Any:
@@ -294,15 +294,16 @@ class TorchIndex(BaseIndex):
     def searches_on_host(self) -> bool:
         return self.devices[0] == "cpu"
 
-    def _mm(self, q: Any, block: Any, fp32_out: bool) -> Any:
+    def _mm(self, q: Any, block: Any, fp32_out: bool, out: Any = None) -> Any:
         """float32 ``(rows, m)`` scores of ``q`` ``(rows, dim)`` against ``block``
-        ``(m, dim)``, both in the storage dtype."""
+        ``(m, dim)``, both in the storage dtype; written into ``out`` (a reused buffer)
+        where the product takes one."""
         torch = _torch()
         if self.dtype == "float32":
-            return torch.mm(q, block.t())
+            return torch.mm(q, block.t(), out=out)
         if fp32_out:
             return torch.mm(q, block.t(), out_dtype=torch.float32)
-        return torch.mm(q.float(), block.float().t())
+        return torch.mm(q.float(), block.float().t(), out=out)
 
     def search(self, queries: Any, k: int) -> SearchResult:
         """Exact top-``k`` ``(n, k)``: float32 scores best first, int64 ids, ties broken by
@@ -316,11 +317,15 @@ class TorchIndex(BaseIndex):
         q = prepare_queries(queries, self.dim, self.metric)
         n = q.shape[0]
         if len(self._shards) == 1:
-            keys = self._search_shard(self._shards[0], q, k)
+            parts = [self._search_shard(self._shards[0], q, k)]
         else:
             with ThreadPoolExecutor(max_workers=len(self._shards)) as pool:
                 parts = list(pool.map(lambda s: self._search_shard(s, q, k), self._shards))
-            keys = np.concatenate(parts, axis=1)
+        keys = np.concatenate([p[0] for p in parts], axis=1)
+        self._last_topk_stats = {
+            name: sum(p[1].get(name, 0) for p in parts)
+            for name in ("blocks", "pruned", "grouped", "rescored")
+        }
         kk = min(k, self.ntotal)
         if keys.shape[1] > kk:
             keys = np.partition(keys, keys.shape[1] - kk, axis=1)[:, keys.shape[1] - kk :]
@@ -330,32 +335,53 @@ class TorchIndex(BaseIndex):
         out_s[:, :kk], out_i[:, :kk] = _unpack(keys)
         return SearchResult(out_s, out_i)
 
-    def _search_shard(self, shard: _Shard, q: np.ndarray, k: int) -> npt.NDArray[np.int64]:
-        """Packed (score, id) keys ``(n, min(k, shard.n))`` of the shard's top-``k``."""
+    def _search_shard(
+        self, shard: _Shard, q: np.ndarray, k: int
+    ) -> tuple[npt.NDArray[np.int64], dict[str, int]]:
+        """Packed (score, id) keys ``(n, min(k, shard.n))`` of the shard's top-``k``, and
+        the counts of the grouped top-``k`` (:func:`._torch_topk.grouped_topk`)."""
         torch = _torch()
         n = q.shape[0]
         kk = min(k, shard.n)
         out = np.empty((n, kk), dtype=np.int64)
+        path, g = topk.PATH, topk.GROUP
+        if path not in topk.PATHS:
+            raise ValueError(f"_torch_topk.PATH must be one of {topk.PATHS}, got {path!r}")
+        spans = [
+            (cs, min(self.block_rows, shard.n - cs)) for cs in range(0, shard.n, self.block_rows)
+        ]
+        stats: dict[str, int] = {}
         with torch.inference_mode():
+            buf = None  # one score block reused (where the product takes out=)
+            if self.dtype == "float32" or not shard.fp32_out:
+                size = min(n, self._search_block) * min(self.block_rows, shard.n)
+                buf = torch.empty(size, dtype=torch.float32, device=shard.device)
             for qs in range(0, n, self._search_block):
                 # a fresh (aligned) copy: BLAS may take another path for other alignments
                 qt = _tensor(torch, q[qs : qs + self._search_block])
                 qt = qt.to(shard.device, dtype=self._tdtype, copy=True)
-                if _MERGE_EVERY_BLOCK:  # the former path, kept for benchmarks/bench_torch.py
-                    best = None
-                    for cs in range(0, shard.n, self.block_rows):
-                        block = shard.data[cs : cs + self.block_rows]
-                        s = self._mm(qt, block, shard.fp32_out)
-                        best = _merge_block(torch, best, s, kk, shard.offset + cs)
-                    assert best is not None  # the shard has rows
-                    out[qs : qs + qt.shape[0]] = best.cpu().numpy()
-                    continue
-                acc = _TopK(torch, kk)
-                for cs in range(0, shard.n, self.block_rows):
-                    block = shard.data[cs : cs + self.block_rows]
-                    acc.add(self._mm(qt, block, shard.fp32_out), shard.offset + cs)
-                out[qs : qs + qt.shape[0]] = acc.result().cpu().numpy()
-        return out
+
+                def score(i: int, qt: Any = qt) -> Any:
+                    cs, m = spans[i]
+                    res = None if buf is None else buf[: qt.shape[0] * m].view(qt.shape[0], m)
+                    return self._mm(qt, shard.data[cs : cs + m], shard.fp32_out, res)
+
+                if path == "grouped":
+                    glob = [(shard.offset + cs, m) for cs, m in spans]
+                    keys, st = topk.grouped_topk(torch, score, glob, kk, g)
+                    for name, v in st.items():
+                        stats[name] = stats.get(name, 0) + v
+                elif path == "lazy":
+                    acc = topk.LazyTopK(torch, kk)
+                    for i, (cs, _) in enumerate(spans):
+                        acc.add(score(i), shard.offset + cs)
+                    keys = acc.result()
+                else:  # "every-block": the first path
+                    keys = None
+                    for i, (cs, _) in enumerate(spans):
+                        keys = topk.merge_block(torch, keys, score(i), kk, shard.offset + cs)
+                out[qs : qs + qt.shape[0]] = keys.cpu().numpy()
+        return out, stats
 
     def score(self, vectors: Any, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """``s(v_i, d_ids[i, j])`` ``(b, m)`` float32, NaN where an id is ``-1``: rows
@@ -571,149 +597,6 @@ def _check_rows(torch: Any, x: Any, start: int, what: str) -> None:
             kind = "NaN" if bool(torch.isnan(x[row - start]).any()) else "an infinite value"
             what = f"contains {kind}"
         raise ValueError(f"corpus row {row} {what}")
-
-
-def _pack(torch: Any, scores: Any, ids: Any) -> Any:
-    """The torch twin of ``numpy_index._pack``: one int64 per (score, id), larger = higher
-    score, then smaller id (``-0.0`` folded into ``0.0``)."""
-    bits = (scores + 0.0).view(torch.int32).to(torch.int64)
-    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
-    return (bits << 32) | (_LOW - 1 - ids)
-
-
-#: Merge every corpus block into the running top-k (the former path) instead of
-#: collecting candidates over several blocks (:class:`_TopK`); for side-by-side timings.
-_MERGE_EVERY_BLOCK = False
-
-
-class _TopK:
-    """The exact running top-``kk`` (packed keys) of one block of queries over corpus
-    blocks, merged lazily: once every row holds ``kk`` keys, a block contributes only its
-    entries scoring at least the row's ``kk``-th best at the last merge (a stale, lower
-    threshold lets more through, never fewer: exact), kept aside until they number ``kk``
-    columns, then merged in one ``topk``; a block where some row passes more than ``2 kk``
-    contributes its own top-``kk`` instead. Which path runs changes the speed only: the
-    result is the top-``kk`` of the scores by (score, then smaller id)."""
-
-    def __init__(self, torch: Any, kk: int) -> None:
-        self.torch = torch
-        self.kk = kk
-        self.best: Any = None
-        self.thr: Any = None  # (rows, 1) float32 threshold, None until every row is full
-        self.pending: list[Any] = []
-        self.width = 0
-
-    def add(self, s: Any, offset: int) -> None:
-        torch, kk = self.torch, self.kk
-        if self.best is None:
-            self.best = _block_topk(torch, s, kk, offset)
-            self._set_threshold()
-            return
-        if self.thr is not None and s.shape[1] > kk:
-            rows, cols = torch.nonzero(s >= self.thr, as_tuple=True)  # row-major order
-            cnt = torch.bincount(rows, minlength=s.shape[0])
-            width = int(cnt.max())
-            if width == 0:
-                return
-            if width <= 2 * kk:
-                starts = torch.cumsum(cnt, 0) - cnt
-                pos = torch.arange(rows.shape[0], device=s.device) - starts[rows]
-                cand = torch.full((s.shape[0], width), _EMPTY, dtype=torch.int64, device=s.device)
-                cand[rows, pos] = _pack(torch, s[rows, cols], cols + offset)
-                self._keep(cand)
-                return
-        self._keep(_block_topk(torch, s, kk, offset))
-
-    def _keep(self, keys: Any) -> None:
-        self.pending.append(keys)
-        self.width += int(keys.shape[1])
-        if self.width >= self.kk or self.thr is None:
-            self._merge()
-
-    def _merge(self) -> None:
-        if self.pending:
-            merged = self.torch.cat([self.best, *self.pending], dim=1)
-            k = min(self.kk, int(merged.shape[1]))  # blocks narrower than kk: not full yet
-            self.best = self.torch.topk(merged, k, dim=1, sorted=False).values
-            self.pending, self.width = [], 0
-            self._set_threshold()
-
-    def _set_threshold(self) -> None:
-        if self.best.shape[1] < self.kk:
-            self.thr = None
-            return
-        low = self.best.min(dim=1).values
-        full = bool((low != _EMPTY).all())
-        self.thr = _unpack_scores(self.torch, low)[:, None] if full else None
-
-    def result(self) -> Any:
-        self._merge()
-        assert self.best is not None  # at least one block was added
-        return self.best
-
-
-def _merge_block(torch: Any, best: Any, s: Any, kk: int, offset: int) -> Any:
-    """Merge the scores ``s`` ``(rows, m)`` of corpus ids ``offset + arange(m)`` into the
-    running top-``kk`` packed keys ``best`` (``None`` before the first block). Exact.
-
-    Once every row holds ``kk`` keys, only the entries scoring at least the row's current
-    ``kk``-th best can enter: they are gathered (few, after the first blocks) and merged by
-    packed key. A block where some row has more than ``2 kk`` of them takes the top-``k``
-    path instead. Which path runs changes the speed only: both select the same keys, a
-    function of the scores alone.
-    """
-    if best is not None and s.shape[1] > kk:
-        low = best.min(dim=1).values
-        if bool((low != _EMPTY).all()):
-            thr = _unpack_scores(torch, low)[:, None]
-            rows, cols = torch.nonzero(s >= thr, as_tuple=True)  # row-major order
-            cnt = torch.bincount(rows, minlength=s.shape[0])
-            width = int(cnt.max())
-            if width <= 2 * kk:
-                if width == 0:
-                    return best
-                starts = torch.cumsum(cnt, 0) - cnt
-                pos = torch.arange(rows.shape[0], device=s.device) - starts[rows]
-                cand = torch.full((s.shape[0], width), _EMPTY, dtype=torch.int64, device=s.device)
-                cand[rows, pos] = _pack(torch, s[rows, cols], cols + offset)
-                merged = torch.cat([best, cand], dim=1)
-                return torch.topk(merged, kk, dim=1, sorted=False).values
-    keys = _block_topk(torch, s, kk, offset)
-    if best is None:
-        return keys
-    merged = torch.cat([best, keys], dim=1)
-    return torch.topk(merged, min(kk, int(merged.shape[1])), dim=1, sorted=False).values
-
-
-def _unpack_scores(torch: Any, keys: Any) -> Any:
-    """float32 scores of packed keys (the inverse of :func:`_pack`'s high half)."""
-    bits = keys >> 32
-    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
-    return bits.to(torch.int32).view(torch.float32)
-
-
-def _block_topk(torch: Any, s: Any, kk: int, offset: int) -> Any:
-    """Packed keys ``(rows, min(kk, m))`` of the exact top of ``s`` ``(rows, m)`` float32
-    (corpus ids ``offset + arange(m)``), ties at the cut broken by the smaller id.
-
-    ``torch.topk`` picks among equal values arbitrarily, so a row whose cut value occurs
-    more often than the slots left for it is selected again from packed keys (exact, and
-    rare on real data): the answer is a function of the scores alone.
-    """
-    m = s.shape[1]
-    kb = min(kk, m)
-    vals, cols = torch.topk(s, kb, dim=1, sorted=False)
-    thr = vals.min(dim=1, keepdim=True).values
-    tied = (s >= thr).sum(dim=1, dtype=torch.int32) > kb
-    if bool(tied.any()):
-        rows = torch.nonzero(tied)[:, 0]
-        ids = torch.arange(m, device=s.device, dtype=torch.int64) + offset
-        keys = _pack(torch, s[rows], ids.expand(rows.shape[0], m))
-        top = torch.topk(keys, kb, dim=1, sorted=False).values
-        out = _pack(torch, vals, cols + offset)
-        out[rows] = top
-        return out
-    return _pack(torch, vals, cols + offset)
 
 
 def _tree_sum(x: Any) -> Any:
