@@ -188,7 +188,15 @@ def add_cross_query_args(p: argparse.ArgumentParser) -> None:
         help="draws mined per negative for --max-negative-reuse (default 2: 14 draws for "
         "--n 7, at most what the sampler can draw)",
     )
-
+    g.add_argument(
+        "--batch-safe",
+        type=int_at_least(1),
+        default=None,
+        metavar="B",
+        help="write the rows in an order where no B consecutive rows hold a row whose "
+        "positive or negative is another row's labelled positive (train with that order "
+        "kept and batches of B: docs/training.md); row formats only",
+    )
 
 
 def add_filter_args(p: argparse.ArgumentParser) -> None:

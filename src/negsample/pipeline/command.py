@@ -111,6 +111,8 @@ class MineOptions:
         teacher or a judge, applied to the draws that pass.
     reuse_oversample : float
         draws per negative wanted for the cap.
+    batch_safe : int or None
+        write the rows in a batch-safe order for training batches of this many rows.
     """
 
     data: DataOptions
@@ -137,8 +139,18 @@ class MineOptions:
     exclude_other_positives: bool = False
     max_negative_reuse: int | None = None
     reuse_oversample: float = 2.0
+    batch_safe: int | None = None
 
     def __post_init__(self) -> None:
+        from ..io.batches import BATCH_FORMATS
+
+        if self.batch_safe is not None and self.format not in BATCH_FORMATS:
+            raise InputError(
+                f"--batch-safe orders the rows of a row format ({', '.join(BATCH_FORMATS)}); "
+                f"--format {self.format} has no training batches of rows to order"
+            )
+        if self.batch_safe is not None and self.batch_safe < 1:
+            raise InputError(f"--batch-safe must be >= 1, got {self.batch_safe}")
         if self.max_negative_reuse is not None and self.max_negative_reuse < 1:
             raise InputError(f"--max-negative-reuse must be >= 1, got {self.max_negative_reuse}")
         from ..crossquery import check_oversample
@@ -472,6 +484,8 @@ def _run_locked(opts: MineOptions, plan: _Plan, log: Log) -> MineResult:
             positive_scores=positive_scores,
             on_short=opts.on_short,
             hf_layout=opts.hf_layout,
+            batch_size=opts.batch_safe,
+            batch_seed=opts.seed,
         )
     except EmptyOutput as exc:
         remove_work_dir(work)  # a refused write (exit 2) leaves nothing of the run
