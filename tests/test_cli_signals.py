@@ -16,7 +16,7 @@ import pytest
 
 import negsample as ns
 from negsample.cli import EXIT_TERMINATED, main
-from negsample.pipeline import resume
+from negsample.pipeline.store import RunStore
 from tests.beir_helpers import write_beir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,10 +56,10 @@ def test_sigterm_in_process(
     root = write_beir(tmp_path / "beir")
     ref = tmp_path / "ref.jsonl"
     assert main(_argv(root, ref, "--chunk-size", "5")) == 0
-    real = resume._save_chunk
+    real = RunStore.save_chunk
     calls = {"n": 0, "cleaned": 0}
 
-    def save(path: Path, part: ns.Negatives, h: str) -> None:
+    def save(self: RunStore, h: str, a: int, b: int, part: ns.Negatives) -> None:
         calls["n"] += 1
         if calls["n"] == 3:
             try:
@@ -69,10 +69,10 @@ def test_sigterm_in_process(
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(0.05)
                 calls["cleaned"] += 1
-        real(path, part, h)
+        real(self, h, a, b, part)
 
     before = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(resume, "_save_chunk", save)
+    monkeypatch.setattr(RunStore, "save_chunk", save)
     out = tmp_path / "out.jsonl"
     capsys.readouterr()
     assert main(_argv(root, out, "--chunk-size", "5")) == EXIT_TERMINATED == 143
@@ -84,7 +84,7 @@ def test_sigterm_in_process(
     assert len(list(work.glob("chunk_*.npz"))) == 2
     assert not out.exists() and not Path(f"{work}.lock").exists()
     assert not list(work.glob(".*")) and not list(tmp_path.glob(".out.jsonl.*.tmp"))
-    monkeypatch.setattr(resume, "_save_chunk", real)
+    monkeypatch.setattr(RunStore, "save_chunk", real)
     assert main(_argv(root, out, "--chunk-size", "5")) == 0
     assert "resumed 2 of 5 chunks" in capsys.readouterr().err
     assert out.read_bytes() == ref.read_bytes()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import negsample as ns
 from negsample.cli import main
@@ -246,8 +248,13 @@ def test_title_only_document(beir: Path) -> None:
 
 
 def test_document_texts_is_an_attribute(beir: Path) -> None:
+    from collections.abc import Sequence
+
+    from negsample.io.texts import Texts
+
     ds = ns.load_beir(beir, "train")
-    assert isinstance(ds.document_texts, list) and isinstance(ds.query_texts, list)
+    for col in (ds.document_texts, ds.corpus_titles, ds.corpus_texts, ds.query_texts):
+        assert isinstance(col, Sequence) and isinstance(col, Texts)  # compact, read-only
     assert ds.document_texts is ds.document_texts  # computed once
     with pytest.warns(DeprecationWarning, match="an attribute"):
         assert ds.document_texts() == ds.document_texts
@@ -454,3 +461,159 @@ def test_cli_run_refuses_vector_samplers(
     )
     assert rc == 2 and not out.exists()
     assert "NeedsVec needs corpus vectors (needs_vectors=True)" in capsys.readouterr().err
+
+
+# -- number fields, NUL bytes, line ends (issue 20 item 9) -------------------------------
+
+
+@pytest.mark.parametrize(
+    "score, pattern",
+    [
+        ("99999999999999999999", r"score '99999999999999999999' is beyond the int64 range"),
+        ("9223372036854775808", r"score '9223372036854775808' is beyond the int64 range"),
+        ("1e20", r"score '1e20' is beyond the int64 range"),
+        ("1e400", r"score '1e400' is beyond the int64 range"),
+        ("-inf", r"score '-inf' is beyond the int64 range"),
+        ("nan", r"score 'nan' is not an integer grade"),
+        ("2.5", r"score '2.5' is not an integer grade"),
+        ("\u0661", r"score '\u0661' is not a number"),  # an Arabic-Indic digit
+        ("1_0", r"score '1_0' is not a number"),
+        ("0x1", r"score '0x1' is not a number"),
+        ("1" * 5000, r"score '1111.*\.\.\.' is beyond the int64 range"),
+    ],
+)
+def test_qrels_grades_are_named_with_their_line(beir: Path, score: str, pattern: str) -> None:
+    n = len((beir / "qrels" / "train.tsv").read_text().splitlines())
+    _append(beir / "qrels" / "train.tsv", f"q0\td1\t{score}\n")
+    with pytest.raises(ns.DataError, match=rf"train.tsv:{n + 1}: {pattern}"):
+        ns.load_beir(beir, "train")
+
+
+def test_qrels_grade_forms_accepted(beir: Path) -> None:
+    _append(beir / "qrels" / "train.tsv", "q0\td390\t+2\r\nq0\td391\t2.0\r\nq0\td392\t-1\n")
+    ds = ns.load_beir(beir, "train")
+    rel = dict(zip(ds.positives[0].tolist(), ds.relevance[0].tolist(), strict=True))
+    assert rel[390] == 2 and rel[391] == 2 and 392 not in rel
+    assert ds.stats["nonpositive_judgements"] == 1
+    _append(beir / "qrels" / "train.tsv", "q0\td393\t9223372036854775807\n")  # int64 max
+    assert ns.load_beir(beir, "train").relevance[0].max() == 2**63 - 1
+
+
+def test_nul_byte_in_a_tsv_file(beir: Path, tmp_path: Path) -> None:
+    p = beir / "qrels" / "train.tsv"
+    lines = p.read_bytes().splitlines(keepends=True)
+    lines[3] = lines[3].replace(b"\t", b"\x00\t", 1)
+    p.write_bytes(b"".join(lines))
+    with pytest.raises(ns.DataError, match=r"train.tsv:4: NUL byte at column \d+ \(a UTF-16"):
+        ns.load_beir(beir, "train")
+
+
+def test_qrels_errors_come_in_line_order(beir: Path) -> None:
+    """A judgement repeated with another score on line L is named before a malformed line
+    after L, and a malformed line is named before unknown ids anywhere."""
+    base = (beir / "qrels" / "train.tsv").read_text()
+    n = len(base.splitlines())
+    (beir / "qrels" / "train.tsv").write_text(base + "q0\td399\t1\nq0\td399\t2\nq0\td1\tx\n")
+    with pytest.raises(ns.DataError, match=rf"train.tsv:{n + 2}: judgement \(q0, d399\)"):
+        ns.load_beir(beir, "train")
+    (beir / "qrels" / "train.tsv").write_text(base + "q0\tnope\t1\nq0\td1\tx\n")
+    with pytest.raises(ns.DataError, match=rf"train.tsv:{n + 2}: score 'x' is not a number"):
+        ns.load_beir(beir, "train")
+
+
+@pytest.mark.parametrize(
+    "extra, pattern",
+    [
+        ("q0 Q0 d1 1 1e39 bm25\n", r"score '1e39' is beyond float32's range \(it would be inf\)"),
+        ("q0 Q0 d1 1 -4e38 bm25\n", r"score '-4e38' is beyond float32's range"),
+        ("q0 Q0 d1 inf 1.0 bm25\n", r"rank 'inf' is not finite"),
+        ("q0 Q0 d1 nan 1.0 bm25\n", r"rank 'nan' is not finite"),
+        ("q0 Q0 d1 1 \u0663 bm25\n", r"score '\u0663' is not a number"),
+        ("q0 Q0 d1 1 1_0 bm25\n", r"score '1_0' is not a number"),
+    ],
+)
+def test_run_numbers(beir: Path, tmp_path: Path, extra: str, pattern: str) -> None:
+    ds = ns.load_beir(beir, "train")
+    run = _run_file(tmp_path / "run.trec", ds, extra=extra)
+    n = len(run.read_text().splitlines())
+    with pytest.raises(ns.DataError, match=rf"run.trec:{n}: {pattern}"):
+        ns.read_trec_run(run, ds)
+
+
+def test_run_scores_within_float32_and_line_order(beir: Path, tmp_path: Path) -> None:
+    ds = ns.load_beir(beir, "train")
+    p = tmp_path / "run.trec"
+    p.write_text("q0 Q0 d1 1 3.4e38 t\r\n\r\nq0 Q0 d2 2 -3.4e38 t\r\n")
+    got = ns.read_trec_run(p, ds)
+    assert np.isfinite(got.candidates.scores[0, :2]).all() and got.stats["lines"] == 2
+    p.write_text("q0 Q0 nope 1 1.0 t\nq0 Q0 d2 x 1.0 t\n")  # unknown doc first
+    with pytest.raises(ns.DataError, match=r"run.trec:1: document id 'nope'"):
+        ns.read_trec_run(p, ds)
+    p.write_text("q0 Q0 d2 x 1.0 t\nq0 Q0 nope 1 1.0 t\n")  # malformed line first
+    with pytest.raises(ns.DataError, match=r"run.trec:1: rank 'x' is not a number"):
+        ns.read_trec_run(p, ds)
+    p.write_text("other Q0 nope 1 1.0 t\n")  # a query outside the split: skipped, counted
+    assert ns.read_trec_run(p, ds).stats["queries_not_in_split"] == 1
+
+
+def test_document_texts_follow_replaced_columns(beir: Path) -> None:
+    import dataclasses
+
+    ds = ns.load_beir(beir, "train")
+    other = dataclasses.replace(ds, corpus_texts=["x"] * ds.n_corpus)
+    assert other.document_texts[1] == "title 1 x" and other.document_texts[0] == "x"
+    assert ds.document_texts[1] == "title 1 doc 1 text"
+
+
+# -- the qrels block reader: numpy-split blocks agree with line-by-line reading -----------
+
+_FIELD = st.sampled_from(["q0", "q1", "d1", "d2", "é", "", " d1", "query-id"])
+_GRADE = st.sampled_from(["1", "0", "2", "-1", "+1", "2.0", "1e2", "x", "", "007", "9" * 19])
+
+
+@st.composite
+def _qrels_text(draw: st.DrawFn) -> bytes:
+    lines = []
+    if draw(st.booleans()):
+        lines.append("query-id\tcorpus-id\tscore")
+    for _ in range(draw(st.integers(0, 8))):
+        fields = [draw(_FIELD), draw(_FIELD), draw(_GRADE)]
+        if draw(st.integers(0, 8)) == 0:
+            fields.insert(1, "0")  # a TREC line
+        sep = draw(st.sampled_from(["\t", "\t", " "]))
+        lines.append(sep.join(fields))
+    ends = [draw(st.sampled_from(["\n", "\n", "\r\n", "\n\n"])) for _ in lines]
+    return "".join(a + b for a, b in zip(lines, ends, strict=True)).encode()
+
+
+def _qrels_outcome(path: Path) -> tuple[object, ...]:
+    from negsample.io.data import _Qrels
+
+    q = _Qrels(path)
+    err = None if q.error is None else str(q.error)
+    return (q.qids.tolist(), q.dids.tolist(), q.scores.tolist(), q.lines.tolist(), err, q.empty)
+
+
+@given(data=_qrels_text(), block=st.sampled_from([None, 16]))
+def test_qrels_blocks_agree_with_lines(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes, block: int | None
+) -> None:
+    from negsample.io import _reading
+    from negsample.io.data import _Qrels
+
+    path = tmp_path_factory.mktemp("qrels") / "train.tsv"
+    path.write_bytes(data)
+    old = _reading.BLOCK_SIZE
+    if block is not None:
+        _reading.BLOCK_SIZE = block
+    try:
+        fast = _qrels_outcome(path)
+        real = _Qrels._fast
+        _Qrels._fast = lambda self, lineno, block: None  # type: ignore[method-assign]
+        try:
+            slow = _qrels_outcome(path)
+        finally:
+            _Qrels._fast = real  # type: ignore[method-assign]
+    finally:
+        _reading.BLOCK_SIZE = old
+    assert fast == slow

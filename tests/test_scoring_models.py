@@ -78,7 +78,9 @@ def test_cross_encoder_loads_and_scores(tiny_ce: Path, monkeypatch: pytest.Monke
     # raw logits by default; "model" applies the model's own activation (a sigmoid here)
     sig = CrossEncoderScorer(tiny_ce, device="cpu", activation="model").score(pairs)
     np.testing.assert_allclose(sig, 1 / (1 + np.exp(-s)), rtol=1e-4, atol=1e-6)
-    assert ce.stats.pairs == 13 and ce.stats.requests == 4  # ceil(13 / 4) batches
+    # requests: the forward batches made (token-budget batches: 4 x max_length tokens)
+    assert ce.stats.pairs == 13 and 1 <= ce.stats.requests == ce.feed_stats.batches <= 4
+    assert ce.feed_stats.mode == "tokenizer"
     assert ce.score([]).shape == (0,)
     with pytest.raises(TypeError, match="pair 0"):
         ce.score([("only one",)])  # type: ignore[list-item]
@@ -147,17 +149,93 @@ def test_cross_encoder_margins_in_mine_denoised(tiny_ce: Path) -> None:
     assert res.stats.scorer is not None and res.stats.scorer.pairs > 0
 
 
+def _odd_pairs() -> list[tuple[str, str]]:
+    """Pairs in no length order, empty texts, and pairs far past max_length."""
+    return [
+        *_pairs(30, seed=3),
+        ("", ""),
+        ("oats", ""),
+        ("", "fish milk"),
+        ("ldl " * 80, "heart " * 200),
+        ("the cat", "dog " * 60),
+    ]
+
+
+@pytest.mark.parametrize("activation", ["logits", "model"])
+def test_cross_encoder_same_scores_as_predict(tiny_ce: Path, activation: str) -> None:
+    from sentence_transformers import CrossEncoder
+
+    pairs = _odd_pairs()
+    ce = CrossEncoderScorer(tiny_ce, device="cpu", batch_size=4, activation=activation)
+    got = ce.score(pairs)
+    ref = CrossEncoder(str(tiny_ce), device="cpu")
+    fn = torch.nn.Identity() if activation == "logits" else None
+    want = ref.predict([list(p) for p in pairs], batch_size=4, activation_fn=fn)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert ce.feed_stats.mode == "tokenizer" and ce.feed_stats.items == len(pairs)
+    assert ce.feed_stats.padded <= ce.feed_stats.batches * 4 * 64 + 64  # the token budget
+
+
+def test_cross_encoder_preprocess_fallback(tiny_ce: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from negsample.io import feeder
+
+    pairs = _odd_pairs()
+    want = CrossEncoderScorer(tiny_ce, device="cpu").score(pairs)
+    monkeypatch.setattr(feeder.TokenFeeder, "_setup_tokenizer", lambda self: "pretend")
+    ce = CrossEncoderScorer(tiny_ce, device="cpu", batch_size=5)
+    np.testing.assert_allclose(ce.score(pairs), want, rtol=1e-5, atol=1e-5)
+    assert ce.feed_stats.mode == "preprocess" and ce.stats.requests == 7  # ceil(35 / 5)
+
+
+def test_scorer_precision_and_devices(tiny_ce: Path) -> None:
+    ce = CrossEncoderScorer(tiny_ce, device="cpu", precision="bf16")
+    assert ce.precision == "bfloat16" and not ce.fp16
+    assert {p.dtype for p in ce._model.parameters()} == {torch.bfloat16}
+    assert "precision='bfloat16'" in repr(ce)
+    assert CrossEncoderScorer(tiny_ce, device="cpu", fp16=True).precision == "float16"
+    assert CrossEncoderScorer(tiny_ce, devices=["cpu"]).device == "cpu"
+    with pytest.raises(ValueError, match="contradicts"):
+        CrossEncoderScorer(tiny_ce, device="cpu", fp16=True, precision="fp32")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        CrossEncoderScorer(tiny_ce, device="cpu", precision="int4")
+    with pytest.raises(ValueError, match="batch_tokens"):
+        CrossEncoderScorer(tiny_ce, device="cpu", batch_tokens=0)
+
+
+@pytest.mark.slow
+def test_cross_encoder_pool_of_processes(tiny_ce: Path) -> None:
+    """devices=[...]: one process per device, fed like one process; same scores."""
+    pairs = _odd_pairs() * 3
+    want = CrossEncoderScorer(tiny_ce, device="cpu").score(pairs)
+    with CrossEncoderScorer(tiny_ce, devices=["cpu", "cpu"]) as ce:
+        assert ce.device == "cpu,cpu"
+        np.testing.assert_allclose(ce.score(pairs), want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(ce.score(pairs[:7]), want[:7], rtol=1e-5, atol=1e-5)
+    assert ce._pool is None
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cross_encoder_on_gpu(tiny_ce: Path) -> None:  # pragma: no cover - no GPU in CI
-    ce = CrossEncoderScorer(tiny_ce)
-    assert ce.fp16 and ce.device.startswith("cuda")
-    pairs = _pairs(50)
+    from sentence_transformers import CrossEncoder
+
+    ce = CrossEncoderScorer(tiny_ce, device="cuda:0")
+    assert ce.fp16 and ce.precision == "float16" and ce.device == "cuda:0"
+    pairs = _odd_pairs()
     s = ce.score(pairs)
     ref = CrossEncoderScorer(tiny_ce, device="cpu").score(pairs)
     np.testing.assert_allclose(s, ref, atol=5e-2)
+    assert ce.feed_stats.mode == "tokenizer"
+    st16 = CrossEncoder(str(tiny_ce), device="cuda:0")
+    st16.half()
+    want = st16.predict([list(p) for p in pairs], activation_fn=torch.nn.Identity())
+    np.testing.assert_allclose(s, want, atol=5e-2)
+    full = CrossEncoderScorer(tiny_ce, device="cuda:0", precision="fp32").score(pairs)
+    np.testing.assert_allclose(full, ref, rtol=1e-4, atol=1e-4)
     if torch.cuda.device_count() > 1:
-        assert ce._pool_devices is not None
+        with CrossEncoderScorer(tiny_ce) as multi:
+            assert multi.device.count("cuda") == torch.cuda.device_count()
+            np.testing.assert_allclose(multi.score(pairs), s, atol=5e-2)
     ce.close()
 
 

@@ -7,7 +7,11 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from .._device import PRECISION_NAMES
 from ._errors import EXIT_USAGE
+
+#: what --precision accepts (the one precision vocabulary, docs/devices.md)
+PRECISION_CHOICES = (*PRECISION_NAMES, "auto")
 
 __all__ = [
     "Parser",
@@ -124,7 +128,22 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         "--embeddings",
         default=None,
         help="folder of precomputed embeddings (corpus.npy + corpus_ids.txt, queries.npy + "
-        "query_ids.txt) instead of a model",
+        "query_ids.txt) instead of encoding; with --model too, a few rows are re-encoded "
+        "with it to check the vectors (--spot-check)",
+    )
+    g.add_argument(
+        "--spot-check",
+        type=int_at_least(0),
+        default=8,
+        help="with --embeddings and --model: re-encode this many seeded rows of each side "
+        "with the model and refuse vectors that do not match them (default 8; 0: none)",
+    )
+    g.add_argument(
+        "--min-cosine",
+        type=ratio,
+        default=0.99,
+        help="the smallest cosine accepted between a stored vector and its re-encoding "
+        "(default 0.99)",
     )
     g.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/negsample)")
     g.add_argument("--no-cache", action="store_true", help="do not cache embeddings")
@@ -142,12 +161,24 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--precision",
-        choices=("float32", "float16", "bfloat16"),
+        choices=PRECISION_CHOICES,
         default=None,
-        help="dtype the model encodes in (default: float16 on a CUDA GPU, else float32)",
+        help="dtype the model encodes (and a --rescore teacher scores) in: float32, float16, "
+        "bfloat16 (or fp32, fp16, half, bf16); default auto: float16 on a GPU, else float32 "
+        "(docs/devices.md)",
     )
     g.add_argument(
-        "--device", default=None, help="torch device for encoding (default: auto, every GPU)"
+        "--batch-tokens",
+        type=int_at_least(1),
+        default=None,
+        help="padded tokens per encoding batch (default: --batch-size x the model's maximum "
+        "length); batches are cut by this budget over length-sorted texts",
+    )
+    g.add_argument(
+        "--device",
+        default=None,
+        help="torch device for encoding and a --rescore teacher: auto (default: every visible "
+        "GPU, else MPS, else the CPU), cpu, cuda (every GPU), cuda:1...",
     )
     g.add_argument(
         "--index",
@@ -382,13 +413,32 @@ def add_train_data_args(p: argparse.ArgumentParser, eval_default: str | None) ->
     p.add_argument(
         "--embeddings",
         default=None,
-        help="precomputed embeddings of --model (corpus.npy, queries.npy + id lists)",
+        help="precomputed embeddings of --model (corpus.npy, queries.npy + id lists); with "
+        "--model given, a few rows are re-encoded to check them (--spot-check)",
+    )
+    p.add_argument(
+        "--spot-check",
+        type=int_at_least(0),
+        default=8,
+        help="with --embeddings and --model: re-encode this many seeded rows of each side "
+        "with the model and refuse vectors that do not match them (default 8; 0: none)",
+    )
+    p.add_argument(
+        "--min-cosine",
+        type=ratio,
+        default=0.99,
+        help="the smallest cosine accepted between a stored vector and its re-encoding "
+        "(default 0.99)",
     )
     p.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/negsample)")
     p.add_argument("--no-cache", action="store_true", help="do not cache embeddings")
     p.add_argument(
         "--max-seq-length", type=int_at_least(1), default=None, help="truncate inputs (tokens)"
     )
-    p.add_argument("--device", default=None, help="torch device (default: the GPU if any)")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="torch device: auto (default: the first GPU, else MPS, else the CPU), cpu, cuda:1...",
+    )
     p.add_argument("--n", type=int_at_least(1), default=7, help="negatives per query (default 7)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

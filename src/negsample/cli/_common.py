@@ -35,10 +35,19 @@ def options_from(cls: type[T], args: argparse.Namespace, **given: Any) -> T:
 
 def split_embeddings(args: argparse.Namespace, ds: Any) -> Any:
     """Embeddings of ``ds`` (precomputed ``--embeddings``, else encoded with ``--model``)."""
-    from ..io.encoding import default_cache_dir, encode_dataset, load_embeddings
+    from ..io.embeddings import load_embeddings
+    from ..io.encoding import default_cache_dir, encode_dataset
 
     if args.embeddings:
-        return load_embeddings(args.embeddings, ds)
+        return load_embeddings(
+            args.embeddings,
+            ds,
+            model=args.model,
+            spot_check=args.spot_check if args.model else 0,
+            min_cosine=args.min_cosine,
+            max_seq_length=args.max_seq_length,
+            device=args.device,
+        )
     return encode_dataset(
         ds,
         args.model,

@@ -24,7 +24,7 @@ from ._errors import (
     fail,
     is_usage_error,
 )
-from ._signals import EXIT_TERMINATED, Terminated, sigterm_as_interrupt
+from ._signals import EXIT_TERMINATED, Terminated, sigterm_as_interrupt, terminated
 
 __all__ = ["build_parser", "main"]
 
@@ -95,10 +95,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
     try:
         with sigterm_as_interrupt():
             rc: int = args.func(args)
-    except Terminated:
-        print(f"negsample: terminated (SIGTERM){resume}", file=sys.stderr)
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated) or terminated():  # (a library may re-raise it plain)
+            print(f"negsample: terminated (SIGTERM){resume}", file=sys.stderr)
+            return EXIT_TERMINATED
         print(f"negsample: interrupted{resume}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except RunLocked as exc:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["EXIT_TERMINATED", "Terminated", "sigterm_as_interrupt"]
+__all__ = ["EXIT_TERMINATED", "Terminated", "sigterm_as_interrupt", "terminated"]
 
 #: Exit code after SIGTERM: 128 + 15.
 EXIT_TERMINATED = 128 + int(signal.SIGTERM)
@@ -24,6 +24,17 @@ EXIT_TERMINATED = 128 + int(signal.SIGTERM)
 
 class Terminated(KeyboardInterrupt):
     """Raised in the main thread when the process receives SIGTERM."""
+
+
+_RECEIVED = threading.Event()
+
+
+def terminated() -> bool:
+    """Whether SIGTERM arrived during the last :func:`sigterm_as_interrupt` block. A
+    library that turns a pending ``KeyboardInterrupt`` into its own (Ray's ``ray.wait``
+    re-raises any ``KeyboardInterrupt`` a signal handler raised as a plain one) must not
+    turn SIGTERM into Ctrl-C: the caller asks this instead of the exception's class."""
+    return _RECEIVED.is_set()
 
 
 @contextmanager
@@ -40,8 +51,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
         if fired:  # cleaning up after the first one: let it finish
             return
         fired = True
+        _RECEIVED.set()
         raise Terminated
 
+    _RECEIVED.clear()
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._device import PRECISION_NAMES, PRECISIONS, resolve_precision
+from .._device import resolve_devices as _resolve_devices
 from .._optional import require
 from .._types import SearchResult
 from .._validate import as_matrix
@@ -50,18 +52,8 @@ from .numpy_index import _EMPTY, _unpack
 
 __all__ = ["DTYPES", "TorchIndex", "resolve_devices"]
 
-#: Storage dtypes of a :class:`TorchIndex` corpus.
-DTYPES = ("float16", "bfloat16", "float32")
-_DTYPE_ALIASES = {
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float32": "float32",
-    "fp32": "float32",
-    "float": "float32",
-}
+#: Storage dtypes of a :class:`TorchIndex` corpus (the one precision vocabulary).
+DTYPES = PRECISIONS
 #: Queries per search call in ``mine()``: GPUs reach full speed with large blocks.
 GPU_SEARCH_BLOCK = 16384
 CPU_SEARCH_BLOCK = DEFAULT_SEARCH_BLOCK  # as every CPU index
@@ -79,76 +71,40 @@ def _torch() -> Any:
     return require("torch", "TorchIndex")
 
 
-def _dtype_name(dtype: Any) -> str:
-    name = str(dtype).removeprefix("torch.")
-    if name not in _DTYPE_ALIASES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    return _DTYPE_ALIASES[name]
+def _dtype_name(dtype: Any, devices: Sequence[str]) -> str:
+    """The storage dtype by the one precision vocabulary (``None``/``"auto"``: float16 on
+    a GPU, float32 on the CPU)."""
+    try:
+        return resolve_precision(dtype, devices)
+    except ValueError:
+        raise ValueError(
+            f"dtype must be one of {DTYPES} (or {', '.join(PRECISION_NAMES[3:])}, 'auto', "
+            f"None), got {dtype!r}"
+        ) from None
 
 
-def resolve_devices(device: str = "auto", devices: Sequence[str] | None = None) -> list[str]:
-    """The devices a corpus is placed on, one shard each.
-
-    ``devices`` (e.g. ``["cuda:0", "cuda:2"]``) wins when given. Otherwise ``device``:
-    ``"auto"`` is CUDA when torch sees a GPU, else MPS, else the CPU; ``"cuda"`` is every
-    visible GPU (one shard each); ``"cuda:N"``, ``"mps"`` and ``"cpu"`` are that device.
+def resolve_devices(device: Any = "auto", devices: Sequence[str] | None = None) -> list[str]:
+    """The devices a corpus is placed on, one shard each, by the one device policy
+    (:func:`negsample._device.resolve_devices`): ``devices`` (e.g. ``["cuda:0",
+    "cuda:2"]``) wins when given; otherwise ``device``: ``"auto"`` and ``"cuda"`` are every
+    visible GPU, else (``"auto"``) MPS, else the CPU; ``"cuda:N"``, ``"mps"`` and
+    ``"cpu"`` are that device.
 
     Raises
     ------
     ValueError
         naming the device when torch cannot use it (no CUDA build, no such GPU...).
     """
-    torch = _torch()
     if devices is not None:
         if isinstance(devices, str) or not len(devices):
             raise ValueError(f"devices must be a non-empty list of device names, got {devices!r}")
-        out = [_check_device(torch, str(d)) for d in devices]
+        out = _resolve_devices(list(devices))
         if len(set(out)) != len(out):
             raise ValueError(f"devices lists a device twice: {list(devices)!r}")
         return out
     if not isinstance(device, str):
         raise TypeError(f"device must be a string such as 'cuda' or 'cpu', got {device!r}")
-    if device == "auto":
-        if torch.cuda.is_available():
-            return ["cuda:0"]
-        if _mps_available(torch):
-            return ["mps"]
-        return ["cpu"]
-    if device == "cuda":
-        _check_device(torch, "cuda:0")
-        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    return [_check_device(torch, device)]
-
-
-def _mps_available(torch: Any) -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    return bool(mps is not None and mps.is_available())
-
-
-def _check_device(torch: Any, name: str) -> str:
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device {name!r} is not a torch device name: {exc}") from exc
-    if dev.type == "cpu":
-        return "cpu"
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device {name!r}: torch sees no CUDA GPU (torch.cuda.is_available() is False; "
-                f"torch {torch.__version__}); use device='auto' or 'cpu'"
-            )
-        idx = 0 if dev.index is None else dev.index
-        if idx >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {name!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible"
-            )
-        return f"cuda:{idx}"
-    if dev.type == "mps":
-        if not _mps_available(torch):
-            raise ValueError(f"device {name!r}: torch's MPS backend is not available")
-        return "mps"
-    raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}")
+    return _resolve_devices(device)
 
 
 @dataclass
@@ -179,10 +135,12 @@ class TorchIndex(BaseIndex):
         tensor (float16/bfloat16/float32/float64, any device).
     metric : ``"ip"`` (inner product) or ``"cosine"`` (rows normalised in float32 before
         they are rounded to ``dtype``; queries normalised at search).
-    device : ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"`` (every visible
-        GPU, the corpus sharded over them), ``"cuda:N"`` or ``"mps"``.
-    dtype : ``"float16"``, ``"bfloat16"`` or ``"float32"``; ``None``: float16 on a GPU,
-        float32 on the CPU (half-precision products are slow on CPUs).
+    device : ``"auto"`` (every visible GPU, the corpus sharded over them, else MPS, else
+        CPU), ``"cpu"``, ``"cuda"`` (every visible GPU), ``"cuda:N"`` or ``"mps"``
+        (docs/devices.md).
+    dtype : ``"float16"``, ``"bfloat16"`` or ``"float32"`` (or ``fp16``, ``half``,
+        ``bf16``, ``fp32``, a torch dtype); ``None``/``"auto"``: float16 on a GPU, float32
+        on the CPU (half-precision products are slow on CPUs).
     devices : the devices to shard over (``["cuda:0", "cuda:1"]``), instead of ``device``.
     search_block : queries per search call in :func:`~negsample.mine` and rows per matrix
         product; ``None``: 16384 on a GPU, 1024 on the CPU.
@@ -219,7 +177,7 @@ class TorchIndex(BaseIndex):
         names = resolve_devices(device, devices)
         self.devices = tuple(names)
         on_gpu = names[0] != "cpu"
-        self.dtype = _dtype_name(dtype) if dtype is not None else "float16" if on_gpu else "float32"
+        self.dtype = _dtype_name(dtype, names)
         self._tdtype = getattr(torch, self.dtype)
         if search_block is None:
             search_block = GPU_SEARCH_BLOCK if on_gpu else CPU_SEARCH_BLOCK
@@ -775,7 +733,7 @@ def _tree_sum(x: Any) -> Any:
 # -- the registry entry: "torch", "torch:DEVICE", "torch:DEVICE:DTYPE", "torch:DTYPE" ---------
 def _parse_torch(args: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Any]]:
     parts = list(args)
-    dtype = parts.pop() if parts and parts[-1].lower() in (*DTYPES, "fp16", "bf16") else None
+    dtype = parts.pop() if parts and parts[-1].lower() in PRECISION_NAMES else None
     device = ":".join(parts) or "auto"
     return (device, *([dtype] if dtype else [])), {"device": device, "dtype": dtype}
 

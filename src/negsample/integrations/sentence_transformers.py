@@ -679,7 +679,8 @@ def train(
         (:class:`KeepOrderBatchSampler` instead of ``batch_sampler="no_duplicates"``,
         which rebuilds the batches); the order is seeded by ``seed`` (and the round).
     output_dir : the trainer's folder (a temporary one by default; nothing is saved).
-    device : ``"cuda"``, ``"cpu"``...; by default the GPU when there is one.
+    device : ``"auto"`` (default: the first GPU, else MPS, else the CPU), ``"cpu"``,
+        ``"cuda:1"``... (the trainer runs on one device; docs/devices.md).
     **training_args : passed on to ``SentenceTransformerTrainingArguments``.
 
     Returns
@@ -706,8 +707,9 @@ def train(
         raise ValueError(f"loss must be 'mnrl' or 'cached_mnrl', got {loss!r}")
     train_data = _as_data(data, "data")
     test_data = None if eval_data is None else _as_data(eval_data, "eval_data")
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from .._device import resolve_devices
+
+    device = resolve_devices(device, multi=False)[0]  # the one device rule: docs/devices.md
     st_model = _load_model(model, device)
     if max_seq_length is not None:
         st_model.max_seq_length = max_seq_length

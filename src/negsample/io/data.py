@@ -11,44 +11,33 @@ for :func:`negsample.mine`.
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from .._ragged import Ragged
-from ..errors import InputError
+from ._jsonl import read_records
+from ._reading import DataError, block_lines, blocks, parse_grade
+from .texts import Texts, as_texts, document_groups, lookup
 
 __all__ = ["BeirDataset", "DataError", "load_beir", "resolve_file"]
 
 IntArray = npt.NDArray[np.int64]
 
 
-class DataError(InputError):
-    """Bad input data. ``str(err)`` is ``"<file>:<line>: <problem>"`` (the line is left out
-    when the problem is not on one line)."""
+class _DocumentTexts(Texts):
+    """:attr:`BeirDataset.document_texts`; calling it (the method form of negsample <= 0.1)
+    still works but is deprecated."""
 
-    def __init__(self, file: str | os.PathLike[str], line: int | None, problem: str) -> None:
-        self.file = str(file)
-        self.line = line
-        self.problem = problem
-        where = f"{self.file}:{line}" if line is not None else self.file
-        super().__init__(f"{where}: {problem}")
+    __slots__ = ()
 
-
-class _TextList(list[str]):
-    """The list of :attr:`BeirDataset.document_texts`; calling it (the method form of
-    negsample <= 0.1) still works but is deprecated."""
-
-    def __call__(self) -> list[str]:
+    def __call__(self) -> _DocumentTexts:
         warnings.warn(
             "BeirDataset.document_texts is an attribute (like query_texts): "
             "write ds.document_texts, not ds.document_texts()",
@@ -62,8 +51,12 @@ class _TextList(list[str]):
 class BeirDataset:
     """A BEIR split with string ids mapped to rows.
 
-    Every text is an attribute (a list with one entry per row): ``corpus_titles``,
-    ``corpus_texts``, ``document_texts`` (computed once), ``query_texts``.
+    Every text is an attribute with one entry per row: ``corpus_titles``,
+    ``corpus_texts``, ``document_texts`` (``title + " " + text``), ``query_texts``. Loaded
+    by :func:`load_beir`, they are :class:`~negsample.io.texts.Texts`: read-only sequences
+    of strings kept as UTF-8 bytes (indexing gives a ``str``, slicing a ``list[str]``),
+    the titles and texts being views over the documents' bytes; built by hand, any
+    sequences of strings do.
 
     Attributes
     ----------
@@ -85,15 +78,17 @@ class BeirDataset:
 
     path: Path
     split: str
-    corpus_ids: list[str]
-    corpus_titles: list[str]
-    corpus_texts: list[str]
-    query_ids: list[str]
-    query_texts: list[str]
+    corpus_ids: Sequence[str]
+    corpus_titles: Sequence[str]
+    corpus_texts: Sequence[str]
+    query_ids: Sequence[str]
+    query_texts: Sequence[str]
     positives: list[IntArray]
     relevance: list[IntArray]
     stats: dict[str, int] = field(default_factory=dict)
     min_relevance: int = 1
+    #: the documents' bytes the titles and texts are views of (set by load_beir)
+    _documents: Texts | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_corpus(self) -> int:
@@ -104,42 +99,55 @@ class BeirDataset:
         return len(self.query_ids)
 
     @cached_property
-    def document_texts(self) -> _TextList:
+    def document_texts(self) -> _DocumentTexts:
         """``title + " " + text`` per corpus row (just ``text`` when the title is empty, just
         the title when the text is), the usual BEIR input to a bi-encoder. An attribute,
-        like ``query_texts``; computed on first use."""
-        return _TextList(
-            f"{t} {x}" if t and x else (t or x)
-            for t, x in zip(self.corpus_titles, self.corpus_texts, strict=True)
+        like ``query_texts``: a read-only sequence of strings (compact, see
+        :class:`~negsample.io.texts.Texts`)."""
+        docs = self._documents
+        if (
+            docs is not None
+            and all(isinstance(c, Texts) for c in (self.corpus_titles, self.corpus_texts))
+            and docs.shares_rows(self.corpus_titles)  # type: ignore[arg-type]
+            and docs.shares_rows(self.corpus_texts)  # type: ignore[arg-type]
+        ):
+            return _DocumentTexts(docs._chunks)
+        return _DocumentTexts(
+            Texts.from_strings(
+                f"{t} {x}" if t and x else (t or x)
+                for t, x in zip(self.corpus_titles, self.corpus_texts, strict=True)
+            )._chunks
         )
 
     def duplicate_texts(self) -> list[IntArray]:
         """For each query, the corpus rows that are *not* labelled positives but whose
         document text (``document_texts``, exact match) is a positive's text: the same
         passage under another id. Sampling one as a negative trains the model to push away
-        its own positive; :func:`~negsample.mine_dataset` excludes them by default."""
-        texts = self.document_texts
-        group: dict[str, int] = {}
-        gid = np.fromiter(
-            (group.setdefault(t, len(group)) for t in texts), dtype=np.int64, count=len(texts)
-        )
-        shared = np.bincount(gid, minlength=len(group)) > 1
+        its own positive; :func:`~negsample.mine_dataset` excludes them by default.
+
+        The texts are compared as bytes: a 64-bit fingerprint of each document (its length
+        and first, middle and last bytes) finds the candidates sharing one with a positive,
+        and their bytes decide; no Python string is made for the other documents."""
         empty = np.empty(0, np.int64)
-        if not shared.any():
+        flat = np.concatenate(self.positives) if self.positives else empty
+        members, gid = document_groups(as_texts(self.document_texts), flat)
+        if members.size == 0:
             return [empty] * self.n_queries
+        group_of_row = dict(zip(members.tolist(), gid.tolist(), strict=True))
         order = np.argsort(gid, kind="stable")
         bounds = np.flatnonzero(np.diff(gid[order])) + 1
-        members = dict(
-            zip(gid[order][np.r_[0, bounds]].tolist(), np.split(order, bounds), strict=True)
+        rows_of = dict(
+            zip(
+                gid[order][np.r_[0, bounds]].tolist(), np.split(members[order], bounds), strict=True
+            )
         )
         out = []
         for p in self.positives:
-            g = np.unique(gid[p])
-            g = g[shared[g]]
-            if g.size == 0:
+            groups = {group_of_row[r] for r in p.tolist() if r in group_of_row}
+            if not groups:
                 out.append(empty)
                 continue
-            out.append(np.setdiff1d(np.concatenate([members[x] for x in g.tolist()]), p))
+            out.append(np.setdiff1d(np.concatenate([rows_of[g] for g in sorted(groups)]), p))
         return out
 
     def positives_ragged(self) -> Ragged:
@@ -215,93 +223,6 @@ def qrels_file(root: str | os.PathLike[str], split: str) -> Path:
         raise FileNotFoundError(f"{exc}; {where}") from None
 
 
-_UTF8_BOM = b"\xef\xbb\xbf"
-
-
-def _open_binary(path: Path) -> IO[bytes] | gzip.GzipFile:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rb")
-    return open(path, "rb")
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Non-blank lines with their 1-based numbers in the file, each decoded on its own, so
-    that bad bytes are reported on their true line. A UTF-8 byte-order mark is skipped."""
-    lineno = 0
-    with _open_binary(path) as f:
-        try:
-            for lineno, raw in enumerate(f, start=1):
-                if lineno == 1:
-                    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-                        raise DataError(
-                            path, 1, "the file is UTF-16 (byte-order mark); save it as UTF-8"
-                        )
-                    if raw.startswith(_UTF8_BOM):
-                        raw = raw[len(_UTF8_BOM) :]
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise DataError(
-                        path,
-                        lineno,
-                        f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}",
-                    ) from None
-                if line.strip():
-                    yield lineno, line
-        except (OSError, EOFError) as exc:
-            raise DataError(path, lineno + 1, f"cannot read the file: {exc}") from exc
-
-
-def _str_field(rec: dict[str, Any], key: str, path: Path, lineno: int, required: bool) -> str:
-    if key not in rec:
-        if required:
-            raise DataError(path, lineno, f"missing field {key!r}")
-        return ""
-    v = rec[key]
-    if v is None and not required:
-        return ""
-    if isinstance(v, bool) or not isinstance(v, str | int):
-        raise DataError(path, lineno, f"field {key!r} must be a string, got {type(v).__name__}")
-    return str(v)
-
-
-def _read_jsonl(
-    path: Path, fields: tuple[str, ...], what: str, required: tuple[str, ...]
-) -> tuple[list[str], dict[str, list[str]]]:
-    """Ids and the requested text fields, with duplicate and empty checks. A record needs
-    the ``required`` fields, and at least one of ``fields`` not blank."""
-    ids: list[str] = []
-    cols: dict[str, list[str]] = {f: [] for f in fields}
-    seen: dict[str, int] = {}
-    for lineno, line in _lines(path):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                path, lineno, f"malformed JSON ({exc.msg} at column {exc.colno})"
-            ) from exc
-        if not isinstance(rec, dict):
-            raise DataError(path, lineno, f"expected a JSON object, got {type(rec).__name__}")
-        _id = _str_field(rec, "_id", path, lineno, required=True)
-        if not _id.strip():
-            raise DataError(path, lineno, "empty _id")
-        if _id in seen:
-            raise DataError(
-                path, lineno, f"duplicate {what} id {_id!r} (first on line {seen[_id]})"
-            )
-        seen[_id] = lineno
-        values = {f: _str_field(rec, f, path, lineno, required=f in required) for f in fields}
-        if not any(v.strip() for v in values.values()):
-            also = " and no title" if "title" in fields else ""
-            raise DataError(path, lineno, f"{what} {_id!r} has an empty text{also}")
-        ids.append(_id)
-        for f in fields:
-            cols[f].append(values[f])
-    if not ids:
-        raise DataError(path, None, f"no {what} records")
-    return ids, cols
-
-
 _HEADER_FIRST = ("query-id", "query_id", "qid")
 
 
@@ -311,30 +232,114 @@ def _qrels_fields(line: str) -> list[str]:
     return line.split()
 
 
-def _read_qrels(
-    path: Path,
-    query_row: dict[str, int],
-    corpus_row: dict[str, int],
-    stats: dict[str, int],
-    min_relevance: int,
-) -> tuple[dict[int, dict[int, int]], set[int], set[int]]:
-    """``{query row: {corpus row: score}}`` for the judgements with score >=
-    ``min_relevance``, the rows of every judged query, and those of the queries with a
-    judgement > 0.
+class _Qrels:
+    """The judgements of a qrels file, in line order, up to its first malformed line.
 
-    Every line has the field count of the first one: 3 (BEIR: ``query-id corpus-id
-    score``, after an optional header) or 4 (TREC: ``query-id iteration corpus-id score``).
-    """
-    out: dict[int, dict[int, int]] = {}
-    judged: set[int] = set()
-    graded: set[int] = set()
-    first_line: dict[tuple[int, int], tuple[int, int]] = {}
-    unknown_q: list[tuple[int, str]] = []
-    unknown_d: list[tuple[int, str]] = []
-    width: tuple[int, int] | None = None  # (field count, line that set it)
-    for lineno, line in _lines(path):
+    A block of the usual form (3 tab-separated fields, no other whitespace or control
+    byte, ASCII, grades of ASCII digits) is split with numpy and its ids kept as bytes;
+    any other block is read line by line, with every rule and message."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.error: DataError | None = None  # the first malformed line's, raised in order
+        self.empty = True
+        self._width: tuple[int, int] | None = None  # (field count, line that set it)
+        parts: list[tuple[Texts, Texts, IntArray, IntArray]] = []
+        try:
+            for lineno, block in blocks(path):
+                got = self._fast(lineno, block)
+                if got is None:
+                    got, self.error = self._slow(lineno, block)
+                parts.append(got)
+                if self.error is not None:
+                    break
+        except DataError as exc:  # unreadable: a gzip error, a UTF-16 file
+            self.error = exc
+        self.qids = Texts([c for p in parts for c in p[0]._chunks])
+        self.dids = Texts([c for p in parts for c in p[1]._chunks])
+        self.scores = np.concatenate([p[2] for p in parts]) if parts else np.empty(0, np.int64)
+        self.lines = np.concatenate([p[3] for p in parts]) if parts else np.empty(0, np.int64)
+
+    def _fast(
+        self, lineno: int, block: bytearray
+    ) -> tuple[Texts, Texts, IntArray, IntArray] | None:
+        """The block's judgements when it has the usual form, else ``None``."""
+        a = np.frombuffer(block, dtype=np.uint8)
+        if self._width not in (None, 3) or a.size == 0 or a[-1] != 10 or a.max() >= 0x80:
+            return None  # non-ASCII bytes are decoded (and checked) line by line
+        tab, nl = a == 9, a == 10
+        if np.count_nonzero(a <= 32) != np.count_nonzero(tab) + np.count_nonzero(nl):
+            return None  # spaces, \r, NUL or other control bytes
+        flat = np.flatnonzero(tab | nl)
+        if flat.size % 3:
+            return None
+        seps = flat.reshape(-1, 3)
+        if not ((a[seps[:, :2]] == 9).all() and (a[seps[:, 2]] == 10).all()):
+            return None  # not 3 fields on every line, or a blank line
+        starts = np.concatenate([[0], seps[:-1, 2] + 1])
+        if (seps[:, 0] == starts).any() or (seps[:, 1] == seps[:, 0] + 1).any():
+            return None  # an empty field
+        first = 0
+        if self._width is None:
+            head = bytes(block[: int(seps[0, 0])]).decode("ascii").lower()
+            first = 1 if head in _HEADER_FIRST else 0
+        s0, s1 = seps[first:, 1] + 1, seps[first:, 2]
+        n = s1 - s0
+        if (n == 0).any() or (n > 18).any():
+            return None
+        width = int(n.max(initial=1))
+        col = np.arange(width)
+        inside = col < n[:, None]
+        d = a[np.minimum(s0[:, None] + col, a.size - 1)].astype(np.int64) - 48
+        if ((d < 0) | (d > 9))[inside].any():
+            return None  # a sign, a point, a letter: parse_grade decides, line by line
+        power = np.where(inside, 10 ** np.maximum(n[:, None] - 1 - col, 0), 0)
+        if self._width is None:
+            self._width, self.empty = (3, lineno), False
+        return (
+            _spans(a, starts[first:], seps[first:, 0]),
+            _spans(a, seps[first:, 0] + 1, seps[first:, 1]),
+            (d * power).sum(axis=1).astype(np.int64),
+            (lineno + np.arange(first, seps.shape[0])).astype(np.int64),
+        )
+
+    def _slow(
+        self, lineno: int, block: bytearray
+    ) -> tuple[tuple[Texts, Texts, IntArray, IntArray], DataError | None]:
+        """The block's judgements line by line, up to its first malformed line (its
+        error is returned with the judgements before it)."""
+        qids: list[str] = []
+        dids: list[str] = []
+        scores: list[int] = []
+        lines_: list[int] = []
+        error = None
+        try:
+            for n, line in block_lines(self.path, lineno, block):
+                self._line(n, line, qids, dids, scores, lines_)
+        except DataError as exc:
+            error = exc
+        out = (
+            Texts.from_strings(qids),
+            Texts.from_strings(dids),
+            np.asarray(scores, np.int64),
+            np.asarray(lines_, np.int64),
+        )
+        return out, error
+
+    def _line(
+        self,
+        lineno: int,
+        line: str,
+        qids: list[str],
+        dids: list[str],
+        scores: list[int],
+        lines_: list[int],
+    ) -> None:
+        path = self.path
         parts = _qrels_fields(line)
+        width = self._width
         if width is None:
+            self.empty = False
             if len(parts) not in (3, 4):
                 raise DataError(
                     path,
@@ -342,9 +347,9 @@ def _read_qrels(
                     f"expected 3 tab-separated fields (query-id corpus-id score), or 4 "
                     f"(TREC: query-id iteration corpus-id score), got {len(parts)}",
                 )
-            width = (len(parts), lineno)
+            self._width = width = (len(parts), lineno)
             if parts[0].lower() in _HEADER_FIRST:
-                continue  # header
+                return  # header
         if len(parts) != width[0]:
             form = (
                 "3 tab-separated fields (query-id corpus-id score)"
@@ -355,60 +360,89 @@ def _read_qrels(
                 path, lineno, f"expected {form} as on line {width[1]}, got {len(parts)}"
             )
         if width[0] == 4:  # TREC qrels: qid iteration docid score
-            parts = [parts[0], parts[2], parts[3]]
-        qid, did, sc = parts
-        try:
-            score = int(sc)
-        except ValueError:
-            try:
-                fscore = float(sc)
-            except ValueError:
-                raise DataError(path, lineno, f"score {sc!r} is not a number") from None
-            if not fscore.is_integer():
-                raise DataError(path, lineno, f"score {sc!r} is not an integer grade") from None
-            score = int(fscore)
-        stats["judgements"] += 1
-        qr = query_row.get(qid)
-        dr = corpus_row.get(did)
-        if qr is None:
-            unknown_q.append((lineno, qid))
-            continue
-        if dr is None:
-            unknown_d.append((lineno, did))
-            continue
-        key = (qr, dr)
-        if key in first_line:
-            prev_line, prev_score = first_line[key]
-            if prev_score != score:
-                raise DataError(
-                    path,
-                    lineno,
-                    f"judgement ({qid}, {did}) has score {score} but line {prev_line} gives {prev_score}",
-                )
-            stats["duplicate_judgements"] += 1
-            continue
-        first_line[key] = (lineno, score)
-        judged.add(qr)
-        if score <= 0:
-            stats["nonpositive_judgements"] += 1
-            continue
-        graded.add(qr)
-        if score < min_relevance:
-            stats["below_min_relevance"] += 1
-            continue
-        out.setdefault(qr, {})[dr] = score
-    if width is None:
+            qid, _, did, sc = parts
+        else:
+            qid, did, sc = parts
+        if sc.isascii() and sc.isdigit() and len(sc) < 19:
+            scores.append(int(sc))
+        else:
+            scores.append(parse_grade(path, lineno, sc))
+        qids.append(qid)
+        dids.append(did)
+        lines_.append(lineno)
+
+
+def _spans(a: npt.NDArray[np.uint8], starts: IntArray, ends: IntArray) -> Texts:
+    """A compact column of the byte spans ``a[starts[i]:ends[i]]``."""
+    lengths = ends - starts
+    offsets = np.zeros(lengths.size + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    index = np.repeat(starts - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
+    return Texts([(a[index], offsets)])
+
+
+def _read_qrels(
+    path: Path,
+    query_ids: Texts,
+    corpus_ids: Texts,
+    stats: dict[str, int],
+    min_relevance: int,
+) -> tuple[IntArray, IntArray, IntArray, int, int]:
+    """The judgements with score >= ``min_relevance`` (query rows, corpus rows, scores:
+    first judgements only, in qrels order), and the numbers of judged queries and of
+    queries with a judgement > 0.
+
+    Every line has the field count of the first one: 3 (BEIR: ``query-id corpus-id
+    score``, after an optional header) or 4 (TREC: ``query-id iteration corpus-id score``).
+    Problems are raised in the order a line-by-line reading meets them: a malformed line,
+    or an earlier judgement repeated with another score; then judgements naming unknown
+    query ids, then unknown corpus ids.
+    """
+    q = _Qrels(path)
+    qr = lookup(query_ids, q.qids)
+    dr = lookup(corpus_ids, q.dids)
+    score, line = q.scores, q.lines
+    known = np.flatnonzero((qr >= 0) & (dr >= 0))
+    key = qr[known] * max(1, len(corpus_ids)) + dr[known]
+    _, first_at, inverse = np.unique(key, return_index=True, return_inverse=True)
+    first = known[first_at[inverse]]  # each known line's first judgement of its pair
+    clash = np.flatnonzero(score[known] != score[first])
+    if clash.size:
+        i, f = int(known[clash[0]]), int(first[clash[0]])
+        raise DataError(
+            path,
+            int(line[i]),
+            f"judgement ({q.qids[i]}, {q.dids[i]}) has score {score[i]} but line {line[f]} "
+            f"gives {score[f]}",
+        )
+    if q.error is not None:
+        raise q.error
+    if q.empty:
         raise DataError(path, None, "no judgements (the file is empty)")
-    for bad, what, src in ((unknown_q, "query", "queries"), (unknown_d, "corpus", "corpus")):
-        if bad:
-            shown = ", ".join(f"{i!r} (line {n})" for n, i in bad[:5])
-            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    stats["judgements"] += int(line.size)
+    unknown_q = np.flatnonzero(qr < 0)
+    unknown_d = np.flatnonzero((qr >= 0) & (dr < 0))
+    for bad, names, what, src in (
+        (unknown_q, q.qids, "query", "queries"),
+        (unknown_d, q.dids, "corpus", "corpus"),
+    ):
+        if bad.size:
+            shown = ", ".join(f"{names[i]!r} (line {line[i]})" for i in bad[:5].tolist())
+            more = f" and {bad.size - 5} more" if bad.size > 5 else ""
             raise DataError(
                 path,
-                bad[0][0],
-                f"{len(bad)} judgements name {what} ids not in {src}: {shown}{more}",
+                int(line[bad[0]]),
+                f"{bad.size} judgements name {what} ids not in {src}: {shown}{more}",
             )
-    return out, judged, graded
+    is_first = known[np.sort(first_at)]  # the first judgements, in line order
+    stats["duplicate_judgements"] += int(known.size - is_first.size)
+    s = score[is_first]
+    stats["nonpositive_judgements"] += int((s <= 0).sum())
+    stats["below_min_relevance"] += int(((s > 0) & (s < min_relevance)).sum())
+    kept = is_first[s >= min_relevance]
+    n_judged = int(np.unique(qr[is_first]).size)
+    n_graded = int(np.unique(qr[is_first[s > 0]]).size)
+    return qr[kept], dr[kept], score[kept], n_judged, n_graded
 
 
 def load_beir(
@@ -461,8 +495,23 @@ def load_beir(
     corpus_file = resolve_file(root, "corpus.jsonl")
     queries_file = resolve_file(root, "queries.jsonl")
     qrels = qrels_file(root, split)
-    c_ids, c_cols = _read_jsonl(corpus_file, ("title", "text"), "document", ())
-    q_ids, q_cols = _read_jsonl(queries_file, ("text",), "query", ("text",))
+    return _load(root, split, min_relevance, corpus_file, queries_file, qrels, fast=True)
+
+
+def _load(
+    root: Path,
+    split: str,
+    min_relevance: int,
+    corpus_file: Path,
+    queries_file: Path,
+    qrels: Path,
+    *,
+    fast: bool,
+) -> BeirDataset:
+    """:func:`load_beir` after its checks; ``fast=False`` reads the jsonl files line by
+    line only (the reference reader, also used by the benchmarks)."""
+    corpus = read_records(corpus_file, what="document", title=True, fast=fast)
+    queries = read_records(queries_file, what="query", title=False, fast=fast)
     stats = {
         "judgements": 0,
         "nonpositive_judgements": 0,
@@ -472,12 +521,10 @@ def load_beir(
         "queries_below_min_relevance": 0,
         "queries_not_in_split": 0,
     }
-    corpus_row = {d: i for i, d in enumerate(c_ids)}
-    query_row = {q: i for i, q in enumerate(q_ids)}
-    judged, judged_rows, graded_rows = _read_qrels(
-        qrels, query_row, corpus_row, stats, min_relevance
+    q_rows, d_rows, scores, n_judged, n_graded = _read_qrels(
+        qrels, queries.ids, corpus.ids, stats, min_relevance
     )
-    if not judged:
+    if q_rows.size == 0:
         raise DataError(
             qrels,
             None,
@@ -488,20 +535,28 @@ def load_beir(
                 else ""
             ),
         )
-    keep = sorted(judged)
-    stats["queries_without_positive"] = len(judged_rows) - len(graded_rows)
-    stats["queries_below_min_relevance"] = len(graded_rows) - len(keep)
-    stats["queries_not_in_split"] = len(q_ids) - len(judged_rows)
+    order = np.argsort(q_rows, kind="stable")  # by query row, qrels order within
+    keep, starts = np.unique(q_rows[order], return_index=True)
+    bounds = list(zip(starts.tolist(), [*starts[1:].tolist(), order.size], strict=True))
+    d_sorted, s_sorted = d_rows[order], scores[order]
+    positives = [d_sorted[a:b] for a, b in bounds]
+    relevance = [s_sorted[a:b] for a, b in bounds]
+    stats["queries_without_positive"] = n_judged - n_graded
+    stats["queries_below_min_relevance"] = n_graded - keep.size
+    stats["queries_not_in_split"] = len(queries.ids) - n_judged
+    docs = corpus.texts
+    assert corpus.cuts is not None
     return BeirDataset(
         path=root,
         split=split,
-        corpus_ids=c_ids,
-        corpus_titles=c_cols["title"],
-        corpus_texts=c_cols["text"],
-        query_ids=[q_ids[i] for i in keep],
-        query_texts=[q_cols["text"][i] for i in keep],
-        positives=[np.fromiter(judged[i].keys(), np.int64) for i in keep],
-        relevance=[np.fromiter(judged[i].values(), np.int64) for i in keep],
+        corpus_ids=corpus.ids,
+        corpus_titles=docs.titles(corpus.cuts),
+        corpus_texts=docs.after_titles(corpus.cuts),
+        query_ids=queries.ids.take(keep),
+        query_texts=queries.texts.take(keep),
+        positives=positives,
+        relevance=relevance,
         stats=stats,
         min_relevance=min_relevance,
+        _documents=docs,
     )

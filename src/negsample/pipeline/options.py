@@ -113,9 +113,17 @@ class DataOptions:
     query_prompt, document_prompt, query_prompt_name, document_prompt_name : str or None
         prompts for encoding.
     precision, device : str or None
-        encoding dtype and torch device.
+        encoding (and teacher) dtype and torch device (docs/devices.md).
+    batch_tokens : int or None
+        padded tokens per encoding batch (``None``: ``batch_size`` x the model's length).
     index, metric : str
         index spec and score.
+    spot_check : int
+        with both ``embeddings`` and ``model``: rows of each side re-encoded with the model
+        and compared with the stored vectors (:func:`negsample.io.verify_embeddings`;
+        0: none). Without ``model`` nothing is re-encoded.
+    min_cosine : float
+        the smallest cosine accepted between a stored vector and its re-encoding.
     """
 
     data: str
@@ -132,13 +140,22 @@ class DataOptions:
     query_prompt_name: str | None = None
     document_prompt_name: str | None = None
     precision: str | None = None
+    batch_tokens: int | None = None
     device: str | None = None
     index: str = "exact"
     metric: str = "ip"
+    spot_check: int = 8
+    min_cosine: float = 0.99
 
     def __post_init__(self) -> None:
         if self.model:
             check_model_path("--model", self.model)
+        from ..index.registry import parse_index_spec
+
+        try:  # an unknown kind is refused before any data is read
+            parse_index_spec(self.index)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"--index {self.index!r}: {exc}") from None
 
     def embedding_cache(self) -> Path | None:
         """The embedding cache folder an encoding uses (``None`` with ``no_cache``)."""
@@ -149,6 +166,29 @@ class DataOptions:
         from ..io.encoding import default_cache_dir
 
         return default_cache_dir()
+
+    def load_embeddings(self, ds: Any) -> Any:
+        """The precomputed ``embeddings`` of ``ds``, spot-checked against ``model`` when
+        one is given (the same prompts, truncation, precision and device as an encoding)."""
+        from ..io.embeddings import load_embeddings
+
+        assert self.embeddings is not None
+        return load_embeddings(
+            self.embeddings,
+            ds,
+            model=self.model,
+            spot_check=self.spot_check if self.model else 0,
+            min_cosine=self.min_cosine,
+            query_prompt=self.query_prompt,
+            document_prompt=self.document_prompt,
+            query_prompt_name=self.query_prompt_name,
+            document_prompt_name=self.document_prompt_name,
+            max_seq_length=self.max_seq_length,
+            precision=self.precision,
+            device=self.device,
+            batch_size=self.batch_size,
+            batch_tokens=self.batch_tokens,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,6 +211,8 @@ class TeacherSpec:
         cross-encoder truncation.
     query_prompt : str or None
         bi-encoder query prompt.
+    precision : str or None
+        the teacher's dtype (``None``: float16 on a GPU, float32 on the CPU).
     progress : bool
         progress bars.
     """
@@ -182,6 +224,7 @@ class TeacherSpec:
     activation: str = "logits"
     max_length: int | None = None
     query_prompt: str | None = None
+    precision: str | None = None
     progress: bool = False
 
     def build(self) -> Any:
@@ -196,6 +239,7 @@ class TeacherSpec:
                 device=self.device,
                 activation=self.activation,
                 max_length=self.max_length,
+                precision=self.precision,
                 show_progress=self.progress,
             )
         return EmbeddingScorer(
@@ -203,6 +247,7 @@ class TeacherSpec:
             batch_size=self.batch_size,
             device=self.device,
             query_prompt=self.query_prompt,
+            precision=self.precision,
             show_progress=self.progress,
         )
 
@@ -457,6 +502,7 @@ class DenoiseOptions:
             activation=self.rescore_activation,
             max_length=data.max_seq_length,
             query_prompt=data.query_prompt,
+            precision=data.precision,
             progress=progress,
         )
 

@@ -1,19 +1,31 @@
 """Local teacher models as scorers: a sentence-transformers ``CrossEncoder`` (a reranker)
-and a teacher bi-encoder (``SentenceTransformer``). torch and sentence-transformers are
-imported when a scorer is built, never when :mod:`negsample.scoring` is imported."""
+and a teacher bi-encoder (``SentenceTransformer``), fed by the same tokenise-ahead feeder
+as :func:`~negsample.encode` (:mod:`negsample.io.feeder`), on the devices and in the
+precision of the one policy (:mod:`negsample._device`). torch and sentence-transformers
+are imported when a scorer is built, never when :mod:`negsample.scoring` is imported."""
 
 from __future__ import annotations
 
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from .._device import check_precision, resolve_devices, resolve_precision
 from .._optional import require
+from ..io._encoder import TextEncoder
+from ..io._pool import DevicePool
+from ..io.feeder import (
+    FeedStats,
+    TokenFeeder,
+    can_feed,
+    cross_encoder_forward,
+    default_batch_tokens,
+)
 from .base import ScoringStats
 
 __all__ = ["CrossEncoderScorer", "EmbeddingScorer"]
@@ -27,22 +39,27 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _resolve_devices(
-    torch: Any, device: str | None, devices: Sequence[str] | None
-) -> tuple[str, list[str] | None]:
-    """The device the model is loaded on, and the devices of a multi-process pool (None:
-    no pool). By default every visible CUDA device: a pool when there are several."""
+def _devices(device: Any, devices: Sequence[str] | None) -> list[str]:
+    """The devices of a scorer by the one device policy (:mod:`negsample._device`):
+    ``devices`` when given, else ``device`` (``None``: every visible GPU, else MPS, else
+    the CPU)."""
     if devices is not None:
-        devs = [str(d) for d in devices]
-        if not devs:
+        if isinstance(devices, str) or not len(devices):
             raise ValueError("devices must name at least one device")
-        return (device or devs[0]), (devs if len(devs) > 1 else None)
-    if device is not None:
-        return device, None
-    if torch.cuda.is_available():
-        n = torch.cuda.device_count()
-        return "cuda:0", ([f"cuda:{i}" for i in range(n)] if n > 1 else None)
-    return "cpu", None
+        return resolve_devices(list(devices))
+    return resolve_devices(device)
+
+
+def _precision(precision: Any, fp16: bool | None, devices: Sequence[str]) -> str:
+    """The precision vocabulary (:mod:`negsample._device`), with the older ``fp16=``
+    flag read as ``"float16"`` / ``"float32"``."""
+    if fp16 is not None:
+        legacy = "float16" if fp16 else "float32"
+        checked = check_precision(precision)
+        if checked is not None and checked != legacy:
+            raise ValueError(f"fp16={fp16} contradicts precision={precision!r}: pass one")
+        return legacy
+    return resolve_precision(precision, devices)
 
 
 def _check_pairs(pairs: Sequence[tuple[str, str]]) -> list[list[str]]:
@@ -56,12 +73,11 @@ def _check_pairs(pairs: Sequence[tuple[str, str]]) -> list[list[str]]:
 
 class _PoolMixin:
     _pool: Any
-    _model: Any
 
     def close(self) -> None:
         """Stop the multi-process pool, if one was started."""
         if getattr(self, "_pool", None) is not None:
-            self._model.stop_multi_process_pool(self._pool)
+            self._pool.close()
             self._pool = None
 
     def __enter__(self) -> Any:
@@ -83,43 +99,145 @@ def _load(make: Any, model: Any, what: str, prefix: str) -> tuple[Any, str]:
     return model, f"{prefix}:{type(model).__name__}"
 
 
-def _set_precision(model: Any, fp16: bool | None, device: str) -> bool:
-    """Half precision when ``fp16`` (``None``: on CUDA), float32 otherwise; returns which.
-    Always cast: a folder with float16 weights loads in float16 (recent transformers keep
-    the stored dtype), which the CPU runs slowly and less exactly."""
-    use_fp16 = fp16 if fp16 is not None else str(device).startswith("cuda")
-    if use_fp16:
-        model.half()
-    else:
-        model.float()
-    return bool(use_fp16)
+def _cast(model: Any, precision: str) -> None:
+    """Cast the weights to ``precision``. Always: a folder with float16 weights loads in
+    float16 (recent transformers keep the stored dtype), which the CPU runs slowly and
+    less exactly."""
+    torch = require("torch", "teacher scoring")
+    model.to(getattr(torch, precision))
+    model.eval()
+
+
+def _load_cross_encoder(
+    model: Any, device: str, max_length: int | None, trust_remote_code: bool
+) -> tuple[Any, str]:
+    st = require("sentence_transformers", "cross-encoder scoring")
+    return _load(
+        lambda path: st.CrossEncoder(
+            path,
+            device=device,
+            max_length=max_length,
+            local_files_only=_offline(),
+            trust_remote_code=trust_remote_code,
+        ),
+        model,
+        "CrossEncoder",
+        "cross-encoder",
+    )
+
+
+class _CrossRunner:
+    """A cross-encoder on one device, scoring groups of pairs (in decreasing length) with
+    the feeder (sentence-transformers >= 6) or its own ``predict`` (older)."""
+
+    def __init__(
+        self,
+        ce: Any,
+        *,
+        device: str,
+        batch_size: int,
+        batch_tokens: int | None,
+        activation: str,
+        profile: bool = False,
+    ) -> None:
+        self.ce = ce
+        self.batch_size = batch_size
+        self.activation = activation
+        self.stats = FeedStats()
+        self.feeder: TokenFeeder | None = None
+        if can_feed(ce):
+            fn = None if activation == "logits" else getattr(ce, "activation_fn", None)
+            self.feeder = TokenFeeder(
+                ce,
+                cross_encoder_forward(ce, fn),
+                device=device,
+                pairs=True,
+                batch_tokens=batch_tokens or default_batch_tokens(ce, batch_size),
+                batch_size=batch_size,
+                profile=profile,
+                stats=self.stats,
+            )
+        else:
+            self.stats.mode = "library"
+
+    def stream(self, groups: Iterable[Sequence[Any]]) -> Iterator[FloatArray]:
+        if self.feeder is not None:
+            yield from self.feeder.stream(groups)
+            return
+        torch = require("torch", "cross-encoder scoring")
+        identity = torch.nn.Identity()
+        for pairs in groups:
+            out = self.ce.predict(
+                [list(p) for p in pairs],
+                batch_size=self.batch_size,
+                show_progress_bar=False,
+                activation_fn=identity if self.activation == "logits" else None,
+                convert_to_numpy=True,
+            )
+            self.stats.add(batches=math.ceil(len(pairs) / self.batch_size), items=len(pairs))
+            yield np.asarray(out, dtype=np.float32).reshape(-1)
+
+
+def worker_cross_encoder(
+    model: Any,
+    precision: str,
+    batch_size: int,
+    batch_tokens: int | None,
+    activation: str,
+    max_length: int | None,
+    trust_remote_code: bool,
+    *,
+    device: str,
+) -> _CrossRunner:
+    """The cross-encoder of one pool process (module-level: pickled by reference)."""
+    ce, _ = _load_cross_encoder(model, device, max_length, trust_remote_code)
+    ce.to(device)
+    _cast(ce, precision)
+    return _CrossRunner(
+        ce, device=device, batch_size=batch_size, batch_tokens=batch_tokens, activation=activation
+    )
+
+
+def _by_length(pairs: Sequence[Sequence[str]]) -> npt.NDArray[np.int64]:
+    """Pairs by decreasing characters (query + document), ties in input order."""
+    n = np.fromiter((len(a) + len(b) for a, b in pairs), dtype=np.int64, count=len(pairs))
+    return np.argsort(-n, kind="stable").astype(np.int64)
 
 
 class CrossEncoderScorer(_PoolMixin):
     """Score (query, document) pairs with a sentence-transformers ``CrossEncoder``.
 
+    The pairs of a call are tokenised ahead of the model in a background thread and cut
+    into batches of similar token counts (:mod:`negsample.io.feeder`); the scores stay on
+    the device until the call's last batch.
+
     Parameters
     ----------
     model : a local folder or a model name (or a loaded ``CrossEncoder``). With
         ``HF_HUB_OFFLINE=1`` in the environment only local files are read.
-    batch_size : pairs per forward pass.
-    device : the device to load on (default ``"cuda:0"`` when CUDA is visible, else
-        ``"cpu"``).
-    devices : several devices scored in parallel through sentence-transformers'
-        multi-process pool (``CrossEncoder.start_multi_process_pool``). Default: every
-        visible CUDA device when there are two or more, else a single process.
-    fp16 : half-precision weights; default on when the model runs on CUDA.
+    batch_size : the memory bound of a batch, in pairs of the full ``max_length``: a batch
+        holds at most ``batch_size x max_length`` padded tokens (short pairs: more of them).
+    batch_tokens : padded tokens per batch instead.
+    device : ``None``/``"auto"`` (every visible GPU, else MPS, else the CPU), ``"cpu"``,
+        ``"cuda"`` (every GPU), ``"cuda:1"``, ``"mps"``, or a list (docs/devices.md).
+    devices : a list of devices, as ``device=[...]`` (kept for older code; wins when
+        given). Several devices are a pool of processes, one per device, started at the
+        first call.
+    precision : ``"float32"``, ``"float16"``, ``"bfloat16"`` (or ``fp32``, ``fp16``,
+        ``half``, ``bf16``); ``None``/``"auto"``: float16 on a GPU, float32 on the CPU.
+    fp16 : the older flag: ``True`` is ``precision="float16"``, ``False`` ``"float32"``.
     activation : ``"logits"`` (default): the raw, unbounded logit of the classifier, the
         scale FlagEmbedding writes for distillation; ``"model"``: the model's own activation
         (usually a sigmoid, in (0, 1)), which is what sentence-transformers'
         ``mine_hard_negatives(cross_encoder=...)`` compares margins on. Margins are in the
         units of the scores: choose them for the activation.
     max_length : truncate pairs to this many tokens (default: the model's).
-    show_progress : a progress bar per call.
+    show_progress : kept for compatibility (the calls are not split into progress steps).
 
     The model must have one output label (a relevance score). Scores of a pair do not
     depend on which other pairs it is batched with, up to floating-point rounding of the
-    padded batch.
+    padded batch. ``stats.requests`` counts forward batches; ``feed_stats`` says where
+    the time went (:class:`~negsample.io.feeder.FeedStats`).
 
     Examples
     --------
@@ -134,55 +252,70 @@ class CrossEncoderScorer(_PoolMixin):
         model: Any,
         *,
         batch_size: int = 64,
-        device: str | None = None,
+        batch_tokens: int | None = None,
+        device: Any = None,
         devices: Sequence[str] | None = None,
+        precision: str | None = None,
         fp16: bool | None = None,
         activation: str = "logits",
         max_length: int | None = None,
         show_progress: bool = False,
         trust_remote_code: bool = False,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        _check_batch(batch_size, batch_tokens)
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
-        torch = require("torch", "cross-encoder scoring")
-        st = require("sentence_transformers", "cross-encoder scoring")
-        dev, pool_devices = _resolve_devices(torch, device, devices)
-        ce, self.name = _load(
-            lambda path: st.CrossEncoder(
-                path,
-                device=dev,
-                max_length=max_length,
-                local_files_only=_offline(),
-                trust_remote_code=trust_remote_code,
-            ),
-            model,
-            "CrossEncoder",
-            "cross-encoder",
+        devs = _devices(device, devices)
+        self.precision = _precision(precision, fp16, devs)
+        pool = len(devs) > 1
+        ce, self.name = _load_cross_encoder(
+            model, "cpu" if pool else devs[0], max_length, trust_remote_code
         )
         if getattr(ce, "num_labels", 1) != 1:
             raise ValueError(
                 f"{self.name} has {ce.num_labels} output labels; a scorer needs a model with one "
                 "(a relevance score)"
             )
-        use_fp16 = _set_precision(ce, fp16, dev)
+        self._pool: DevicePool | None = None
+        self._pool_args: tuple[Any, ...] | None = None
+        self._runner: _CrossRunner | None = None
+        if pool:
+            src = str(model) if isinstance(model, str | os.PathLike) else ce
+            self._pool_args = (
+                src,
+                self.precision,
+                batch_size,
+                batch_tokens,
+                activation,
+                max_length,
+                trust_remote_code,
+            )
+            self.feed_stats = FeedStats(mode="pool")
+        else:
+            _cast(ce, self.precision)
+            self._runner = _CrossRunner(
+                ce,
+                device=devs[0],
+                batch_size=batch_size,
+                batch_tokens=batch_tokens,
+                activation=activation,
+            )
+            self.feed_stats = self._runner.stats
         self._model = ce
-        self._torch = torch
-        self._identity = torch.nn.Identity()
-        self._pool = None
-        self._pool_devices = pool_devices
+        self._devices = devs
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.activation = activation
         self.show_progress = show_progress
-        self.fp16 = use_fp16
-        self.device = dev
+        self.fp16 = self.precision == "float16"
+        self.device = devs[0] if len(devs) == 1 else ",".join(devs)
         self.stats = ScoringStats()
 
     def __repr__(self) -> str:
         return (
             f"CrossEncoderScorer({self.name!r}, batch_size={self.batch_size}, "
-            f"device={self.device!r}, fp16={self.fp16}, activation={self.activation!r})"
+            f"device={self.device!r}, precision={self.precision!r}, "
+            f"activation={self.activation!r})"
         )
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> FloatArray:
@@ -191,25 +324,36 @@ class CrossEncoderScorer(_PoolMixin):
         inputs = _check_pairs(pairs)
         if not inputs:
             return np.empty(0, np.float32)
-        if self._pool_devices is not None and self._pool is None:
-            self._pool = self._model.start_multi_process_pool(target_devices=self._pool_devices)
-        out = self._model.predict(
-            inputs,
-            batch_size=self.batch_size,
-            show_progress_bar=self.show_progress,
-            activation_fn=self._identity if self.activation == "logits" else None,
-            convert_to_numpy=True,
-            pool=self._pool,
-        )
-        scores = np.asarray(out, dtype=np.float32).reshape(-1)
-        if scores.shape[0] != len(inputs):
-            raise RuntimeError(f"{self.name} returned {scores.shape[0]} scores for {len(inputs)}")
+        order = _by_length(inputs)
+        group = [inputs[i] for i in order]
+        batches = self.feed_stats.batches
+        if self._runner is not None:
+            out = next(iter(self._runner.stream([group])))
+        else:
+            if self._pool is None:
+                assert self._pool_args is not None
+                self._pool = DevicePool(worker_cross_encoder, self._pool_args, self._devices)
+            out = next(iter(self._pool.stream([group])))
+        scores = np.empty(len(inputs), dtype=np.float32)
+        scores[order] = np.asarray(out, dtype=np.float32).reshape(-1)
+        if out.shape[0] != len(inputs):
+            raise RuntimeError(f"{self.name} returned {out.shape[0]} scores for {len(inputs)}")
+        made = self.feed_stats.batches - batches
         self.stats.add(
             pairs=len(inputs),
-            requests=math.ceil(len(inputs) / self.batch_size),
+            requests=made if self._runner is not None else min(len(self._devices), len(inputs)),
             seconds=time.perf_counter() - t0,
         )
         return scores
+
+
+def _check_batch(batch_size: Any, batch_tokens: Any) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if batch_tokens is not None and (
+        isinstance(batch_tokens, bool) or not isinstance(batch_tokens, int) or batch_tokens < 1
+    ):
+        raise ValueError(f"batch_tokens must be a positive int or None, got {batch_tokens!r}")
 
 
 class EmbeddingScorer(_PoolMixin):
@@ -224,7 +368,9 @@ class EmbeddingScorer(_PoolMixin):
     query_prompt, document_prompt : text put before each query / document (e5's
         ``"query: "``, BGE's instruction...), or
     query_prompt_name, document_prompt_name : the name of a prompt saved with the model.
-    batch_size, device, devices, fp16, show_progress : as for :class:`CrossEncoderScorer`.
+    batch_size, batch_tokens, device, devices, precision, fp16, show_progress : as for
+        :class:`CrossEncoderScorer`; the texts are fed as :func:`~negsample.encode` feeds
+        them (several devices: one pool of processes per side, queries and documents).
 
     Each distinct text of a call is encoded once.
     """
@@ -239,27 +385,29 @@ class EmbeddingScorer(_PoolMixin):
         query_prompt_name: str | None = None,
         document_prompt_name: str | None = None,
         batch_size: int = 64,
-        device: str | None = None,
+        batch_tokens: int | None = None,
+        device: Any = None,
         devices: Sequence[str] | None = None,
+        precision: str | None = None,
         fp16: bool | None = None,
         show_progress: bool = False,
         trust_remote_code: bool = False,
     ) -> None:
         if similarity not in _SIMILARITIES:
             raise ValueError(f"similarity must be one of {_SIMILARITIES}, got {similarity!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        _check_batch(batch_size, batch_tokens)
         if query_prompt is not None and query_prompt_name is not None:
             raise ValueError("pass query_prompt or query_prompt_name, not both")
         if document_prompt is not None and document_prompt_name is not None:
             raise ValueError("pass document_prompt or document_prompt_name, not both")
-        torch = require("torch", "teacher bi-encoder scoring")
         st = require("sentence_transformers", "teacher bi-encoder scoring")
-        dev, pool_devices = _resolve_devices(torch, device, devices)
+        devs = _devices(device, devices)
+        self.precision = _precision(precision, fp16, devs)
+        pool = len(devs) > 1
         m, self.name = _load(
             lambda path: st.SentenceTransformer(
                 path,
-                device=dev,
+                device="cpu" if pool else devs[0],
                 local_files_only=_offline(),
                 trust_remote_code=trust_remote_code,
             ),
@@ -270,19 +418,35 @@ class EmbeddingScorer(_PoolMixin):
         for name in (query_prompt_name, document_prompt_name):
             if name is not None and name not in (getattr(m, "prompts", None) or {}):
                 raise ValueError(f"{self.name} has no prompt named {name!r}")
-        use_fp16 = _set_precision(m, fp16, dev)
-        self._model = m
+        if not pool:
+            _cast(m, self.precision)
+        src = str(model) if pool and isinstance(model, str | os.PathLike) else m
+        common: dict[str, Any] = {
+            "devices": devs,
+            "precision": self.precision,
+            "batch_size": batch_size,
+            "batch_tokens": batch_tokens,
+            "normalize": similarity == "cosine",
+            "max_seq_length": None,
+        }
+        self._sides = {
+            "query": (src, query_prompt, query_prompt_name),
+            "document": (src, document_prompt, document_prompt_name),
+        }
+        self._common = common
+        self._encoders: dict[str, TextEncoder] = {}
         self._pool = None
-        self._pool_devices = pool_devices
+        self._model = m
         self.similarity = similarity
         self.query_prompt = query_prompt
         self.document_prompt = document_prompt
         self.query_prompt_name = query_prompt_name
         self.document_prompt_name = document_prompt_name
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.show_progress = show_progress
-        self.fp16 = use_fp16
-        self.device = dev
+        self.fp16 = self.precision == "float16"
+        self.device = devs[0] if len(devs) == 1 else ",".join(devs)
         self.stats = ScoringStats()
 
     def __repr__(self) -> str:
@@ -291,20 +455,24 @@ class EmbeddingScorer(_PoolMixin):
             f"batch_size={self.batch_size}, device={self.device!r})"
         )
 
-    def _encode(self, texts: list[str], prompt: str | None, prompt_name: str | None) -> FloatArray:
-        if self._pool_devices is not None and self._pool is None:
-            self._pool = self._model.start_multi_process_pool(target_devices=self._pool_devices)
-        out = self._model.encode(
-            texts,
-            prompt=prompt,
-            prompt_name=prompt_name,
-            batch_size=self.batch_size,
-            show_progress_bar=self.show_progress,
-            convert_to_numpy=True,
-            normalize_embeddings=self.similarity == "cosine",
-            pool=self._pool,
-        )
-        return np.asarray(out, dtype=np.float32)
+    def close(self) -> None:
+        """Stop the pools of processes, if any were started."""
+        for enc in self._encoders.values():
+            enc.close()
+        self._encoders = {}
+
+    def _encode(self, side: str, texts: list[str]) -> tuple[FloatArray, int]:
+        enc = self._encoders.get(side)
+        if enc is None:
+            src, prompt, prompt_name = self._sides[side]
+            enc = TextEncoder(src, prompt=prompt, prompt_name=prompt_name, **self._common)
+            self._encoders[side] = enc
+        order = np.argsort(-np.fromiter(map(len, texts), np.int64, len(texts)), kind="stable")
+        before = enc.stats.batches
+        v = next(iter(enc.stream([[texts[i] for i in order]])))
+        out = np.empty_like(v)
+        out[order] = v
+        return out, enc.stats.batches - before
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> FloatArray:
         """float32 ``(len(pairs),)``: the similarity of each (query, document) pair."""
@@ -314,17 +482,12 @@ class EmbeddingScorer(_PoolMixin):
             return np.empty(0, np.float32)
         q_texts = list(dict.fromkeys(p[0] for p in inputs))
         d_texts = list(dict.fromkeys(p[1] for p in inputs))
-        qv = self._encode(q_texts, self.query_prompt, self.query_prompt_name)
-        dv = self._encode(d_texts, self.document_prompt, self.document_prompt_name)
+        qv, qb = self._encode("query", q_texts)
+        dv, db = self._encode("document", d_texts)
         q_row = {t: i for i, t in enumerate(q_texts)}
         d_row = {t: i for i, t in enumerate(d_texts)}
         qi = np.fromiter((q_row[p[0]] for p in inputs), np.int64, len(inputs))
         di = np.fromiter((d_row[p[1]] for p in inputs), np.int64, len(inputs))
         scores = np.einsum("ij,ij->i", qv[qi], dv[di]).astype(np.float32)
-        self.stats.add(
-            pairs=len(inputs),
-            requests=math.ceil(len(q_texts) / self.batch_size)
-            + math.ceil(len(d_texts) / self.batch_size),
-            seconds=time.perf_counter() - t0,
-        )
+        self.stats.add(pairs=len(inputs), requests=qb + db, seconds=time.perf_counter() - t0)
         return scores
