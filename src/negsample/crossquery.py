@@ -219,7 +219,8 @@ def _cap_cells(
     pc = np.flatnonzero(popular[inv])
     pr, pcol, pdoc = cell_r[pc], cell_c[pc], p_of_u[inv[pc]]
     n_pop = int(popular.sum())
-    pd = np.full((rows, width), -1, np.int64)  # popular document of each cell, -1 if none
+    # the popular document of each cell, -1 if none (int32 while it fits: rows x draws)
+    pd = np.full((rows, width), -1, np.int32 if n_pop < 2**31 - 1 else np.int64)
     pd[pr, pcol] = pdoc
     # the cells of each popular document, best key first (ties: query index, anchor id)
     key = reuse_keys(seed, query_index[pr], flat[pc])

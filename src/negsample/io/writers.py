@@ -237,7 +237,8 @@ def write_negatives(
         rows (:mod:`negsample.io.batches`): no run of ``batch_size`` consecutive rows holds
         a row with a passage that is a labelled positive of another row's query, where
         the greedy placement finds such an order; the rows that could not be placed so are
-        counted (``report.batch_conflicts``), never dropped. The row formats only
+        counted (``report.batch_conflicts``), never dropped; the rows are held in memory
+        to be ordered (as the ``hf`` folder always holds them). The row formats only
         (:data:`~negsample.io.batches.BATCH_FORMATS`; not ``parquet`` nor ``pylate-kd``).
         Train with the order kept (no shuffling): docs/training.md. ``None``: the usual
         order (by query).
