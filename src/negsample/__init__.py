@@ -7,6 +7,7 @@
 
 import logging as _logging
 
+from . import sources  # noqa: F401  (registers the bm25 and hybrid index kinds)
 from ._types import Candidates, MiningStats, Negatives, SearchResult
 from .datasets import SyntheticRetrieval, make_synthetic
 from .evaluation import (
@@ -21,6 +22,7 @@ from .evaluation import (
     summary_table,
 )
 from .filters import Filters
+from .fusion import reciprocal_rank_fusion
 from .index import (
     BaseIndex,
     FaissIndex,
@@ -34,6 +36,7 @@ from .index import (
     parse_index_spec,
     register_index,
 )
+from .index.bm25 import BM25Index
 from .io.data import BeirDataset, DataError, load_beir
 from .io.encoding import (
     DatasetEmbeddings,
@@ -72,6 +75,7 @@ __version__ = "0.1.0"
 _logging.getLogger("negsample").addHandler(_logging.NullHandler())
 
 __all__ = [
+    "BM25Index",
     "BaseIndex",
     "BaseSampler",
     "BeirDataset",
@@ -125,6 +129,7 @@ __all__ = [
     "negative_quality",
     "parse_index_spec",
     "read_trec_run",
+    "reciprocal_rank_fusion",
     "register",
     "register_index",
     "sampler_from_string",

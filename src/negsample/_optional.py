@@ -19,6 +19,8 @@ _EXTRA_FOR = {
     "matplotlib": "io",
     "tqdm": "io",
     "ray": "ray",
+    "bm25s": "bm25",
+    "Stemmer": "bm25",
 }
 
 

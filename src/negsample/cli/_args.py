@@ -184,7 +184,9 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         "--index",
         default="exact",
         help="'exact' (numpy, default), 'torch[:DEVICE[:DTYPE]]' (exact, GPU: torch:cuda, "
-        "torch:cuda:bfloat16) or a faiss factory string: Flat, HNSW32, IVF1024,Flat",
+        "torch:cuda:bfloat16) or a faiss factory string: Flat, HNSW32, IVF1024,Flat; or BM25 "
+        "over the texts, 'bm25[:k1=1.5:b=0.75:stemmer=english|none]' (no --embeddings/--model "
+        "needed), or 'hybrid[:DENSE][:k_rrf=60]' (dense + BM25 by reciprocal rank fusion)",
     )
     g.add_argument("--metric", choices=("ip", "cosine"), default="ip", help="score (default ip)")
     p.add_argument("--n", type=int_at_least(1), default=7, help="negatives per query (default 7)")

@@ -27,6 +27,15 @@ def run(args: argparse.Namespace) -> int:
     # every option and path checked before any work
     samplers = {spec: parse_sampler(spec) for spec in args.sampler}
     data = options_from(DataOptions, args)
+    from ..errors import InputError
+    from ..index.registry import get_index_kind, parse_index_spec
+
+    kind = get_index_kind(parse_index_spec(data.index).kind)
+    if kind.source is not None:  # bm25, hybrid: candidates from texts, not a vector search
+        raise InputError(
+            f"report: --index {data.index!r} gives candidates from texts; the hidden-positive "
+            "protocol searches a vector index: use exact, torch or a faiss spec"
+        )
     denoise = options_from(DenoiseOptions, args)
     progress = not args.quiet
     teacher, judge, margins = (

@@ -73,6 +73,30 @@ class IndexSpec:
         """The search settings that apply to this spec (``"nprobe"``, ``"ef_search"``)."""
         return tuple(get_index_kind(self.kind).options_for(self))
 
+    @property
+    def is_source(self) -> bool:
+        """The spec names a candidate source over the dataset's texts (``bm25``,
+        ``hybrid``), not an index over vectors: it needs a dataset, not just vectors."""
+        return get_index_kind(self.kind).source is not None
+
+    @property
+    def needs_embeddings(self) -> bool:
+        """Mining with this spec needs the dataset's embeddings (every vector index; a
+        source only when its kind says so: ``hybrid`` yes, ``bm25`` no)."""
+        kind = get_index_kind(self.kind)
+        need = kind.needs_embeddings
+        return bool(need(self) if callable(need) else need)
+
+    @property
+    def dense(self) -> IndexSpec | None:
+        """The vector index spec built over the embeddings: the spec itself for a vector
+        index; for a source, the one its kind names (``hybrid:HNSW32`` -> ``HNSW32``;
+        ``bm25`` -> ``exact``, used only when embeddings are given), or ``None``."""
+        kind = get_index_kind(self.kind)
+        if kind.source is None:
+            return self
+        return None if kind.dense_spec is None else parse_index_spec(kind.dense_spec(self))
+
 
 @dataclass(frozen=True)
 class IndexKind:
@@ -92,6 +116,9 @@ class IndexKind:
     load_takes_vectors: bool = False
     aliases: tuple[str, ...] = ()
     syntax: str = ""
+    source: Callable[..., Any] | None = None
+    dense_spec: Callable[[IndexSpec], str | IndexSpec] | None = None
+    needs_embeddings: bool | Callable[[IndexSpec], bool] = True
 
     def is_exact(self, spec: IndexSpec) -> bool:
         return bool(self.exact(spec) if callable(self.exact) else self.exact)
@@ -108,7 +135,7 @@ _BY_TYPE: dict[str, IndexKind] = {}  # meta.json "type" -> kind
 def register_index(
     kind: str,
     *,
-    build: Callable[..., Index],
+    build: Callable[..., Index] | None = None,
     load: Callable[..., Index] | None = None,
     saved_type: str | None = None,
     cls: type | None = None,
@@ -121,6 +148,9 @@ def register_index(
     load_takes_vectors: bool = False,
     aliases: tuple[str, ...] = (),
     syntax: str = "",
+    source: Callable[..., Any] | None = None,
+    dense_spec: Callable[[IndexSpec], str | IndexSpec] | None = None,
+    needs_embeddings: bool | Callable[[IndexSpec], bool] | None = None,
     replace: bool = False,
 ) -> IndexKind:
     """Make an index kind available to spec strings (:func:`build_index`, ``mine_dataset``,
@@ -159,6 +189,16 @@ def register_index(
     aliases : more names for the kind.
     syntax : the spec syntax shown in messages (default ``kind``), e.g.
         ``"torch[:DEVICE[:DTYPE]]"``.
+    source : for a kind that makes candidates from a dataset's texts instead of
+        searching vectors (``bm25``, ``hybrid``; then ``build`` may be left out, and
+        building it from vectors is refused): ``source(spec, *, documents, queries,
+        dense, query_vectors, log) -> CandidateSource`` (see
+        :mod:`negsample.pipeline.sources`), ``dense`` the index built over the
+        embeddings by ``dense_spec`` (``None`` without embeddings).
+    dense_spec : ``dense_spec(spec) -> spec``: the vector index a source builds over the
+        embeddings, when there are embeddings.
+    needs_embeddings : whether mining needs the embeddings (default True; a source whose
+        texts suffice says False, or a function of the spec).
     replace : replace a kind registered under the same name (else ``ValueError``).
 
     Returns
@@ -168,6 +208,10 @@ def register_index(
     name = kind.lower()
     if not re.fullmatch(r"[a-z][a-z0-9_\-.]*", name):
         raise ValueError(f"index kind {kind!r}: use letters, digits, '_', '-' or '.'")
+    if build is None:
+        if source is None:
+            raise TypeError(f"index kind {kind!r}: give build= (or source= for a text source)")
+        build = _source_only(name)
     entry = IndexKind(
         name=name,
         build=build,
@@ -183,6 +227,9 @@ def register_index(
         load_takes_vectors=load_takes_vectors,
         aliases=tuple(a.lower() for a in aliases),
         syntax=syntax or name,
+        source=source,
+        dense_spec=dense_spec,
+        needs_embeddings=(source is None) if needs_embeddings is None else needs_embeddings,
     )
     for key in (name, *entry.aliases):
         old = _KINDS.get(key)
@@ -196,6 +243,20 @@ def register_index(
     if entry.saved_type:
         _BY_TYPE[entry.saved_type] = entry
     return entry
+
+
+def _source_only(name: str) -> Callable[..., Index]:
+    """The ``build`` of a text source kind: refused, with what to do instead."""
+
+    def build(vectors: Any, spec: IndexSpec, **options: Any) -> Index:
+        raise ValueError(
+            f"index spec {str(spec)!r} names a candidate source over a dataset's texts, not "
+            f"an index over vectors: use it with mine_dataset(index={str(spec)!r}) or "
+            f"negsample mine --index {spec}"
+        )
+
+    build.__qualname__ = f"source_only[{name}]"
+    return build
 
 
 def _qualname(fn: Any) -> str:
@@ -227,9 +288,11 @@ def _load_plugins() -> None:
 
 
 def describe_kinds() -> str:
-    """The registered kinds and their spec syntax, in one line (for messages)."""
+    """The registered kinds and their spec syntax, in one line (for messages): the vector
+    indexes, then the candidate sources over texts, each group by name."""
     parts = []
-    for k in sorted({k.name: k for k in _KINDS.values()}.values(), key=lambda k: k.name):
+    kinds = {k.name: k for k in _KINDS.values()}.values()
+    for k in sorted(kinds, key=lambda k: (k.source is not None, k.name)):
         alias = f" (also {', '.join(k.aliases)})" if k.aliases else ""
         parts.append(f"{k.syntax}{alias}")
     return "; ".join(parts)

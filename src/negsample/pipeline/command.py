@@ -167,6 +167,18 @@ class MineOptions:
             raise InputError(
                 "--ray distributes the dense search; with --run there is none: drop --ray"
             )
+        from ..index.registry import parse_index_spec
+
+        if parse_index_spec(self.data.index).is_source:
+            if self.run:
+                raise InputError(
+                    f"--run and --index {self.data.index} both give the candidates: give one"
+                )
+            if self.ray.enabled:
+                raise InputError(
+                    f"--index {self.data.index} computes its candidates in one process: drop "
+                    "--ray (or use a vector --index)"
+                )
         if self.ray.enabled and self.max_chunks is not None:
             raise InputError(
                 "--max-chunks is not available with --ray: stop a cluster run with Ctrl-C and "
@@ -244,7 +256,7 @@ def _places(opts: MineOptions, plan: _Plan) -> list[Place]:
         places.append(Place("--stats-json", Path(opts.stats_json), "output", leftovers=True))
     places.append(Place("the run's work folder", work, "work", folder=True))
     places.append(Place("the run's lock file", work.with_name(work.name + ".lock"), "work"))
-    encoding = not opts.run and not opts.data.embeddings
+    encoding = not opts.run and not opts.data.embeddings and opts.data.uses_embeddings
     return places + read_places(
         opts.data,
         [opts.data.split],
@@ -265,6 +277,7 @@ def _plan(opts: MineOptions) -> _Plan:
             "file gives only scores; use a sampler that needs only scores (topk, simans), "
             "or mine with --embeddings / --model instead of --run"
         )
+    _check_source(opts, sampler)
     if opts.exclude_other_positives and sampler.depth == 0:
         raise InputError(
             f"--exclude-other-positives removes candidates of a search, and "
@@ -298,6 +311,24 @@ def _plan(opts: MineOptions) -> _Plan:
         with open(opts.run, "rb"):  # there and readable (an OSError naming it otherwise)
             pass
     return plan
+
+
+def _check_source(opts: MineOptions, sampler: Any) -> None:
+    """With ``--index bm25`` / ``hybrid``: the sampler must be one the source can serve,
+    and bm25s (and PyStemmer) must be installed, before any data is read."""
+    from ..index.registry import parse_index_spec
+
+    spec = parse_index_spec(opts.data.index)
+    if not spec.is_source:
+        return
+    from ..index.bm25 import check_bm25_available
+    from ..sources import bm25_params_of, check_sampler
+
+    try:
+        check_sampler(sampler, spec=opts.data.index, dense=opts.data.uses_embeddings)
+        check_bm25_available(bm25_params_of(spec))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def run_mine(options: MineOptions, *, log: Log | None = None) -> MineResult:
@@ -367,7 +398,7 @@ def _run_locked(opts: MineOptions, plan: _Plan, log: Log) -> MineResult:
             f"{rs['queries_without_candidates']} split queries without candidates, "
             f"{rs['truncated']} candidates beyond depth {depth} (dropped)"
         )
-    else:
+    elif data.uses_embeddings:  # (--index bm25 without --embeddings / --model: texts only)
         emb = dataset_embeddings(data, ds, timings, progress=opts.progress, log=log)
     denoising = opts.denoise.enabled
     n_mine, mine_sampler = opts.n, sampler

@@ -80,7 +80,12 @@ def mine_dataset(
         ``index`` over them.
     candidates : instead, candidates per query (:func:`~negsample.read_trec_run`); only
         samplers that need scores alone (``needs_vectors=False``) accept them.
-    index : an index spec for :func:`build_index`, or a built :class:`~negsample.Index`.
+    index : an index spec for :func:`build_index`, or a built :class:`~negsample.Index`;
+        or a candidate source over the dataset's texts (:mod:`negsample.sources`):
+        ``"bm25[:k1=...:b=...]"`` (BM25; ``embeddings`` optional: given, the sampler sees
+        their scores ``s(q, d)`` of BM25's candidates, and samplers that need vectors
+        work) or ``"hybrid[:DENSE][:k_rrf=60]"`` (dense and BM25 fused by reciprocal
+        rank fusion; needs ``embeddings``). Candidates are then computed per chunk.
     work_dir : where chunk results are kept so an interrupted run resumes (see
         :func:`~negsample.mine_resumable`); a faiss index other than ``Flat`` is saved
         there too, so a resumed run searches the very same graph. ``None``: a temporary
@@ -107,8 +112,17 @@ def mine_dataset(
     reuse_oversample : draws mined per negative wanted for the cap.
     """
     sampler = TopKSampler() if sampler is None else sampler
-    if (embeddings is None) == (candidates is None):
+    spec = parse_index_spec(index) if isinstance(index, str) else None
+    source_spec = spec if spec is not None and spec.is_source else None
+    if source_spec is None and (embeddings is None) == (candidates is None):
         raise ValueError("pass either embeddings (dense search) or candidates (a run file)")
+    if source_spec is not None and candidates is not None:
+        raise ValueError(f"index={index!r} computes the candidates: leave out candidates")
+    if source_spec is not None and source_spec.needs_embeddings and embeddings is None:
+        raise ValueError(
+            f"index={index!r} searches the embeddings too: pass embeddings "
+            "(encode_dataset or load_embeddings)"
+        )
     opts = _search_options(index, nprobe, ef_search)
     timings: dict[str, float] = {}
     user = dict(settings or {})
@@ -127,7 +141,13 @@ def mine_dataset(
         idx: Index | None = None
         queries = None
         identity: dict[str, Any] | None = None
-        if embeddings is not None:
+        source = None
+        if source_spec is not None:
+            source, idx, queries, identity = _source_for(
+                dataset, source_spec, embeddings, metric, wd, user, opts, timings, log
+            )
+            candidates = source
+        elif embeddings is not None:
             user["embeddings"] = embeddings.source
             if isinstance(index, str):  # the spec (in the settings) over these vectors
                 identity = spec_index_identity(embeddings.corpus)
@@ -161,7 +181,10 @@ def mine_dataset(
             timings[k] = timings.get(k, 0.0) + v
         t = time.perf_counter()
         pos = dataset.positives_ragged()
-        if idx is not None and queries is not None:
+        got = None if source is None else source.positive_scores(pos)
+        if got is not None:  # BM25 scores
+            ps = got
+        elif idx is not None and queries is not None:
             ps = positive_scores(queries, pos, idx)
         else:
             from ..io.runs import scores_of
@@ -175,6 +198,55 @@ def mine_dataset(
         held.close()
         if tmp_dir is not None:
             tmp_dir.cleanup()
+
+
+def _source_for(
+    dataset: BeirDataset,
+    spec: Any,
+    embeddings: DatasetEmbeddings | None,
+    metric: str,
+    wd: Path,
+    user: dict[str, Any],
+    opts: dict[str, int],
+    timings: dict[str, float],
+    log: Callable[[str], None] | None,
+) -> tuple[Any, Index | None, Any, dict[str, Any] | None]:
+    """The candidate source of a ``bm25`` / ``hybrid`` spec over ``dataset``'s texts (and
+    the index its kind builds over the embeddings, when given); with the index, the query
+    vectors and the index identity the run uses (``None`` when the sampler sees BM25
+    scores and the embeddings play no part)."""
+    from ..sources import make_source
+
+    dense = None
+    identity = None
+    if embeddings is not None:
+        user["embeddings"] = embeddings.source
+        identity = spec_index_identity(embeddings.corpus)
+        dense_spec = spec.dense
+        t = time.perf_counter()
+        dense = _index_for(
+            embeddings,
+            dense_spec.text or str(dense_spec),
+            metric,
+            wd,
+            saved_index_key(user, identity),
+            opts,
+        )
+        timings["index"] = time.perf_counter() - t
+    source = make_source(
+        spec,
+        documents=dataset.document_texts,
+        queries=dataset.query_texts,
+        dense=dense,
+        query_vectors=None if embeddings is None else embeddings.queries,
+        log=log,
+    )
+    if log is not None:
+        log(f"candidates from {source!r}: the sampler sees {source.scores} scores")
+    if source.scores != "dense":
+        return source, None, None, None
+    assert embeddings is not None
+    return source, dense, embeddings.queries, identity
 
 
 def spec_index_identity(corpus: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ backend (a process pool, Dask, a batch queue) plugs in the same way (docs/extend
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -30,9 +31,17 @@ from ..samplers.base import BaseSampler, sample_candidates
 from .store import RunStore
 
 if TYPE_CHECKING:
+    from ..sources import CandidateSource
     from .settings import RunSettings
 
-__all__ = ["ChunkExecutor", "ChunkJob", "LocalExecutor", "RunIncomplete", "run_chunks"]
+__all__ = [
+    "ChunkExecutor",
+    "ChunkJob",
+    "LocalExecutor",
+    "RunIncomplete",
+    "is_source",
+    "run_chunks",
+]
 
 
 class RunIncomplete(RuntimeError):
@@ -50,8 +59,9 @@ class RunIncomplete(RuntimeError):
 class ChunkJob:
     """What every chunk of a run computes: :func:`~negsample.mine` on queries
     ``first:end`` with their global offset (or ``sampler.sample`` on the given
-    ``candidates``), so that each chunk's result is a function of the inputs, the seed
-    and its query range only.
+    ``candidates``: an array pair, or a :class:`~negsample.sources.CandidateSource` that
+    computes the chunk's candidates from texts), so that each chunk's result is a
+    function of the inputs, the seed and its query range only.
 
     Built by :func:`~negsample.pipeline.settings.run_settings` (the positives and
     exclusions checked and ragged). ``index`` is ``None`` for an executor whose workers
@@ -67,7 +77,7 @@ class ChunkJob:
     n: int
     seed: int
     filters: Filters | None = None
-    candidates: Candidates | None = None
+    candidates: Candidates | CandidateSource | None = None
     exclude: Ragged | None = None
     set_positives: PositiveMask | None = None
     exclude_other_positives: bool = False
@@ -93,27 +103,50 @@ class ChunkJob:
                 exclude_other_positives=others is not None,
                 set_positives=others,
             )
-        ids, sc = self.candidates.ids[a:b], self.candidates.scores[a:b]
+        ps: list[Any] | None = None
+        source = is_source(self.candidates)
+        if not source:
+            ids, scores = self.candidates.ids[a:b], self.candidates.scores[a:b]  # type: ignore[union-attr]
+        else:  # a candidate source (BM25, hybrid): this chunk's candidates, computed now
+            t = time.perf_counter()
+            got = self.candidates.chunk(  # type: ignore[union-attr]
+                a, b, depth=int(self.sampler.depth), positives=p, exclude=e
+            )
+            ids, scores = got.ids, got.scores
+            if got.positive_scores is not None:  # one sequence per query
+                ps = np.split(got.positive_scores, p.indptr[1:-1])
+            searched = time.perf_counter() - t
         n_other = 0
-        if others is not None:  # a run's candidates: removed, never searched deeper
-            ids, sc, n_other = remove_other_positives(np.asarray(ids), np.asarray(sc), others, p, e)
+        if others is not None:  # given candidates: removed, never searched deeper
+            ids, scores, n_other = remove_other_positives(
+                np.asarray(ids), np.asarray(scores), others, p, e
+            )
         out = sample_candidates(
             self.sampler,
             ids,
-            sc,
+            scores,
             p,
             n=self.n,
             seed=self.seed,
+            positive_scores=ps,
             filters=self.filters,
             queries=None if self.queries is None else self.queries[a:b],
             index=self.index,
             query_index=np.arange(a, b, dtype=np.int64),
             exclude=e,
         )
+        if source:
+            out.stats.add_time("search", searched)
         if others is not None:
             out.stats.candidates_seen += n_other
             out.stats.count_removed("other_positive", n_other)
         return out
+
+
+def is_source(candidates: Any) -> bool:
+    """``candidates`` is a candidate source (it computes a chunk's candidates: ``chunk``),
+    not given arrays."""
+    return callable(getattr(candidates, "chunk", None))
 
 
 @runtime_checkable

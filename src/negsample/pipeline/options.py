@@ -157,6 +157,16 @@ class DataOptions:
         except (ValueError, TypeError) as exc:
             raise InputError(f"--index {self.index!r}: {exc}") from None
 
+    @property
+    def uses_embeddings(self) -> bool:
+        """Whether the run reads or encodes embeddings: always for a vector ``index`` or
+        ``hybrid``; for ``bm25`` only when ``embeddings`` or ``model`` is given (then the
+        sampler sees their scores of BM25's candidates)."""
+        from ..index.registry import parse_index_spec
+
+        spec = parse_index_spec(self.index)
+        return spec.needs_embeddings or bool(self.embeddings or self.model)
+
     def embedding_cache(self) -> Path | None:
         """The embedding cache folder an encoding uses (``None`` with ``no_cache``)."""
         if self.no_cache:

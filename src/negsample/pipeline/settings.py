@@ -21,11 +21,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._digest import RowDigest, file_digest
+from .._digest import RowDigest, StreamDigest, file_digest
 from .._digest import array_digest as array_digest
 from .._ragged import to_ragged
 from .._rng import normalize_seed
@@ -34,7 +34,10 @@ from ..crossquery import PositiveMask, ReuseCap, reuse_cap
 from ..filters import Filters
 from ..index.base import Index
 from ..samplers.base import BaseSampler
-from .executor import ChunkJob
+from .executor import ChunkJob, is_source
+
+if TYPE_CHECKING:
+    from ..sources import CandidateSource
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -47,6 +50,8 @@ __all__ = [
     "index_fingerprint",
     "run_settings",
     "settings_hash",
+    "source_fingerprint",
+    "texts_identity",
 ]
 
 #: Queries per saved chunk by default (see :func:`default_chunk_size`).
@@ -134,6 +139,40 @@ def corpus_identity(vectors: Any) -> dict[str, Any]:
     }
 
 
+def texts_identity(texts: Sequence[str]) -> dict[str, Any]:
+    """What identifies a sequence of texts (a corpus, the queries) in a run's settings:
+    their number and a digest of their UTF-8 bytes, each text framed by its length (so
+    ``["ab", "c"]`` and ``["a", "bc"]`` differ). Read once, by iteration, in bounded
+    memory (any sequence: a list, an Arrow-backed column)."""
+    d = StreamDigest("texts")
+    n = 0
+    buf = bytearray()
+    for t in texts:
+        if not isinstance(t, str):
+            raise TypeError(f"text row {n} is a {type(t).__name__}, not a string")
+        b = t.encode("utf-8", "surrogatepass")
+        buf += len(b).to_bytes(8, "little")
+        buf += b
+        n += 1
+        if len(buf) >= 1 << 20:
+            d.update(bytes(buf))
+            buf.clear()
+    d.update(bytes(buf))
+    return {"rows": n, "content": d.hexdigest()}
+
+
+def source_fingerprint(source: Any) -> dict[str, Any]:
+    """What identifies a candidate source's results (``bm25``, ``hybrid``) in a run's
+    settings: its own settings (the BM25 parameters, ``k_rrf``, which scores the sampler
+    sees, the bm25s and PyStemmer versions) and :func:`texts_identity` of the corpus and
+    query texts. A resume with other texts or parameters is another run."""
+    return {
+        **dict(source.settings()),
+        "documents": texts_identity(source.documents),
+        "queries": texts_identity(source.queries),
+    }
+
+
 def identify_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """An input file as a run's settings record it: its name, size and a digest of its
     bytes (:func:`negsample._digest.file_digest`, cached by device, inode, size,
@@ -186,7 +225,9 @@ class RunSettings:
         return [(a, min(a + c, q)) for a in range(0, q, c)]
 
 
-def _n_queries(queries: Any, candidates: Candidates | None) -> int:
+def _n_queries(queries: Any, candidates: Any) -> int:
+    if is_source(candidates):
+        return int(candidates.n_queries)
     if candidates is not None:
         return int(np.asarray(candidates.ids).shape[0])
     return int(queries.shape[0]) if hasattr(queries, "shape") else int(np.asarray(queries).shape[0])
@@ -202,7 +243,7 @@ def run_settings(
     seed: int,
     chunk_size: int | None = None,
     filters: Filters | None = None,
-    candidates: Candidates | None = None,
+    candidates: Candidates | CandidateSource | None = None,
     exclude: Any = None,
     settings: Mapping[str, Any] | None = None,
     n_corpus: int | None = None,
@@ -231,8 +272,11 @@ def run_settings(
         Queries per saved chunk; ``None``: :func:`default_chunk_size` of ``index``.
     filters : Filters or None
         Score filters.
-    candidates : Candidates or None
-        Candidates to sample from instead of searching (a TREC run).
+    candidates : Candidates, CandidateSource or None
+        Candidates to sample from instead of searching: arrays (a TREC run; their
+        digests enter the settings), or a :class:`~negsample.sources.CandidateSource`
+        that computes each chunk's candidates from texts (``bm25``, ``hybrid``; its
+        :func:`source_fingerprint` enters the settings).
     exclude : sequence or None
         Corpus rows never to sample, per query.
     settings : mapping or None
@@ -273,7 +317,13 @@ def run_settings(
             "so a rerun could never resume"
         )
     seed = normalize_seed(seed)
-    if candidates is not None:
+    source: Any = candidates if is_source(candidates) else None
+    given: Any = None if source is not None else candidates  # arrays (a run file)
+    if source is not None:
+        from ..sources import check_sampler
+
+        check_sampler(sampler, spec=source.settings()["kind"], dense=index is not None)
+    elif given is not None:
         if sampler.depth == 0:
             raise ValueError(
                 f"{type(sampler).__name__} searches no candidates, so it cannot use given "
@@ -288,6 +338,8 @@ def run_settings(
     n_q = _n_queries(queries, candidates)
     if n_corpus is None and index is not None:
         n_corpus = int(index.ntotal)
+    if n_corpus is None and source is not None:
+        n_corpus = int(source.n_corpus)
     pos = to_ragged(positives, n_q, n_corpus)
     exc = (
         None if exclude is None else to_ragged(exclude, n_q, n_corpus, "exclude", allow_empty=True)
@@ -299,7 +351,7 @@ def run_settings(
         )
     n_rows = n_corpus
     if n_rows is None:  # candidates without an index: the largest id seen
-        seen = [pos.values] + ([] if candidates is None else [np.asarray(candidates.ids).ravel()])
+        seen = [pos.values] + ([] if given is None else [np.asarray(given.ids).ravel()])
         n_rows = int(max((int(v.max(initial=-1)) for v in seen), default=-1)) + 1
     mask = PositiveMask.of(pos, max(n_rows, 1))
     cap = None
@@ -313,9 +365,11 @@ def run_settings(
         "exclude": None if exc is None else [array_digest(exc.indptr), array_digest(exc.values)],
         "queries": None if queries is None else array_digest(queries),
         "candidates": (
-            None
-            if candidates is None
-            else [array_digest(candidates.ids), array_digest(candidates.scores)]
+            source_fingerprint(source)
+            if source is not None
+            else None
+            if given is None
+            else [array_digest(given.ids), array_digest(given.scores)]
         ),
     }
     if index_identity is None and index is not None:
