@@ -123,3 +123,46 @@ def small_samplers(draw: st.DrawFn, name: str, on_shortfall: str) -> object:
     if name == "random":
         return ns.RandomSampler(on_shortfall=on_shortfall)
     return ns.get_sampler(name, on_shortfall=on_shortfall)  # a plugin: its defaults
+
+
+@dataclass
+class ReuseDraws:
+    """Draws of several rows, in draw order (``-1`` after a row's last), for the reuse cap."""
+
+    ids: np.ndarray
+    query_index: np.ndarray
+    anchor_ids: np.ndarray
+    n: int
+    max_reuse: int
+    seed: int
+
+
+@st.composite
+def reuse_draws(draw: st.DrawFn, max_rows: int = 24, max_draws: int = 8) -> ReuseDraws:
+    """Rows of distinct draws over few documents (so that documents are wanted by many
+    rows), some rows short, some queries with several rows (one per anchor positive)."""
+    rows = draw(st.integers(1, max_rows))
+    width = draw(st.integers(1, max_draws))
+    n_docs = draw(st.integers(width, 3 * width + 4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    ids = np.full((rows, width), -1, np.int64)
+    for r in range(rows):
+        k = int(rng.integers(0, width + 1)) if draw(st.booleans()) else width
+        # popular documents first: a skewed choice without replacement
+        w = 1.0 / np.arange(1, n_docs + 1) ** 1.2
+        ids[r, :k] = rng.choice(n_docs, size=k, replace=False, p=w / w.sum())
+    n_queries = draw(st.integers(1, rows))
+    qi = np.sort(rng.integers(0, n_queries, rows)).astype(np.int64)
+    ai = np.full(rows, -1, np.int64)
+    for q in np.unique(qi):  # several rows of one query: distinct anchors
+        at = np.flatnonzero(qi == q)
+        if at.size > 1:
+            ai[at] = 1000 + np.arange(at.size)
+    return ReuseDraws(
+        ids,
+        qi,
+        ai,
+        draw(st.integers(1, width)),
+        draw(st.integers(1, 4)),
+        draw(st.integers(0, 2**64 - 1)),
+    )

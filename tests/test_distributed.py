@@ -244,6 +244,22 @@ def test_sharded_index_primitives(held: tuple[str, Any], one_thread: None) -> No
         h.save("x")
 
 
+@pytest.mark.parametrize("held", ["query-exact"], indirect=True)
+def test_cross_query_policies_on_the_cluster(held: tuple[str, Any], one_thread: None) -> None:
+    """The reuse cap (on the driver, once every chunk is in) and the exclusion of other
+    queries' positives (the mask sent to the workers): one mine() call's bytes."""
+    from negsample.distributed import mine_distributed
+
+    _, h = held
+    sampler = ns.SimANSSampler(k=40, temperature=0.05)
+    kw: dict[str, Any] = dict(n=5, seed=3, max_negative_reuse=1, exclude_other_positives=True)
+    got = mine_distributed(DATA.queries, h, DATA.positives, sampler, chunk_size=CHUNK, **kw)
+    ref = ns.mine(DATA.queries, _reference_index("exact"), DATA.positives, sampler, **kw)
+    assert_same(got, ref)
+    assert ref.stats.reuse is not None and ref.stats.reuse.documents_capped > 0
+    assert ref.stats.removed["other_positive"] > 0 and ref.stats.other_positives == 0
+
+
 # -- files, resuming, Ctrl-C, and either mode continuing the other's run ------------------------
 
 

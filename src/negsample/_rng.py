@@ -37,6 +37,8 @@ class Stream:
     SAMPLE : a one-stage sampler's draw.
     STAGE1, STAGE2, FINAL : the stages of a multi-stage sampler.
     CORPUS : RandomSampler's draws over the corpus.
+    REUSE : the keys of the cross-query reuse cap (which rows keep a popular document).
+    BATCH : the batch-safe order of a training file (``write_negatives(batch_size=)``).
     USER : the first stream number free for samplers outside the package.
     """
 
@@ -45,6 +47,8 @@ class Stream:
     STAGE1 = 3
     STAGE2 = 4
     FINAL = 5
+    REUSE = 6
+    BATCH = 7
     CORPUS = 16
     USER = 1024
 

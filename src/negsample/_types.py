@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Candidates", "MiningStats", "Negatives", "SearchResult"]
+__all__ = ["Candidates", "MiningStats", "Negatives", "ReuseStats", "SearchResult"]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -66,6 +66,12 @@ class MiningStats:
     emptied : queries left with no candidate at all by the filters, by the filter that
         removed their last candidates (a margin or cap set too tight; see
         :class:`~negsample.Filters`).
+    other_positives : sampled negatives that are a labelled positive of another query of
+        the set mined together (the queries of one ``mine()`` call, or of a whole
+        resumable run); counted always, removed only with ``exclude_other_positives``
+        (docs/filters.md).
+    reuse : the cross-query reuse cap's counts (:class:`ReuseStats`), ``None`` when no
+        cap was applied (``max_negative_reuse``; docs/algorithms.md).
     """
 
     n_queries: int = 0
@@ -82,6 +88,12 @@ class MiningStats:
     seed: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
     emptied: dict[str, int] = field(default_factory=dict)
+    other_positives: int = 0
+    reuse: ReuseStats | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.reuse, Mapping):  # read back from JSON (a chunk file)
+            self.reuse = ReuseStats(**self.reuse)
 
     def count_removed(self, reason: str, count: int) -> None:
         self.removed[reason] = self.removed.get(reason, 0) + int(count)
@@ -99,6 +111,11 @@ class MiningStats:
             self.add_time(phase, seconds)
         for name, count in other.emptied.items():
             self.emptied[name] = self.emptied.get(name, 0) + int(count)
+        if other.reuse is not None:
+            if self.reuse is None:
+                self.reuse = dataclasses.replace(other.reuse)
+            else:
+                self.reuse.merge(other.reuse)
         if self.seed is None:
             self.seed = other.seed
 
@@ -117,7 +134,57 @@ _COUNTERS = (
     "duplicate_positives",
     "deep_searches",
     "skipped_anchors",
+    "other_positives",
 )
+
+
+@dataclass
+class ReuseStats:
+    """What the cross-query reuse cap did (``max_negative_reuse``; the rule is in
+    docs/algorithms.md, "Negatives reused across queries").
+
+    Attributes
+    ----------
+    max_reuse : the cap ``N``: rows one document may be a negative of.
+    draws : draws mined per row (the cap's spares: a row that loses a draw takes its next).
+    removed : (row, document) draws the cap refused (each one a draw its row would have
+        kept without the cap, at the time it was refused).
+    documents_capped : documents wanted by more than ``max_reuse`` rows (each kept by
+        exactly ``max_reuse`` rows).
+    rows_short : rows left with fewer than ``n`` negatives because of the cap (they had
+        ``n`` valid draws); with ``on_shortfall="drop"``, the rows dropped because of it.
+    slots_short : the negatives those rows miss (``pad``).
+    max_before, max_after : the most rows one document is a negative of, in the first
+        ``n`` draws (the output without the cap) and in the output.
+    rounds : rounds of the pass (each round, every row that lost a draw takes its next).
+    """
+
+    max_reuse: int
+    draws: int
+    removed: int = 0
+    documents_capped: int = 0
+    rows_short: int = 0
+    slots_short: int = 0
+    max_before: int = 0
+    max_after: int = 0
+    rounds: int = 0
+
+    def merge(self, other: ReuseStats) -> None:
+        """Add ``other``'s counts (two capped parts put together)."""
+        for f in ("removed", "documents_capped", "rows_short", "slots_short", "rounds"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        self.max_before = max(self.max_before, other.max_before)
+        self.max_after = max(self.max_after, other.max_after)
+
+    def summary(self) -> str:
+        """One line for the log."""
+        return (
+            f"reuse cap {self.max_reuse} (over {self.draws} draws per row): "
+            f"{self.removed} draws refused, {self.documents_capped} documents capped, "
+            f"{self.rows_short} rows short because of it ({self.slots_short} negatives "
+            f"missing); most rows per document {self.max_before} before, {self.max_after} "
+            f"after, {self.rounds} rounds"
+        )
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from ._rng import normalize_seed
 from ._types import MiningStats, Negatives
 from ._validate import as_matrix, check_int, check_number
 from .candidates import build_batch, positive_scores_for
+from .crossquery import PositiveMask, remove_other_positives, reuse_cap
 from .filters import Filters, warn_emptied
 from .index.base import DEFAULT_SEARCH_BLOCK, Index, index_score, prepare_queries
 from .samplers.base import BaseSampler, Sampler, check_n_fits, check_output, check_sampler
@@ -77,6 +78,10 @@ def search_depths(depth: int, n_removed: np.ndarray, ntotal: int) -> np.ndarray:
 DEEP_AFTER = 64
 #: Rows per search call when a query is searched again deeper (exact indexes).
 DEEP_BLOCK = 32
+#: With ``exclude_other_positives``, the first pass also makes room for this many ids of
+#: other queries' positives (rounded with the removed ids to a power of two), so that few
+#: queries need a second, deeper search.
+MASK_SLACK = 64
 
 
 #: One search block's results: first-pass ids and scores, and the deep rows apart.
@@ -103,23 +108,38 @@ class _BlockSearch:
     query goes deep depends on its own results only, so this too is independent of how the
     queries are split, and one query with 20,000 positives never makes a whole block
     search 20,000 deep.
+
+    With a ``mask`` (other queries' positives, removed too: ``exclude_other_positives``)
+    the first pass searches :data:`MASK_SLACK` deeper, every query's first pass is checked,
+    and a query left short searches again, alone, at ``depth + P'`` with ``P'`` its removed
+    ids plus the masked ids found, until ``depth`` remain (or the corpus is exhausted):
+    still a function of the query's own results.
     """
 
     def __init__(
-        self, index: Index, queries: Any, depth: int, removed: Ragged, offset: int
+        self,
+        index: Index,
+        queries: Any,
+        depth: int,
+        removed: Ragged,
+        offset: int,
+        mask: PositiveMask | None = None,
     ) -> None:
         self.index = index
         self.queries = queries
         self.depth = depth
         self.removed = removed
         self.offset = offset
+        self.mask = mask
         self.block = check_int(
             "index.search_block", getattr(index, "search_block", DEFAULT_SEARCH_BLOCK), 1
         )
         self.exact = bool(getattr(index, "exact", False))
         n_rm = removed.lengths
         self.full = search_depths(depth, n_rm, index.ntotal)
-        self.first = search_depths(depth, np.minimum(n_rm, DEEP_AFTER), index.ntotal)
+        # with a mask, room for the masked ids a query's first pass usually holds
+        slack = 0 if mask is None else MASK_SLACK
+        self.first = search_depths(depth, np.minimum(n_rm, DEEP_AFTER) + slack, index.ntotal)
         # per block: its queries' first-pass candidates, and the deep rows apart (so one
         # query searched 20,000 deep never widens the arrays of its whole block); a block
         # searched ahead (prefetch) is a Future until it is needed
@@ -219,19 +239,44 @@ class _BlockSearch:
         # the rare query whose removed ids crowd its first pass: once more, deeper, alone
         deep_rows: dict[int, tuple[IntArray, FloatArray]] = {}
         full = self.full[lo:hi]
-        maybe = np.flatnonzero(full > ks)
+        mask, rm = self.mask, self.removed.slice(lo, hi)
+        maybe = np.flatnonzero(full > ks) if mask is None else np.arange(hi - lo)
         if maybe.size:
             cand = ids[maybe]
-            left = ((cand >= 0) & ~self.removed.slice(lo, hi).take(maybe).contains(cand)).sum(1)
+            left, masked = self._left(cand, rm.take(maybe))
             deep = maybe[left < self.depth]
             for r in deep if self.exact else ([deep] if deep.size else []):
                 r = np.atleast_1d(r)
-                d_ids, d_sc = self._run(q[r], full[r], DEEP_BLOCK, 0)
+                k = full[r]
+                if mask is not None:  # the masked ids found count as removed ids too
+                    k = self._depth_for(rm.take(r), masked[np.searchsorted(maybe, r)])
+                d_ids, d_sc = self._run(q[r], k, DEEP_BLOCK, 0)
+                while mask is not None:  # deeper until depth remain (or the corpus ends)
+                    left_r, masked_r = self._left(d_ids, rm.take(r))
+                    more = np.where(left_r < self.depth, self._depth_for(rm.take(r), masked_r), k)
+                    if not np.any(more > k):
+                        break
+                    k = np.maximum(k, more)
+                    d_ids, d_sc = self._run(q[r], k, DEEP_BLOCK, 0)
                 d_sc[d_ids < 0] = np.nan
                 for j, row in enumerate(r.tolist()):
-                    k = int(full[row])
-                    deep_rows[row] = (d_ids[j, :k].copy(), d_sc[j, :k].copy())
+                    kk = int(k[j])
+                    deep_rows[row] = (d_ids[j, :kk].copy(), d_sc[j, :kk].copy())
         return ids, sc, deep_rows
+
+    def _left(self, cand: IntArray, rm: Ragged) -> tuple[IntArray, IntArray]:
+        """Candidates left per row once the removed ids (and the masked ones) are out, and
+        how many masked ids (not removed ids) each row holds."""
+        gone = rm.contains(cand)
+        masked = np.zeros(cand.shape[0], np.int64)
+        if self.mask is not None:
+            other = self.mask.contains(cand) & ~gone
+            masked = other.sum(axis=1)
+            gone |= other
+        return ((cand >= 0) & ~gone).sum(axis=1), masked
+
+    def _depth_for(self, rm: Ragged, masked: IntArray) -> IntArray:
+        return search_depths(self.depth, rm.lengths + masked, self.index.ntotal)
 
     def _run(self, q: FloatArray, ks: IntArray, block: int, at: int) -> tuple[IntArray, FloatArray]:
         """Search queries ``q`` each at its depth ``ks``; an exact index in one call of
@@ -295,6 +340,10 @@ def mine(
     progress: bool = False,
     query_offset: int = 0,
     exclude: Any = None,
+    exclude_other_positives: bool = False,
+    set_positives: Any = None,
+    max_negative_reuse: int | None = None,
+    reuse_oversample: float = 2.0,
 ) -> Negatives:
     """Mine ``n`` hard negatives per query.
 
@@ -333,6 +382,20 @@ def mine(
     exclude : more corpus ids per query never to sample (ragged, may be empty), e.g. the
         documents whose text duplicates a positive's. Removed like positives and counted
         as ``stats.removed["excluded"]``, but never used as a positive anchor.
+    exclude_other_positives : also remove every candidate that is a labelled positive of
+        another query of the set (counted as ``stats.removed["other_positive"]``); a
+        query whose top ranks they crowd is searched deeper, so ``depth`` candidates remain.
+        Not for a sampler that searches nothing (RandomSampler). Whether or not they are
+        removed, ``stats.other_positives`` counts the sampled negatives that are one.
+    set_positives : the labelled positives of the whole set when this call mines a slice
+        of it (a :class:`~negsample.crossquery.PositiveMask`, or ids per query); default
+        this call's ``positives``.
+    max_negative_reuse : the most rows one document may be a negative of, over the whole
+        call (``None``: no cap). Each row is mined with spare draws and the cap applied to
+        all rows together (docs/algorithms.md, "Negatives reused across queries"):
+        independent of chunking, threads and ``query_offset``; counted in ``stats.reuse``.
+    reuse_oversample : draws mined per negative wanted for the cap
+        (:func:`negsample.scoring.draw_plan`).
 
     Returns
     -------
@@ -384,9 +447,33 @@ def mine(
     if exclude is not None:
         exc = as_ragged(exclude, n_q, index.ntotal, "exclude", allow_empty=True)[0]
     seed_i = normalize_seed(seed)
+    others = PositiveMask.of(pos if set_positives is None else set_positives, index.ntotal)
+    if exclude_other_positives and sampler.depth == 0:
+        raise ValueError(
+            f"{type(sampler).__name__} searches no candidates: exclude_other_positives "
+            "removes candidates of a search (count them with stats.other_positives instead)"
+        )
+    if max_negative_reuse is not None:  # spare draws, then the cap over the whole call
+        cap, draw_sampler = reuse_cap(
+            sampler, n, max_negative_reuse, oversample=reuse_oversample, n_corpus=index.ntotal
+        )
+        draws = mine(
+            q_all, index, pos, draw_sampler, n=cap.draws, seed=seed_i, filters=filters,
+            chunk_size=chunk_size, memory_budget_mb=memory_budget_mb, progress=progress,
+            query_offset=query_offset, exclude=exc, set_positives=others,
+            exclude_other_positives=exclude_other_positives,
+        )  # fmt: skip
+        t_pass = time.perf_counter()
+        out = cap.apply(draws, seed=seed_i, positives=others)
+        out.stats.duplicate_positives = n_dup
+        out.stats.add_time("reuse", time.perf_counter() - t_pass)
+        return out
     stats = MiningStats(seed=seed_i, duplicate_positives=n_dup)
     removed = pos if exc is None else pos.union(exc)
-    searcher = _BlockSearch(index, q_all, sampler.depth, removed, query_offset)
+    searcher = _BlockSearch(
+        index, q_all, sampler.depth, removed, query_offset,
+        mask=others if exclude_other_positives else None,
+    )  # fmt: skip
     search_k = int(searcher.first.max(initial=0))
     threads = _sampling_threads()
     # the budget covers every chunk in flight (one per thread + one), and within a chunk
@@ -412,6 +499,10 @@ def mine(
         p: Ragged = pos.slice(start, stop)
         ps = positive_scores_for(q, p, index)
         t1 = time.perf_counter()
+        e = None if exc is None else exc.slice(start, stop)
+        n_other = 0
+        if exclude_other_positives:  # removed like excluded ids (compacted away)
+            ids, sc, n_other = remove_other_positives(ids, sc, others, p, e)
         batch = build_batch(
             ids,
             sc,
@@ -423,7 +514,7 @@ def mine(
             positive_scores=ps,
             queries=q,
             index=index,
-            exclude=None if exc is None else exc.slice(start, stop),
+            exclude=e,
             trusted=True,
             memory_budget_mb=chunk_budget_mb,
         )
@@ -433,6 +524,10 @@ def mine(
         if not trusted:
             check_output(sampler, out, batch, n, index.ntotal)
         part = _rescore(out, q, start + query_offset, index)
+        if exclude_other_positives:
+            st.candidates_seen += n_other
+            st.count_removed("other_positive", n_other)
+        st.other_positives += others.count(part.ids)
         st.add_time("positives", t1 - t0)
         st.add_time("sample", time.perf_counter() - t1)
         return part, st

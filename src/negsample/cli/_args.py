@@ -15,6 +15,7 @@ PRECISION_CHOICES = (*PRECISION_NAMES, "auto")
 
 __all__ = [
     "Parser",
+    "add_cross_query_args",
     "add_data_args",
     "add_denoise_args",
     "add_filter_args",
@@ -190,6 +191,45 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--metric", choices=("ip", "cosine"), default="ip", help="score (default ip)")
     p.add_argument("--n", type=int_at_least(1), default=7, help="negatives per query (default 7)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_cross_query_args(p: argparse.ArgumentParser) -> None:
+    """``negsample mine``'s policies across queries (docs/filters.md, docs/algorithms.md)."""
+    g = p.add_argument_group(
+        "across queries (see docs/filters.md)",
+        "what one query's negatives may be, given the other queries of the split",
+    )
+    g.add_argument(
+        "--exclude-other-positives",
+        action="store_true",
+        help="never sample a document that is a labelled positive of another query of the "
+        "split (counted as removed other_positive; without it they are only counted)",
+    )
+    g.add_argument(
+        "--max-negative-reuse",
+        type=int_at_least(1),
+        default=None,
+        metavar="N",
+        help="a document is a negative of at most N rows over the whole split; rows that "
+        "lose a draw take their next (same bytes however the run is chunked or resumed)",
+    )
+    g.add_argument(
+        "--reuse-oversample",
+        type=at_least_one,
+        default=2.0,
+        metavar="X",
+        help="draws mined per negative for --max-negative-reuse (default 2: 14 draws for "
+        "--n 7, at most what the sampler can draw)",
+    )
+    g.add_argument(
+        "--batch-safe",
+        type=int_at_least(1),
+        default=None,
+        metavar="B",
+        help="write the rows in an order where no B consecutive rows hold a row whose "
+        "positive or negative is another row's labelled positive (train with that order "
+        "kept and batches of B: docs/training.md); row formats only",
+    )
 
 
 def add_filter_args(p: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from ._args import (
+    add_cross_query_args,
     add_data_args,
     add_denoise_args,
     add_filter_args,
@@ -133,6 +134,7 @@ def add_parser(sub: Any) -> None:
     )
     mine.add_argument("--stats-json", default=None, help="also write the diagnostics as JSON")
     add_filter_args(mine)
+    add_cross_query_args(mine)
     add_denoise_args(mine)
     ray = mine.add_argument_group(
         "cluster (Ray)", "mine on a Ray cluster: same output, resumable (see docs/distributed.md)"

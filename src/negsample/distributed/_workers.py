@@ -131,6 +131,7 @@ class MineTask:
     n: int
     seed: int
     filters: Any = None
+    other_positives: Any = None  # a PositiveMask: exclude_other_positives (sent once)
 
 
 class IndexWorker:
@@ -195,6 +196,8 @@ class IndexWorker:
             filters=task.filters,
             query_offset=int(start),
             exclude=exclude,
+            exclude_other_positives=task.other_positives is not None,
+            set_positives=task.other_positives,
         )
 
     def positive_scores(self, queries: Any, positives: Ragged) -> npt.NDArray[np.float32]:

@@ -63,6 +63,9 @@ def mine_dataset_distributed(
     on_chunk: Callable[[int, int], None] | None = None,
     nprobe: int | None = None,
     ef_search: int | None = None,
+    exclude_other_positives: bool = False,
+    max_negative_reuse: int | None = None,
+    reuse_oversample: float = 2.0,
 ) -> MinedDataset:
     """:func:`~negsample.mine_dataset` with the search on a Ray cluster: the same
     negatives, ``s(q, d+)`` and work folder (a run may be continued on one machine or on
@@ -71,7 +74,9 @@ def mine_dataset_distributed(
     The dense-search path only (``embeddings``; a TREC run has nothing to distribute).
     Parameters as in :func:`~negsample.mine_dataset` (``nprobe`` and ``ef_search`` too) and
     :func:`~negsample.distributed.mine_distributed`: ``workers`` for query sharding
-    (default), ``corpus_shards`` for corpus sharding. File-backed embeddings
+    (default), ``corpus_shards`` for corpus sharding; ``exclude_other_positives``,
+    ``max_negative_reuse`` and ``reuse_oversample`` as in ``mine_dataset`` (the cap runs
+    on the driver once every chunk is in). File-backed embeddings
     (``load_embeddings`` memory-maps ``corpus.npy``) are read by every worker from their
     file, so the folder must be on storage every node sees; other arrays go through Ray's
     object store. An approximate index (``"HNSW32"``...) is built once here and saved in
@@ -146,6 +151,9 @@ def mine_dataset_distributed(
             progress=progress,
             on_chunk=on_chunk,
             log=log,
+            exclude_other_positives=exclude_other_positives,
+            max_negative_reuse=max_negative_reuse,
+            reuse_oversample=reuse_oversample,
         )
         for k, v in negs.stats.timings.items():
             timings[k] = timings.get(k, 0.0) + v

@@ -100,6 +100,9 @@ def mine_distributed(
     on_chunk: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
     max_restarts: int = 3,
+    exclude_other_positives: bool = False,
+    max_negative_reuse: int | None = None,
+    reuse_oversample: float = 2.0,
 ) -> Negatives:
     """Mine ``n`` negatives per query on a Ray cluster: the result of one
     :func:`~negsample.mine` call with the same seed, bit for bit (exact indexes).
@@ -152,6 +155,10 @@ def mine_distributed(
     on_chunk : called as ``on_chunk(done, total)`` after each chunk is saved.
     log : receives one-line messages (chunks resumed, workers lost, per-worker counts).
     max_restarts : times Ray restarts a worker whose process died.
+    exclude_other_positives, max_negative_reuse, reuse_oversample : as for
+        :func:`~negsample.mine_resumable`: the workers remove other queries' positives
+        from their candidates (the positive mask sent once), the reuse cap runs here, on
+        the driver, once all the chunks are in.
 
     Returns
     -------
@@ -235,6 +242,9 @@ def mine_distributed(
             progress=progress,
             on_chunk=on_chunk,
             log=log,
+            exclude_other_positives=exclude_other_positives,
+            max_negative_reuse=max_negative_reuse,
+            reuse_oversample=reuse_oversample,
         )
     finally:
         if owned is not None:
@@ -290,13 +300,18 @@ def run_chunks(
     progress: bool,
     on_chunk: Callable[[int, int], None] | None,
     log: Callable[[str], None] | None,
+    exclude_other_positives: bool = False,
+    max_negative_reuse: int | None = None,
+    reuse_oversample: float = 2.0,
 ) -> Negatives:
     """The resumable chunks of one run on workers already started: the run store and
     settings of :func:`~negsample.mine_resumable`, the chunks computed by the workers
     (:class:`RayExecutor`, query sharding) or by :func:`~negsample.mine` here over the
     shards (:class:`~negsample.pipeline.LocalExecutor`, corpus sharding).
     ``index_identity`` is what identifies the workers' index in the settings (the same
-    in both modes)."""
+    in both modes). The reuse cap and the count of other queries' positives are applied
+    here, on the driver, when the chunks are put together
+    (:meth:`~negsample.pipeline.settings.RunSettings.assemble`)."""
     if n >= held.ntotal:
         raise ValueError(
             f"n={n} negatives requested but the corpus has only {held.ntotal} rows "
@@ -331,6 +346,9 @@ def run_chunks(
         settings=settings,
         n_corpus=held.ntotal,
         index_identity=index_identity,
+        exclude_other_positives=exclude_other_positives,
+        max_negative_reuse=max_negative_reuse,
+        reuse_oversample=reuse_oversample,
     )
     return run_chunks_in(
         RunStore(work_dir), run, executor, progress=progress, on_chunk=on_chunk, log=log
@@ -381,7 +399,9 @@ class RayExecutor:
     ) -> Iterator[tuple[int, Negatives]]:
         ray = ray_module()
         pool, log = self.pool, self.log
-        task = MineTask(job.sampler, job.n, job.seed, job.filters)
+        others = job.set_positives if job.exclude_other_positives else None
+        # in the object store once (the positive mask is a bit per corpus row)
+        task = ray.put(MineTask(job.sampler, job.n, job.seed, job.filters, others))
 
         def submit(actor: Any, a: int, b: int) -> Any:
             e = None if job.exclude is None else job.exclude.slice(a, b)

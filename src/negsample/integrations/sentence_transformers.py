@@ -49,6 +49,7 @@ require("sentence_transformers", "the sentence-transformers trainer")
 _TrainerCallback: Any = _transformers.TrainerCallback
 
 __all__ = [
+    "KeepOrderBatchSampler",
     "RemineCallback",
     "RemineRecord",
     "TrainResult",
@@ -175,6 +176,33 @@ def _build(
     return datasets.Dataset.from_dict(cols)
 
 
+def _batch_safe(
+    keys: list[tuple[int, int]],
+    neg_ids: IntArray,
+    queries: Sequence[str],
+    corpus: Sequence[str],
+    positives: IntArray,
+    batch_size: int,
+    seed: int,
+) -> tuple[list[tuple[int, int]], IntArray, Any]:
+    """The rows in a batch-safe order (:func:`negsample.io.batches.batch_safe_order`, by
+    text: what the model sees)."""
+    from ..io.batches import batch_safe_order
+
+    positives_of: dict[str, set[str]] = {}
+    for q, row in enumerate(positives):
+        positives_of.setdefault(queries[q], set()).update(corpus[int(p)] for p in row[row >= 0])
+    got = batch_safe_order(
+        [queries[q] for q, _ in keys],
+        [[corpus[p], *(corpus[int(d)] for d in neg_ids[i])] for i, (_, p) in enumerate(keys)],
+        positives_of,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    order = got.order.tolist()
+    return [keys[i] for i in order], neg_ids[got.order], got
+
+
 def to_dataset(
     negatives: Negatives | None,
     queries: Sequence[str],
@@ -182,6 +210,8 @@ def to_dataset(
     positives: Any,
     *,
     on_short: str = "drop",
+    batch_size: int | None = None,
+    seed: int = 0,
 ) -> Any:
     """Mined negatives and texts to a ``datasets.Dataset`` for sentence-transformers.
 
@@ -202,6 +232,15 @@ def to_dataset(
     on_short : a row with ``-1`` (fewer than ``n`` negatives found) is ``"drop"``-ped, with
         a warning that counts them, or ``"raise"``-s. sentence-transformers needs every
         column filled; mine with ``on_shortfall="fill"`` to avoid short rows.
+    batch_size : order the rows so that no ``batch_size`` consecutive rows hold a row with
+        a passage (positive or negative) that is a labelled positive of another row's
+        query, when the greedy placement finds such an order
+        (:mod:`negsample.io.batches`); rows that could not be placed so are kept and
+        counted in a warning. Train with that order kept:
+        ``batch_sampler=KeepOrderBatchSampler`` and ``per_device_train_batch_size`` equal
+        to ``batch_size`` (docs/training.md; :func:`train` with ``batch_safe=True`` does
+        both). ``None``: rows by query.
+    seed : seeds that order.
 
     Examples
     --------
@@ -222,7 +261,68 @@ def to_dataset(
         if int(negatives.ids.max()) >= len(corpus):
             raise ValueError("negatives.ids point past the end of corpus")
     keys, neg_ids = _rows(negatives, pos, on_short)
+    if batch_size is not None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        keys, neg_ids, got = _batch_safe(keys, neg_ids, queries, corpus, pos, batch_size, seed)
+        if got.conflicts:
+            warnings.warn(
+                f"to_dataset: {got.conflicts} of {len(keys)} rows share a batch of "
+                f"{batch_size} with a row whose positive they hold or that holds theirs (no "
+                f"batch-safe place found; {got.conflicts_before} in the order by query)",
+                stacklevel=2,
+            )
     return _build(keys, neg_ids, queries, corpus)
+
+
+def _keep_order_base() -> Any:
+    """sentence-transformers' ``DefaultBatchSampler`` (``base.sampler`` in v6, ``sampler``
+    before)."""
+    for name in ("sentence_transformers.base.sampler", "sentence_transformers.sampler"):
+        try:
+            return importlib.import_module(name).DefaultBatchSampler
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError(  # pragma: no cover - every supported version has one
+        "sentence-transformers has no DefaultBatchSampler: pip install 'negsample[st]'"
+    )
+
+
+class KeepOrderBatchSampler(_keep_order_base()):  # type: ignore[misc]
+    """A sentence-transformers batch sampler that keeps the dataset's order: batch ``b``
+    is rows ``b * batch_size`` to ``(b + 1) * batch_size - 1``, the same every epoch.
+
+    Give the class (not an instance) to the trainer's arguments, with the batch size the
+    rows were ordered for::
+
+        SentenceTransformerTrainingArguments(..., batch_sampler=KeepOrderBatchSampler,
+                                             per_device_train_batch_size=B)
+
+    The default sampler (``BatchSamplers.BATCH_SAMPLER``) shuffles the rows, and
+    ``NO_DUPLICATES`` rebuilds the batches: either undoes the batch-safe order of
+    :func:`to_dataset` or ``negsample mine --batch-safe``. On several devices each one gets
+    whole batches of ``per_device_train_batch_size`` rows in this order (accelerate
+    shards the batches, not the rows).
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns: list[str] | None = None,
+        generator: Any = None,
+        seed: int = 0,
+    ) -> None:
+        torch_data = require("torch.utils.data", "KeepOrderBatchSampler")
+        super().__init__(
+            torch_data.SequentialSampler(range(len(dataset))),
+            batch_size=batch_size,
+            drop_last=drop_last,
+            valid_label_columns=valid_label_columns,
+            generator=generator,
+            seed=seed,
+        )
 
 
 # -- evaluation ----------------------------------------------------------------------------------
@@ -319,6 +419,9 @@ class RemineCallback(_TrainerCallback):
         vectors (default an exact cosine :class:`~negsample.NumpyIndex`; a
         :class:`~negsample.FaissIndex` for large corpora).
     batch_size : encoding batch size. progress : progress bars for encoding and mining.
+    batch_safe : rows per training batch to order the rows for, every round
+        (:func:`to_dataset`'s ``batch_size``; train with :class:`KeepOrderBatchSampler`);
+        ``None``: rows by query.
 
     Attributes
     ----------
@@ -344,9 +447,15 @@ class RemineCallback(_TrainerCallback):
         index_factory: Callable[[np.ndarray], Index] | None = None,
         batch_size: int = 64,
         progress: bool = True,
+        batch_safe: int | None = None,
     ) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer, got {every!r}")
+        if batch_safe is not None and (
+            isinstance(batch_safe, bool) or not isinstance(batch_safe, int) or batch_safe < 1
+        ):
+            raise ValueError(f"batch_safe must be a positive integer or None, got {batch_safe!r}")
+        self.batch_safe = batch_safe
         self.sampler = _as_sampler(sampler)
         self.data = _as_data(data, "data")
         self.every = every
@@ -411,8 +520,20 @@ class RemineCallback(_TrainerCallback):
         self._keys, self._neg_ids = _rows(negs, self._positives, "drop")
         if not self._keys:
             raise ValueError("no training row has a full set of negatives")
-        self._dataset = _build(self._keys, self._neg_ids, self.data.queries, self.data.corpus)
+        self._dataset = self._make(self._neg_ids)
         return self._dataset
+
+    def _make(self, neg_ids: IntArray) -> Any:
+        """The dataset of the rows with these negatives, batch-safe ordered (seeded by the
+        round) with ``batch_safe``."""
+        keys = self._keys
+        if self.batch_safe is not None:
+            seed = self._round_seed(len(self.history) - 1)
+            keys, neg_ids, _ = _batch_safe(
+                keys, neg_ids, self.data.queries, self.data.corpus, self._positives,
+                self.batch_safe, seed,
+            )  # fmt: skip
+        return _build(keys, neg_ids, self.data.queries, self.data.corpus)
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         epoch = round(state.epoch or 0)
@@ -432,8 +553,7 @@ class RemineCallback(_TrainerCallback):
         fresh = self._neg_ids.copy()
         fresh[rows >= 0] = neg_ids[rows[rows >= 0]]
         self._neg_ids = fresh
-        new = _build(self._keys, fresh, self.data.queries, self.data.corpus)
-        _replace_contents(self._dataset, new)
+        _replace_contents(self._dataset, self._make(fresh))
         return control
 
 
@@ -525,6 +645,7 @@ def train(
     device: str | None = None,
     progress: bool = True,
     encode_batch_size: int = 64,
+    batch_safe: bool = False,
     **training_args: Any,
 ) -> TrainResult:
     """Fine-tune a sentence-transformers bi-encoder with a sampler's hard negatives.
@@ -552,6 +673,11 @@ def train(
         (:class:`RemineCallback`).
     filters, index_factory : for mining (see :class:`RemineCallback`).
     evaluate_before : also score the model before training (``metrics_before``).
+    batch_safe : order the rows so that no batch of ``batch_size`` holds a row with a
+        passage that is a labelled positive of another row's query (:func:`to_dataset`'s
+        ``batch_size``, every re-mining round too), and keep that order in training
+        (:class:`KeepOrderBatchSampler` instead of ``batch_sampler="no_duplicates"``,
+        which rebuilds the batches); the order is seeded by ``seed`` (and the round).
     output_dir : the trainer's folder (a temporary one by default; nothing is saved).
     device : ``"auto"`` (default: the first GPU, else MPS, else the CPU), ``"cpu"``,
         ``"cuda:1"``... (the trainer runs on one device; docs/devices.md).
@@ -596,7 +722,10 @@ def train(
     if sampler is None:
         if remine_every:
             raise ValueError("remine_every needs a sampler")
-        train_ds = to_dataset(None, train_data.queries, train_data.corpus, positives)
+        train_ds = to_dataset(
+            None, train_data.queries, train_data.corpus, positives,
+            batch_size=batch_size if batch_safe else None, seed=seed,
+        )  # fmt: skip
     else:
         cb = RemineCallback(
             sampler,
@@ -608,6 +737,7 @@ def train(
             index_factory=index_factory,
             batch_size=encode_batch_size,
             progress=progress,
+            batch_safe=batch_size if batch_safe else None,
         )
         train_ds = cb.dataset(
             st_model, corpus_embeddings=corpus_embeddings, query_embeddings=query_embeddings
@@ -635,7 +765,7 @@ def train(
             learning_rate=learning_rate,
             seed=seed,
             data_seed=seed,
-            batch_sampler="no_duplicates",
+            batch_sampler=KeepOrderBatchSampler if batch_safe else "no_duplicates",
             save_strategy="no",
             report_to="none",
             use_cpu=use_cpu,

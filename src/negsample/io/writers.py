@@ -102,6 +102,9 @@ class WriteReport:
     unscored_rows: int = 0
     corpus_path: str | None = None
     layout: str | None = None
+    batch_size: int | None = None
+    batch_conflicts: int | None = None
+    batch_conflicts_before: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,6 +123,12 @@ class WriteReport:
             extra.append(f"{self.empty_rows} rows without any negative skipped")
         if self.unscored_rows:
             extra.append(f"{self.unscored_rows} rows with a missing score skipped")
+        if self.batch_size is not None:
+            extra.append(
+                f"ordered for batches of {self.batch_size}: {self.batch_conflicts} rows share a "
+                f"batch with a row whose positive they hold or that holds theirs "
+                f"({self.batch_conflicts_before} in the unordered file)"
+            )
         return s + ("; " + "; ".join(extra) if extra else "")
 
 
@@ -190,6 +199,8 @@ def write_negatives(
     positive_scores: Sequence[npt.ArrayLike] | None = None,
     on_short: str = "skip",
     hf_layout: str = "st-ntuple",
+    batch_size: int | None = None,
+    batch_seed: int = 0,
 ) -> WriteReport:
     """Write ``negatives`` mined for ``dataset`` as a training file.
 
@@ -222,6 +233,16 @@ def write_negatives(
         ``pylate-kd`` writes scores whatever ``scores`` says.
     positive_scores : ``s(q, d+)`` per query, aligned with ``dataset.positives``.
     on_short : ``"skip"`` or ``"error"``; see the module policies.
+    batch_size : write the rows in a batch-safe order for training batches of this many
+        rows (:mod:`negsample.io.batches`): no run of ``batch_size`` consecutive rows holds
+        a row with a passage that is a labelled positive of another row's query, where
+        the greedy placement finds such an order; the rows that could not be placed so are
+        counted (``report.batch_conflicts``), never dropped; the rows are held in memory
+        to be ordered (as the ``hf`` folder always holds them). The row formats only
+        (:data:`~negsample.io.batches.BATCH_FORMATS`; not ``parquet`` nor ``pylate-kd``).
+        Train with the order kept (no shuffling): docs/training.md. ``None``: the usual
+        order (by query).
+    batch_seed : seeds that order.
     hf_layout : the rows of an ``"hf"`` folder: ``"st-ntuple"`` (default), ``"st-triplet"``,
         ``"labeled-pair"`` or ``"labeled-list"``.
 
@@ -245,6 +266,16 @@ def write_negatives(
         raise ValueError("scores=True needs positive_scores (s(q, d+) per query)")
     if format == "pylate-kd" and positive_scores is None:
         raise ValueError("format 'pylate-kd' writes every score: give positive_scores")
+    if batch_size is not None:
+        from .batches import BATCH_FORMATS
+
+        if format not in BATCH_FORMATS:
+            raise ValueError(
+                f"batch_size orders the rows of a row format ({', '.join(BATCH_FORMATS)}); "
+                f"{format!r} has no training batches of rows to order"
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     ids = np.asarray(negatives.ids)
     if len(negatives) and int(negatives.query_index.max()) >= dataset.n_queries:
         raise ValueError(
@@ -290,10 +321,17 @@ def write_negatives(
         rows: list[dict[str, Any]] = []
         _ROW_WRITERS[hf_layout](rows, negatives, dataset, docs, report, scores, pos_sc)
         _refuse_empty(report)  # before anything is written
+        rows = _batch_order(rows, hf_layout, dataset, report, batch_size, batch_seed)
         with atomic_dir(path) as tmp:
             datasets.Dataset.from_list(rows).save_to_disk(str(tmp))
         return report
     writer = _ROW_WRITERS[format]
+    if batch_size is not None:  # every row in memory, ordered, then written
+        buffered: list[dict[str, Any]] = []
+        writer(buffered, negatives, dataset, docs, report, scores, pos_sc)
+        _refuse_empty(report)
+        buffered = _batch_order(buffered, format, dataset, report, batch_size, batch_seed)
+        writer = partial(_replay, buffered)
     if format == "tevatron":
         corpus_path = tevatron_corpus_path(path)
         report.corpus_path = str(corpus_path)
@@ -308,6 +346,33 @@ def write_negatives(
         writer(f, negatives, dataset, docs, report, scores, pos_sc)
         _refuse_empty(report)  # before the move: an empty file is never written
     return report
+
+
+def _batch_order(
+    rows: list[dict[str, Any]],
+    fmt: str,
+    dataset: BeirDataset,
+    report: WriteReport,
+    batch_size: int | None,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """``rows`` in a batch-safe order (:mod:`negsample.io.batches`), counted in
+    ``report``; as they are without ``batch_size``."""
+    if batch_size is None:
+        return rows
+    from .batches import order_rows
+
+    ordered, got = order_rows(rows, fmt, dataset, batch_size=batch_size, seed=seed)
+    report.batch_size = batch_size
+    report.batch_conflicts = got.conflicts
+    report.batch_conflicts_before = got.conflicts_before
+    return ordered
+
+
+def _replay(rows: list[dict[str, Any]], f: Sink, *_: Any) -> None:
+    """A row writer that writes rows already made (and counted)."""
+    for row in rows:
+        _line(f, row)
 
 
 def tevatron_corpus_path(path: str | os.PathLike[str]) -> Path:

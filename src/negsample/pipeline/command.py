@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import InputError, RunFailed, is_input_error, os_error_message
 from ..filters import Filters
+from ..samplers.base import BaseSampler
 from .inputs import dataset_embeddings, load_dataset, parse_sampler, read_places
 from .options import (
     DataOptions,
@@ -103,6 +104,15 @@ class MineOptions:
         a Ray cluster.
     progress : bool
         progress bars on stderr.
+    exclude_other_positives : bool
+        never sample a document that is a labelled positive of another query of the split.
+    max_negative_reuse : int or None
+        the most rows one document may be a negative of (docs/algorithms.md); with a
+        teacher or a judge, applied to the draws that pass.
+    reuse_oversample : float
+        draws per negative wanted for the cap.
+    batch_safe : int or None
+        write the rows in a batch-safe order for training batches of this many rows.
     """
 
     data: DataOptions
@@ -126,8 +136,29 @@ class MineOptions:
     denoise: DenoiseOptions = field(default_factory=DenoiseOptions)
     ray: RayOptions = field(default_factory=RayOptions)
     progress: bool = False
+    exclude_other_positives: bool = False
+    max_negative_reuse: int | None = None
+    reuse_oversample: float = 2.0
+    batch_safe: int | None = None
 
     def __post_init__(self) -> None:
+        from ..io.batches import BATCH_FORMATS
+
+        if self.batch_safe is not None and self.format not in BATCH_FORMATS:
+            raise InputError(
+                f"--batch-safe orders the rows of a row format ({', '.join(BATCH_FORMATS)}); "
+                f"--format {self.format} has no training batches of rows to order"
+            )
+        if self.batch_safe is not None and self.batch_safe < 1:
+            raise InputError(f"--batch-safe must be >= 1, got {self.batch_safe}")
+        if self.max_negative_reuse is not None and self.max_negative_reuse < 1:
+            raise InputError(f"--max-negative-reuse must be >= 1, got {self.max_negative_reuse}")
+        from ..crossquery import check_oversample
+
+        try:
+            check_oversample(self.reuse_oversample)
+        except ValueError as exc:
+            raise InputError(f"--reuse-oversample: {exc}") from None
         if self.run and (self.data.embeddings or self.data.model):
             raise InputError("--run gives the candidates: leave out --embeddings and --model")
         if self.denoise.teacher_scores and self.scores:
@@ -247,6 +278,17 @@ def _plan(opts: MineOptions) -> _Plan:
             "or mine with --embeddings / --model instead of --run"
         )
     _check_source(opts, sampler)
+    if opts.exclude_other_positives and sampler.depth == 0:
+        raise InputError(
+            f"--exclude-other-positives removes candidates of a search, and "
+            f"{type(sampler).__name__} searches none; its negatives that are another "
+            "query's positive are counted (other_positives) but not removed"
+        )
+    if opts.max_negative_reuse is not None and not isinstance(sampler, BaseSampler):
+        raise InputError(
+            f"--max-negative-reuse needs a negsample sampler (spare draws in draw order), "
+            f"got {type(sampler).__name__}"
+        )
     check_n = getattr(sampler, "check_n", None)
     if check_n is not None and not opts.denoise.enabled:  # (denoising mines other n)
         try:
@@ -360,11 +402,21 @@ def _run_locked(opts: MineOptions, plan: _Plan, log: Log) -> MineResult:
         emb = dataset_embeddings(data, ds, timings, progress=opts.progress, log=log)
     denoising = opts.denoise.enabled
     n_mine, mine_sampler = opts.n, sampler
+    reuse, n_keep = opts.max_negative_reuse, opts.n  # n_keep: draws kept by the denoiser
     if denoising:
+        if reuse is not None:  # the cap applies to the draws that pass: keep spares
+            n_keep = _reuse(sampler, opts, ds.n_corpus).draws
         n_mine, mine_sampler = denoise_draws(
-            sampler, n=opts.n, oversample=opts.denoise.oversample, n_corpus=ds.n_corpus
+            sampler, n=n_keep, oversample=opts.denoise.oversample, n_corpus=ds.n_corpus
         )
-        log(f"denoising: {n_mine} draws per row mined, the first {opts.n} that pass are kept")
+        log(f"denoising: {n_mine} draws per row mined, the first {n_keep} that pass are kept")
+    if reuse is not None:
+        log(
+            f"reuse cap: a document is a negative of at most {reuse} rows; "
+            f"{_reuse(sampler, opts, ds.n_corpus).draws} draws per row "
+            + ("that pass denoising " if denoising else "")
+            + f"to choose {opts.n} from"
+        )
     log(f"mining with {sampler!r}, n={opts.n}, seed={opts.seed}, index={data.index}")
     if opts.filters is not None:
         log(f"filters: {opts.filters!r}")
@@ -390,6 +442,9 @@ def _run_locked(opts: MineOptions, plan: _Plan, log: Log) -> MineResult:
             filters=opts.filters,
             nprobe=opts.nprobe,
             ef_search=opts.ef_search,
+            exclude_other_positives=opts.exclude_other_positives,
+            max_negative_reuse=None if denoising else reuse,
+            reuse_oversample=opts.reuse_oversample,
         )
     except RunIncomplete:  # the finished chunks are the point: kept
         raise
@@ -413,15 +468,32 @@ def _run_locked(opts: MineOptions, plan: _Plan, log: Log) -> MineResult:
             "queries left without any candidate by the filters: "
             + ", ".join(f"{k} {v}" for k, v in st.emptied.items())
         )
+    log(_other_positives_line(st.other_positives, res.negatives, opts.exclude_other_positives))
+    if st.reuse is not None:
+        log(st.reuse.summary())
     negatives, positive_scores, den = res.negatives, res.positive_scores, None
     if denoising:
         t = time.perf_counter()
-        den = _denoise(opts, plan, ds, res.negatives, log)
+        den = _denoise(opts, plan, ds, res.negatives, log, n=n_keep, capped=reuse is not None)
         timings["denoise"] = time.perf_counter() - t
         negatives = den.negatives
         if opts.denoise.teacher_scores:
             assert den.teacher is not None
             negatives, positive_scores = den.teacher_negatives(), den.teacher.positive
+        if reuse is not None:  # the cap over the draws that passed
+            from ..crossquery import PositiveMask
+
+            t = time.perf_counter()
+            negatives = _reuse(sampler, opts, ds.n_corpus).apply(
+                negatives,
+                seed=opts.seed,
+                positives=PositiveMask.of(ds.positives_ragged(), ds.n_corpus),
+            )
+            timings["reuse"] = time.perf_counter() - t
+            assert negatives.stats.reuse is not None
+            st.reuse = negatives.stats.reuse
+            log(st.reuse.summary())
+            log(_other_positives_line(negatives.stats.other_positives, negatives, False))
         elif opts.denoise.judge_fn_action == "relabel":
             # relabelled false negatives join their query's positives; the miner's score of
             # such a new positive is not kept: it is written as unknown (null)
@@ -441,6 +513,8 @@ def _run_locked(opts: MineOptions, plan: _Plan, log: Log) -> MineResult:
             positive_scores=positive_scores,
             on_short=opts.on_short,
             hf_layout=opts.hf_layout,
+            batch_size=opts.batch_safe,
+            batch_seed=opts.seed,
         )
     except EmptyOutput as exc:
         remove_work_dir(work)  # a refused write (exit 2) leaves nothing of the run
@@ -484,8 +558,46 @@ def _kept(work: Path) -> str:
     )
 
 
-def _denoise(opts: MineOptions, plan: _Plan, ds: Any, negatives: Any, log: Log) -> Any:
-    """Teacher margins and/or an LLM judge over the mined draws (``negsample.scoring``)."""
+def _reuse(sampler: Any, opts: MineOptions, n_corpus: int) -> Any:
+    """The run's :class:`~negsample.crossquery.ReuseCap` (its draws from
+    :func:`~negsample.scoring.draw_plan`)."""
+    from ..crossquery import reuse_cap
+
+    assert opts.max_negative_reuse is not None
+    try:
+        cap, _ = reuse_cap(
+            sampler,
+            opts.n,
+            opts.max_negative_reuse,
+            oversample=opts.reuse_oversample,
+            n_corpus=n_corpus,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    return cap
+
+
+def _other_positives_line(count: int, negatives: Any, excluded: bool) -> str:
+    """The log line of ``stats.other_positives``."""
+    total = int((negatives.ids >= 0).sum())
+    share = f" ({100 * count / total:.2f}% of {total})" if total else ""
+    what = "excluded from the candidates" if excluded else "--exclude-other-positives removes them"
+    return f"negatives that are a labelled positive of another query: {count}{share}; {what}"
+
+
+def _denoise(
+    opts: MineOptions,
+    plan: _Plan,
+    ds: Any,
+    negatives: Any,
+    log: Log,
+    *,
+    n: int,
+    capped: bool = False,
+) -> Any:
+    """Teacher margins and/or an LLM judge over the mined draws (``negsample.scoring``):
+    the first ``n`` that pass per row (with the reuse cap after, ``capped``: spares, rows
+    short padded, dropped only after the cap)."""
     from ..scoring import JudgeError, denoise
 
     with open_scoring(plan.teacher, plan.judge, plan.margins, log=log) as (scorer, judge):
@@ -495,14 +607,14 @@ def _denoise(opts: MineOptions, plan: _Plan, ds: Any, negatives: Any, log: Log) 
                 query_texts=ds.query_texts,
                 document_texts=ds.document_texts,
                 positives=ds.positives,
-                n=opts.n,
+                n=n,
                 scorer=scorer,
                 judge=judge,
                 margins=plan.margins,
                 judge_keep=tuple(opts.denoise.judge_keep.split(",")),
                 on_judge_failure=opts.denoise.judge_on_failure,
                 teacher_scores=opts.denoise.teacher_scores,
-                on_short="drop" if plan.sampler.on_shortfall == "drop" else "pad",
+                on_short="drop" if plan.sampler.on_shortfall == "drop" and not capped else "pad",
                 fn_action=opts.denoise.judge_fn_action,
                 drop_above=opts.denoise.judge_drop_above,
                 progress=opts.progress,

@@ -67,6 +67,9 @@ def mine_dataset(
     exclude_duplicate_texts: bool = True,
     nprobe: int | None = None,
     ef_search: int | None = None,
+    exclude_other_positives: bool = False,
+    max_negative_reuse: int | None = None,
+    reuse_oversample: float = 2.0,
 ) -> MinedDataset:
     """Mine ``n`` negatives for every query of ``dataset``.
 
@@ -99,6 +102,14 @@ def mine_dataset(
     nprobe, ef_search : search settings of a faiss ``index`` spec: IVF lists probed per
         query, HNSW ``efSearch`` (raised to at least the search depth); ``None`` keeps
         :class:`~negsample.FaissIndex`'s defaults.
+    exclude_other_positives : never sample a document that is a labelled positive of
+        another query of the split (counted in ``stats.removed["other_positive"]``;
+        ``stats.other_positives`` counts them among the negatives either way).
+    max_negative_reuse : the most rows one document may be a negative of, over the split
+        (``None``: no cap); applied when the chunks are put together, to spare draws
+        (``reuse_oversample`` x ``n`` per row), so resuming gives the same bytes
+        (docs/algorithms.md). Counted in ``stats.reuse``.
+    reuse_oversample : draws mined per negative wanted for the cap.
     """
     sampler = TopKSampler() if sampler is None else sampler
     spec = parse_index_spec(index) if isinstance(index, str) else None
@@ -160,6 +171,10 @@ def mine_dataset(
             exclude=exclude,
             settings=user,
             index_identity=identity,
+            n_corpus=dataset.n_corpus if idx is None else None,
+            exclude_other_positives=exclude_other_positives,
+            max_negative_reuse=max_negative_reuse,
+            reuse_oversample=reuse_oversample,
         )
         negs = run_chunks(store, run, max_chunks=max_chunks, progress=progress, log=log)
         for k, v in negs.stats.timings.items():

@@ -23,6 +23,7 @@ import numpy as np
 
 from .._ragged import Ragged
 from .._types import Candidates, MiningStats, Negatives
+from ..crossquery import PositiveMask, remove_other_positives
 from ..filters import Filters
 from ..index.base import Index
 from ..mining import mine
@@ -64,7 +65,9 @@ class ChunkJob:
 
     Built by :func:`~negsample.pipeline.settings.run_settings` (the positives and
     exclusions checked and ragged). ``index`` is ``None`` for an executor whose workers
-    hold the index themselves.
+    hold the index themselves. ``set_positives`` marks every labelled positive of the
+    run's queries; with ``exclude_other_positives`` a chunk removes those of other queries
+    from its candidates (:mod:`negsample.crossquery`).
     """
 
     queries: Any
@@ -76,11 +79,14 @@ class ChunkJob:
     filters: Filters | None = None
     candidates: Candidates | CandidateSource | None = None
     exclude: Ragged | None = None
+    set_positives: PositiveMask | None = None
+    exclude_other_positives: bool = False
 
     def compute(self, a: int, b: int) -> Negatives:
         """The result of queries ``a:b``: what every executor must return for them."""
         p = self.positives.slice(a, b)
         e = None if self.exclude is None else self.exclude.slice(a, b)
+        others = self.set_positives if self.exclude_other_positives else None
         if self.candidates is None:
             if self.index is None:
                 raise ValueError("this job has no index here: its executor holds it")
@@ -94,6 +100,8 @@ class ChunkJob:
                 filters=self.filters,
                 query_offset=a,
                 exclude=e,
+                exclude_other_positives=others is not None,
+                set_positives=others,
             )
         ps: list[Any] | None = None
         source = is_source(self.candidates)
@@ -108,6 +116,11 @@ class ChunkJob:
             if got.positive_scores is not None:  # one sequence per query
                 ps = np.split(got.positive_scores, p.indptr[1:-1])
             searched = time.perf_counter() - t
+        n_other = 0
+        if others is not None:  # given candidates: removed, never searched deeper
+            ids, scores, n_other = remove_other_positives(
+                np.asarray(ids), np.asarray(scores), others, p, e
+            )
         out = sample_candidates(
             self.sampler,
             ids,
@@ -124,6 +137,9 @@ class ChunkJob:
         )
         if source:
             out.stats.add_time("search", searched)
+        if others is not None:
+            out.stats.candidates_seen += n_other
+            out.stats.count_removed("other_positive", n_other)
         return out
 
 
@@ -203,7 +219,9 @@ def run_chunks(
     -------
     Negatives
         Every chunk's rows in query order, with the stats merged (timings of resumed
-        chunks are those of the run that made them).
+        chunks are those of the run that made them), then what depends on all the
+        queries together (:meth:`~negsample.pipeline.settings.RunSettings.assemble`: the
+        other queries' positives counted over the whole run, the reuse cap).
     """
     if max_chunks is not None and (
         isinstance(max_chunks, bool)
@@ -278,4 +296,4 @@ def run_chunks(
     for part in ordered:
         stats.merge(part.stats)
     stats.seed = run.job.seed
-    return Negatives.concat(ordered, run.job.n, stats)
+    return run.assemble(Negatives.concat(ordered, run.job.n, stats))

@@ -74,7 +74,10 @@ class SamplerReport:
     positive_scores : ``s(q, d+)`` of every labelled positive of the split.
     negative_scores : per sampler label, ``s(q, d-)`` of the negatives mined on the full
         split (all positives shown, first seed).
-    full_runs : per sampler label, the shortfall counters and seconds of that full run.
+    full_runs : per sampler label, the shortfall counters and seconds of that full run,
+        and ``other_positives``: its sampled negatives that are a labelled positive of
+        another query of the split (``negsample mine --exclude-other-positives`` removes
+        them; with in-batch negatives they contradict that query's positive).
     meta : dataset, split, ``n``, seeds, index.
     denoised : with a scorer or a judge, one entry per (sampler, seed): the protocol's FN
         rate and hardness before and after :func:`negsample.scoring.mine_denoised` (same
@@ -101,10 +104,11 @@ class SamplerReport:
 
     def table(self) -> str:
         """A plain-text table: FN rate and hardness (protocol, mean +- std over seeds),
-        the median negative score and the shortfalls of the full run."""
+        the median negative score, the shortfalls of the full run and the share of its
+        negatives that are another query's positive."""
         head = (
             f"{'sampler':<44} {'FN rate %':>14} {'hardness':>16} {'median s-':>9} "
-            f"{'short rows':>10} {'padded':>7}"
+            f"{'short rows':>10} {'padded':>7} {'other pos %':>11}"
         )
         lines = [head, "-" * len(head)]
         for s in self.summaries:
@@ -114,7 +118,7 @@ class SamplerReport:
             lines.append(
                 f"{label:<44} {_pm(100 * s.fn_rate_mean, 100 * s.fn_rate_std, 2):>14} "
                 f"{_pm(s.hardness_mean, s.hardness_std, 3):>16} {neg.quantiles['0.5']:>9.3f} "
-                f"{fr['short_rows']:>10d} {fr['padded']:>7d}"
+                f"{fr['short_rows']:>10d} {fr['padded']:>7d} {_other_share(fr, neg.count):>11}"
             )
         pos = ScoreStats.of(self.positive_scores)
         lines.append(
@@ -177,8 +181,9 @@ class SamplerReport:
             "",
             "## Score distributions (all positives shown, first seed)",
             "",
-            "| scores | count | mean | 5% | 25% | median | 75% | 95% | short rows | padded |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| scores | count | mean | 5% | 25% | median | 75% | 95% | short rows | padded "
+            "| another query's positive |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         rows: list[tuple[str, npt.NDArray[np.float32], dict[str, Any] | None]] = [
             ("positives s(q,d+)", self.positive_scores, None)
@@ -187,7 +192,12 @@ class SamplerReport:
         for name, x, fr in rows:
             st = ScoreStats.of(x)
             q = st.quantiles
-            tail = f"{fr['short_rows']} | {fr['padded']}" if fr else "- | -"
+            tail = (
+                f"{fr['short_rows']} | {fr['padded']} | {fr['other_positives']} "
+                f"({_other_share(fr, st.count)}%)"
+                if fr
+                else "- | - | -"
+            )
             out.append(
                 f"| {name} | {st.count} | {st.mean:.4f} | {q['0.05']:.4f} | {q['0.25']:.4f} "
                 f"| {q['0.5']:.4f} | {q['0.75']:.4f} | {q['0.95']:.4f} | {tail} |"
@@ -287,6 +297,12 @@ class SamplerReport:
         return path
 
 
+def _other_share(full_run: Mapping[str, Any], negatives: int) -> str:
+    """The share (%) of a full run's negatives that are another query's positive."""
+    k = full_run.get("other_positives", 0)
+    return f"{100 * k / negatives:.2f}" if negatives else "-"
+
+
 def _pm(m: float, s: float, digits: int) -> str:
     return f"{m:.{digits}f}" if np.isnan(s) else f"{m:.{digits}f}±{s:.{digits}f}"
 
@@ -351,6 +367,7 @@ def sampler_report(
             "padded": st.padded,
             "filled": st.filled,
             "dropped_rows": st.dropped_rows,
+            "other_positives": st.other_positives,
             "seconds": time.perf_counter() - t,
         }
     denoised: list[dict[str, Any]] = []

@@ -71,6 +71,9 @@ def mine_resumable(
     on_chunk: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
     exclude: Any = None,
+    exclude_other_positives: bool = False,
+    max_negative_reuse: int | None = None,
+    reuse_oversample: float = 2.0,
 ) -> Negatives:
     """Mine like :func:`mine`, saving each chunk of ``chunk_size`` queries in ``work_dir``.
 
@@ -105,6 +108,11 @@ def mine_resumable(
         counts the finished chunks, resumed ones included).
     log : called with one-line messages: chunks resumed, stale temporary files, chunks
         made with other settings or damaged (removed), a rebuilt manifest.
+    exclude_other_positives, max_negative_reuse, reuse_oversample : as for :func:`mine`,
+        over the whole run (every query of ``queries``), not chunk by chunk: each chunk
+        removes the candidates that are another query's positive, and with a cap the
+        chunks hold the spare draws and the cap is applied when they are put together
+        (the same bytes for any ``chunk_size``, and after a resume).
 
     One process at a time works in ``work_dir``: its lock ``<work_dir>.lock`` is held
     for the call, and another process gets :class:`RunLocked` at once. Temporary files
@@ -139,6 +147,9 @@ def mine_resumable(
         candidates=candidates,
         exclude=exclude,
         settings=settings,
+        exclude_other_positives=exclude_other_positives,
+        max_negative_reuse=max_negative_reuse,
+        reuse_oversample=reuse_oversample,
     )
     return run_chunks(
         RunStore(work_dir),

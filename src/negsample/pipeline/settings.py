@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,8 @@ from .._digest import RowDigest, StreamDigest, file_digest
 from .._digest import array_digest as array_digest
 from .._ragged import to_ragged
 from .._rng import normalize_seed
-from .._types import Candidates
+from .._types import Candidates, Negatives
+from ..crossquery import PositiveMask, ReuseCap, reuse_cap
 from ..filters import Filters
 from ..index.base import Index
 from ..samplers.base import BaseSampler
@@ -190,13 +192,31 @@ def identify_files(paths: Sequence[str | os.PathLike[str]]) -> list[dict[str, An
 @dataclass(frozen=True)
 class RunSettings:
     """A resumable run: its settings (written to the manifest), their hash (stamped on
-    every chunk), the chunk size, and the job every chunk computes."""
+    every chunk), the chunk size, the job every chunk computes, and the reuse cap applied
+    when the chunks are put together (``None``: none)."""
 
     hash: str
     settings: dict[str, Any]
     chunk_size: int
     n_queries: int
     job: ChunkJob
+    cap: ReuseCap | None = None
+
+    def assemble(self, negatives: Negatives) -> Negatives:
+        """What depends on the whole run, applied to the chunks put together in query
+        order: ``stats.other_positives`` counted against every query's positives (a
+        chunk counts only its own), and the reuse cap (:mod:`negsample.crossquery`) over
+        the chunks' spare draws. A function of the chunks' rows only, so a resumed run
+        gives the same bytes."""
+        mask = self.job.set_positives
+        if mask is not None:
+            negatives.stats.other_positives = mask.count(negatives.ids)
+        if self.cap is None:
+            return negatives
+        t = time.perf_counter()
+        out = self.cap.apply(negatives, seed=self.job.seed, positives=mask)
+        out.stats.add_time("reuse", time.perf_counter() - t)
+        return out
 
     @property
     def chunks(self) -> list[tuple[int, int]]:
@@ -228,6 +248,9 @@ def run_settings(
     settings: Mapping[str, Any] | None = None,
     n_corpus: int | None = None,
     index_identity: Mapping[str, Any] | None = None,
+    exclude_other_positives: bool = False,
+    max_negative_reuse: int | None = None,
+    reuse_oversample: float = 2.0,
 ) -> RunSettings:
     """The settings of a resumable run and their hash, with its inputs checked.
 
@@ -266,6 +289,16 @@ def run_settings(
         ``index`` (``None`` without one). A caller that knows it more cheaply, or whose
         workers hold the index, passes it: :func:`~negsample.mine_dataset` and the Ray
         runner pass :func:`corpus_identity` of the corpus with the spec in ``settings``.
+    exclude_other_positives : bool
+        Every chunk removes the candidates that are a labelled positive of another query
+        of the run (recorded in the settings when set).
+    max_negative_reuse : int or None
+        The reuse cap, applied when the chunks are put together
+        (:meth:`RunSettings.assemble`): the chunks then hold ``reuse_oversample`` x ``n``
+        draws per row (:func:`negsample.crossquery.reuse_cap`), and the settings record
+        those draws, not the cap (a rerun with another cap reuses the chunks).
+    reuse_oversample : float
+        Draws per negative for the cap.
 
     Returns
     -------
@@ -311,6 +344,22 @@ def run_settings(
     exc = (
         None if exclude is None else to_ragged(exclude, n_q, n_corpus, "exclude", allow_empty=True)
     )
+    if exclude_other_positives and sampler.depth == 0:
+        raise ValueError(
+            f"{type(sampler).__name__} searches no candidates: exclude_other_positives "
+            "removes candidates of a search"
+        )
+    n_rows = n_corpus
+    if n_rows is None:  # candidates without an index: the largest id seen
+        seen = [pos.values] + ([] if given is None else [np.asarray(given.ids).ravel()])
+        n_rows = int(max((int(v.max(initial=-1)) for v in seen), default=-1)) + 1
+    mask = PositiveMask.of(pos, max(n_rows, 1))
+    cap = None
+    if max_negative_reuse is not None:
+        cap, sampler = reuse_cap(
+            sampler, int(n), max_negative_reuse, oversample=reuse_oversample, n_corpus=n_rows
+        )
+        n = cap.draws
     digests = {
         "positives": [array_digest(pos.indptr), array_digest(pos.values)],
         "exclude": None if exc is None else [array_digest(exc.indptr), array_digest(exc.values)],
@@ -336,5 +385,10 @@ def run_settings(
         "inputs": digests,
         "index": None if index_identity is None else dict(index_identity),
     }
-    job = ChunkJob(queries, index, pos, sampler, int(n), int(seed), filters, candidates, exc)
-    return RunSettings(settings_hash(full), full, int(chunk_size), n_q, job)
+    if exclude_other_positives:  # (absent by default: earlier runs keep their hash)
+        full["exclude_other_positives"] = True
+    job = ChunkJob(
+        queries, index, pos, sampler, int(n), int(seed), filters, candidates, exc,
+        set_positives=mask, exclude_other_positives=bool(exclude_other_positives),
+    )  # fmt: skip
+    return RunSettings(settings_hash(full), full, int(chunk_size), n_q, job, cap)
