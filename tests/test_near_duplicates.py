@@ -525,3 +525,29 @@ def test_cli_refuses_it_with_a_run_file(tmp_path: Path, capsys: pytest.CaptureFi
     assert main([*argv, "--quiet", "--near-duplicate", "0.9"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--run gives none" in err[0], err
+
+
+class _OffHost(ns.NumpyIndex):
+    """A NumpyIndex that says it computes elsewhere (as a GPU index does)."""
+
+    @property
+    def searches_on_host(self) -> bool:
+        return False
+
+
+def test_the_score_path_of_an_index_off_the_host_agrees(
+    copies: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GPU index is asked for s(d+, d-) through index.score; same removals, in blocks
+    of (row, positive) pairs of any size."""
+    corpus, queries, pos, _ = copies
+    f = ns.Filters(near_duplicate=0.95, range_min=2)
+    sampler = ns.ReSa2Sampler(k1=120, k1_prime=60, k2=20)
+    host = ns.mine(queries, ns.NumpyIndex(corpus), pos, sampler, n=5, seed=1, filters=f)
+    off = ns.mine(queries, _OffHost(corpus), pos, sampler, n=5, seed=1, filters=f)
+    np.testing.assert_array_equal(off.ids, host.ids)
+    assert off.stats.removed == host.stats.removed
+    assert host.stats.removed["near_duplicate"] > 0
+    monkeypatch.setattr(F, "_PAIR_SCORES", 300)  # 2 or 3 pairs a block
+    small = ns.mine(queries, _OffHost(corpus), pos, sampler, n=5, seed=1, filters=f)
+    np.testing.assert_array_equal(small.ids, host.ids)

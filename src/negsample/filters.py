@@ -19,8 +19,9 @@ the rank window on top), :class:`negsample.scoring.Margins` to a teacher's.
 
 ``near_duplicate=t`` (:func:`near_duplicate_mask`) removes a candidate whose cosine with any
 labelled positive of its query is ``>= t``: a near copy of the positive in embedding space.
-It asks the index for ``s(d+, d-)`` and ``|d|^2`` (``index.score``, ``index.sq_norms``), never
-for the candidates' vectors.
+It asks the index for the vectors of each row's candidates and positives (or, for an index
+that computes on a GPU, for ``s(d+, d-)`` through ``index.score``) and for ``|d|^2``
+(``index.sq_norms``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ under the first)."""
 ANCHORS: tuple[str, ...] = ("min", "max", "mean")
 """How ``s+`` is taken over a query's positives."""
 _log = logging.getLogger(__name__)
-#: Scores ``s(d+, d-)`` computed at a time by :func:`near_duplicate_mask` (at most).
+#: Scores ``s(d+, d-)`` computed at a time by :func:`near_duplicate_mask` (about, at most).
 _PAIR_SCORES = 1 << 20
 
 
@@ -86,17 +87,31 @@ def near_duplicate_mask(
 
         cos(d+, d-) = s(d+, d-) / sqrt(|d+|^2 |d-|^2) >= threshold
 
-    with ``s`` the index's inner product (``index.score`` of the positive's vector against
-    the row's candidate ids) and ``|d|^2`` the index's ``sq_norms``, in float64 from the
-    index's float32 values. Cosine, not inner product: the rule means the same for
-    normalised and unnormalised vectors. A zero vector has no direction and is never a
-    near duplicate. Only candidates in ``valid`` (default ``batch.valid``) are scored; the
-    others are kept (they are removed already).
+    with ``s`` the inner product of the index's vectors and ``|d|^2`` the index's
+    ``sq_norms``, the cosine in float64 from the index's float32 values. Cosine, not inner
+    product: the rule means the same for normalised and unnormalised vectors. A zero
+    vector has no direction and is never a near duplicate. Only candidates in ``valid``
+    (default ``batch.valid``) are compared; the others are kept (they are removed
+    already).
 
-    Every positive of a row is compared, however many: the (row, positive) pairs are
-    scored in blocks of at most about 2**20 scores, so a row with thousands of positives
-    costs time, not memory. Each score depends on its pair only (the index's ``score``
-    contract), so the result does not depend on how the queries are chunked.
+    Every positive of a row is compared, however many. How ``s(d+, d-)`` is computed
+    depends on where the index computes, never on the batch:
+
+    - an index that computes on this machine (``index.searches_on_host``, the default:
+      numpy, faiss on CPU, corpus shards): per row, the vectors of its valid candidates
+      and of its positives are read once (``index.vectors``, ``K + P`` rows, never the
+      corpus) and their ``P x K`` dot products taken one per pair (``numpy.einsum``: no
+      BLAS threads competing with the sampling threads, no batch-dependent rounding), in
+      blocks of positives (a row with thousands of positives costs time, not memory).
+      Reading ``K + P`` vectors instead of ``P x K`` is what makes a query with 40
+      positives affordable;
+    - an index that computes elsewhere (a GPU): ``index.score`` of each positive's vector
+      against the row's candidate ids, in blocks of (row, positive) pairs (only the
+      scores come back).
+
+    Either way each cosine is a function of its row alone (its positives, its valid
+    candidates, the index), so the result does not depend on how the queries are chunked
+    or which worker mines them.
 
     Raises
     ------
@@ -113,31 +128,51 @@ def near_duplicate_mask(
     valid = batch.valid if valid is None else valid
     keep = np.ones(valid.shape, bool)
     pos = batch.positives
-    rows_with = np.asarray(valid.any(axis=1), bool)
-    pairs = np.flatnonzero(rows_with[pos.row_of])  # (row, positive) pairs worth scoring
-    if pairs.size == 0:
+    rows = np.flatnonzero(np.asarray(valid.any(axis=1), bool) & (pos.lengths > 0))
+    if rows.size == 0:
+        return keep
+    t = float(threshold)
+    if bool(getattr(index, "searches_on_host", True)):
+        for r in rows.tolist():
+            cols = np.flatnonzero(valid[r])
+            c_ids = batch.ids[r, cols]
+            c_vec = index.vectors(c_ids)
+            c_sq = index_sq_norms(index, c_ids).astype(np.float64)
+            p_all = pos.row(r)
+            near = np.zeros(cols.size, bool)
+            step = max(1, _PAIR_SCORES // cols.size)
+            for s in range(0, p_all.size, step):
+                p_ids = p_all[s : s + step]
+                ip = np.einsum("pd,kd->pk", index.vectors(p_ids), c_vec).astype(np.float64)
+                p_sq = index_sq_norms(index, p_ids).astype(np.float64)
+                near |= _near(ip, p_sq[:, None], c_sq[None, :], t).any(axis=0)
+            keep[r, cols] = ~near
         return keep
     cand = np.where(valid, batch.ids, -1)
-    # columns past a row's last valid candidate hold nothing to score
-    width = int(
-        valid.shape[1] - np.argmax(valid[:, ::-1], axis=1)[rows_with].min(initial=valid.shape[1])
-    )
+    # columns past the last valid candidate of every row hold nothing to score
+    width = int(valid.shape[1] - np.argmax(valid[rows, ::-1], axis=1).min())
     cand = cand[:, :width]
     cand_sq = index_sq_norms(index, cand).astype(np.float64)
-    step = max(1, _PAIR_SCORES // max(width, 1))
+    pairs = np.flatnonzero(np.isin(pos.row_of, rows))  # (row, positive) pairs, row order
+    step = max(1, _PAIR_SCORES // width)
     for s in range(0, pairs.size, step):
         at = pairs[s : s + step]
-        r = pos.row_of[at]
+        r_of = pos.row_of[at]
         p_ids = pos.values[at]
-        ip = index_score(index, index.vectors(p_ids), cand[r]).astype(np.float64)
+        ip = index_score(index, index.vectors(p_ids), cand[r_of]).astype(np.float64)
         p_sq = index_sq_norms(index, p_ids).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cos = ip / np.sqrt(p_sq[:, None] * cand_sq[r])
-        near = (cos >= threshold) & (p_sq[:, None] > 0) & (cand_sq[r] > 0)
-        # pairs are in row order (CSR): one reduction per row of the block
-        first = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
-        keep[r[first], :width] &= ~np.logical_or.reduceat(near, first, axis=0)
+        near = _near(ip, p_sq[:, None], cand_sq[r_of], t)
+        first = np.flatnonzero(np.r_[True, r_of[1:] != r_of[:-1]])  # one reduction a row
+        keep[r_of[first], :width] &= ~np.logical_or.reduceat(near, first, axis=0)
     return keep
+
+
+def _near(ip: np.ndarray, p_sq: np.ndarray, c_sq: np.ndarray, t: float) -> npt.NDArray[np.bool_]:
+    """``cos >= t`` from inner products and squared norms (broadcast); False where a
+    norm is 0 or unknown (NaN: no candidate)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = ip / np.sqrt(p_sq * c_sq)
+    return np.asarray((cos >= t) & (p_sq > 0) & (c_sq > 0), bool)
 
 
 def anchor_reduce(
