@@ -551,3 +551,24 @@ def test_the_score_path_of_an_index_off_the_host_agrees(
     monkeypatch.setattr(F, "_PAIR_SCORES", 300)  # 2 or 3 pairs a block
     small = ns.mine(queries, _OffHost(corpus), pos, sampler, n=5, seed=1, filters=f)
     np.testing.assert_array_equal(small.ids, host.ids)
+
+
+@pytest.mark.parametrize("kind", ["faiss-flat", "torch-cpu"])
+def test_other_indexes_remove_the_same(copies: Any, kind: str) -> None:
+    """Every exact index serves the rule (faiss Flat, torch on the CPU): the same
+    removals as NumpyIndex, and no negative is a near copy of a positive."""
+    corpus, queries, pos, _ = copies
+    if kind == "faiss-flat":
+        pytest.importorskip("faiss")
+        index: Any = ns.FaissIndex(corpus, "Flat")
+    else:
+        pytest.importorskip("torch")
+        index = ns.TorchIndex(corpus, device="cpu")
+    f = ns.Filters(near_duplicate=0.95)
+    sampler = ns.TopKSampler(k=50, strategy="top")
+    ref = ns.mine(queries, ns.NumpyIndex(corpus), pos, sampler, n=5, seed=0, filters=f)
+    got = ns.mine(queries, index, pos, sampler, n=5, seed=0, filters=f)
+    assert got.stats.removed == ref.stats.removed
+    assert ref.stats.removed["near_duplicate"] > 0
+    for q, row in enumerate(got.ids):
+        assert (cosines(corpus, pos[q], row).max(axis=0) < 0.95).all()
