@@ -212,6 +212,49 @@ def test_identical_to_mine(held: tuple[str, Any], name: str, one_thread: None) -
         assert len(counts) == 2 and min(counts) > 0 and sum(counts) == 6, logs
 
 
+@pytest.mark.parametrize("held", ["query-exact", "corpus-exact"], indirect=True)
+def test_near_duplicate_filter_on_the_cluster(held: tuple[str, Any], one_thread: None) -> None:
+    """Filters(near_duplicate=...) reaches the workers (query sharding) and scores through
+    the shards (corpus sharding): the same negatives and counts as one process."""
+    from negsample.distributed import mine_distributed
+
+    kind, h = held
+    sampler = ns.ReSa2Sampler(k1=100, k1_prime=50, k2=20)
+    f = ns.Filters(near_duplicate=0.9)
+    got = mine_distributed(
+        DATA.queries, h, DATA.positives, sampler, n=5, seed=3, chunk_size=CHUNK, filters=f
+    )
+    ref = ns.mine(
+        DATA.queries, _reference_index(kind), DATA.positives, sampler, n=5, seed=3, filters=f
+    )
+    assert_same(got, ref)
+    assert ref.stats.removed["near_duplicate"] > 0  # the copies at the end of the corpus
+
+
+def test_near_duplicate_texts_on_the_cluster(
+    cluster: LocalCluster, tmp_path: Path, one_thread: None
+) -> None:
+    """mine_dataset_distributed excludes the normalised-text copies as mine_dataset does."""
+    from negsample.distributed import mine_dataset_distributed
+    from tests.test_near_duplicates import _with_near_copies
+
+    root, copies = _with_near_copies(tmp_path / "beir")
+    ds = ns.load_beir(root, "train")
+    emb = ns.load_embeddings(root / "embeddings", ds)
+    kw: dict[str, Any] = {
+        "embeddings": emb,
+        "n": 5,
+        "seed": 1,
+        "near_duplicate_texts": True,
+        "filters": ns.Filters(near_duplicate=0.95),
+    }
+    sampler = ns.TopKSampler(k=10, strategy="top")
+    ref = ns.mine_dataset(ds, sampler, **kw)
+    got = mine_dataset_distributed(ds, sampler, workers=1, cpus_per_worker=CPUS, **kw)
+    assert_same(got.negatives, ref.negatives)
+    assert ref.negatives.stats.removed["excluded"] == len(copies)
+
+
 @pytest.mark.parametrize("held", ["corpus-exact", "corpus-flat"], indirect=True)
 def test_sharded_index_primitives(held: tuple[str, Any], one_thread: None) -> None:
     """search, score, sq_norms and vectors of the shards equal one index's, bit for bit."""

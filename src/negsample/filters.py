@@ -3,8 +3,8 @@ the one rule engine they share with the teacher-score margins of ``negsample.sco
 
 Every filter is a mask over the candidate matrix; a candidate removed by several filters
 is counted once, under the first one in this order: ``rank_window``, ``max_score``,
-``min_score``, ``absolute_margin``, ``relative_margin``. (Labelled positives are removed
-before any of these and counted as ``"positive"``.)
+``min_score``, ``absolute_margin``, ``relative_margin``, ``near_duplicate``. (Labelled
+positives are removed before any of these and counted as ``"positive"``.)
 
 The names and meanings are sentence-transformers' (``mine_hard_negatives``):
 ``absolute_margin=m`` keeps ``s(q,d-) < s+ - m``; ``relative_margin=r`` keeps
@@ -16,6 +16,12 @@ The four score rules (their order, strict inequalities, the sign-safe relative m
 ``s+`` anchor policies, the limits of their values and the counting by first failing rule)
 live in :class:`ScoreRules`: :class:`Filters` applies them to the retriever's scores (with
 the rank window on top), :class:`negsample.scoring.Margins` to a teacher's.
+
+``near_duplicate=t`` (:func:`near_duplicate_mask`) removes a candidate whose cosine with any
+labelled positive of its query is ``>= t``: a near copy of the positive in embedding space.
+It asks the index for the vectors of each row's candidates and positives (or, for an index
+that computes on a GPU, for ``s(d+, d-)`` through ``index.score``) and for ``|d|^2``
+(``index.sq_norms``).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._ragged import segment_sum
+from .index.base import index_score, index_sq_norms
 
 if TYPE_CHECKING:
     from ._types import MiningStats
@@ -43,6 +50,7 @@ __all__ = [
     "ScoreRules",
     "anchor_reduce",
     "anchor_scores",
+    "near_duplicate_mask",
     "rank_window",
     "warn_emptied",
 ]
@@ -53,6 +61,8 @@ under the first)."""
 ANCHORS: tuple[str, ...] = ("min", "max", "mean")
 """How ``s+`` is taken over a query's positives."""
 _log = logging.getLogger(__name__)
+#: Scores ``s(d+, d-)`` computed at a time by :func:`near_duplicate_mask` (about, at most).
+_PAIR_SCORES = 1 << 20
 
 
 def rank_window(valid: npt.NDArray[np.bool_], lo: int, hi: int | None) -> npt.NDArray[np.bool_]:
@@ -67,6 +77,102 @@ def rank_window(valid: npt.NDArray[np.bool_], lo: int, hi: int | None) -> npt.ND
     if hi is not None:
         keep &= cols < hi
     return keep
+
+
+def near_duplicate_mask(
+    batch: SamplerBatch, threshold: float, valid: npt.NDArray[np.bool_] | None = None
+) -> npt.NDArray[np.bool_]:
+    """Which candidates are *not* near duplicates of a labelled positive of their row:
+    ``keep[r, j]`` is False when, for some positive ``d+`` of row ``r``,
+
+        cos(d+, d-) = s(d+, d-) / sqrt(|d+|^2 |d-|^2) >= threshold
+
+    with ``s`` the inner product of the index's vectors and ``|d|^2`` the index's
+    ``sq_norms``, the cosine in float64 from the index's float32 values. Cosine, not inner
+    product: the rule means the same for normalised and unnormalised vectors. A zero
+    vector has no direction and is never a near duplicate. Only candidates in ``valid``
+    (default ``batch.valid``) are compared; the others are kept (they are removed
+    already).
+
+    Every positive of a row is compared, however many. How ``s(d+, d-)`` is computed
+    depends on where the index computes, never on the batch:
+
+    - an index that computes on this machine (``index.searches_on_host``, the default:
+      numpy, faiss on CPU, corpus shards): per row, the vectors of its valid candidates
+      and of its positives are read once (``index.vectors``, ``K + P`` rows, never the
+      corpus) and their ``P x K`` dot products taken one per pair (``numpy.einsum``: no
+      BLAS threads competing with the sampling threads, no batch-dependent rounding), in
+      blocks of positives (a row with thousands of positives costs time, not memory).
+      Reading ``K + P`` vectors instead of ``P x K`` is what makes a query with 40
+      positives affordable;
+    - an index that computes elsewhere (a GPU): ``index.score`` of each positive's vector
+      against the row's candidate ids, in blocks of (row, positive) pairs (only the
+      scores come back).
+
+    Either way each cosine is a function of its row alone (its positives, its valid
+    candidates, the index), so the result does not depend on how the queries are chunked
+    or which worker mines them.
+
+    Raises
+    ------
+    ValueError
+        when the batch has no index (candidates from a run file without embeddings).
+    """
+    if batch.index is None:
+        raise ValueError(
+            "near_duplicate compares candidates with the positives' embeddings, and these "
+            "candidates come without an index (a run file without embeddings): pass "
+            "index= (an Index over the corpus), or leave near_duplicate unset"
+        )
+    index = batch.index
+    valid = batch.valid if valid is None else valid
+    keep = np.ones(valid.shape, bool)
+    pos = batch.positives
+    rows = np.flatnonzero(np.asarray(valid.any(axis=1), bool) & (pos.lengths > 0))
+    if rows.size == 0:
+        return keep
+    t = float(threshold)
+    if bool(getattr(index, "searches_on_host", True)):
+        for r in rows.tolist():
+            cols = np.flatnonzero(valid[r])
+            c_ids = batch.ids[r, cols]
+            c_vec = index.vectors(c_ids)
+            c_sq = index_sq_norms(index, c_ids).astype(np.float64)
+            p_all = pos.row(r)
+            near = np.zeros(cols.size, bool)
+            step = max(1, _PAIR_SCORES // cols.size)
+            for s in range(0, p_all.size, step):
+                p_ids = p_all[s : s + step]
+                ip = np.einsum("pd,kd->pk", index.vectors(p_ids), c_vec).astype(np.float64)
+                p_sq = index_sq_norms(index, p_ids).astype(np.float64)
+                near |= _near(ip, p_sq[:, None], c_sq[None, :], t).any(axis=0)
+            keep[r, cols] = ~near
+        return keep
+    cand = np.where(valid, batch.ids, -1)
+    # columns past the last valid candidate of every row hold nothing to score
+    width = int(valid.shape[1] - np.argmax(valid[rows, ::-1], axis=1).min())
+    cand = cand[:, :width]
+    cand_sq = index_sq_norms(index, cand).astype(np.float64)
+    pairs = np.flatnonzero(np.isin(pos.row_of, rows))  # (row, positive) pairs, row order
+    step = max(1, _PAIR_SCORES // width)
+    for s in range(0, pairs.size, step):
+        at = pairs[s : s + step]
+        r_of = pos.row_of[at]
+        p_ids = pos.values[at]
+        ip = index_score(index, index.vectors(p_ids), cand[r_of]).astype(np.float64)
+        p_sq = index_sq_norms(index, p_ids).astype(np.float64)
+        near = _near(ip, p_sq[:, None], cand_sq[r_of], t)
+        first = np.flatnonzero(np.r_[True, r_of[1:] != r_of[:-1]])  # one reduction a row
+        keep[r_of[first], :width] &= ~np.logical_or.reduceat(near, first, axis=0)
+    return keep
+
+
+def _near(ip: np.ndarray, p_sq: np.ndarray, c_sq: np.ndarray, t: float) -> npt.NDArray[np.bool_]:
+    """``cos >= t`` from inner products and squared norms (broadcast); False where a
+    norm is 0 or unknown (NaN: no candidate)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = ip / np.sqrt(p_sq * c_sq)
+    return np.asarray((cos >= t) & (p_sq > 0) & (c_sq > 0), bool)
 
 
 def anchor_reduce(
@@ -239,6 +345,11 @@ class Filters:
     max_score, min_score : keep ``min_score < s(q,d-) < max_score`` (strict).
     anchor : how ``s+`` is taken when a query has several positives: ``"min"`` (default,
         as NV-Retriever and sentence-transformers), ``"max"`` or ``"mean"``.
+    near_duplicate : a cosine in ``(0, 1]``: remove a candidate whose cosine with *any*
+        labelled positive of its query is ``>= near_duplicate`` (a near copy of the
+        positive: the same passage chunked twice, boilerplate); counted as
+        ``"near_duplicate"``. Needs the corpus vectors through an index
+        (:func:`near_duplicate_mask`); 0.95 is a usual value. ``None`` (default): off.
     margin : deprecated alias of ``absolute_margin`` (warns).
 
     Notes
@@ -261,6 +372,7 @@ class Filters:
     max_score: float | None = None
     min_score: float | None = None
     anchor: str = "min"
+    near_duplicate: float | None = field(default=None, repr=False)
     margin: float | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -281,6 +393,12 @@ class Filters:
                 f"range_max ({self.range_max}) must be greater than range_min ({self.range_min})"
             )
         _ = self.rules  # validates the score rules: one set of limits (ScoreRules)
+        _check_real("near_duplicate", self.near_duplicate)
+        if self.near_duplicate is not None and not 0.0 < self.near_duplicate <= 1.0:
+            raise ValueError(
+                "near_duplicate is a cosine in (0, 1] (0.95 removes candidates whose cosine "
+                f"with a positive is >= 0.95), got {self.near_duplicate}"
+            )
         if self.relative_margin is not None and self.relative_margin >= 0.5:
             _log.warning(
                 "relative_margin=%s discards only negatives scored above s+ - %s |s+| "
@@ -291,6 +409,15 @@ class Filters:
                 self.relative_margin,
                 round(1.0 - self.relative_margin, 6),
             )
+
+    def __repr__(self) -> str:
+        # near_duplicate only when set: the repr (and so the settings hash of a resumable
+        # run) of filters without it is what it was before the field existed
+        names = [f for f in self.__dataclass_fields__ if f not in ("near_duplicate", "margin")]
+        if self.near_duplicate is not None:
+            names.append("near_duplicate")
+        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in names)
+        return f"{type(self).__name__}({inner})"
 
     @property
     def rules(self) -> ScoreRules:
@@ -308,21 +435,40 @@ class Filters:
         return self.rules.needs_positive
 
     @property
+    def needs_vectors(self) -> bool:
+        """Whether a filter compares corpus vectors (``near_duplicate``): the candidates
+        then need an index."""
+        return self.near_duplicate is not None
+
+    @property
     def is_noop(self) -> bool:
-        return self.range_min == 0 and self.range_max is None and self.rules.is_noop
+        return (
+            self.range_min == 0
+            and self.range_max is None
+            and self.rules.is_noop
+            and self.near_duplicate is None
+        )
 
     def apply(self, batch: SamplerBatch, stats: MiningStats) -> npt.NDArray[np.bool_]:
         """The new ``valid`` mask for ``batch``; removals are added to ``stats.removed``,
         rows left without any candidate to ``stats.emptied``."""
+        if self.near_duplicate is not None and batch.index is None:
+            near_duplicate_mask(batch, self.near_duplicate)  # raises: it needs the vectors
         valid = batch.valid
         s = batch.scores
-        steps: list[tuple[str, npt.NDArray[np.bool_]]] = []
+        steps: list[tuple[str, npt.NDArray[np.bool_] | None]] = []
         if self.range_min > 0 or self.range_max is not None:
             steps.append(("rank_window", rank_window(valid, self.range_min, self.range_max)))
         rules = self.rules
         s_pos = anchor_scores(batch, self.anchor)[:, None] if rules.needs_positive else None
         steps.extend(rules.masks(s, s_pos))
-        for name, keep in steps:
+        if self.near_duplicate is not None:
+            steps.append(("near_duplicate", None))  # scored on what the others keep
+        for name, mask in steps:
+            if mask is None:
+                assert self.near_duplicate is not None
+                mask = near_duplicate_mask(batch, self.near_duplicate, valid)
+            keep = mask
             removed = valid & ~keep
             stats.count_removed(name, int(removed.sum()))
             before = valid.any(axis=1)

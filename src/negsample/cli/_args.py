@@ -20,6 +20,7 @@ __all__ = [
     "add_denoise_args",
     "add_filter_args",
     "add_train_data_args",
+    "cosine_threshold",
     "int_at_least",
     "max_steps",
     "nonnegative_float",
@@ -94,6 +95,16 @@ def ratio(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not 0 <= v <= 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return v
+
+
+def cosine_threshold(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be a cosine in (0, 1], got {text}")
     return v
 
 
@@ -262,6 +273,15 @@ def add_filter_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--max-score", type=float, default=None, help="keep s(q,d-) < this")
     g.add_argument("--min-score", type=float, default=None, help="keep s(q,d-) > this")
+    g.add_argument(
+        "--near-duplicate",
+        type=cosine_threshold,
+        default=None,
+        metavar="THRESH",
+        help="remove near copies of a positive: candidates whose cosine with any of the "
+        "query's positives is >= THRESH (e.g. 0.95), and documents whose normalised text "
+        "(NFKC, case-folded, whitespace and punctuation collapsed) equals a positive's",
+    )
     s = p.add_argument_group("faiss search settings")
     s.add_argument(
         "--nprobe",

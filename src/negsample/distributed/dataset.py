@@ -19,6 +19,7 @@ from ..pipeline.dataset import (
     MinedDataset,
     _index_for,
     _search_options,
+    check_text_rules,
     duplicate_exclusion,
     positive_scores,
     saved_index_key,
@@ -66,13 +67,15 @@ def mine_dataset_distributed(
     exclude_other_positives: bool = False,
     max_negative_reuse: int | None = None,
     reuse_oversample: float = 2.0,
+    near_duplicate_texts: bool = False,
 ) -> MinedDataset:
     """:func:`~negsample.mine_dataset` with the search on a Ray cluster: the same
     negatives, ``s(q, d+)`` and work folder (a run may be continued on one machine or on
     the cluster, whichever started it).
 
     The dense-search path only (``embeddings``; a TREC run has nothing to distribute).
-    Parameters as in :func:`~negsample.mine_dataset` (``nprobe`` and ``ef_search`` too) and
+    Parameters as in :func:`~negsample.mine_dataset` (``nprobe``, ``ef_search`` and
+    ``near_duplicate_texts`` too) and
     :func:`~negsample.distributed.mine_distributed`: ``workers`` for query sharding
     (default), ``corpus_shards`` for corpus sharding; ``exclude_other_positives``,
     ``max_negative_reuse`` and ``reuse_oversample`` as in ``mine_dataset`` (the cap runs
@@ -83,6 +86,7 @@ def mine_dataset_distributed(
     the work folder, and every query-sharding worker loads that one.
     """
     sampler = _check_args(sampler, n, seed, filters)
+    check_text_rules(exclude_duplicate_texts, near_duplicate_texts)
     if workers is not None and corpus_shards is not None:
         raise ValueError("give workers (query sharding) or corpus_shards, not both")
     if not isinstance(index, str):
@@ -134,7 +138,11 @@ def mine_dataset_distributed(
         timings["index"] = time.perf_counter() - t
         if log is not None:
             log(f"{held!r} ready in {timings['index']:.1f}s")
-        exclude = duplicate_exclusion(dataset, log) if exclude_duplicate_texts else None
+        exclude = (
+            duplicate_exclusion(dataset, log, normalized=near_duplicate_texts)
+            if exclude_duplicate_texts
+            else None
+        )
         negs = run_chunks(
             held,
             embeddings.queries,

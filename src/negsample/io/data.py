@@ -24,6 +24,7 @@ import numpy.typing as npt
 from .._ragged import Ragged
 from ._jsonl import read_records
 from ._reading import DataError, block_lines, blocks, parse_grade
+from .normalize import normalized_groups
 from .texts import Texts, as_texts, document_groups, lookup
 
 __all__ = ["BeirDataset", "DataError", "load_beir", "resolve_file"]
@@ -128,27 +129,25 @@ class BeirDataset:
         The texts are compared as bytes: a 64-bit fingerprint of each document (its length
         and first, middle and last bytes) finds the candidates sharing one with a positive,
         and their bytes decide; no Python string is made for the other documents."""
-        empty = np.empty(0, np.int64)
-        flat = np.concatenate(self.positives) if self.positives else empty
+        flat = np.concatenate(self.positives) if self.positives else np.empty(0, np.int64)
         members, gid = document_groups(as_texts(self.document_texts), flat)
-        if members.size == 0:
-            return [empty] * self.n_queries
-        group_of_row = dict(zip(members.tolist(), gid.tolist(), strict=True))
-        order = np.argsort(gid, kind="stable")
-        bounds = np.flatnonzero(np.diff(gid[order])) + 1
-        rows_of = dict(
-            zip(
-                gid[order][np.r_[0, bounds]].tolist(), np.split(members[order], bounds), strict=True
-            )
-        )
-        out = []
-        for p in self.positives:
-            groups = {group_of_row[r] for r in p.tolist() if r in group_of_row}
-            if not groups:
-                out.append(empty)
-                continue
-            out.append(np.setdiff1d(np.concatenate([rows_of[g] for g in sorted(groups)]), p))
-        return out
+        return _sharing_positives(self.positives, members, gid)
+
+    def near_duplicate_texts(self) -> list[IntArray]:
+        """For each query, the corpus rows that are *not* labelled positives but whose
+        document text, normalised (:func:`~negsample.io.normalize.normalize_text`: NFKC,
+        case-folded, invisible characters removed, runs of whitespace and punctuation
+        collapsed), equals a positive's: the same passage crawled again with other
+        spacing, casing or punctuation. Holds every row of :meth:`duplicate_texts` (an
+        identical text normalises alike) and the near copies besides;
+        :func:`~negsample.mine_dataset` excludes them with ``near_duplicate_texts=True``.
+
+        Every document's normalised text is hashed once, one row at a time (64-bit keys,
+        8 bytes a row); rows sharing a key with a positive are compared on their
+        normalised texts."""
+        flat = np.concatenate(self.positives) if self.positives else np.empty(0, np.int64)
+        members, gid = normalized_groups(self.document_texts, flat)
+        return _sharing_positives(self.positives, members, gid)
 
     def positives_ragged(self) -> Ragged:
         """Positives as :class:`~negsample._ragged.Ragged` rows (CSR: one flat array, never
@@ -174,6 +173,30 @@ class BeirDataset:
             f"{n_pos} positive judgements"
             + (f" (score >= {self.min_relevance})" if self.min_relevance != 1 else "")
         )
+
+
+def _sharing_positives(
+    positives: list[IntArray], members: IntArray, gid: IntArray
+) -> list[IntArray]:
+    """Per query, the rows of ``members`` in a group (``gid``) of one of its positives,
+    its positives left out (sorted)."""
+    empty = np.empty(0, np.int64)
+    if members.size == 0:
+        return [empty] * len(positives)
+    group_of_row = dict(zip(members.tolist(), gid.tolist(), strict=True))
+    order = np.argsort(gid, kind="stable")
+    bounds = np.flatnonzero(np.diff(gid[order])) + 1
+    rows_of = dict(
+        zip(gid[order][np.r_[0, bounds]].tolist(), np.split(members[order], bounds), strict=True)
+    )
+    out = []
+    for p in positives:
+        groups = {group_of_row[r] for r in p.tolist() if r in group_of_row}
+        if not groups:
+            out.append(empty)
+            continue
+        out.append(np.setdiff1d(np.concatenate([rows_of[g] for g in sorted(groups)]), p))
+    return out
 
 
 def resolve_file(directory: str | os.PathLike[str], name: str) -> Path:

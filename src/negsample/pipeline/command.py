@@ -95,7 +95,9 @@ class MineOptions:
     stats_json : str or None
         also write the diagnostics as JSON there.
     filters : Filters or None
-        rank window, margins and score caps.
+        rank window, margins, score caps and the embedding near-duplicate rule;
+        ``filters.near_duplicate`` (``--near-duplicate``) turns on the normalised-text
+        rule too (:attr:`near_duplicate_texts`).
     nprobe, ef_search : int or None
         faiss search settings.
     denoise : DenoiseOptions
@@ -179,11 +181,28 @@ class MineOptions:
                     f"--index {self.data.index} computes its candidates in one process: drop "
                     "--ray (or use a vector --index)"
                 )
+        if self.filters is not None and self.filters.near_duplicate is not None:
+            if self.run:
+                raise InputError(
+                    "--near-duplicate compares candidates with the positives' embeddings, "
+                    "and --run gives none: mine with --embeddings or --model instead"
+                )
+            if self.keep_duplicate_texts:
+                raise InputError(
+                    "--near-duplicate removes identical texts too (they normalise alike): "
+                    "drop --keep-duplicate-texts"
+                )
         if self.ray.enabled and self.max_chunks is not None:
             raise InputError(
                 "--max-chunks is not available with --ray: stop a cluster run with Ctrl-C and "
                 "run the same command again to continue"
             )
+
+    @property
+    def near_duplicate_texts(self) -> bool:
+        """Whether documents whose normalised text equals a positive's are excluded: with
+        the embedding rule (``--near-duplicate``), always."""
+        return self.filters is not None and self.filters.near_duplicate is not None
 
 
 @dataclass(frozen=True)
@@ -439,6 +458,7 @@ def _run_locked(opts: MineOptions, plan: _Plan, log: Log) -> MineResult:
             progress=opts.progress,
             log=log,
             exclude_duplicate_texts=not opts.keep_duplicate_texts,
+            near_duplicate_texts=opts.near_duplicate_texts,
             filters=opts.filters,
             nprobe=opts.nprobe,
             ef_search=opts.ef_search,

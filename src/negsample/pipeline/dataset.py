@@ -70,6 +70,7 @@ def mine_dataset(
     exclude_other_positives: bool = False,
     max_negative_reuse: int | None = None,
     reuse_oversample: float = 2.0,
+    near_duplicate_texts: bool = False,
 ) -> MinedDataset:
     """Mine ``n`` negatives for every query of ``dataset``.
 
@@ -99,6 +100,13 @@ def mine_dataset(
     exclude_duplicate_texts : never sample a document whose text is identical to one of
         the query's positives under another id (:meth:`BeirDataset.duplicate_texts`);
         counted in ``stats.removed["excluded"]``.
+    near_duplicate_texts : also exclude the documents whose *normalised* text equals one
+        of the query's positives' (:meth:`BeirDataset.near_duplicate_texts`: NFKC,
+        case-folded, whitespace and punctuation runs collapsed), counted in
+        ``stats.removed["excluded"]`` with the identical ones. Off by default; the
+        command line's ``--near-duplicate`` turns it on with
+        ``Filters(near_duplicate=...)``, the embedding rule. Needs
+        ``exclude_duplicate_texts`` (identical texts normalise alike).
     nprobe, ef_search : search settings of a faiss ``index`` spec: IVF lists probed per
         query, HNSW ``efSearch`` (raised to at least the search depth); ``None`` keeps
         :class:`~negsample.FaissIndex`'s defaults.
@@ -122,6 +130,13 @@ def mine_dataset(
         raise ValueError(
             f"index={index!r} searches the embeddings too: pass embeddings "
             "(encode_dataset or load_embeddings)"
+        )
+    check_text_rules(exclude_duplicate_texts, near_duplicate_texts)
+    if filters is not None and filters.needs_vectors and embeddings is None:
+        raise ValueError(
+            "Filters(near_duplicate=...) compares candidates with the positives' "
+            "embeddings, and a run file gives none: mine with embeddings, or leave "
+            "near_duplicate unset"
         )
     opts = _search_options(index, nprobe, ef_search)
     timings: dict[str, float] = {}
@@ -157,7 +172,11 @@ def mine_dataset(
             queries = embeddings.queries
             if identity is None:  # an Index given: its own fingerprint
                 identity = index_fingerprint(idx)
-        exclude = duplicate_exclusion(dataset, log) if exclude_duplicate_texts else None
+        exclude = (
+            duplicate_exclusion(dataset, log, normalized=near_duplicate_texts)
+            if exclude_duplicate_texts
+            else None
+        )
         run = run_settings(
             queries,
             idx,
@@ -264,19 +283,47 @@ def saved_index_key(user: dict[str, Any], identity: dict[str, Any] | None) -> st
     return settings_hash({**user, "index_identity": identity})[:16]
 
 
-def duplicate_exclusion(dataset: BeirDataset, log: Callable[[str], None] | None) -> Any:
+def check_text_rules(exclude_duplicate_texts: bool, near_duplicate_texts: bool) -> None:
+    """Refuse ``near_duplicate_texts`` without ``exclude_duplicate_texts``: an identical
+    text is a near duplicate too, so keeping those while removing near copies means
+    nothing."""
+    for name, v in (
+        ("exclude_duplicate_texts", exclude_duplicate_texts),
+        ("near_duplicate_texts", near_duplicate_texts),
+    ):
+        if not isinstance(v, bool | np.bool_):
+            raise TypeError(f"{name} must be True or False, got {v!r}")
+    if near_duplicate_texts and not exclude_duplicate_texts:
+        raise ValueError(
+            "near_duplicate_texts=True excludes identical texts too (they normalise alike): "
+            "it cannot go with exclude_duplicate_texts=False"
+        )
+
+
+def duplicate_exclusion(
+    dataset: BeirDataset, log: Callable[[str], None] | None, *, normalized: bool = False
+) -> Any:
     """The documents never to sample per query because their text duplicates one of the
-    query's positives (:meth:`BeirDataset.duplicate_texts`), ``None`` when there are none;
-    the count goes to ``log``."""
-    dups = dataset.duplicate_texts()
+    query's positives (:meth:`BeirDataset.duplicate_texts`; with ``normalized``, its
+    normalised text: :meth:`BeirDataset.near_duplicate_texts`), ``None`` when there are
+    none; the counts go to ``log`` (with ``normalized``, how many pairs only the
+    normalisation found)."""
+    dups = dataset.near_duplicate_texts() if normalized else dataset.duplicate_texts()
     n_dup = sum(d.size for d in dups)
+    if log is not None and normalized:
+        n_exact = sum(d.size for d in dataset.duplicate_texts())
+        log(
+            f"near-duplicate texts: {n_dup - n_exact} (query, document) pairs whose "
+            f"normalised text (not the text itself) equals one of the query's positives'"
+        )
     if not n_dup:
         return None
     if log is not None:
         n_q = sum(1 for d in dups if d.size)
         log(
             f"excluding {n_dup} (query, document) pairs whose document text "
-            f"duplicates one of the query's positives ({n_q} queries)"
+            f"{'(normalised) ' if normalized else ''}duplicates one of the query's "
+            f"positives ({n_q} queries)"
         )
     return dups
 
