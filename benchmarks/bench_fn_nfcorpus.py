@@ -2,7 +2,7 @@
 
 For every NFCorpus query with two or more labelled positives (train qrels), each sampler is
 shown one positive and the others are hidden; a sampled negative that is a hidden positive
-is a false negative (ALGORITHMS.md, last section; ``negsample.hidden_positive_protocol``).
+is a false negative (docs/algorithms.md, "Comparing samplers"; ``negsample.hidden_positive_protocol``).
 Exact search (``NumpyIndex``) over the 3,633 documents, precomputed all-MiniLM-L6-v2
 embeddings (cosine: the vectors are L2-normalised).
 

@@ -54,7 +54,7 @@ EMB = DATA / "embeddings" / "all-MiniLM-L6-v2"
 OUT = ROOT / "benchmarks" / "results" / "bench_train.json"
 
 # label -> sampler spec (the config language); kernel samplers get temperature 0.05 because
-# MiniLM scores are cosines in [-1, 1] (see ALGORITHMS.md, "Score scale")
+# MiniLM scores are cosines in [-1, 1] (see docs/algorithms.md, "Score scale")
 CONFIGS: dict[str, str] = {
     "random": "RandomSampler()",
     "topk 0-30": "TopKSampler(k=30)",

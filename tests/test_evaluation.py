@@ -1,4 +1,4 @@
-"""negative_quality and the hidden-positive protocol (ALGORITHMS.md, last section)."""
+"""negative_quality and the hidden-positive protocol (docs/algorithms.md, "Comparing samplers")."""
 
 from __future__ import annotations
 

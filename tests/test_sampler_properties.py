@@ -1,4 +1,5 @@
-"""One Hypothesis suite over every registered sampler (ALGORITHMS.md, common contract)."""
+"""One Hypothesis suite over every registered sampler (docs/algorithms.md, the contract every
+sampler shares)."""
 
 from __future__ import annotations
 

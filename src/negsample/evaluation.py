@@ -1,5 +1,5 @@
 """Measuring negatives against labels: false-negative rate and hardness, and the
-hidden-positive protocol (ALGORITHMS.md, last section) that compares samplers on both."""
+hidden-positive protocol (docs/algorithms.md, "Comparing samplers") that compares samplers on both."""
 
 from __future__ import annotations
 

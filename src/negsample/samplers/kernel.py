@@ -1,5 +1,5 @@
 """Shared base for the kernel samplers (SimANS, TriSampler, ReSa2): a positive anchor
-policy, a score temperature (docs/samplers, "Score scale"), and the kernel's log-weights
+policy, a score temperature (docs/algorithms.md, "Score scale"), and the kernel's log-weights
 computed in a safe range whatever its parameters.
 
 The kernels are ``log w = -a * x**2`` (or ``-a * |x|``) with ``x = (s- - s+) / T + b``. For
