@@ -10,6 +10,7 @@ import logging as _logging
 from . import sources  # noqa: F401  (registers the bm25 and hybrid index kinds)
 from ._types import Candidates, MiningStats, Negatives, SearchResult
 from .datasets import SyntheticRetrieval, make_synthetic
+from .errors import InputError, RunFailed
 from .evaluation import (
     HiddenSplit,
     NegativeQuality,
@@ -38,6 +39,7 @@ from .index import (
 )
 from .index.bm25 import BM25Index
 from .io.data import BeirDataset, DataError, load_beir
+from .io.embeddings import verify_embeddings
 from .io.encoding import (
     DatasetEmbeddings,
     align_embeddings,
@@ -87,6 +89,7 @@ __all__ = [
     "HiddenSplit",
     "Index",
     "IndexSpec",
+    "InputError",
     "MinedDataset",
     "MiningStats",
     "NegativeQuality",
@@ -97,6 +100,7 @@ __all__ = [
     "RandomSampler",
     "ReSa2Sampler",
     "RunCandidates",
+    "RunFailed",
     "RunIncomplete",
     "RunLocked",
     "Sampler",
@@ -136,5 +140,6 @@ __all__ = [
     "sampler_report",
     "summarize",
     "summary_table",
+    "verify_embeddings",
     "write_negatives",
 ]
