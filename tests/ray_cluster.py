@@ -10,6 +10,7 @@ imported by the workers from this module, so the nodes get this checkout on PYTH
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -36,8 +37,14 @@ _RAY_START = (
     "sys.exit(cli.main(args=['start', *sys.argv[1:]], prog_name='ray'))\n"
 )
 
+#: Ray's token authentication with a token of this test run's own, for the clusters and
+#: their drivers alike: Ray 2.5x turns token authentication on whenever ~/.ray/auth_token
+#: exists, and that file is shared by every Ray process of the user (another test run's
+#: cluster, an earlier `ray start`), so a cluster and its driver could disagree on it.
+_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
 #: Environment of processes that connect to the cluster (drivers): Ray keeps 127.0.0.1.
-DRIVER_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+DRIVER_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", **_AUTH}
 
 
 class LocalCluster:
@@ -55,6 +62,7 @@ class LocalCluster:
             **os.environ,
             "RAY_USAGE_STATS_ENABLED": "0",
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",  # worker nodes refuse to start otherwise
+            **_AUTH,
             "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
         }
 

@@ -41,7 +41,11 @@ def _terminate_after(proc: subprocess.Popen[str], work: Path, chunks: int, timeo
     """Send SIGTERM once ``work`` holds ``chunks`` finished chunks; the chunks there then."""
     deadline = time.monotonic() + timeout
     while len(list(work.glob("chunk_*.npz"))) < chunks:
-        assert proc.poll() is None, "the run ended before it could be terminated"
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            raise AssertionError(
+                f"the run ended (exit {proc.returncode}) before it could be terminated:\n{err}"
+            )
         assert time.monotonic() < deadline, "no chunk was finished in time"
         time.sleep(0.005)
     proc.send_signal(signal.SIGTERM)

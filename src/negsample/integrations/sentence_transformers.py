@@ -95,7 +95,7 @@ class TrainingData:
         docs = getattr(split, "document_texts", None)
         if docs is None:
             docs = split.corpus_texts
-        elif callable(docs) and not isinstance(docs, list):  # a method, as in negsample 0.1
+        elif callable(docs) and not isinstance(docs, Sequence):  # a method (negsample 0.1)
             docs = docs()
         return cls(
             list(split.query_texts), list(docs), [list(map(int, p)) for p in split.positives]
