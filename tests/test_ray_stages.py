@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pytest
 
 import negsample as ns
 from negsample.errors import InputError
-from negsample.pipeline.options import RayOptions
+from negsample.pipeline.options import JudgeSpec, RayOptions, TeacherSpec
 from tests.ray_cluster import DRIVER_ENV, LocalCluster
 
 pytestmark = pytest.mark.skipif(
@@ -251,3 +252,262 @@ def test_encode_interrupted_either_way_resumes_the_missing_shards(
     )
     assert sorted(asked) == sorted(set(range(5)) - set(done))
     np.testing.assert_allclose(np.asarray(out), want, rtol=0, atol=1e-6)
+
+
+# -- teacher scores ---------------------------------------------------------------------------
+
+
+def test_ray_scorer_scores_as_the_teacher_slice_by_slice(
+    cluster: LocalCluster, tiny_ce: Path, one_thread: None
+) -> None:
+    """40 pairs in slices of 8 on 2 actors: the teacher's scores within fp32 rounding, and
+    bit for bit those of the teacher scoring each slice (a score depends only on its
+    slice, not on the pool)."""
+    from negsample.distributed import RayScorer
+    from negsample.scoring import CrossEncoderScorer
+    from tests.test_scoring_models import _pairs
+
+    pairs = _pairs(40, seed=5)
+    scorer = RayScorer(
+        TeacherSpec(kind="cross-encoder", path=str(tiny_ce)), pairs_per_task=8, **POOL
+    )
+    got = scorer.score(pairs)
+    local = CrossEncoderScorer(tiny_ce, device="cpu")
+    np.testing.assert_allclose(got, local.score(pairs), rtol=1e-5, atol=1e-5)
+    chars = np.array([len(a) + len(b) for a, b in pairs])
+    order = np.argsort(-chars, kind="stable")
+    want = np.empty(40, np.float32)
+    for a in range(0, 40, 8):
+        idx = order[a : a + 8]
+        want[idx] = local.score([pairs[i] for i in idx])
+    np.testing.assert_array_equal(got, want)
+    assert scorer.name == local.name and scorer.stats.pairs == 40
+    assert scorer.stats.requests >= 5  # forward batches, counted by the actors
+    assert scorer.score([]).shape == (0,)
+
+
+# -- judge labels -----------------------------------------------------------------------------
+
+
+def _spec(url: str, cache: Path, mode: str = "pointwise", **kw: Any) -> JudgeSpec:
+    return JudgeSpec(url=url, model="m", key_env=None, cache=cache, mode=mode, **kw)
+
+
+def _rows(path: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as conn:
+        return sorted(
+            conn.execute("SELECT key, label, model, prompt_version, answer FROM judgements")
+        )
+
+
+def test_ray_judge_asks_what_the_local_judge_asks(cluster: LocalCluster, tmp_path: Path) -> None:
+    """A listwise judge in tasks of about 4 items over 2 actors: the same requests (the
+    same candidates per request), labels and cache rows as the judge in one process, a
+    query's group never split; items cached before are not asked; a rerun asks nothing."""
+    from negsample.distributed import RayJudge
+    from negsample.scoring import JudgeItem
+    from tests.test_scoring_listwise import Stub
+
+    docs = {
+        "what lowers LDL?": ["oats=>FN", "fish=>HN", "milk=>TN", "fat", "fibre=>FN"],
+        "is fish healthy?": ["salmon=>FN", "cod", "beef=>TN"],
+        "why walk?": ["heart=>HN", "legs=>FN", "sleep"],
+    }
+    items = [JudgeItem(q, "a relevant passage", d) for q, ds in docs.items() for d in ds]
+    items.append(items[1])  # a repeat: asked once
+    stub = Stub()
+    try:
+        caches = {"local": tmp_path / "local.sqlite", "ray": tmp_path / "ray.sqlite"}
+        for path in caches.values():  # one item judged before, in both caches
+            _spec(stub.url, path, "listwise").build().judge([items[6]])
+        stub.lists.clear()
+        local = _spec(stub.url, caches["local"], "listwise").build()
+        want = local.judge(items)
+        local_lists, stub.lists = stub.lists, []
+        with RayJudge(_spec(stub.url, caches["ray"], "listwise"), items_per_task=4, **POOL) as rj:
+            got = rj.judge(items)
+            assert got == want and "FN" in got and "TN" in got
+            assert sorted(stub.lists) == sorted(local_lists)  # the same requests
+            assert rj.stats.requests == local.stats.requests
+            assert rj.stats.cache_hits == local.stats.cache_hits == 2  # the cached one, the repeat
+            assert _rows(caches["ray"]) == _rows(caches["local"])
+            stub.lists.clear()
+            assert rj.judge(items) == want
+            assert stub.lists == [] and rj.stats.cache_hits == 2 + len(items)
+    finally:
+        stub.close()
+
+
+def test_ray_judge_keeps_what_came_back_before_an_interruption(
+    cluster: LocalCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped after the first of 3 tasks came back: its answers are in the cache (the
+    tasks in flight are lost), and the rerun asks for exactly the items not cached."""
+    from negsample.distributed import RayJudge, stages
+    from negsample.scoring import JudgeItem, JudgementCache
+    from tests.test_scoring_listwise import Stub
+
+    items = [JudgeItem("q", "p", f"doc {i}=>{'FN' if i % 2 else 'HN'}") for i in range(6)]
+    real = stages._run
+
+    def one_then_stop(*a: Any) -> Iterator[Any]:
+        inner = real(*a)
+        try:
+            yield next(inner)
+            raise KeyboardInterrupt
+        finally:
+            inner.close()  # type: ignore[attr-defined]
+
+    stub = Stub()
+    try:
+        spec = _spec(stub.url, tmp_path / "j.sqlite")
+        monkeypatch.setattr(stages, "_run", one_then_stop)
+        with RayJudge(spec, items_per_task=2, **POOL) as rj, pytest.raises(KeyboardInterrupt):
+            rj.judge(items)
+        with JudgementCache(spec.cache) as cache:
+            assert len(cache) == 2
+            local = spec.build(cache=cache)
+            kept = {it.document for it in items if cache.get_many([local.cache_key(it)])}
+        assert len(kept) == 2
+        before = len(stub.points)
+        monkeypatch.setattr(stages, "_run", real)
+        with RayJudge(spec, items_per_task=2, **POOL) as rj:
+            assert rj.judge(items) == ["HN", "FN"] * 3
+            assert rj.stats.cache_hits == 2
+        assert sorted(stub.points[before:]) == sorted({it.document for it in items} - kept)
+    finally:
+        stub.close()
+
+
+def test_judge_error_in_an_actor_is_raised_on_the_driver(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    from negsample.distributed import judge_items_ray
+    from negsample.scoring import JudgeError, JudgeItem
+    from tests.test_scoring_llm import Server
+
+    server = Server(lambda doc, attempt, req: (401, {}, "no", 0.0))
+    try:
+        with pytest.raises(JudgeError, match="HTTP 401"):
+            judge_items_ray(
+                [JudgeItem("q", "p", "d")], _spec(server.url, tmp_path / "j.sqlite"), **POOL
+            )
+    finally:
+        server.close()
+
+
+# -- denoising and the command line -----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_denoise_with_ray_stages_is_the_local_denoise(
+    cluster: LocalCluster, tiny_ce: Path, tmp_path: Path, one_thread: None
+) -> None:
+    """denoise() with a RayScorer (margins, teacher scores) and a RayJudge gives the arrays
+    denoise() gives with the teacher and the judge in this process, bit for bit."""
+    from negsample.distributed import RayJudge, RayScorer
+    from negsample.scoring import CrossEncoderScorer, Margins, denoise
+    from tests.test_scoring_listwise import Stub
+    from tests.test_scoring_models import WORDS
+
+    rng = np.random.default_rng(0)
+    n_docs, n_q = 120, 6
+    docs = [
+        " ".join(rng.choice(WORDS, size=int(rng.integers(3, 12))).tolist())
+        + f" d{i}"
+        + ("=>FN" if i % 5 == 0 else "")
+        for i in range(n_docs)
+    ]
+    queries = [" ".join(rng.choice(WORDS, size=3).tolist()) for _ in range(n_q)]
+    data = ns.make_synthetic(n_docs, n_q, 8, seed=2)
+    negs = ns.mine(
+        data.queries, ns.NumpyIndex(data.corpus), data.positives, ns.TopKSampler(k=30), n=12
+    )
+    margins = Margins(
+        max_score=float(
+            np.quantile(
+                CrossEncoderScorer(tiny_ce, device="cpu").score([(queries[0], d) for d in docs]),
+                0.8,
+            )
+        )
+    )
+    kw = dict(
+        query_texts=queries,
+        document_texts=docs,
+        positives=data.positives,
+        n=4,
+        margins=margins,
+        teacher_scores=True,
+    )
+    stub = Stub()
+    try:
+        want = denoise(
+            negs,
+            scorer=CrossEncoderScorer(tiny_ce, device="cpu"),
+            judge=_spec(stub.url, tmp_path / "a.sqlite").build(),
+            **kw,
+        )
+        spec = TeacherSpec(kind="cross-encoder", path=str(tiny_ce))
+        with (
+            RayScorer(spec, pairs_per_task=10**6, **POOL) as scorer,
+            RayJudge(_spec(stub.url, tmp_path / "b.sqlite"), **POOL) as judge,
+        ):
+            got = denoise(negs, scorer=scorer, judge=judge, **kw)
+    finally:
+        stub.close()
+    assert want.stats.removed.get("judge_fn") and want.stats.removed.get("max_score")
+    for a, b in (
+        (got.negatives.ids, want.negatives.ids),
+        (got.negatives.scores, want.negatives.scores),
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert got.teacher is not None and want.teacher is not None
+    np.testing.assert_array_equal(got.teacher.negative, want.teacher.negative)
+    for a, b in zip(got.teacher.positive, want.teacher.positive, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [e.tolist() for e in got.extra_positives] == [e.tolist() for e in want.extra_positives]
+    assert got.stats.labels == want.stats.labels and got.stats.removed == want.stats.removed
+    assert _rows(tmp_path / "b.sqlite") == _rows(tmp_path / "a.sqlite")
+
+
+@pytest.mark.slow
+def test_cli_ray_stages_write_the_local_output_and_caches(
+    cluster: LocalCluster,
+    minilm: str,
+    tiny_ce: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    one_thread: None,
+) -> None:
+    """negsample mine --ray ADDRESS --ray-stages encode,rescore,judge, then the same
+    command without Ray: the same bytes out; the second run finds the embeddings and the
+    judge's answers in the caches the stages wrote (no model loaded, nothing asked)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from negsample.cli import main
+    from negsample.io import encoding as enc
+    from tests.beir_helpers import write_beir
+    from tests.test_scoring_listwise import Stub
+
+    root = write_beir(tmp_path / "beir", n_docs=120, n_queries=8)
+    stub = Stub()
+    try:
+        common = [
+            "mine", "--data", str(root), "--model", minilm, "--cache-dir", str(tmp_path / "cache"),
+            "--sampler", "topk(k=20)", "--n", "3", "--quiet", "--device", "cpu",
+            "--rescore", f"cross-encoder:{tiny_ce}", "--teacher-scores", "--format", "flagembedding",
+            "--judge-url", stub.url, "--judge-model", "m", "--judge-key-env", "NEGSAMPLE_NO_KEY",
+            "--judge-cache", str(tmp_path / "judge.sqlite"),
+        ]  # fmt: skip
+        ray = ["--ray", cluster.address, "--ray-stages", "encode,rescore,judge", "--workers", "2",
+               "--worker-cpus", str(CPUS)]  # fmt: skip
+        assert main([*common, "--out", str(tmp_path / "ray.jsonl"), *ray]) == 0
+        asked = len(stub.points)
+        assert asked > 0
+        monkeypatch.setattr(enc, "_load_model", _no_model)
+        with threadpoolctl.threadpool_limits(1):
+            assert main([*common, "--out", str(tmp_path / "local.jsonl")]) == 0
+        assert len(stub.points) == asked  # every answer came from the cache
+    finally:
+        stub.close()
+    a, b = (tmp_path / "ray.jsonl").read_bytes(), (tmp_path / "local.jsonl").read_bytes()
+    assert a == b and b.count(b"\n") == 8

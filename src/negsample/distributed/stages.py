@@ -34,6 +34,7 @@ import pickle
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -180,20 +181,23 @@ def _ray_data() -> Any:
 
 @contextlib.contextmanager
 def _data_context() -> Iterator[Any]:
-    """Ray Data without its own progress bars (the stages show theirs) and without its
-    INFO lines per execution; put back afterwards."""
-    data = _ray_data()
-    ctx = data.DataContext.get_current()
-    bars = ctx.enable_progress_bars
-    logger = logging.getLogger("ray.data")
-    level = logger.level
-    ctx.enable_progress_bars = False
-    logger.setLevel(max(level, logging.WARNING))
-    try:
-        yield data
-    finally:
-        ctx.enable_progress_bars = bars
-        logger.setLevel(level)
+    """Ray Data without its own progress bars (the stages show theirs), its INFO lines per
+    execution, or the deprecation warnings its own context raises about its own fields
+    (nothing a user of negsample can change); put back afterwards."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray.data")
+        data = _ray_data()
+        ctx = data.DataContext.get_current()
+        bars = ctx.enable_progress_bars
+        logger = logging.getLogger("ray.data")
+        level = logger.level
+        ctx.enable_progress_bars = False
+        logger.setLevel(max(level, logging.WARNING))
+        try:
+            yield data
+        finally:
+            ctx.enable_progress_bars = bars
+            logger.setLevel(level)
 
 
 def _pickled(exc: BaseException) -> bytes:
