@@ -142,6 +142,28 @@ def test_mine_options_refuse_a_stage_without_its_work(tmp_path: Path) -> None:
             )
 
 
+def test_cli_ray_stages_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit code 2 and one line, before any work: an unknown stage, a stage without
+    --ray, a stage without its work."""
+    from negsample.cli import main
+    from tests.beir_helpers import write_beir
+
+    root = write_beir(tmp_path / "beir", n_docs=80, n_queries=4)
+    base = ["mine", "--data", str(root), "--out", str(tmp_path / "o.jsonl"), "--quiet"]
+    cases = [
+        (["--ray", "auto", "--ray-stages", "encode,bogus"], "comma-separated list"),
+        (["--ray-stages", "encode"], "--ray-stages need --ray"),
+        (["--embeddings", str(root / "embeddings"), "--ray", "auto", "--ray-stages", "encode"],
+         "nothing is encoded with --embeddings"),
+        (["--ray", "auto", "--ray-stages", "judge"], "--ray-stages judge needs --judge-url"),
+    ]  # fmt: skip
+    for extra, message in cases:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
 # -- encoding ---------------------------------------------------------------------------------
 
 
