@@ -97,7 +97,7 @@ def _no_model(*a: Any, **k: Any) -> Any:
 def test_options_and_arguments_are_checked() -> None:
     from negsample.cli._args import ray_stages
     from negsample.distributed import RayScorer
-    from negsample.distributed.stages import _Pool, _worker_device
+    from negsample.distributed._stage import Pool, worker_device
 
     assert ray_stages("judge, encode") == ("encode", "judge")
     for bad in ("", "encode,search", "all"):
@@ -113,14 +113,14 @@ def test_options_and_arguments_are_checked() -> None:
         "gpus_per_worker": 1,
     }
     with pytest.raises(ValueError, match="min_workers=3 exceeds workers=2"):
-        _Pool(2, 3)
+        Pool(2, 3)
     with pytest.raises(ValueError, match="cpus_per_worker"):
-        _Pool(cpus=-1.0)
+        Pool(cpus=-1.0)
     with pytest.raises(TypeError, match="TeacherSpec"):
         RayScorer("cross-encoder:x")  # type: ignore[arg-type]
     # the actors' device is theirs, not the driver's: the cache key follows it
-    assert _worker_device(None, 0.0) == "cpu" and _worker_device("auto", 1.0) == "cuda"
-    assert _worker_device("cuda:1", 0.0) == "cuda:1"
+    assert worker_device(None, 0.0) == "cpu" and worker_device("auto", 1.0) == "cuda"
+    assert worker_device("cuda:1", 0.0) == "cuda:1"
 
 
 def test_mine_options_refuse_a_stage_without_its_work(tmp_path: Path) -> None:
@@ -365,12 +365,13 @@ def test_ray_judge_keeps_what_came_back_before_an_interruption(
 ) -> None:
     """Stopped after the first of 3 tasks came back: its answers are in the cache (the
     tasks in flight are lost), and the rerun asks for exactly the items not cached."""
-    from negsample.distributed import RayJudge, stages
+    from negsample.distributed import RayJudge
+    from negsample.distributed import _denoise_stages as stages
     from negsample.scoring import JudgeItem, JudgementCache
     from tests.test_scoring_listwise import Stub
 
     items = [JudgeItem("q", "p", f"doc {i}=>{'FN' if i % 2 else 'HN'}") for i in range(6)]
-    real = stages._run
+    real = stages.run
 
     def one_then_stop(*a: Any) -> Iterator[Any]:
         inner = real(*a)
@@ -383,7 +384,7 @@ def test_ray_judge_keeps_what_came_back_before_an_interruption(
     stub = Stub()
     try:
         spec = _spec(stub.url, tmp_path / "j.sqlite")
-        monkeypatch.setattr(stages, "_run", one_then_stop)
+        monkeypatch.setattr(stages, "run", one_then_stop)
         with RayJudge(spec, items_per_task=2, **POOL) as rj, pytest.raises(KeyboardInterrupt):
             rj.judge(items)
         with JudgementCache(spec.cache) as cache:
@@ -392,7 +393,7 @@ def test_ray_judge_keeps_what_came_back_before_an_interruption(
             kept = {it.document for it in items if cache.get_many([local.cache_key(it)])}
         assert len(kept) == 2
         before = len(stub.points)
-        monkeypatch.setattr(stages, "_run", real)
+        monkeypatch.setattr(stages, "run", real)
         with RayJudge(spec, items_per_task=2, **POOL) as rj:
             assert rj.judge(items) == ["HN", "FN"] * 3
             assert rj.stats.cache_hits == 2
