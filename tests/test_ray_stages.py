@@ -274,6 +274,11 @@ def test_encode_interrupted_either_way_resumes_the_missing_shards(
     )
     assert sorted(asked) == sorted(set(range(5)) - set(done))
     np.testing.assert_allclose(np.asarray(out), want, rtol=0, atol=1e-6)
+    # without a cache: every shard computed, the vectors returned
+    asked.clear()
+    plain = encode_ray(texts, minilm, cache_dir=None, shard_size=16, progress=False, **POOL)
+    assert not isinstance(plain, np.memmap) and sorted(asked) == list(range(5))
+    np.testing.assert_allclose(plain, want, rtol=0, atol=1e-6)
 
 
 # -- teacher scores ---------------------------------------------------------------------------
