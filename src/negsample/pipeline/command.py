@@ -24,11 +24,12 @@ write (:class:`~negsample.errors.RunFailed`) keeps them too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ __all__ = ["MineOptions", "MineResult", "denoise_draws", "run_mine", "work_dir_o
 
 Log = Callable[[str], None]
 _logger = logging.getLogger(__name__)
+#: Rows denoised per call of a Ray stage's scorer or judge.
+_RAY_CHUNK_ROWS = 65536
 
 
 def work_dir_of(out: str | os.PathLike[str]) -> Path:
@@ -197,6 +200,16 @@ class MineOptions:
                 "--max-chunks is not available with --ray: stop a cluster run with Ctrl-C and "
                 "run the same command again to continue"
             )
+        stages = self.ray.stages
+        if "encode" in stages and (self.run or self.data.embeddings):
+            raise InputError(
+                "--ray-stages encode encodes with --model: nothing is encoded with "
+                + ("--run" if self.run else "--embeddings")
+            )
+        if "rescore" in stages and not self.denoise.rescore:
+            raise InputError("--ray-stages rescore needs --rescore (the teacher to run)")
+        if "judge" in stages and not self.denoise.judge_url:
+            raise InputError("--ray-stages judge needs --judge-url and --judge-model")
 
     @property
     def near_duplicate_texts(self) -> bool:
@@ -382,8 +395,26 @@ def run_mine(options: MineOptions, *, log: Log | None = None) -> MineResult:
     plan = _plan(options)
     # one run per output: the lock is held from here to the end (a second run on the same
     # --out fails at once, and never touches this run's work folder)
-    with made_parents(plan.out.parent), work_lock(plan.work):
+    with made_parents(plan.out.parent), work_lock(plan.work), _stage_session(options.ray):
         return _run_locked(options, plan, say)
+
+
+@contextlib.contextmanager
+def _stage_session(ray: RayOptions) -> Iterator[None]:
+    """With ``--ray-stages``: one connection to the cluster for the stages and the search
+    (each would otherwise join and leave it in turn), let go at the end."""
+    if not ray.stages:
+        yield
+        return
+    from ..distributed import connect
+    from ..distributed._ray import ray_module
+
+    started = connect(ray.address)
+    try:
+        yield
+    finally:
+        if started:
+            ray_module().shutdown()
 
 
 def _run_locked(opts: MineOptions, plan: _Plan, log: Log) -> MineResult:
@@ -418,7 +449,17 @@ def _run_locked(opts: MineOptions, plan: _Plan, log: Log) -> MineResult:
             f"{rs['truncated']} candidates beyond depth {depth} (dropped)"
         )
     elif data.uses_embeddings:  # (--index bm25 without --embeddings / --model: texts only)
-        emb = dataset_embeddings(data, ds, timings, progress=opts.progress, log=log)
+        encoder = None
+        if "encode" in opts.ray.stages:
+            from functools import partial
+
+            from ..distributed import encode_dataset_ray
+
+            encoder = partial(encode_dataset_ray, **opts.ray.pool())
+            log(f"encoding as a Ray Data stage on {opts.ray.address}")
+        emb = dataset_embeddings(
+            data, ds, timings, progress=opts.progress, log=log, encoder=encoder
+        )
     denoising = opts.denoise.enabled
     n_mine, mine_sampler = opts.n, sampler
     reuse, n_keep = opts.max_negative_reuse, opts.n  # n_keep: draws kept by the denoiser
@@ -620,7 +661,11 @@ def _denoise(
     short padded, dropped only after the cap)."""
     from ..scoring import JudgeError, denoise
 
-    with open_scoring(plan.teacher, plan.judge, plan.margins, log=log) as (scorer, judge):
+    on_ray = {"rescore", "judge"} & set(opts.ray.stages)
+    with open_scoring(plan.teacher, plan.judge, plan.margins, log=log, ray=opts.ray) as (
+        scorer,
+        judge,
+    ):
         try:
             den = denoise(
                 negatives,
@@ -637,6 +682,9 @@ def _denoise(
                 on_short="drop" if plan.sampler.on_shortfall == "drop" and not capped else "pad",
                 fn_action=opts.denoise.judge_fn_action,
                 drop_above=opts.denoise.judge_drop_above,
+                # a Ray stage starts its actors per call: few, large calls (the output
+                # does not depend on the chunking)
+                chunk_rows=_RAY_CHUNK_ROWS if on_ray else 4096,
                 progress=opts.progress,
             )
         except JudgeError as exc:

@@ -160,10 +160,18 @@ def load_dataset(data: DataOptions, *, log: Log) -> tuple[Any, dict[str, float],
 
 
 def dataset_embeddings(
-    data: DataOptions, ds: Any, timings: dict[str, float], *, progress: bool, log: Log
+    data: DataOptions,
+    ds: Any,
+    timings: dict[str, float],
+    *,
+    progress: bool,
+    log: Log,
+    encoder: Callable[..., Any] | None = None,
 ) -> Any:
     """The embeddings of ``ds``: loaded from ``data.embeddings``, else encoded with
-    ``data.model`` (cached unless ``data.no_cache``); the seconds go to
+    ``data.model`` (cached unless ``data.no_cache``) by ``encoder`` (default
+    :func:`~negsample.io.encoding.encode_dataset`; on Ray,
+    :func:`~negsample.distributed.encode_dataset_ray`); the seconds go to
     ``timings["encode"]``."""
     from ..io.encoding import encode_dataset
 
@@ -178,7 +186,7 @@ def dataset_embeddings(
         log(f"precomputed embeddings from {data.embeddings}: dim {emb.corpus.shape[1]}{checked}")
     else:
         cache = data.embedding_cache()
-        emb = encode_dataset(
+        emb = (encoder or encode_dataset)(
             ds,
             data.model,
             cache_dir=None if cache is None else str(cache),

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from ..errors import InputError
 
 __all__ = [
+    "RAY_STAGES",
     "RESCORE_KINDS",
     "DataOptions",
     "DenoiseOptions",
@@ -39,6 +40,8 @@ __all__ = [
 #: The teacher kinds of ``--rescore KIND:PATH``.
 RESCORE_KINDS = ("cross-encoder", "bi-encoder")
 JUDGE_MODES = ("pointwise", "listwise")
+#: What ``--ray-stages`` may name: the work that runs as Ray Data stages beside the search.
+RAY_STAGES = ("encode", "rescore", "judge")
 
 
 def check_url(option: str, url: str) -> None:
@@ -295,10 +298,12 @@ class JudgeSpec:
     cascade_url: str | None = None
     mode: str = "pointwise"
 
-    def build(self) -> Any:
+    def build(self, cache: Any = None) -> Any:
         """The :class:`~negsample.scoring.LLMJudge` (a
         :class:`~negsample.scoring.ListwiseJudge` in ``"listwise"`` mode; or a
-        :class:`~negsample.scoring.CascadeJudge` of two); opens the cache."""
+        :class:`~negsample.scoring.CascadeJudge` of two); opens the cache (``cache``: a
+        :class:`~negsample.scoring.JudgementCache` to use instead of the file, as a Ray
+        stage's actors do)."""
         from ..scoring import CascadeJudge, ListwiseJudge, LLMJudge
 
         kind: Any = ListwiseJudge if self.mode == "listwise" else LLMJudge
@@ -308,7 +313,7 @@ class JudgeSpec:
                 base_url=url,
                 model=model,
                 api_key_env=self.key_env,
-                cache=str(self.cache),
+                cache=str(self.cache) if cache is None else cache,
                 max_concurrency=self.concurrency,
                 timeout=self.timeout,
             )
@@ -326,15 +331,34 @@ def open_scoring(
     margins: Any,
     *,
     log: Callable[[str], None],
+    ray: RayOptions | None = None,
 ) -> Iterator[tuple[Any, Any]]:
     """``with open_scoring(teacher, judge, margins, log=...) as (scorer, judge):`` the
     teacher loaded and the judge's cache opened (either ``None`` when not asked for), each
-    named in the log; the scorer's worker pool is stopped at the end."""
-    scorer = None if teacher is None else teacher.build()
+    named in the log; the scorer's worker pool is stopped at the end. With ``ray`` whose
+    ``stages`` name ``"rescore"`` / ``"judge"``, the scorer / judge is the Ray Data stage
+    (:class:`~negsample.distributed.RayScorer`, :class:`~negsample.distributed.RayJudge`):
+    nothing is loaded here."""
+    stages = ray.stages if ray is not None and ray.enabled else ()
+    scorer: Any
+    made: Any
+    if teacher is not None and "rescore" in stages:
+        from ..distributed.stages import RayScorer
+
+        assert ray is not None
+        scorer = RayScorer(teacher, **ray.pool())
+    else:
+        scorer = None if teacher is None else teacher.build()
     try:
         if scorer is not None:
             log(f"rescoring with {scorer!r}; {margins!r}")
-        made = None if judge is None else judge.build()
+        if judge is not None and "judge" in stages:
+            from ..distributed.stages import RayJudge
+
+            assert ray is not None
+            made = RayJudge(judge, **ray.pool())
+        else:
+            made = None if judge is None else judge.build()
         if judge is not None:
             from ..scoring import redact
 
@@ -547,6 +571,10 @@ class RayOptions:
         query sharding or corpus sharding.
     worker_cpus, worker_gpus : float or None
         per worker (default 1 CPU, 0 GPUs).
+    stages : tuple of str
+        the stages run as Ray Data stages beside the search (``--ray-stages``):
+        ``"encode"``, ``"rescore"``, ``"judge"``; their actors take ``worker_cpus`` /
+        ``worker_gpus`` each, at most ``workers`` of them (docs/distributed.md).
     """
 
     address: str | None = None
@@ -554,14 +582,32 @@ class RayOptions:
     corpus_shards: int | None = None
     worker_cpus: float | None = None
     worker_gpus: float | None = None
+    stages: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         flags = ("workers", "corpus_shards", "worker_cpus", "worker_gpus")
         given = [f"--{k.replace('_', '-')}" for k in flags if getattr(self, k) is not None]
+        if self.stages:
+            given.append("--ray-stages")
         if self.address is None and given:
             raise InputError(f"{', '.join(given)} need --ray (auto, local or HOST:PORT)")
         if self.workers is not None and self.corpus_shards is not None:
             raise InputError("give --workers (query sharding) or --corpus-shards, not both")
+        bad = [s for s in self.stages if s not in RAY_STAGES]
+        if bad:
+            raise InputError(
+                f"--ray-stages: unknown stage {bad[0]!r} (the stages: {', '.join(RAY_STAGES)})"
+            )
+
+    def pool(self) -> dict[str, Any]:
+        """The actor pool of the Ray Data stages: ``workers``, ``cpus_per_worker``,
+        ``gpus_per_worker`` (keywords of :func:`negsample.distributed.encode_ray` and the
+        other stages)."""
+        return {
+            "workers": self.workers,
+            "cpus_per_worker": 1.0 if self.worker_cpus is None else self.worker_cpus,
+            "gpus_per_worker": 0.0 if self.worker_gpus is None else self.worker_gpus,
+        }
 
     @property
     def enabled(self) -> bool:
