@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._optional import require
+from .errors import InputError
 
 __all__ = [
     "PRECISIONS",
@@ -64,7 +65,7 @@ def check_precision(precision: Any) -> str | None:
     if name == "auto":
         return None
     if name not in _ALIASES:
-        raise ValueError(
+        raise InputError(
             f"precision must be one of {PRECISIONS} (or {', '.join(PRECISION_NAMES[3:])}, "
             f"'auto', None), got {precision!r}"
         )
@@ -109,26 +110,26 @@ def check_device(torch: Any, name: Any) -> str:
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device {name!r} is not a torch device name: {exc}") from exc
+        raise InputError(f"device {name!r} is not a torch device name: {exc}") from exc
     if dev.type == "cpu":
         return "cpu"
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(
+            raise InputError(
                 f"device {str(name)!r}: torch sees no CUDA GPU (torch.cuda.is_available() is "
                 f"False; torch {torch.__version__}); use device='auto' or 'cpu'"
             )
         idx = 0 if dev.index is None else dev.index
         if idx >= torch.cuda.device_count():
-            raise ValueError(
+            raise InputError(
                 f"device {str(name)!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible"
             )
         return f"cuda:{idx}"
     if dev.type == "mps":
         if not _mps_available(torch):
-            raise ValueError(f"device {str(name)!r}: torch's MPS backend is not available")
+            raise InputError(f"device {str(name)!r}: torch's MPS backend is not available")
         return "mps"
-    raise ValueError(
+    raise InputError(
         f"device must be 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a list of them, got {name!r}"
     )
 
@@ -157,9 +158,9 @@ def resolve_devices(spec: Any = None, *, multi: bool = True) -> list[str]:
     if spec is not None and not isinstance(spec, str) and isinstance(spec, Sequence):
         names = [check_device(torch, d) for d in spec]
         if not names:
-            raise ValueError("device: an empty list of devices")
+            raise InputError("device: an empty list of devices")
         if not multi and len(names) > 1:
-            raise ValueError(f"this component runs on one device, got {list(spec)!r}")
+            raise InputError(f"this component runs on one device, got {list(spec)!r}")
         return names
     name = "auto" if spec is None else spec
     if isinstance(name, str):

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ._files import hold_lock, write_json
+from .errors import InputError
 
 __all__ = [
     "LEAF_BYTES",
@@ -147,12 +148,12 @@ class RowDigest:
 
     def _update(self, b: np.ndarray) -> None:
         if b.dtype != self.dtype or b.shape[1:] != self._row:
-            raise ValueError(
+            raise InputError(
                 f"rows of {b.dtype} {b.shape[1:]} fed to the digest of {self.dtype} {self.shape}"
             )
         self.rows += b.shape[0]
         if self.rows > self._n:
-            raise ValueError(f"{self.rows} rows fed to the digest of {self._n}")
+            raise InputError(f"{self.rows} rows fed to the digest of {self._n}")
         rpl, i = self.rows_per_leaf, 0
         if self._carried:
             i = min(rpl - self._carried, b.shape[0])
@@ -172,7 +173,7 @@ class RowDigest:
         """The digest (once every row was fed)."""
         if self.rows != self._n:
             self._leaves.close()
-            raise ValueError(f"{self.rows} rows fed to the digest of {self._n}")
+            raise InputError(f"{self.rows} rows fed to the digest of {self._n}")
         if self._carry:
             self._leaves.add(_contiguous_leaf, np.concatenate(self._carry))
             self._carry, self._carried = [], 0

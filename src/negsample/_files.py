@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import InputError
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -209,7 +211,7 @@ def atomic_file(
     (``mode`` ``"wb"`` or ``"w"``, ``open_kw`` such as ``encoding=``), closed and renamed
     onto ``p`` if the block succeeds, removed if it fails (see :class:`atomic_path`)."""
     if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_file writes a new file: mode must be 'w' or 'wb', got {mode!r}")
+        raise InputError(f"atomic_file writes a new file: mode must be 'w' or 'wb', got {mode!r}")
     p = Path(path)
     _make_parent(p)
     fd, tmp = _temp_file(p)

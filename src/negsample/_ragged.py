@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .errors import InputError, InputTypeError
+
 __all__ = ["Ragged", "as_ragged", "dedupe", "segment_argbest", "segment_sum", "to_ragged"]
 
 IntArray = npt.NDArray[np.int64]
@@ -117,7 +119,7 @@ class Ragged:
     def union(self, other: Ragged) -> Ragged:
         """Row-wise union (this row's ids, then the other's new ones, each once)."""
         if other.n_rows != self.n_rows:
-            raise ValueError(f"cannot join {self.n_rows} rows with {other.n_rows}")
+            raise InputError(f"cannot join {self.n_rows} rows with {other.n_rows}")
         rows = np.r_[self.row_of, other.row_of]
         vals = np.r_[self.values, other.values]
         order = np.argsort(rows, kind="stable")
@@ -162,38 +164,38 @@ def to_ragged(
     if isinstance(rows, Ragged):
         rag = rows
         if rag.n_rows != n_rows:
-            raise ValueError(f"{name} has {rag.n_rows} rows but there are {n_rows} queries")
+            raise InputError(f"{name} has {rag.n_rows} rows but there are {n_rows} queries")
     elif isinstance(rows, np.ndarray) and rows.ndim == 2 and rows.dtype.kind in "iu":
         if rows.shape[0] != n_rows:
-            raise ValueError(f"{name} has {rows.shape[0]} rows but there are {n_rows} queries")
+            raise InputError(f"{name} has {rows.shape[0]} rows but there are {n_rows} queries")
         pos = rows.astype(np.int64, copy=False)
         present = pos >= 0
         lengths = present.sum(axis=1)
         first_pad = np.where(~present, np.arange(pos.shape[1]), pos.shape[1]).min(axis=1)
         if np.any(lengths != first_pad):
             row = int(np.argmax(lengths != first_pad))
-            raise ValueError(f"{name} row {row}: -1 padding must come after the ids")
+            raise InputError(f"{name} row {row}: -1 padding must come after the ids")
         if np.any(pos < -1):
             r, c = (int(v) for v in np.argwhere(pos < -1)[0])
-            raise ValueError(f"{name}[{r}] holds a negative id ({pos[r, c]})")
+            raise InputError(f"{name}[{r}] holds a negative id ({pos[r, c]})")
         indptr = np.zeros(n_rows + 1, np.int64)
         np.cumsum(lengths, out=indptr[1:])
         rag = Ragged(indptr, pos[present])
     else:
         if isinstance(rows, str | bytes) or not isinstance(rows, Sequence | np.ndarray):
-            raise TypeError(
+            raise InputTypeError(
                 f"{name} must be a sequence with one sequence of corpus row ids per query, "
                 f"got {type(rows).__name__}"
             )
         if len(rows) != n_rows:
-            raise ValueError(f"{name} has {len(rows)} entries but there are {n_rows} queries")
+            raise InputError(f"{name} has {len(rows)} entries but there are {n_rows} queries")
         parts = []
         for i, p in enumerate(rows):
             a = np.atleast_1d(np.asarray(p))
             if a.ndim != 1:
-                raise ValueError(f"{name}[{i}] must be a flat sequence of ids, got shape {a.shape}")
+                raise InputError(f"{name}[{i}] must be a flat sequence of ids, got shape {a.shape}")
             if a.size and a.dtype.kind not in "iu":
-                raise TypeError(
+                raise InputTypeError(
                     f"{name}[{i}] must hold integer corpus row ids, got dtype {a.dtype}"
                 )
             parts.append(a.astype(np.int64, copy=False))
@@ -206,18 +208,18 @@ def to_ragged(
     if values.size and values.min() < 0:
         at = int(np.argmax(values < 0))
         r = int(np.searchsorted(rag.indptr, at, side="right") - 1)
-        raise ValueError(f"{name}[{r}] holds a negative id ({values[at]})")
+        raise InputError(f"{name}[{r}] holds a negative id ({values[at]})")
     if n_corpus is not None and values.size and values.max() >= n_corpus:
         at = int(np.argmax(values >= n_corpus))
         r = int(np.searchsorted(rag.indptr, at, side="right") - 1)
-        raise ValueError(
+        raise InputError(
             f"{name}[{r}] holds id {values[at]}, out of range for a corpus of {n_corpus} rows"
         )
     lengths = rag.lengths
     if n_rows and not allow_empty and np.any(lengths == 0):
         row = int(np.argmax(lengths == 0))
         n_empty = int((lengths == 0).sum())
-        raise ValueError(
+        raise InputError(
             f"query {row} has no {name} ({n_empty} queries in all); every query needs at "
             f"least one labelled positive (drop those queries first)"
         )

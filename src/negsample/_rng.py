@@ -14,6 +14,8 @@ import secrets
 import numpy as np
 import numpy.typing as npt
 
+from .errors import InputError, InputTypeError
+
 __all__ = ["Stream", "gumbel", "gumbel_at", "normalize_seed", "uniform", "uniform_at"]
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
@@ -64,11 +66,11 @@ def normalize_seed(seed: int | np.random.Generator | None) -> int:
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(0, _MASK63, dtype=np.int64))
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TypeError(
+        raise InputTypeError(
             f"seed must be an int, a numpy Generator or None, got {type(seed).__name__}"
         )
     if seed < 0 or seed >= 1 << 64:
-        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed}")
+        raise InputError(f"seed must be an integer in [0, 2**64), got {seed}")
     return int(seed)
 
 

@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .errors import InputError, InputTypeError
+
 __all__ = [
     "FLOAT32_MAX",
     "as_float32",
@@ -37,7 +39,9 @@ def to_numpy(x: Any, name: str) -> np.ndarray:
     try:
         return np.asarray(x)
     except Exception as exc:  # pragma: no cover - numpy's own message is kept
-        raise TypeError(f"{name}: cannot convert {type(x).__name__} to an array: {exc}") from exc
+        raise InputTypeError(
+            f"{name}: cannot convert {type(x).__name__} to an array: {exc}"
+        ) from exc
 
 
 def as_matrix(
@@ -58,15 +62,15 @@ def as_matrix(
     if arr.ndim == 1 and allow_1d:
         arr = arr[None, :]
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (n, dim), got shape {arr.shape}")
+        raise InputError(f"{name} must be a 2-D array (n, dim), got shape {arr.shape}")
     if arr.dtype.type not in _FLOAT_KINDS:
-        raise TypeError(
+        raise InputTypeError(
             f"{name} must hold float16, float32 or float64 vectors, got dtype {arr.dtype}"
         )
     if arr.shape[1] == 0:
-        raise ValueError(f"{name} has dimension 0")
+        raise InputError(f"{name} has dimension 0")
     if dim is not None and arr.shape[1] != dim:
-        raise ValueError(f"{name} has dimension {arr.shape[1]}, but the index has dimension {dim}")
+        raise InputError(f"{name} has dimension {arr.shape[1]}, but the index has dimension {dim}")
     if check:
         check_finite(arr, name)
     return arr
@@ -95,16 +99,16 @@ def check_finite(arr: np.ndarray, name: str, *, row_offset: int = 0) -> None:
         row = start + r + row_offset
         if nonfinite[r]:
             what = "NaN" if np.isnan(block[r]).any() else "an infinite value"
-            raise ValueError(f"{name} row {row} contains {what}")
+            raise InputError(f"{name} row {row} contains {what}")
         if cast[r]:
             value = block[r][~np.isfinite(b32[r])][0]
-            raise ValueError(
+            raise InputError(
                 f"{name} row {row} holds {value:.4g}, beyond float32's range "
                 f"(+/-{FLOAT32_MAX:.4g}): it becomes infinite once cast to float32; "
                 "rescale the vectors"
             )
         big = float(np.sqrt(np.sum(np.square(block[r].astype(np.float64)))))
-        raise ValueError(
+        raise InputError(
             f"{name} row {row} has norm {big:.4g}: its squared norm and inner products "
             f"overflow float32 (norms must stay below {np.sqrt(FLOAT32_MAX):.4g}); rescale "
             "the vectors"
@@ -122,7 +126,7 @@ def as_float32(values: Any, name: str) -> npt.NDArray[np.float32]:
         if over.any():
             at = tuple(int(i) for i in np.argwhere(over)[0])
             where = f"row {at[0]}, column {at[1]}" if len(at) == 2 else f"entry {at[0]}"
-            raise ValueError(
+            raise InputError(
                 f"{name} {where} is {arr[at]:.4g}, beyond float32's range "
                 f"(+/-{FLOAT32_MAX:.4g}): it would become infinite"
             )
@@ -155,12 +159,12 @@ def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | 
     if maximum is not None:
         what = f"an integer in [{minimum}, {maximum}]"
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be {what}, got {value!r} ({type(value).__name__})")
+        raise InputError(f"{name} must be {what}, got {value!r} ({type(value).__name__})")
     v = int(value)
     if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
         if minimum is not None and minimum > 1 and maximum is None:
             what = f"an integer >= {minimum}"
-        raise ValueError(f"{name} must be {what}, got {v}")
+        raise InputError(f"{name} must be {what}, got {v}")
     return v
 
 
@@ -175,12 +179,12 @@ def check_number(
     """``value`` as a float: a real number (int or float, never a bool or a string),
     finite unless ``finite=False``, and ``> 0`` / ``>= 0`` when asked."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+        raise InputError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
     v = float(value)
     if np.isnan(v) or (finite and not np.isfinite(v)):
-        raise ValueError(f"{name} must be a finite number, got {v}")
+        raise InputError(f"{name} must be a finite number, got {v}")
     if positive and not v > 0:
-        raise ValueError(f"{name} must be > 0, got {v}")
+        raise InputError(f"{name} must be > 0, got {v}")
     if nonnegative and not v >= 0:
-        raise ValueError(f"{name} must be >= 0, got {v}")
+        raise InputError(f"{name} must be >= 0, got {v}")
     return v

@@ -22,6 +22,7 @@ from ._ragged import Ragged, segment_argbest, segment_sum
 from ._rng import Stream, gumbel, gumbel_at, uniform
 from ._types import MiningStats
 from ._validate import FLOAT32_MAX, as_float32, to_numpy
+from .errors import InputError, InputTypeError
 from .index.base import index_score, index_sq_norms
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ class SamplerBatch:
 
     def _need_index(self, what: str) -> Index:
         if self.index is None:
-            raise ValueError(
+            raise InputError(
                 f"this sampler needs {what}: pass index= (an Index over the corpus) to "
                 "sample(), or use mine()"
             )
@@ -226,7 +227,7 @@ def resolve_anchor(batch: SamplerBatch, policy: str) -> tuple[SamplerBatch, Anch
     n_known = np.bincount(pos.row_of[known], minlength=batch.size)
     if np.any(n_known == 0):
         r = int(np.argmax(n_known == 0))
-        raise ValueError(
+        raise InputError(
             f"query {int(batch.query_index[r])}: no positive has a known score s(q, d+); pass "
             "positive_scores, or queries and an index, so the sampler can anchor on a positive"
         )
@@ -247,7 +248,7 @@ def resolve_anchor(batch: SamplerBatch, policy: str) -> tuple[SamplerBatch, Anch
         rank = rank - np.repeat(np.r_[0, np.cumsum(known)][pos.indptr[:-1]], pos.lengths)
         flat = np.flatnonzero(known & (rank == pick[pos.row_of]))
     else:  # pragma: no cover - validated at construction
-        raise ValueError(policy)
+        raise InputError(policy)
     return batch, Anchor(pos.values[flat], ps[flat], policy)
 
 
@@ -295,43 +296,43 @@ def build_batch(
     ids = to_numpy(ids, "ids")
     sc = to_numpy(scores, "scores")
     if ids.ndim != 2:
-        raise ValueError(f"candidate ids must be 2-D (n_queries, k), got shape {ids.shape}")
+        raise InputError(f"candidate ids must be 2-D (n_queries, k), got shape {ids.shape}")
     if ids.size and ids.dtype.kind not in "iu":
-        raise TypeError(f"candidate ids must be integers, got dtype {ids.dtype}")
+        raise InputTypeError(f"candidate ids must be integers, got dtype {ids.dtype}")
     if sc.shape != ids.shape:
-        raise ValueError(f"scores has shape {sc.shape} but ids has shape {ids.shape}")
+        raise InputError(f"scores has shape {sc.shape} but ids has shape {ids.shape}")
     if sc.size and sc.dtype.kind != "f":
-        raise TypeError(f"candidate scores must be floats, got dtype {sc.dtype}")
+        raise InputTypeError(f"candidate scores must be floats, got dtype {sc.dtype}")
     ids = ids.astype(np.int64, copy=False)
     sc = as_float32(sc, "candidate scores")  # a float64 beyond float32's range: refused
     b = ids.shape[0]
     if positives.n_rows != b:
-        raise ValueError(f"positives has {positives.n_rows} rows, the candidates {b}")
+        raise InputError(f"positives has {positives.n_rows} rows, the candidates {b}")
     present = ids >= 0
     if np.any(ids < -1):
         r, c = np.argwhere(ids < -1)[0]
-        raise ValueError(f"candidate ids row {r} holds {ids[r, c]}; use -1 for padding")
+        raise InputError(f"candidate ids row {r} holds {ids[r, c]}; use -1 for padding")
     if index is not None and np.any(ids >= index.ntotal):
         r, c = np.argwhere(ids >= index.ntotal)[0]
-        raise ValueError(
+        raise InputError(
             f"candidate ids row {r} holds {ids[r, c]}, out of range for a corpus of {index.ntotal}"
         )
     if np.any(present & ~np.isfinite(sc)):
         r, c = np.argwhere(present & ~np.isfinite(sc))[0]
-        raise ValueError(f"candidate scores row {r}, column {c} is {sc[r, c]} (not finite)")
+        raise InputError(f"candidate scores row {r}, column {c} is {sc[r, c]} (not finite)")
     if not trusted:
         srt = np.sort(np.where(present, ids, -1 - np.arange(ids.shape[1])[None, :]), axis=1)
         dup = srt[:, 1:] == srt[:, :-1]
         if dup.any():
             r, c = np.argwhere(dup)[0]
-            raise ValueError(f"candidate ids row {r} holds id {srt[r, c]} twice")
+            raise InputError(f"candidate ids row {r} holds id {srt[r, c]} twice")
     is_pos = present & positives.contains(ids)
     stats.candidates_seen += int(present.sum())
     stats.count_removed("positive", int(is_pos.sum()))
     removed = is_pos
     if exclude is not None:
         if exclude.n_rows != b:
-            raise ValueError(f"exclude has {exclude.n_rows} rows, the candidates {b}")
+            raise InputError(f"exclude has {exclude.n_rows} rows, the candidates {b}")
         is_exc = present & ~is_pos & exclude.contains(ids)
         stats.count_removed("excluded", int(is_exc.sum()))
         removed = is_pos | is_exc
@@ -340,7 +341,7 @@ def build_batch(
     if positive_scores is not None:
         ps = to_numpy(positive_scores, "positive_scores")
         if ps.shape != (positives.nnz,):
-            raise ValueError(
+            raise InputError(
                 f"positive_scores has shape {ps.shape}, want ({positives.nnz},): one score "
                 "per positive"
             )
@@ -349,7 +350,7 @@ def build_batch(
                 over = np.isfinite(ps) & (np.abs(ps) > FLOAT32_MAX)
             if over.any():
                 at = int(np.argmax(over))
-                raise ValueError(
+                raise InputError(
                     f"positive_scores of query {int(query_index[positives.row_of[at]])} "
                     f"(positive {int(positives.values[at])}) is {ps[at]:.4g}, beyond float32's "
                     f"range (+/-{FLOAT32_MAX:.4g}): it would become infinite"
@@ -357,7 +358,7 @@ def build_batch(
         ps = ps.astype(np.float32)
         if np.any(np.isinf(ps)):
             at = int(np.argmax(np.isinf(ps)))
-            raise ValueError(
+            raise InputError(
                 f"positive_scores of query {int(query_index[positives.row_of[at]])} (positive "
                 f"{int(positives.values[at])}) is {ps[at]}: scores must be finite (NaN = unknown)"
             )

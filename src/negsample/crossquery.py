@@ -36,6 +36,7 @@ from ._ragged import Ragged
 from ._rng import Stream, uniform_at
 from ._types import Negatives, ReuseStats
 from ._validate import check_int, to_numpy
+from .errors import InputError, InputTypeError
 
 if TYPE_CHECKING:
     from .samplers.base import BaseSampler
@@ -79,7 +80,7 @@ class PositiveMask:
         flat = np.asarray(ids, dtype=np.int64).ravel()
         flat = flat[flat >= 0]
         if flat.size and int(flat.max()) >= ntotal:
-            raise ValueError(
+            raise InputError(
                 f"positive id {int(flat.max())} is out of range for a corpus of {ntotal} rows"
             )
         flat = np.unique(flat)
@@ -108,7 +109,7 @@ class PositiveMask:
         query, or an int array (``-1`` ignored)."""
         if isinstance(positives, PositiveMask):
             if positives.ntotal != ntotal:
-                raise ValueError(
+                raise InputError(
                     f"the positive mask covers {positives.ntotal} corpus rows, the index {ntotal}"
                 )
             return positives
@@ -117,12 +118,12 @@ class PositiveMask:
         if isinstance(positives, np.ndarray) or hasattr(positives, "__array__"):
             arr = to_numpy(positives, "positives")
             if arr.size and arr.dtype.kind not in "iu":
-                raise TypeError(f"positives must hold integers, got dtype {arr.dtype}")
+                raise InputTypeError(f"positives must hold integers, got dtype {arr.dtype}")
             return cls(arr, ntotal)
         if isinstance(positives, Sequence):
             parts = [np.atleast_1d(np.asarray(p, dtype=np.int64)).ravel() for p in positives]
             return cls(np.concatenate(parts) if parts else np.empty(0, np.int64), ntotal)
-        raise TypeError(
+        raise InputTypeError(
             f"positives must be ids per query or a PositiveMask, got {type(positives).__name__}"
         )
 
@@ -323,7 +324,7 @@ def reuse_cap(
     max_reuse = check_int("max_negative_reuse", max_reuse, 1)
     oversample = check_oversample(oversample)
     if not isinstance(sampler, _Base):
-        raise TypeError(
+        raise InputTypeError(
             f"max_negative_reuse needs a negsample BaseSampler (its draws come in draw "
             f"order, so spare draws extend its first n), got {type(sampler).__name__}"
         )
@@ -381,14 +382,14 @@ def cap_negative_reuse(
     n = check_int("n", n, 1)
     max_reuse = check_int("max_reuse", max_reuse, 1)
     if on_short not in ("pad", "drop"):
-        raise ValueError(f"on_short must be 'pad' or 'drop', got {on_short!r}")
+        raise InputError(f"on_short must be 'pad' or 'drop', got {on_short!r}")
     if not isinstance(draws, Negatives):
-        raise TypeError(f"draws must be a negsample Negatives, got {type(draws).__name__}")
+        raise InputTypeError(f"draws must be a negsample Negatives, got {type(draws).__name__}")
     ids = np.asarray(draws.ids, np.int64)
     qi = np.asarray(draws.query_index, np.int64)
     ai = np.asarray(draws.anchor_ids, np.int64)
     if ids.shape[1] < n:
-        raise ValueError(f"the draws have {ids.shape[1]} columns, fewer than n={n}")
+        raise InputError(f"the draws have {ids.shape[1]} columns, fewer than n={n}")
     valid_n = (ids >= 0).sum(axis=1)
     alive = np.ones(len(draws), bool) if on_short == "pad" else valid_n >= n
     dropped_first = int((~alive).sum())
@@ -436,5 +437,5 @@ def check_oversample(oversample: Any) -> float:
         or not math.isfinite(oversample)
         or oversample < 1
     ):
-        raise ValueError(f"reuse_oversample must be a finite number >= 1, got {oversample!r}")
+        raise InputError(f"reuse_oversample must be a finite number >= 1, got {oversample!r}")
     return float(oversample)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from .errors import InputError
+
 __all__ = ["SyntheticRetrieval", "make_synthetic"]
 
 
@@ -46,7 +48,7 @@ def make_synthetic(
     """
     per_query = max_positives + n_hidden + n_distractors
     if n_docs < n_queries * per_query:
-        raise ValueError(
+        raise InputError(
             f"n_docs={n_docs} is too small: {n_queries} queries x {per_query} planted documents"
         )
     rng = np.random.default_rng(seed)

@@ -26,9 +26,6 @@ True
 from __future__ import annotations
 
 import errno
-import os
-import re
-import traceback
 
 __all__ = ["InputError", "InputTypeError", "RunFailed", "is_input_error", "os_error_message"]
 
@@ -62,32 +59,7 @@ def os_error_message(exc: OSError) -> str:
 
 def is_input_error(exc: BaseException) -> bool:
     """Whether ``exc`` is the user's bad input or settings (exit 2), not a bug (exit 1):
-    an :class:`InputError`, or, for now, what :func:`_raised_on_purpose` accepts."""
-    if isinstance(exc, InputError):
-        return True
-    return isinstance(exc, ValueError | TypeError) and _raised_on_purpose(exc)
-
-
-_PACKAGE = os.path.dirname(os.path.realpath(__file__))
-_RAISE = re.compile(r"\s*raise\s+(ValueError|TypeError)\b")
-
-
-def _raised_on_purpose(exc: BaseException) -> bool:
-    """TRANSITIONAL: a plain ``ValueError``/``TypeError`` counts as the user's error when
-    negsample raised it on purpose: the last frame of its traceback is in a negsample
-    module and its line is an explicit ``raise ValueError(...)`` / ``raise TypeError(...)``.
-    One raised inside numpy, faiss, torch or the standard library, or by an operation
-    that failed in negsample's own code, is a bug (so is any, when the source of the
-    package cannot be read: the line is unknown).
-
-    The library's input checks still say ``raise ValueError(``; once one pass has turned
-    them into ``raise InputError(`` (``InputTypeError`` for a ``TypeError``), this
-    function is deleted and :func:`is_input_error` keeps only its ``isinstance`` test.
-    """
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    last = traceback.extract_tb(tb)[-1]
-    if not os.path.realpath(last.filename).startswith(_PACKAGE + os.sep):
-        return False
-    return bool(_RAISE.match(last.line or ""))
+    an :class:`InputError` (every input check of the library raises one, or a subclass
+    such as :class:`~negsample.DataError`). A ``ValueError`` or ``TypeError`` raised
+    anywhere else (inside numpy, faiss or torch, or by an operation that failed) is a bug."""
+    return isinstance(exc, InputError)

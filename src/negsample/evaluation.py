@@ -17,6 +17,7 @@ from ._ragged import to_ragged
 from ._rng import normalize_seed, uniform
 from ._types import Negatives
 from ._validate import as_matrix, pad_positives
+from .errors import InputError
 
 if TYPE_CHECKING:
     from .filters import Filters
@@ -58,7 +59,7 @@ def negative_quality(negatives: Negatives, relevant: Sequence[Any]) -> NegativeQ
     """Score ``negatives`` against ``relevant`` (one sequence of corpus ids per query:
     the positives the sampler was not shown)."""
     if len(negatives) and int(negatives.query_index.max()) >= len(relevant):
-        raise ValueError(
+        raise InputError(
             f"relevant has {len(relevant)} entries but the negatives name query "
             f"{int(negatives.query_index.max())}"
         )
@@ -125,7 +126,7 @@ def hide_positives(positives: Any, seed: int, n_corpus: int | None = None) -> Hi
     ([0, 2], 2, 1)
     """
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        raise InputError(f"seed must be a non-negative int, got {seed!r}")
     n_q = positives.shape[0] if isinstance(positives, np.ndarray) else len(positives)
     pos = pad_positives(positives, n_q, n_corpus)
     # distinct ids per row, sorted, -1 padding last
@@ -242,14 +243,14 @@ def hidden_positive_protocol(
         labelled = [(repr(s), s) for s in samplers]
         dup = {lab for lab in (x for x, _ in labelled) if sum(y == lab for y, _ in labelled) > 1}
         if dup:
-            raise ValueError(f"the same sampler is listed twice: {sorted(dup)[0]}")
+            raise InputError(f"the same sampler is listed twice: {sorted(dup)[0]}")
     if not labelled:
-        raise ValueError("no samplers given")
+        raise InputError("no samplers given")
     seeds = [int(normalize_seed(s)) for s in seeds]
     if not seeds:
-        raise ValueError("no seeds given")
+        raise InputError("no seeds given")
     if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds repeat: {seeds}")
+        raise InputError(f"seeds repeat: {seeds}")
     for _, sampler in labelled:  # refuse before any work is done
         sampler.check_n(n)
     q_all = as_matrix(queries, "queries", dim=index.dim)
@@ -259,7 +260,7 @@ def hidden_positive_protocol(
     rows: list[ProtocolRow] = []
     splits = {seed: hide_positives(pos, seed, index.ntotal) for seed in seeds}
     if splits[seeds[0]].query_rows.size == 0:
-        raise ValueError("no query has two or more distinct positives: nothing can be hidden")
+        raise InputError("no query has two or more distinct positives: nothing can be hidden")
     q_sub = np.ascontiguousarray(q_all[splits[seeds[0]].query_rows])
     for label, sampler in labelled:
         for seed in seeds:
@@ -334,7 +335,7 @@ def summarize(rows: Sequence[ProtocolRow]) -> list[ProtocolSummary]:
     out = []
     for label, g in groups.items():
         if len({r.sampler for r in g}) > 1:
-            raise ValueError(f"label {label!r} names two different samplers")
+            raise InputError(f"label {label!r} names two different samplers")
 
         def stat(name: str, g: list[ProtocolRow] = g) -> tuple[float, float]:
             v = np.array([getattr(r, name) for r in g], dtype=np.float64)

@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._ragged import segment_sum
+from .errors import InputError
 from .index.base import index_score, index_sq_norms
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def near_duplicate_mask(
         when the batch has no index (candidates from a run file without embeddings).
     """
     if batch.index is None:
-        raise ValueError(
+        raise InputError(
             "near_duplicate compares candidates with the positives' embeddings, and these "
             "candidates come without an index (a run file without embeddings): pass "
             "index= (an Index over the corpus), or leave near_duplicate unset"
@@ -203,7 +204,7 @@ def anchor_reduce(
         if nonempty.size:
             out[nonempty] = ufunc.reduceat(vals, ptr[nonempty])
         return out
-    raise ValueError(f"anchor must be one of {ANCHORS}, got {policy!r}")
+    raise InputError(f"anchor must be one of {ANCHORS}, got {policy!r}")
 
 
 def anchor_scores(batch: SamplerBatch, policy: str) -> npt.NDArray[np.float64]:
@@ -214,7 +215,7 @@ def anchor_scores(batch: SamplerBatch, policy: str) -> npt.NDArray[np.float64]:
     n_known = np.bincount(pos.row_of[known], minlength=batch.size)
     if np.any(n_known == 0):
         q = int(batch.query_index[int(np.argmax(n_known == 0))])
-        raise ValueError(
+        raise InputError(
             f"query {q}: no positive score is known, so score filters cannot be applied; "
             "pass positive_scores or an index to compute them"
         )
@@ -225,9 +226,9 @@ def _check_real(name: str, v: Any) -> None:
     if v is None:
         return
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise ValueError(f"{name} must be a real number or None, got {v!r}")
+        raise InputError(f"{name} must be a real number or None, got {v!r}")
     if not math.isfinite(float(v)):
-        raise ValueError(f"{name} must be finite, got {v!r}")
+        raise InputError(f"{name} must be finite, got {v!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -276,12 +277,12 @@ class ScoreRules:
         for name in ("absolute_margin", "relative_margin", "max_score", "min_score"):
             _check_real(name, getattr(self, name))
         if self.relative_margin is not None and not 0.0 <= self.relative_margin <= 1.0:
-            raise ValueError(
+            raise InputError(
                 f"relative_margin must be in [0, 1] (sentence-transformers' convention: 0.05 "
                 f"discards negatives scored above s+ - 0.05 |s+|), got {self.relative_margin}"
             )
         if not isinstance(self.anchor, str) or self.anchor not in ANCHORS:
-            raise ValueError(f"anchor must be one of {ANCHORS}, got {self.anchor!r}")
+            raise InputError(f"anchor must be one of {ANCHORS}, got {self.anchor!r}")
 
     @property
     def needs_positive(self) -> bool:
@@ -306,7 +307,7 @@ class ScoreRules:
             out.append(("min_score", s > self.min_score))
         if self.needs_positive:
             if positive is None:
-                raise ValueError("absolute_margin and relative_margin need the s+ scores")
+                raise InputError("absolute_margin and relative_margin need the s+ scores")
             sp = positive if isinstance(positive, np.ndarray) else np.asarray(positive, np.float64)
             if self.absolute_margin is not None:
                 out.append(("absolute_margin", s < sp - self.absolute_margin))
@@ -378,7 +379,7 @@ class Filters:
     def __post_init__(self) -> None:
         if self.margin is not None:
             if self.absolute_margin is not None:
-                raise ValueError("give absolute_margin or its deprecated alias margin, not both")
+                raise InputError("give absolute_margin or its deprecated alias margin, not both")
             warnings.warn(
                 "Filters(margin=...) is deprecated; use absolute_margin (same meaning)",
                 DeprecationWarning,
@@ -387,15 +388,15 @@ class Filters:
             object.__setattr__(self, "absolute_margin", self.margin)
             object.__setattr__(self, "margin", None)
         if self.range_min < 0:
-            raise ValueError(f"range_min must be >= 0, got {self.range_min}")
+            raise InputError(f"range_min must be >= 0, got {self.range_min}")
         if self.range_max is not None and self.range_max <= self.range_min:
-            raise ValueError(
+            raise InputError(
                 f"range_max ({self.range_max}) must be greater than range_min ({self.range_min})"
             )
         _ = self.rules  # validates the score rules: one set of limits (ScoreRules)
         _check_real("near_duplicate", self.near_duplicate)
         if self.near_duplicate is not None and not 0.0 < self.near_duplicate <= 1.0:
-            raise ValueError(
+            raise InputError(
                 "near_duplicate is a cosine in (0, 1] (0.95 removes candidates whose cosine "
                 f"with a positive is >= 0.95), got {self.near_duplicate}"
             )

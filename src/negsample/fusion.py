@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from ._types import Candidates
 from ._validate import to_numpy
+from .errors import InputError
 
 __all__ = ["DEFAULT_K_RRF", "check_k_rrf", "reciprocal_rank_fusion"]
 
@@ -61,17 +62,17 @@ def reciprocal_rank_fusion(
     """
     k_rrf = check_k_rrf(k_rrf)
     if depth is not None and (isinstance(depth, bool) or int(depth) != depth or depth < 0):
-        raise ValueError(f"depth must be None or an integer >= 0, got {depth!r}")
+        raise InputError(f"depth must be None or an integer >= 0, got {depth!r}")
     if not rankings:
-        raise ValueError("no ranked lists to fuse")
+        raise InputError("no ranked lists to fuse")
     lists: list[npt.NDArray[np.int64]] = []
     for j, r in enumerate(rankings):
         a = to_numpy(r, f"rankings[{j}]")
         if a.ndim != 2 or (a.size and a.dtype.kind not in "iu"):
-            raise ValueError(f"rankings[{j}] must be a 2-D integer array (b, L), got {a.shape}")
+            raise InputError(f"rankings[{j}] must be a 2-D integer array (b, L), got {a.shape}")
         a = a.astype(np.int64)
         if lists and a.shape[0] != lists[0].shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"rankings[{j}] has {a.shape[0]} rows, rankings[0] {lists[0].shape[0]}"
             )
         _check_list(a, j)
@@ -112,9 +113,9 @@ def check_k_rrf(k_rrf: Any) -> float:
         naming the value.
     """
     if isinstance(k_rrf, bool) or not isinstance(k_rrf, int | float | np.number):
-        raise ValueError(f"k_rrf must be a number, got {k_rrf!r}")
+        raise InputError(f"k_rrf must be a number, got {k_rrf!r}")
     if not (math.isfinite(float(k_rrf)) and float(k_rrf) >= 0):
-        raise ValueError(f"k_rrf must be a finite number >= 0, got {k_rrf!r}")
+        raise InputError(f"k_rrf must be a finite number >= 0, got {k_rrf!r}")
     return float(k_rrf)
 
 
@@ -122,13 +123,13 @@ def _check_list(a: npt.NDArray[np.int64], j: int) -> None:
     """Padding only at the end of a row; an id at most once per row."""
     if np.any(a < -1):
         r, c = np.argwhere(a < -1)[0]
-        raise ValueError(f"rankings[{j}] row {r} holds {a[r, c]}; use -1 for padding")
+        raise InputError(f"rankings[{j}] row {r} holds {a[r, c]}; use -1 for padding")
     present = a >= 0
     if np.any(~present[:, :-1] & present[:, 1:]):
         r = int(np.argwhere(~present[:, :-1] & present[:, 1:])[0][0])
-        raise ValueError(f"rankings[{j}] row {r} has an id after -1 padding")
+        raise InputError(f"rankings[{j}] row {r} has an id after -1 padding")
     srt = np.sort(np.where(present, a, -1 - np.arange(a.shape[1])[None, :]), axis=1)
     dup = srt[:, 1:] == srt[:, :-1]
     if dup.any():
         r, c = np.argwhere(dup)[0]
-        raise ValueError(f"rankings[{j}] row {r} holds id {srt[r, c]} twice")
+        raise InputError(f"rankings[{j}] row {r} holds id {srt[r, c]} twice")

@@ -18,6 +18,7 @@ from ._types import MiningStats, Negatives
 from ._validate import as_matrix, check_int, check_number
 from .candidates import build_batch, positive_scores_for
 from .crossquery import PositiveMask, remove_other_positives, reuse_cap
+from .errors import InputError, InputTypeError
 from .filters import Filters, warn_emptied
 from .index.base import DEFAULT_SEARCH_BLOCK, Index, index_score, prepare_queries
 from .samplers.base import BaseSampler, Sampler, check_n_fits, check_output, check_sampler
@@ -417,7 +418,7 @@ def mine(
     check_sampler(sampler)
     n = check_int("n", n, 1)
     if n >= index.ntotal:
-        raise ValueError(
+        raise InputError(
             f"n={n} negatives requested but the corpus has only {index.ntotal} rows "
             "(at least one is a positive)"
         )
@@ -427,18 +428,18 @@ def mine(
         chunk_size = check_int("chunk_size", chunk_size, 1)
     check_number("memory_budget_mb", memory_budget_mb, positive=True)
     if not isinstance(progress, bool | np.bool_):
-        raise ValueError(f"progress must be True or False, got {progress!r}")
+        raise InputError(f"progress must be True or False, got {progress!r}")
     if isinstance(query_offset, bool) or not isinstance(query_offset, int | np.integer):
-        raise TypeError(f"query_offset must be an int, got {type(query_offset).__name__}")
+        raise InputTypeError(f"query_offset must be an int, got {type(query_offset).__name__}")
     query_offset = check_int("query_offset", query_offset, 0)
     if filters is not None and not filters.is_noop and sampler.depth == 0:
-        raise ValueError(
+        raise InputError(
             f"{type(sampler).__name__} searches no candidates, so score filters do not apply"
         )
     q_all = as_matrix(queries, "queries", dim=index.dim)
     n_q = q_all.shape[0]
     if query_offset > _MAX_INDEX - n_q:
-        raise ValueError(
+        raise InputError(
             f"query_offset={query_offset} with {n_q} queries runs past the largest query "
             f"index (2**63 - 1)"
         )
@@ -449,7 +450,7 @@ def mine(
     seed_i = normalize_seed(seed)
     others = PositiveMask.of(pos if set_positives is None else set_positives, index.ntotal)
     if exclude_other_positives and sampler.depth == 0:
-        raise ValueError(
+        raise InputError(
             f"{type(sampler).__name__} searches no candidates: exclude_other_positives "
             "removes candidates of a search (count them with stats.other_positives instead)"
         )

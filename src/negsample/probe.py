@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._validate import as_matrix, pad_positives
+from .errors import InputError, InputTypeError
 from .index.base import Index
 from .index.numpy_index import NumpyIndex
 from .mining import mine
@@ -61,14 +62,14 @@ def retrieval_metrics(
     """
     ids = np.asarray(ranked, dtype=np.int64)
     if ids.ndim != 2:
-        raise ValueError(f"ranked must be (n_queries, K), got shape {ids.shape}")
+        raise InputError(f"ranked must be (n_queries, K), got shape {ids.shape}")
     n_q = ids.shape[0]
     pos = pad_positives(positives, n_q, None)
     hit = (ids[:, :, None] == pos[:, None, :]) & (pos[:, None, :] >= 0) & (ids[:, :, None] >= 0)
     rel = hit.any(axis=2)  # (n_q, K)
     n_rel = (pos >= 0).sum(axis=1)
     if (n_rel == 0).any():
-        raise ValueError("every query needs at least one relevant document")
+        raise InputError("every query needs at least one relevant document")
     out: dict[str, float] = {}
     disc = 1.0 / np.log2(np.arange(2, k_ndcg + 2))
     dcg = (rel[:, :k_ndcg] * disc[: rel[:, :k_ndcg].shape[1]]).sum(axis=1)
@@ -265,12 +266,12 @@ def probe(
     if not isinstance(samplers, Mapping):
         samplers = {repr(s): s for s in samplers}
     if not samplers:
-        raise ValueError("give at least one sampler")
+        raise InputError("give at least one sampler")
     for label, s in samplers.items():
         if not isinstance(s, BaseSampler):
-            raise TypeError(f"samplers[{label!r}] is not a negsample sampler")
+            raise InputTypeError(f"samplers[{label!r}] is not a negsample sampler")
     if not seeds:
-        raise ValueError("give at least one seed")
+        raise InputError("give at least one seed")
     corpus = as_matrix(corpus_embeddings, "corpus_embeddings")
     q = as_matrix(query_embeddings, "query_embeddings", dim=corpus.shape[1])
     q_eval = as_matrix(eval_query_embeddings, "eval_query_embeddings", dim=corpus.shape[1])
@@ -278,7 +279,7 @@ def probe(
     pos_eval = pad_positives(eval_positives, q_eval.shape[0], corpus.shape[0])
     for name, val in (("epochs", epochs), ("batch_size", batch_size)):
         if val < 1:
-            raise ValueError(f"{name} must be >= 1, got {val}")
+            raise InputError(f"{name} must be >= 1, got {val}")
     if index is None:
         index = NumpyIndex(corpus, metric="cosine")
     pair_q, pair_pos = _pairs(pos)

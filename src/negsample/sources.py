@@ -47,6 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._ragged import Ragged
+from .errors import InputError
 from .fusion import DEFAULT_K_RRF, check_k_rrf, reciprocal_rank_fusion
 from .index.base import Index, index_score, prepare_queries
 from .index.bm25 import BM25Index, BM25Params, check_bm25_available
@@ -199,11 +200,11 @@ class BM25Source:
         log: Log | None = None,
     ) -> None:
         if scores not in SCORES:
-            raise ValueError(f"scores must be one of {', '.join(SCORES)}, got {scores!r}")
+            raise InputError(f"scores must be one of {', '.join(SCORES)}, got {scores!r}")
         if scores == "auto":
             scores = "dense" if dense is not None else "bm25"
         if scores == "dense" and (dense is None or query_vectors is None):
-            raise ValueError(
+            raise InputError(
                 "bm25:scores=dense scores BM25's candidates with the embeddings: give the "
                 "embeddings (--embeddings or --model)"
             )
@@ -214,7 +215,7 @@ class BM25Source:
         self.dense = dense if scores == "dense" else None
         self.query_vectors = query_vectors if scores == "dense" else None
         if self.dense is not None and self.dense.ntotal != self.n_corpus:
-            raise ValueError(
+            raise InputError(
                 f"the dense index holds {self.dense.ntotal} rows, the corpus {self.n_corpus}"
             )
         self._bm25 = _LazyBM25(documents, self.params, log)
@@ -318,11 +319,11 @@ class HybridSource:
         self.documents, self.queries = documents, queries
         self.n_corpus, self.n_queries = len(documents), len(queries)
         if dense.ntotal != self.n_corpus:
-            raise ValueError(
+            raise InputError(
                 f"the dense index holds {dense.ntotal} rows, the corpus {self.n_corpus}"
             )
         if len(query_vectors) != self.n_queries:
-            raise ValueError(f"{len(query_vectors)} query vectors for {self.n_queries} query texts")
+            raise InputError(f"{len(query_vectors)} query vectors for {self.n_queries} query texts")
         self.dense, self.query_vectors, self.k_rrf = dense, query_vectors, float(k_rrf)
         self._bm25 = _LazyBM25(documents, self.params, log)
 
@@ -425,12 +426,12 @@ def check_sampler(sampler: Any, *, spec: str, dense: bool) -> None:
     name = type(sampler).__name__
     works = ", ".join(score_only_samplers())
     if int(getattr(sampler, "depth", 0)) == 0:
-        raise ValueError(
+        raise InputError(
             f"{name} searches no candidates, so --index {spec} would give it nothing: use a "
             f"sampler that ranks candidates ({works}), or a vector --index"
         )
     if getattr(sampler, "needs_vectors", False) and not dense:
-        raise ValueError(
+        raise InputError(
             f"{name} needs corpus vectors (s(d+, d-)), and --index {spec} without embeddings "
             f"gives BM25 scores only: give --embeddings or --model (mine_dataset("
             f"embeddings=...)), then BM25's candidates carry the embeddings' scores, or use "
@@ -458,7 +459,7 @@ def _key_values(args: Sequence[str], keys: Sequence[str]) -> tuple[dict[str, Any
         key, eq, value = a.partition("=")
         if eq and key in keys:
             if key in options:
-                raise ValueError(f"{key} given twice")
+                raise InputError(f"{key} given twice")
             options[key] = _literal(value)
         else:
             rest.append(a)
@@ -478,13 +479,13 @@ def parse_bm25(args: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Any]]:
     """The arguments of a ``bm25`` spec: ``KEY=VALUE`` options only (checked)."""
     options, rest = _key_values(args, (*_BM25_KEYS, "scores"))
     if rest:
-        raise ValueError(
+        raise InputError(
             f"unknown argument {rest[0]!r}; bm25 takes k1=, b=, method=, stemmer=, "
             "stopwords= and scores="
         )
     _bm25_params(options)
     if options.get("scores", "auto") not in SCORES:
-        raise ValueError(f"scores must be one of {', '.join(SCORES)}, got {options['scores']!r}")
+        raise InputError(f"scores must be one of {', '.join(SCORES)}, got {options['scores']!r}")
     return (), options
 
 
@@ -497,7 +498,7 @@ def parse_hybrid(args: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Any]
     dense = ":".join(rest) if rest else "exact"
     parsed = parse_index_spec(dense)
     if parsed.is_source:
-        raise ValueError(
+        raise InputError(
             f"the dense part {dense!r} must be a vector index (exact, torch, HNSW32...)"
         )
     return (), {**options, "k_rrf": float(k_rrf), "dense": parsed.text or dense}
@@ -527,7 +528,7 @@ def make_source(
 
     kind = get_index_kind(parsed.kind)
     if kind.source is None:
-        raise ValueError(f"index spec {str(parsed)!r} is a vector index, not a candidate source")
+        raise InputError(f"index spec {str(parsed)!r} is a vector index, not a candidate source")
     made: CandidateSource = kind.source(
         parsed,
         documents=documents,
@@ -559,7 +560,7 @@ def _make_hybrid(
     spec: IndexSpec, *, documents: Any, queries: Any, dense: Any, query_vectors: Any, log: Any
 ) -> HybridSource:
     if dense is None or query_vectors is None:
-        raise ValueError(
+        raise InputError(
             f"index spec {str(spec)!r} fuses a dense search with BM25: it needs the embeddings "
             "(--embeddings or --model; mine_dataset(embeddings=...))"
         )

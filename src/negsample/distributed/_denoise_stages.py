@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import InputError, InputTypeError
 from ..pipeline.options import JudgeSpec, TeacherSpec
 from ..scoring.base import LABELS, JudgeItem, Label, ScoringStats
 from ..scoring.cache import JudgementCache
@@ -84,11 +85,11 @@ class RayScorer:
         pairs_per_task: int = DEFAULT_PAIRS_PER_TASK,
     ) -> None:
         if not isinstance(spec, TeacherSpec):
-            raise TypeError(f"spec must be a TeacherSpec, got {type(spec).__name__}")
+            raise InputTypeError(f"spec must be a TeacherSpec, got {type(spec).__name__}")
         if isinstance(pairs_per_task, bool) or not isinstance(pairs_per_task, int):
-            raise ValueError(f"pairs_per_task must be a positive int, got {pairs_per_task!r}")
+            raise InputError(f"pairs_per_task must be a positive int, got {pairs_per_task!r}")
         if pairs_per_task < 1:
-            raise ValueError(f"pairs_per_task must be a positive int, got {pairs_per_task!r}")
+            raise InputError(f"pairs_per_task must be a positive int, got {pairs_per_task!r}")
         self.pool = Pool(workers, min_workers, cpus_per_worker, gpus_per_worker)
         self.spec = dataclasses.replace(spec, device=worker_device(spec.device, self.pool.gpus))
         self.pairs_per_task = pairs_per_task
@@ -107,7 +108,9 @@ class RayScorer:
         t0 = time.perf_counter()
         for i, p in enumerate(pairs):
             if len(p) != 2 or not isinstance(p[0], str) or not isinstance(p[1], str):
-                raise TypeError(f"pair {i}: expected (query text, document text), got {p!r:.80}")
+                raise InputTypeError(
+                    f"pair {i}: expected (query text, document text), got {p!r:.80}"
+                )
         if not len(pairs):
             return np.empty(0, np.float32)
         chars = np.fromiter((len(a) + len(b) for a, b in pairs), np.int64, len(pairs))
@@ -192,7 +195,7 @@ class _Collected(JudgementCache):
         answer: str | None = None,
     ) -> None:
         if label not in LABELS:
-            raise ValueError(f"only the labels {LABELS} are cached, got {label!r}")
+            raise InputError(f"only the labels {LABELS} are cached, got {label!r}")
         with self._mutex:
             self._known[key] = label
             self.new.append((key, label, model, prompt_version, answer))
@@ -277,11 +280,11 @@ class RayJudge:
         items_per_task: int = DEFAULT_ITEMS_PER_TASK,
     ) -> None:
         if not isinstance(spec, JudgeSpec):
-            raise TypeError(f"spec must be a JudgeSpec, got {type(spec).__name__}")
+            raise InputTypeError(f"spec must be a JudgeSpec, got {type(spec).__name__}")
         if isinstance(items_per_task, bool) or not isinstance(items_per_task, int):
-            raise ValueError(f"items_per_task must be a positive int, got {items_per_task!r}")
+            raise InputError(f"items_per_task must be a positive int, got {items_per_task!r}")
         if items_per_task < 1:
-            raise ValueError(f"items_per_task must be a positive int, got {items_per_task!r}")
+            raise InputError(f"items_per_task must be a positive int, got {items_per_task!r}")
         self.pool = Pool(workers, min_workers, cpus_per_worker, gpus_per_worker)
         self.spec = spec
         self.items_per_task = items_per_task
@@ -311,7 +314,7 @@ class RayJudge:
         its = []
         for i, x in enumerate(items):
             if not isinstance(x, tuple) or len(x) != 3 or not all(isinstance(t, str) for t in x):
-                raise TypeError(
+                raise InputTypeError(
                     f"item {i}: expected (query, positive, document) strings, got {x!r:.80}"
                 )
             its.append(JudgeItem(*x))

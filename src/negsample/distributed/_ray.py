@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from .._optional import require
+from ..errors import InputError
 
 __all__ = ["connect", "get", "is_worker_lost", "ray_module", "remote_worker_class"]
 
@@ -45,7 +46,7 @@ def connect(address: str | None = None) -> bool:
     if ray.is_initialized():
         return False
     if address is not None and (not isinstance(address, str) or not address.strip()):
-        raise ValueError(f"address must be 'auto', 'local' or HOST:PORT, got {address!r}")
+        raise InputError(f"address must be 'auto', 'local' or HOST:PORT, got {address!r}")
     _check_reachable(address)
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "configure_logging": True}
     if address in (None, "local"):
@@ -56,7 +57,7 @@ def connect(address: str | None = None) -> bool:
     try:
         ray.init(address=address, **kwargs)
     except ConnectionError as exc:
-        raise ValueError(
+        raise InputError(
             f"cannot reach a Ray cluster at {address!r} ({str(exc).splitlines()[0]}); start one "
             "with `ray start --head`, or use 'local' for a private instance"
         ) from exc
@@ -73,11 +74,11 @@ def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
         return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"address must be 'auto', 'local' or HOST:PORT, got {address!r}")
+        raise InputError(f"address must be 'auto', 'local' or HOST:PORT, got {address!r}")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise ValueError(
+        raise InputError(
             f"cannot reach a Ray cluster at {address!r} ({exc}); start one with "
             "`ray start --head`, or use 'local' for a private instance"
         ) from exc

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._optional import require
+from ..errors import InputError, InputTypeError
 from ._ray import connect, ray_module
 
 __all__ = ["Actor", "Pool", "Session", "run", "session", "strings", "worker_device"]
@@ -71,12 +72,12 @@ class Pool:
             sizes.append(("workers", self.workers))
         for name, v in sizes:
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+                raise InputError(f"{name} must be a positive integer, got {v!r}")
         if self.workers is not None and self.min_workers > self.workers:
-            raise ValueError(f"min_workers={self.min_workers} exceeds workers={self.workers}")
+            raise InputError(f"min_workers={self.min_workers} exceeds workers={self.workers}")
         for name, f in (("cpus_per_worker", self.cpus), ("gpus_per_worker", self.gpus)):
             if isinstance(f, bool) or not isinstance(f, int | float) or not 0 <= f < math.inf:
-                raise ValueError(f"{name} must be a finite number >= 0, got {f!r}")
+                raise InputError(f"{name} must be a finite number >= 0, got {f!r}")
 
     def most(self) -> int:
         """The pool's largest size (asks the cluster when ``workers`` is ``None``)."""
@@ -111,7 +112,7 @@ def worker_device(device: str | None, gpus: float) -> str:
     if device is None or str(device).strip().lower() == "auto":
         return "cuda" if gpus > 0 else "cpu"
     if not isinstance(device, str):
-        raise TypeError(f"device must be a device name, got {device!r}")
+        raise InputTypeError(f"device must be a device name, got {device!r}")
     return device
 
 

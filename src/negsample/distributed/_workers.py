@@ -16,6 +16,7 @@ import numpy.typing as npt
 from .._ragged import Ragged
 from .._types import Negatives, SearchResult
 from .._validate import as_matrix, check_finite
+from ..errors import InputError
 from ..index.base import Index
 
 __all__ = ["IndexWorker", "MineTask", "Rows", "WorkerSource", "build_spec_index", "corpus_block"]
@@ -33,7 +34,7 @@ class Rows:
     def read(self) -> np.ndarray:
         arr = np.load(self.path, mmap_mode="r")
         if arr.ndim != 2:
-            raise ValueError(f"{self.path}: expected a 2-D array (n, dim), got shape {arr.shape}")
+            raise InputError(f"{self.path}: expected a 2-D array (n, dim), got shape {arr.shape}")
         return arr[self.start : self.stop]
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._ragged import Ragged
+from ..errors import InputError, InputTypeError
 from ..filters import Filters
 from ..pipeline.dataset import (
     MinedDataset,
@@ -88,9 +89,9 @@ def mine_dataset_distributed(
     sampler = _check_args(sampler, n, seed, filters)
     check_text_rules(exclude_duplicate_texts, near_duplicate_texts)
     if workers is not None and corpus_shards is not None:
-        raise ValueError("give workers (query sharding) or corpus_shards, not both")
+        raise InputError("give workers (query sharding) or corpus_shards, not both")
     if not isinstance(index, str):
-        raise TypeError(f"index must be an index spec string, got {type(index).__name__}")
+        raise InputTypeError(f"index must be an index spec string, got {type(index).__name__}")
     opts = _search_options(index, nprobe, ef_search)
     timings: dict[str, float] = {}
     user = dict(settings or {})

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from .._types import SearchResult
 from .._validate import as_matrix
+from ..errors import InputError, InputTypeError
 from ..index.base import BaseIndex, check_ids, check_k, check_metric, check_score_args, read_meta
 from ..index.numpy_index import topk_merge
 from ..index.registry import expected_block_of, parse_index_spec, saved_kind
@@ -37,10 +38,10 @@ def shard_bounds(ntotal: int, shards: int, block: int = 1) -> list[int]:
     """
     for name, v in (("ntotal", ntotal), ("shards", shards), ("block", block)):
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            raise InputError(f"{name} must be a positive integer, got {v!r}")
     n_blocks = -(-ntotal // block)
     if shards > n_blocks:
-        raise ValueError(
+        raise InputError(
             f"cannot cut {ntotal} corpus rows into {shards} shards at multiples of {block} "
             f"rows (the index's corpus block): at most {n_blocks} shards; use fewer shards "
             "or a smaller block (index_options, e.g. chunk_size= for 'exact')"
@@ -77,7 +78,7 @@ def as_data(x: Any, name: str) -> tuple[Rows | np.ndarray, int, int]:
         try:
             arr = np.load(p, mmap_mode="r")
         except ValueError as exc:
-            raise ValueError(f"{name}: {p} is not a readable .npy file: {exc}") from exc
+            raise InputError(f"{name}: {p} is not a readable .npy file: {exc}") from exc
         arr = as_matrix(arr, name, check=False)
         return Rows(str(p.resolve())), int(arr.shape[0]), int(arr.shape[1])
     path = _original_npy(x)
@@ -109,25 +110,25 @@ def _template(
             return src, None, int(meta["ntotal"]), int(meta["dim"])
         kind = saved_kind(index)
         if kind is None or not kind.load_takes_vectors:
-            raise ValueError(
+            raise InputError(
                 f"{index} is a saved {meta.get('type')}: leave out corpus= (it holds its vectors)"
             )
         data, ntotal, dim = as_data(corpus, "corpus")  # served exactly, not reconstructed
         if (ntotal, dim) != (int(meta["ntotal"]), int(meta["dim"])):
-            raise ValueError(
+            raise InputError(
                 f"corpus has shape {(ntotal, dim)}, the saved index {index} "
                 f"{(meta['ntotal'], meta['dim'])}"
             )
         return src, data, ntotal, dim
     if not isinstance(index, str):
-        raise TypeError(
+        raise InputTypeError(
             "index must be an index spec ('exact', 'torch', a faiss factory such as 'Flat') or "
             f"the folder of a saved index, got {type(index).__name__}"
         )
     if isinstance(index, str) and (os.sep in index or index.endswith(("/", "\\"))):
         raise FileNotFoundError(f"{index}: not a saved negsample index (no meta.json)")
     if corpus is None:
-        raise ValueError(f"index spec {index!r} is built from a corpus: pass corpus= (.npy/array)")
+        raise InputError(f"index spec {index!r} is built from a corpus: pass corpus= (.npy/array)")
     data, ntotal, dim = as_data(corpus, "corpus")
     return WorkerSource(spec=index, metric=check_metric(metric), options=opts), data, ntotal, dim
 
@@ -165,7 +166,7 @@ def _submit(method: str, *args: Any) -> Callable[[Any], Any]:
 def _check_positive(name: str, v: Any, *, integer: bool = False) -> None:
     kinds: Any = int | np.integer if integer else int | float | np.integer | np.floating
     if isinstance(v, bool) or not isinstance(v, kinds) or v < (1 if integer else 0):
-        raise ValueError(f"{name} must be a {'positive integer' if integer else 'number >= 0'}")
+        raise InputError(f"{name} must be a {'positive integer' if integer else 'number >= 0'}")
 
 
 class _Workers:
@@ -183,7 +184,7 @@ class _Workers:
         _check_positive("cpus per worker", num_cpus)
         _check_positive("gpus per worker", num_gpus)
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
-            raise ValueError(f"max_restarts must be an integer >= 0, got {max_restarts!r}")
+            raise InputError(f"max_restarts must be an integer >= 0, got {max_restarts!r}")
         self._sources = list(sources)
         self._options = {
             "num_cpus": num_cpus,
@@ -230,7 +231,7 @@ class _Workers:
 def _same(infos: Sequence[Mapping[str, Any]], key: str, what: str) -> Any:
     values = {i[key] for i in infos}
     if len(values) != 1:
-        raise ValueError(f"the {what} differ in {key}: {sorted(values, key=str)}")
+        raise InputError(f"the {what} differ in {key}: {sorted(values, key=str)}")
     return next(iter(values))
 
 
@@ -277,7 +278,7 @@ class ReplicatedIndex:
     ) -> None:
         _check_positive("workers", workers, integer=True)
         if isinstance(index, str) and not _is_saved(index) and not exact_like(index):
-            raise ValueError(
+            raise InputError(
                 f"index {index!r} built by each worker would be a different index on each "
                 "(graphs and clusterings depend on the build): build it once, save it "
                 "(Index.save) and pass the folder; mine_distributed does this for you"
@@ -307,7 +308,7 @@ class ReplicatedIndex:
             self.search_block = int(_same(infos, "search_block", "workers' indexes"))
             self.exact = all(bool(i["exact"]) for i in infos)
             if self.ntotal != ntotal or self.dim != dim:
-                raise ValueError(
+                raise InputError(
                     f"the workers' index has {self.ntotal} x {self.dim} rows, the source "
                     f"{ntotal} x {dim}"
                 )
@@ -407,12 +408,12 @@ class ShardedIndex(BaseIndex):
         if _is_saved(index):
             meta = read_meta(index)
             if meta.get("type") != "NumpyIndex":
-                raise ValueError(
+                raise InputError(
                     f"{index} holds a {meta.get('type')}: corpus sharding builds each shard "
                     "from the vectors; pass the corpus (.npy) and an index spec instead"
                 )
             if corpus is not None:
-                raise ValueError(f"{index} is a saved index: leave out corpus=")
+                raise InputError(f"{index} is a saved index: leave out corpus=")
             opts = {"search_block": meta.get("search_block"), **dict(index_options or {})}
             opts = {k: v for k, v in opts.items() if v is not None}
             index, corpus, metric = "exact", Path(index) / "vectors.npy", meta["metric"]
@@ -455,12 +456,12 @@ class ShardedIndex(BaseIndex):
             zip(infos, self.bounds[:-1], self.bounds[1:], strict=True)
         ):
             if info["ntotal"] != hi - lo or info["dim"] != dim:
-                raise ValueError(
+                raise InputError(
                     f"shard {i} holds {info['ntotal']} x {info['dim']} rows, expected "
                     f"{hi - lo} x {dim}"
                 )
             if lo % int(info["corpus_block"]):
-                raise ValueError(
+                raise InputError(
                     f"shard {i} starts at row {lo}, not a multiple of its index's corpus block "
                     f"({info['corpus_block']} rows): its scores would not match one index "
                     "over the whole corpus; leave corpus_block unset or make it a multiple"

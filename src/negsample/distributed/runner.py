@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._types import Negatives
+from ..errors import InputError, InputTypeError
 from ..filters import Filters
 from ..index.registry import saved_kind
 from ..pipeline.executor import ChunkExecutor, ChunkJob, LocalExecutor
@@ -40,7 +41,7 @@ def aligned_chunk_size(chunk_size: int, search_block: int) -> int:
     process would (:func:`~negsample.mine` searches in blocks aligned to the global query
     index)."""
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        raise InputError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     return -(-chunk_size // search_block) * search_block
 
 
@@ -51,7 +52,7 @@ def default_workers(cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0) 
     if gpus_per_worker > 0:
         n = min(n, int(res.get("GPU", 0) // gpus_per_worker))
         if n < 1:
-            raise ValueError(
+            raise InputError(
                 f"workers take {gpus_per_worker} GPU each but the cluster has "
                 f"{res.get('GPU', 0)} free GPUs"
             )
@@ -62,14 +63,14 @@ def _check_args(sampler: Any, n: Any, seed: Any, filters: Filters | None) -> Bas
     sampler = TopKSampler() if sampler is None else sampler
     check_sampler(sampler)  # any object with the Sampler protocol, as mine() takes
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+        raise InputError(f"n must be a positive integer, got {n!r}")
     check_n_fits(sampler, int(n))
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TypeError(
+        raise InputTypeError(
             f"seed must be an int (a distributed run is resumable), got {type(seed).__name__}"
         )
     if filters is not None and not filters.is_noop and sampler.depth == 0:
-        raise ValueError(
+        raise InputError(
             f"{type(sampler).__name__} searches no candidates, so score filters do not apply"
         )
     return sampler
@@ -174,7 +175,7 @@ def mine_distributed(
     """
     sampler = _check_args(sampler, n, seed, filters)
     if workers is not None and corpus_shards is not None:
-        raise ValueError("give workers (query sharding) or corpus_shards, not both")
+        raise InputError("give workers (query sharding) or corpus_shards, not both")
     if isinstance(index, ReplicatedIndex | ShardedIndex):
         given = {
             "corpus": corpus,
@@ -184,7 +185,7 @@ def mine_distributed(
         }
         extra = [k for k, v in given.items() if v is not None]
         if extra:
-            raise ValueError(
+            raise InputError(
                 f"{type(index).__name__} workers are already started: leave out {', '.join(extra)}"
             )
     started = connect(address)
@@ -264,7 +265,7 @@ def _build_once(
     graphs would differ) and a resumed run searches it again. Its name holds the
     corpus's identity too: an index built over other vectors is never loaded."""
     if corpus is None:
-        raise ValueError(f"index spec {spec!r} is built from a corpus: pass corpus= (.npy/array)")
+        raise InputError(f"index spec {spec!r} is built from a corpus: pass corpus= (.npy/array)")
     data, _, _ = as_data(corpus, "corpus")
     # a .npy mapped whole (its digest is cached), or the array
     vectors = np.load(data.path, mmap_mode="r") if isinstance(data, Rows) else data
@@ -313,7 +314,7 @@ def run_chunks(
     here, on the driver, when the chunks are put together
     (:meth:`~negsample.pipeline.settings.RunSettings.assemble`)."""
     if n >= held.ntotal:
-        raise ValueError(
+        raise InputError(
             f"n={n} negatives requested but the corpus has only {held.ntotal} rows "
             "(at least one is a positive)"
         )
@@ -325,7 +326,7 @@ def run_chunks(
         log(f"chunk size {chunk_size} rounded up to {size} (a multiple of the search block)")
     qdata, _, dim = as_data(queries, "queries")
     if dim != held.dim:
-        raise ValueError(f"queries has dimension {dim}, but the index has dimension {held.dim}")
+        raise InputError(f"queries has dimension {dim}, but the index has dimension {held.dim}")
     q_all = qdata.read() if isinstance(qdata, Rows) else qdata
     executor: ChunkExecutor
     if isinstance(held, ShardedIndex):  # mine() here, its searches asked of the shards

@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._device import check_precision, resolve_devices, resolve_precision
+from ..errors import InputError, InputTypeError
 from ..io.encoding import (
     DEFAULT_SHARD_SIZE,
     DatasetEmbeddings,
@@ -208,15 +209,15 @@ def _encode_ray(
     desc: str = "texts",
 ) -> FloatArray:
     if isinstance(texts, str):
-        raise TypeError("texts must be a sequence of strings, not one string")
+        raise InputTypeError("texts must be a sequence of strings, not one string")
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise TypeError(f"texts[{i}] is a {type(t).__name__}, not a string")
+            raise InputTypeError(f"texts[{i}] is a {type(t).__name__}, not a string")
     if not len(texts):
-        raise ValueError("no texts to encode")
+        raise InputError("no texts to encode")
     for name, value in (("batch_size", batch_size), ("shard_size", shard_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
     run_device = worker_device(device, pool.gpus)
     run_precision = resolve_precision(check_precision(precision), run_device)
     path = _model_path(model)

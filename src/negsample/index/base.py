@@ -13,6 +13,7 @@ import numpy.typing as npt
 from .._files import write_dir_atomic as write_dir_atomic  # (re-exported)
 from .._types import SearchResult
 from .._validate import as_matrix
+from ..errors import InputError, InputTypeError
 
 __all__ = [
     "DEFAULT_SEARCH_BLOCK",
@@ -180,10 +181,10 @@ def check_score_args(
     """float32 C-contiguous ``(b, dim)`` vectors and int64 ``(b, m)`` ids, checked."""
     idx = check_ids(ids, ntotal)
     if idx.ndim != 2:
-        raise ValueError(f"ids must be 2-D (b, m), got shape {idx.shape}")
+        raise InputError(f"ids must be 2-D (b, m), got shape {idx.shape}")
     v = np.ascontiguousarray(np.asarray(vectors), dtype=np.float32)
     if v.ndim != 2 or v.shape != (idx.shape[0], dim):
-        raise ValueError(
+        raise InputError(
             f"vectors must have shape {(idx.shape[0], dim)} to score ids of shape {idx.shape}, "
             f"got {v.shape}"
         )
@@ -192,13 +193,13 @@ def check_score_args(
 
 def check_metric(metric: str) -> str:
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        raise InputError(f"metric must be one of {METRICS}, got {metric!r}")
     return metric
 
 
 def check_k(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+        raise InputError(f"k must be a positive integer, got {k!r}")
     return int(k)
 
 
@@ -217,19 +218,19 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     if np.any(norms == 0):
         row = int(np.argmax(norms.reshape(-1) == 0))
-        raise ValueError(f"cannot use the cosine metric: vector {row} has norm 0")
+        raise InputError(f"cannot use the cosine metric: vector {row} has norm 0")
     return np.ascontiguousarray(x / norms, dtype=np.float32)
 
 
 def check_ids(ids: npt.ArrayLike, ntotal: int, name: str = "ids") -> npt.NDArray[np.int64]:
     a = np.asarray(ids)
     if a.size and a.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be integers, got dtype {a.dtype}")
+        raise InputTypeError(f"{name} must be integers, got dtype {a.dtype}")
     a = a.astype(np.int64, copy=False)
     bad = (a < -1) | (a >= ntotal)
     if bad.any():
         pos = tuple(int(v) for v in np.argwhere(bad)[0])
-        raise ValueError(
+        raise InputError(
             f"{name}{list(pos)} = {a[pos]} is out of range for an index of {ntotal} rows"
         )
     return a

@@ -28,6 +28,7 @@ import numpy.typing as npt
 from .._optional import require
 from .._ragged import Ragged
 from .._types import Candidates
+from ..errors import InputError, InputTypeError
 
 __all__ = ["BM25_METHODS", "STOPWORDS", "BM25Index", "BM25Params"]
 
@@ -104,24 +105,24 @@ class BM25Params:
         for name, lo, hi in (("k1", 0.0, math.inf), ("b", 0.0, 1.0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float | np.number):
-                raise ValueError(f"{name} must be a number, got {v!r}")
+                raise InputError(f"{name} must be a number, got {v!r}")
             if not (math.isfinite(float(v)) and lo <= float(v) <= hi):
                 span = f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]"
-                raise ValueError(f"{name} must be a finite number {span}, got {v!r}")
+                raise InputError(f"{name} must be a finite number {span}, got {v!r}")
             object.__setattr__(self, name, float(v))
         if self.method not in BM25_METHODS:
-            raise ValueError(
+            raise InputError(
                 f"method must be one of {', '.join(BM25_METHODS)}, got {self.method!r}"
             )
         if self.stemmer is not None and (
             not isinstance(self.stemmer, str) or not self.stemmer.isidentifier()
         ):
-            raise ValueError(
+            raise InputError(
                 f"stemmer must be a PyStemmer algorithm name (english, french...) or None, "
                 f"got {self.stemmer!r}"
             )
         if self.stopwords is not None and self.stopwords not in STOPWORDS:
-            raise ValueError(
+            raise InputError(
                 f"stopwords must be None or one of bm25s' lists ({', '.join(STOPWORDS[::2])}), "
                 f"got {self.stopwords!r}"
             )
@@ -139,7 +140,7 @@ def _stemmer(name: str | None) -> Any:
     try:
         return stemmer_mod.Stemmer(name)
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"stemmer {name!r} is not a PyStemmer algorithm; known: "
             f"{', '.join(stemmer_mod.algorithms())} (or none)"
         ) from None
@@ -163,15 +164,15 @@ def check_bm25_available(params: BM25Params) -> None:
 def _strings(texts: Sequence[str], what: str) -> Iterator[str]:
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise TypeError(f"{what} row {i} is a {type(t).__name__}, not a string")
+            raise InputTypeError(f"{what} row {i} is a {type(t).__name__}, not a string")
         yield t
 
 
 def _check_texts(texts: Any, what: str) -> None:
     if isinstance(texts, str | bytes):
-        raise TypeError(f"{what} must be a sequence of strings, not one string")
+        raise InputTypeError(f"{what} must be a sequence of strings, not one string")
     if not hasattr(texts, "__len__") or not hasattr(texts, "__getitem__"):
-        raise TypeError(f"{what} must be a sequence of strings, got {type(texts).__name__}")
+        raise InputTypeError(f"{what} must be a sequence of strings, got {type(texts).__name__}")
 
 
 class _TokenRows(Sequence[list[int]]):
@@ -255,7 +256,7 @@ class BM25Index:
             lengths.append(len(row))
         n = len(lengths)
         if n == 0:
-            raise ValueError("the corpus has no texts")
+            raise InputError("the corpus has no texts")
         offsets = np.zeros(n + 1, np.int64)
         np.cumsum(np.frombuffer(lengths, np.int64), out=offsets[1:])
         vocab = dict(self._tokenizer.get_vocab_dict())
@@ -343,11 +344,11 @@ class BM25Index:
         """
         a = np.asarray(ids)
         if a.ndim != 2 or (a.size and a.dtype.kind not in "iu"):
-            raise ValueError(f"ids must be a 2-D integer array (b, m), got shape {a.shape}")
+            raise InputError(f"ids must be a 2-D integer array (b, m), got shape {a.shape}")
         a = a.astype(np.int64)
         if np.any((a < -1) | (a >= self._n)):
             bad = int(a[(a < -1) | (a >= self._n)][0])
-            raise ValueError(f"ids holds {bad}, not a row of a corpus of {self._n} (or -1)")
+            raise InputError(f"ids holds {bad}, not a row of a corpus of {self._n} (or -1)")
         lengths = np.full(a.shape[0], a.shape[1], np.int64)
         rag = Ragged(np.r_[0, np.cumsum(lengths)].astype(np.int64), np.maximum(a, 0).ravel())
         out = self.search_and_score(queries, 0, rag)[1].reshape(a.shape)
@@ -363,9 +364,9 @@ class BM25Index:
         b = len(tokens)
         ks = np.broadcast_to(np.asarray(k, dtype=np.int64), (b,))
         if np.any(ks < 0):
-            raise ValueError(f"k must be >= 0, got {int(ks.min())}")
+            raise InputError(f"k must be >= 0, got {int(ks.min())}")
         if ids is not None and ids.n_rows != b:
-            raise ValueError(f"ids has {ids.n_rows} rows for {b} queries")
+            raise InputError(f"ids has {ids.n_rows} rows for {b} queries")
         width = int(min(int(ks.max(initial=0)), self._n))
         out_ids = np.full((b, width), -1, np.int64)
         out_sc = np.full((b, width), np.nan, np.float32)

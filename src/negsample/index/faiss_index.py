@@ -15,6 +15,7 @@ import numpy.typing as npt
 from .._optional import require
 from .._types import SearchResult
 from .._validate import as_matrix
+from ..errors import InputError
 from .base import (
     DEFAULT_SEARCH_BLOCK,
     BaseIndex,
@@ -118,13 +119,13 @@ class FaissIndex(BaseIndex):
         faiss = _faiss()
         self.metric = check_metric(metric)
         if isinstance(search_block, bool) or not isinstance(search_block, int) or search_block < 1:
-            raise ValueError(f"search_block must be a positive integer, got {search_block!r}")
+            raise InputError(f"search_block must be a positive integer, got {search_block!r}")
         self._search_block = int(search_block)
         self.factory = factory
         self.ef_search = int(ef_search)
         self.nprobe = nprobe
         if device not in ("auto", "cpu", "gpu"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
+            raise InputError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
         self._source: np.ndarray | None = None
         if _index is not None:
             self._cpu = _index
@@ -135,7 +136,7 @@ class FaissIndex(BaseIndex):
             try:
                 index = faiss.index_factory(x.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
             except RuntimeError as exc:
-                raise ValueError(
+                raise InputError(
                     f"faiss refuses the index factory string {factory!r}: {_faiss_reason(exc)}"
                 ) from None
             if not index.is_trained:
@@ -146,7 +147,7 @@ class FaissIndex(BaseIndex):
                 try:
                     index.train(self._prep(x[rows]))
                 except RuntimeError as exc:
-                    raise ValueError(_train_error(factory, n_train, x.shape[0], exc)) from None
+                    raise InputError(_train_error(factory, n_train, x.shape[0], exc)) from None
             for s in range(0, x.shape[0], _ADD_CHUNK):
                 index.add(self._prep(x[s : s + _ADD_CHUNK]))
             self._cpu = index
@@ -159,7 +160,7 @@ class FaissIndex(BaseIndex):
                 self.device = "gpu"
             except Exception as exc:  # index type without a GPU implementation (e.g. HNSW)
                 if device == "gpu":
-                    raise ValueError(f"index {factory!r} cannot run on the GPU: {exc}") from exc
+                    raise InputError(f"index {factory!r} cannot run on the GPU: {exc}") from exc
         elif device == "gpu":
             raise RuntimeError(
                 "device='gpu' but faiss has no GPU support or no GPU is visible; "
@@ -363,7 +364,7 @@ class FaissIndex(BaseIndex):
         if vectors is not None:
             v = as_matrix(vectors, "vectors", dim=obj.dim, check=False)
             if v.shape[0] != obj.ntotal:
-                raise ValueError(f"vectors has {v.shape[0]} rows, the index {obj.ntotal}")
+                raise InputError(f"vectors has {v.shape[0]} rows, the index {obj.ntotal}")
             obj._source = v
         return obj
 
@@ -425,7 +426,7 @@ def faiss_database_block() -> int:
 def _parse_faiss(args: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Any]]:
     factory = ":".join(args).strip()
     if not factory:
-        raise ValueError("needs a faiss factory string, e.g. faiss:HNSW32")
+        raise InputError("needs a faiss factory string, e.g. faiss:HNSW32")
     return (factory,), {"factory": factory}
 
 
@@ -439,7 +440,7 @@ def _build_faiss(
             raise
         from .registry import describe_kinds
 
-        raise ValueError(f"{exc}; known index kinds: {describe_kinds()}") from None
+        raise InputError(f"{exc}; known index kinds: {describe_kinds()}") from None
 
 
 def _faiss_search_options(spec: Any) -> tuple[str, ...]:

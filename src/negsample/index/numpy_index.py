@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from .._types import SearchResult
 from .._validate import as_matrix
+from ..errors import InputError
 from .base import (
     DEFAULT_SEARCH_BLOCK,
     BaseIndex,
@@ -87,7 +88,7 @@ class NumpyIndex(BaseIndex):
             ("search_block", search_block),
         ):
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+                raise InputError(f"{name} must be a positive integer, got {v!r}")
         self.chunk_size = int(chunk_size)
         self.query_block = int(query_block)
         self._search_block = int(search_block)
@@ -98,7 +99,7 @@ class NumpyIndex(BaseIndex):
                 block = np.asarray(self._vectors[s : s + self.chunk_size], dtype=np.float32)
                 norms[s : s + block.shape[0]] = np.linalg.norm(block, axis=1)
             if np.any(norms == 0):
-                raise ValueError(f"corpus row {int(np.argmax(norms == 0))} has norm 0 (cosine)")
+                raise InputError(f"corpus row {int(np.argmax(norms == 0))} has norm 0 (cosine)")
             self._inv_norms = (1.0 / norms).astype(np.float32)
 
     def __repr__(self) -> str:
@@ -292,7 +293,7 @@ def _parse_exact(args: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Any]
 
     rest, options = _default_parse(args)
     if rest:
-        raise ValueError(f"takes only KEY=VALUE options (chunk_size=...), got {':'.join(rest)!r}")
+        raise InputError(f"takes only KEY=VALUE options (chunk_size=...), got {':'.join(rest)!r}")
     return rest, options
 
 

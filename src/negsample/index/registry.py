@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._plugins import INDEXES, load_plugins, plugin_failures
+from ..errors import InputError, InputTypeError
 from .base import Index, read_meta
 
 __all__ = [
@@ -207,10 +208,10 @@ def register_index(
     """
     name = kind.lower()
     if not re.fullmatch(r"[a-z][a-z0-9_\-.]*", name):
-        raise ValueError(f"index kind {kind!r}: use letters, digits, '_', '-' or '.'")
+        raise InputError(f"index kind {kind!r}: use letters, digits, '_', '-' or '.'")
     if build is None:
         if source is None:
-            raise TypeError(f"index kind {kind!r}: give build= (or source= for a text source)")
+            raise InputTypeError(f"index kind {kind!r}: give build= (or source= for a text source)")
         build = _source_only(name)
     entry = IndexKind(
         name=name,
@@ -234,7 +235,7 @@ def register_index(
     for key in (name, *entry.aliases):
         old = _KINDS.get(key)
         if old is not None and not replace and not _same_source(old, entry):
-            raise ValueError(
+            raise InputError(
                 f"index kind {key!r} is already registered ({old.name}, built by "
                 f"{_qualname(old.build)}); pass replace=True to replace it"
             )
@@ -249,7 +250,7 @@ def _source_only(name: str) -> Callable[..., Index]:
     """The ``build`` of a text source kind: refused, with what to do instead."""
 
     def build(vectors: Any, spec: IndexSpec, **options: Any) -> Index:
-        raise ValueError(
+        raise InputError(
             f"index spec {str(spec)!r} names a candidate source over a dataset's texts, not "
             f"an index over vectors: use it with mine_dataset(index={str(spec)!r}) or "
             f"negsample mine --index {spec}"
@@ -307,8 +308,8 @@ def get_index_kind(name: str) -> IndexKind:
     if key not in _KINDS:
         failed = plugin_failures(INDEXES).get(key)
         if failed:
-            raise ValueError(failed)
-        raise ValueError(f"unknown index kind {name!r}; known kinds: {describe_kinds()}")
+            raise InputError(failed)
+        raise InputError(f"unknown index kind {name!r}; known kinds: {describe_kinds()}")
     return _KINDS[key]
 
 
@@ -351,13 +352,13 @@ def parse_index_spec(spec: str | IndexSpec) -> IndexSpec:
     if isinstance(spec, IndexSpec):
         return spec
     if not isinstance(spec, str):
-        raise TypeError(
+        raise InputTypeError(
             f"an index spec is a string such as 'exact', 'torch:cuda' or 'HNSW32', "
             f"got {type(spec).__name__}"
         )
     text = spec.strip()
     if not text:
-        raise ValueError(f"empty index spec; known kinds: {describe_kinds()}")
+        raise InputError(f"empty index spec; known kinds: {describe_kinds()}")
     head, _, rest = text.partition(":")
     key = head.lower()
     if key not in _KINDS:
@@ -367,18 +368,18 @@ def parse_index_spec(spec: str | IndexSpec) -> IndexSpec:
     if key not in _KINDS:
         failed = plugin_failures(INDEXES).get(key)
         if failed:
-            raise ValueError(f"index spec {spec!r}: {failed}")
+            raise InputError(f"index spec {spec!r}: {failed}")
         hint = ""
         if any(head.lower().startswith(w) for w in _FAISS_WORDS):
             hint = " (faiss factory strings are case-sensitive: Flat, HNSW32, IVF1024,Flat)"
-        raise ValueError(f"unknown index spec {spec!r}{hint}; known kinds: {describe_kinds()}")
+        raise InputError(f"unknown index spec {spec!r}{hint}; known kinds: {describe_kinds()}")
     kind = _KINDS[key]
     args = tuple(rest.split(":")) if rest else ()
     if kind.parse is not None:
         try:
             args, options = kind.parse(args)
         except ValueError as exc:
-            raise ValueError(f"index spec {spec!r} ({kind.syntax}): {exc}") from None
+            raise InputError(f"index spec {spec!r} ({kind.syntax}): {exc}") from None
     else:
         args, options = _default_parse(args)
     return IndexSpec(kind.name, tuple(args), dict(options), text)
@@ -411,12 +412,12 @@ def load_index(path: str | os.PathLike[str], **kwargs: Any) -> Index:
         entry = _BY_TYPE.get(str(kind))
     if entry is None or entry.load is None:
         known = ", ".join(sorted(t for t, e in _BY_TYPE.items() if e.load is not None))
-        raise ValueError(
+        raise InputError(
             f"{path}/meta.json names an index type {kind!r} that no registered index kind "
             f"loads (known types: {known}; an index from a plugin needs the plugin installed)"
         )
     if "vectors" in kwargs and not entry.load_takes_vectors:
-        raise ValueError(
+        raise InputError(
             f"{path} is a saved {kind} (it holds its vectors): leave out vectors= / corpus="
         )
     return entry.load(path, **kwargs)

@@ -37,6 +37,7 @@ from .._device import resolve_devices as _resolve_devices
 from .._optional import require
 from .._types import SearchResult
 from .._validate import as_matrix
+from ..errors import InputError, InputTypeError
 from . import _torch_topk as topk
 from .base import (
     DEFAULT_SEARCH_BLOCK,
@@ -77,7 +78,7 @@ def _dtype_name(dtype: Any, devices: Sequence[str]) -> str:
     try:
         return resolve_precision(dtype, devices)
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"dtype must be one of {DTYPES} (or {', '.join(PRECISION_NAMES[3:])}, 'auto', "
             f"None), got {dtype!r}"
         ) from None
@@ -97,13 +98,13 @@ def resolve_devices(device: Any = "auto", devices: Sequence[str] | None = None) 
     """
     if devices is not None:
         if isinstance(devices, str) or not len(devices):
-            raise ValueError(f"devices must be a non-empty list of device names, got {devices!r}")
+            raise InputError(f"devices must be a non-empty list of device names, got {devices!r}")
         out = _resolve_devices(list(devices))
         if len(set(out)) != len(out):
-            raise ValueError(f"devices lists a device twice: {list(devices)!r}")
+            raise InputError(f"devices lists a device twice: {list(devices)!r}")
         return out
     if not isinstance(device, str):
-        raise TypeError(f"device must be a string such as 'cuda' or 'cpu', got {device!r}")
+        raise InputTypeError(f"device must be a string such as 'cuda' or 'cpu', got {device!r}")
     return _resolve_devices(device)
 
 
@@ -182,9 +183,9 @@ class TorchIndex(BaseIndex):
         if search_block is None:
             search_block = GPU_SEARCH_BLOCK if on_gpu else CPU_SEARCH_BLOCK
         if isinstance(search_block, bool) or not isinstance(search_block, int | np.integer):
-            raise ValueError(f"search_block must be a positive integer, got {search_block!r}")
+            raise InputError(f"search_block must be a positive integer, got {search_block!r}")
         if search_block < 1:
-            raise ValueError(f"search_block must be a positive integer, got {search_block!r}")
+            raise InputError(f"search_block must be a positive integer, got {search_block!r}")
         self._search_block = int(search_block)
         if memory_budget_mb is None:
             memory_budget_mb = GPU_BUDGET_MB if on_gpu else CPU_BUDGET_MB
@@ -194,7 +195,7 @@ class TorchIndex(BaseIndex):
             or not isinstance(memory_budget_mb, number)
             or not memory_budget_mb > 0
         ):
-            raise ValueError(
+            raise InputError(
                 f"memory_budget_mb must be a positive number, got {memory_budget_mb!r}"
             )
         self.memory_budget_mb = float(memory_budget_mb)
@@ -202,7 +203,7 @@ class TorchIndex(BaseIndex):
         self.block_rows = max(256, int(self.memory_budget_mb * 2**20) // per_row // 256 * 256)
         n, dim, read = _row_source(vectors)
         if n == 0:
-            raise ValueError("corpus has no rows")
+            raise InputError("corpus has no rows")
         self._dim = dim
         self._ntotal = n
         bounds = np.linspace(0, n, len(names) + 1).round().astype(np.int64)
@@ -243,7 +244,7 @@ class TorchIndex(BaseIndex):
                 zero = norms == 0
                 if bool(zero.any()):
                     row = s + int(torch.nonzero(zero)[0, 0])
-                    raise ValueError(f"corpus row {row} has norm 0 (cosine)")
+                    raise InputError(f"corpus row {row} has norm 0 (cosine)")
                 x = x / norms[:, None]
             y = x.to(self._tdtype)
             if check and self.dtype == "float16":
@@ -346,7 +347,7 @@ class TorchIndex(BaseIndex):
         out = np.empty((n, kk), dtype=np.int64)
         path, g = topk.PATH, topk.GROUP
         if path not in topk.PATHS:
-            raise ValueError(f"_torch_topk.PATH must be one of {topk.PATHS}, got {path!r}")
+            raise InputError(f"_torch_topk.PATH must be one of {topk.PATHS}, got {path!r}")
         spans = [
             (cs, min(self.block_rows, shard.n - cs)) for cs in range(0, shard.n, self.block_rows)
         ]
@@ -508,7 +509,7 @@ class TorchIndex(BaseIndex):
         arr = np.load(Path(path) / "vectors.npy", mmap_mode="r")
         saved = str(meta.get("dtype", "float32"))
         if arr.shape != (meta.get("ntotal"), meta.get("dim")):
-            raise ValueError(
+            raise InputError(
                 f"{path}/vectors.npy has shape {arr.shape}, meta.json says "
                 f"({meta.get('ntotal')}, {meta.get('dim')})"
             )
@@ -576,13 +577,13 @@ def _row_source(vectors: Any) -> tuple[int, int, Callable[[int, int], Any]]:
     if isinstance(vectors, torch.Tensor):
         t = vectors.detach()
         if t.ndim != 2:
-            raise ValueError(f"corpus must be a 2-D array (n, dim), got shape {tuple(t.shape)}")
+            raise InputError(f"corpus must be a 2-D array (n, dim), got shape {tuple(t.shape)}")
         if t.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-            raise TypeError(
+            raise InputTypeError(
                 f"corpus must hold float16, bfloat16, float32 or float64 vectors, got {t.dtype}"
             )
         if t.shape[1] == 0:
-            raise ValueError("corpus has dimension 0")
+            raise InputError("corpus has dimension 0")
         return int(t.shape[0]), int(t.shape[1]), lambda a, b: t[a:b]
     arr = as_matrix(vectors, "corpus", check=False)
     return int(arr.shape[0]), int(arr.shape[1]), lambda a, b: _tensor(torch, arr[a:b])
@@ -596,7 +597,7 @@ def _check_rows(torch: Any, x: Any, start: int, what: str) -> None:
         if what.startswith("contains"):
             kind = "NaN" if bool(torch.isnan(x[row - start]).any()) else "an infinite value"
             what = f"contains {kind}"
-        raise ValueError(f"corpus row {row} {what}")
+        raise InputError(f"corpus row {row} {what}")
 
 
 def _tree_sum(x: Any) -> Any:
@@ -627,7 +628,7 @@ def _build_torch(vectors: Any, spec: Any, *, metric: str, **options: Any) -> Tor
     except ValueError as exc:
         if "device" not in str(exc) and "dtype" not in str(exc):
             raise
-        raise ValueError(f"index {str(spec)!r} (torch[:DEVICE[:DTYPE]]): {exc}") from exc
+        raise InputError(f"index {str(spec)!r} (torch[:DEVICE[:DTYPE]]): {exc}") from exc
 
 
 def _register() -> None:

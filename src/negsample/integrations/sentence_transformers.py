@@ -36,6 +36,7 @@ import numpy as np
 from .._optional import require
 from .._types import Negatives
 from .._validate import pad_positives
+from ..errors import InputError, InputTypeError
 from ..filters import Filters
 from ..index.base import Index
 from ..index.numpy_index import NumpyIndex
@@ -83,7 +84,7 @@ class TrainingData:
 
     def __post_init__(self) -> None:
         if len(self.positives) != len(self.queries):
-            raise ValueError(
+            raise InputError(
                 f"{len(self.queries)} queries but {len(self.positives)} rows of positives"
             )
         pad_positives(self.positives, len(self.queries), len(self.corpus))
@@ -108,7 +109,7 @@ def _as_data(data: Any, name: str) -> TrainingData:
         return data
     if hasattr(data, "query_texts") and hasattr(data, "positives"):
         return TrainingData.from_beir(data)
-    raise TypeError(
+    raise InputTypeError(
         f"{name} must be a TrainingData or a BEIR split (query_texts, positives, corpus), "
         f"got {type(data).__name__}"
     )
@@ -136,7 +137,7 @@ def _rows(
         if (ids < 0).any():
             short += 1
             if on_short == "raise":
-                raise ValueError(
+                raise InputError(
                     f"query {q} has {int((ids < 0).sum())} missing negatives; mine with "
                     "on_shortfall='fill', or pass on_short='drop'"
                 )
@@ -253,17 +254,17 @@ def to_dataset(
     ['anchor', 'positive', 'negative_1']
     """
     if on_short not in ("drop", "raise"):
-        raise ValueError(f"on_short must be 'drop' or 'raise', got {on_short!r}")
+        raise InputError(f"on_short must be 'drop' or 'raise', got {on_short!r}")
     pos = pad_positives(positives, len(queries), len(corpus))
     if negatives is not None and len(negatives):
         if int(negatives.query_index.max()) >= len(queries):
-            raise ValueError("negatives.query_index points past the end of queries")
+            raise InputError("negatives.query_index points past the end of queries")
         if int(negatives.ids.max()) >= len(corpus):
-            raise ValueError("negatives.ids point past the end of corpus")
+            raise InputError("negatives.ids point past the end of corpus")
     keys, neg_ids = _rows(negatives, pos, on_short)
     if batch_size is not None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         keys, neg_ids, got = _batch_safe(keys, neg_ids, queries, corpus, pos, batch_size, seed)
         if got.conflicts:
             warnings.warn(
@@ -383,7 +384,9 @@ def _encode(model: Any, texts: Sequence[str], batch_size: int, progress: bool) -
 def _as_sampler(sampler: BaseSampler | str) -> BaseSampler:
     s = sampler_from_string(sampler) if isinstance(sampler, str) else sampler
     if not isinstance(s, BaseSampler):
-        raise TypeError(f"sampler must be a negsample sampler or a spec string, got {sampler!r}")
+        raise InputTypeError(
+            f"sampler must be a negsample sampler or a spec string, got {sampler!r}"
+        )
     return s
 
 
@@ -450,11 +453,11 @@ class RemineCallback(_TrainerCallback):
         batch_safe: int | None = None,
     ) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}")
+            raise InputError(f"every must be a positive integer, got {every!r}")
         if batch_safe is not None and (
             isinstance(batch_safe, bool) or not isinstance(batch_safe, int) or batch_safe < 1
         ):
-            raise ValueError(f"batch_safe must be a positive integer or None, got {batch_safe!r}")
+            raise InputError(f"batch_safe must be a positive integer or None, got {batch_safe!r}")
         self.batch_safe = batch_safe
         self.sampler = _as_sampler(sampler)
         self.data = _as_data(data, "data")
@@ -519,7 +522,7 @@ class RemineCallback(_TrainerCallback):
         )
         self._keys, self._neg_ids = _rows(negs, self._positives, "drop")
         if not self._keys:
-            raise ValueError("no training row has a full set of negatives")
+            raise InputError("no training row has a full set of negatives")
         self._dataset = self._make(self._neg_ids)
         return self._dataset
 
@@ -561,7 +564,7 @@ def _replace_contents(target: Any, new: Any) -> None:
     """Make ``target`` (the ``datasets.Dataset`` the running DataLoader reads) hold ``new``'s
     rows. The trainer builds its DataLoader once, so the object must stay the same."""
     if target.column_names != new.column_names or len(target) != len(new):
-        raise ValueError("re-mined dataset does not match the training dataset's shape")
+        raise InputError("re-mined dataset does not match the training dataset's shape")
     target._data = new._data
     target._indices = new._indices
     target._fingerprint = new._fingerprint
@@ -704,7 +707,7 @@ def train(
     torch = require("torch", "train()")
     st = require("sentence_transformers", "train()")
     if loss not in ("mnrl", "cached_mnrl"):
-        raise ValueError(f"loss must be 'mnrl' or 'cached_mnrl', got {loss!r}")
+        raise InputError(f"loss must be 'mnrl' or 'cached_mnrl', got {loss!r}")
     train_data = _as_data(data, "data")
     test_data = None if eval_data is None else _as_data(eval_data, "eval_data")
     from .._device import resolve_devices
@@ -721,7 +724,7 @@ def train(
     positives = pad_positives(train_data.positives, len(train_data.queries), len(train_data.corpus))
     if sampler is None:
         if remine_every:
-            raise ValueError("remine_every needs a sampler")
+            raise InputError("remine_every needs a sampler")
         train_ds = to_dataset(
             None, train_data.queries, train_data.corpus, positives,
             batch_size=batch_size if batch_safe else None, seed=seed,

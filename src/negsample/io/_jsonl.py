@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import InputError
 from ._reading import DataError, blocks, decode_line
 from .texts import _SPACE_LEAD, WHITESPACE, Texts, TextsBuilder, _arrow_chunk, first_duplicate
 
@@ -111,7 +112,7 @@ class _Slow:
             if self.loads is not json.loads and isinstance(rec, dict):
                 # orjson reads an integer beyond 64 bits as a float: json reads it exact
                 if any(type(rec.get(k)) is float for k in self.keys):
-                    raise ValueError("a float field: read it again with json")
+                    raise InputError("a float field: read it again with json")
         except (ValueError, RecursionError):  # orjson is stricter: json has the last word
             line = decode_line(path, lineno, raw, nul=False)
             if not line.strip():

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+
 __all__ = ["DevicePool"]
 
 #: Groups handed to the processes ahead of the one being collected.
@@ -67,7 +69,7 @@ class DevicePool:
 
     def __init__(self, factory: Callable[..., Any], args: tuple[Any, ...], devices: Sequence[str]):
         if not devices:
-            raise ValueError("a pool needs at least one device")
+            raise InputError("a pool needs at least one device")
         ctx = mp.get_context("spawn")
         self.devices = [str(d) for d in devices]
         self._inbox: Any = ctx.Queue()

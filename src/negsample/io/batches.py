@@ -40,6 +40,7 @@ import numpy.typing as npt
 
 from .._rng import Stream
 from .._validate import check_int
+from ..errors import InputError
 
 if TYPE_CHECKING:
     from .data import BeirDataset
@@ -104,7 +105,7 @@ class _Keys:
         positives_of: Mapping[Any, Any],
     ) -> None:
         if len(anchors) != len(passages):
-            raise ValueError(f"{len(anchors)} anchors but {len(passages)} rows of passages")
+            raise InputError(f"{len(anchors)} anchors but {len(passages)} rows of passages")
         code: dict[Hashable, int] = {}
         anchor_q: dict[Hashable, list[int]] = {}
         for a, ps in positives_of.items():
@@ -332,7 +333,7 @@ def row_items(fmt: str, row: Mapping[str, Any]) -> tuple[Hashable, list[Hashable
         return row["query"], [*row["pos"], *row["neg"]]
     if fmt == "tevatron":
         return row["query_text"], [*row["positive_document_ids"], *row["negative_document_ids"]]
-    raise ValueError(
+    raise InputError(
         f"rows of format {fmt!r} cannot be ordered for batches (row formats: "
         f"{', '.join(BATCH_FORMATS)})"
     )

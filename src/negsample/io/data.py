@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._ragged import Ragged
+from ..errors import InputError, InputTypeError
 from ._jsonl import read_records
 from ._reading import DataError, block_lines, blocks, parse_grade
 from .normalize import normalized_groups
@@ -506,9 +507,9 @@ def load_beir(
     >>> negs = ns.mine(q_emb, index, ds.positives, n=7)            # doctest: +SKIP
     """
     if isinstance(min_relevance, bool) or not isinstance(min_relevance, int | np.integer):
-        raise TypeError(f"min_relevance must be an integer, got {min_relevance!r}")
+        raise InputTypeError(f"min_relevance must be an integer, got {min_relevance!r}")
     if min_relevance < 1:
-        raise ValueError(
+        raise InputError(
             f"min_relevance must be >= 1 (a score <= 0 is never a positive), got {min_relevance}"
         )
     min_relevance = int(min_relevance)

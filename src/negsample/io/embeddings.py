@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import InputError
 from ._reading import DataError, check_start
 from .texts import _SPACE_LEAD, Texts, as_texts, first_duplicate, lookup
 
@@ -369,9 +370,9 @@ def verify_embeddings(
     probability about ``2n / N``.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        raise InputError(f"n must be a non-negative integer, got {n!r}")
     if not 0.0 < float(min_cosine) <= 1.0:
-        raise ValueError(f"min_cosine must be in (0, 1], got {min_cosine!r}")
+        raise InputError(f"min_cosine must be in (0, 1], got {min_cosine!r}")
     return _verify(
         embeddings,
         dataset,
@@ -493,9 +494,9 @@ def load_embeddings(
     from .encoding import DatasetEmbeddings
 
     if isinstance(spot_check, bool) or not isinstance(spot_check, int) or spot_check < 0:
-        raise ValueError(f"spot_check must be a non-negative integer, got {spot_check!r}")
+        raise InputError(f"spot_check must be a non-negative integer, got {spot_check!r}")
     if not 0.0 < float(min_cosine) <= 1.0:
-        raise ValueError(f"min_cosine must be in (0, 1], got {min_cosine!r}")
+        raise InputError(f"min_cosine must be in (0, 1], got {min_cosine!r}")
     d = Path(directory)
     if not d.is_dir():
         raise FileNotFoundError(f"{d}: not a directory (expected corpus.npy, queries.npy, ...)")

@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from .._device import PRECISIONS, check_precision, resolve_devices, resolve_precision
 from .._optional import require
+from ..errors import InputError, InputTypeError
 from ._encoder import TextEncoder, load_model
 from .embeddings import align_embeddings, load_embeddings, verify_embeddings
 
@@ -194,22 +195,22 @@ def encode(
     (2, 384)
     """
     if isinstance(texts, str):
-        raise TypeError("texts must be a sequence of strings, not one string")
+        raise InputTypeError("texts must be a sequence of strings, not one string")
     for name, value in (("batch_size", batch_size), ("shard_size", shard_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
     if batch_tokens is not None and (
         isinstance(batch_tokens, bool) or not isinstance(batch_tokens, int) or batch_tokens < 1
     ):
-        raise ValueError(f"batch_tokens must be a positive integer or None, got {batch_tokens!r}")
+        raise InputError(f"batch_tokens must be a positive integer or None, got {batch_tokens!r}")
     for name, text in (("prompt", prompt), ("prompt_name", prompt_name)):
         if text is not None and not isinstance(text, str):
-            raise TypeError(f"{name} must be a string or None, got {type(text).__name__}")
+            raise InputTypeError(f"{name} must be a string or None, got {type(text).__name__}")
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise TypeError(f"texts[{i}] is a {type(t).__name__}, not a string")
+            raise InputTypeError(f"texts[{i}] is a {type(t).__name__}, not a string")
     if not len(texts):
-        raise ValueError("no texts to encode")
+        raise InputError("no texts to encode")
     checked = check_precision(precision)  # a bad name fails before any device is probed
     path = _model_path(model)
     n = len(texts)
@@ -345,9 +346,9 @@ def fill_cache(
     """
     n = len(texts)
     if not n:
-        raise ValueError("no texts to encode")
+        raise InputError("no texts to encode")
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
-        raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
+        raise InputError(f"shard_size must be a positive integer, got {shard_size!r}")
     cache = Path(cache_dir).expanduser()
     hit = _read_cache(cache, key, n)
     if hit is not None:
@@ -613,7 +614,7 @@ def encode_dataset(
     """
     for bad in ("prompt", "prompt_name"):
         if bad in kwargs:
-            raise TypeError(
+            raise InputTypeError(
                 f"encode_dataset() takes query_{bad}= and document_{bad}= (one for each side), "
                 f"not {bad}="
             )

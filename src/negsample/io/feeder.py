@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._optional import require
+from ..errors import InputError
 
 __all__ = ["FeedStats", "TokenFeeder", "cross_encoder_forward", "sentence_forward"]
 
@@ -105,7 +106,7 @@ def resolve_prompt(model: Any, prompt: str | None, prompt_name: str | None) -> s
         return prompt
     if prompt_name is not None:
         if prompt_name not in prompts:
-            raise ValueError(
+            raise InputError(
                 f"prompt_name {prompt_name!r} is not a prompt of the model (it has: "
                 f"{sorted(prompts)})"
             )

@@ -40,6 +40,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import InputError, InputTypeError
 from .texts import Texts
 
 __all__ = ["normalize_text", "normalized_groups", "normalized_keys"]
@@ -129,7 +130,7 @@ def normalize_text(text: str) -> str:
     ('a+b', 'a b')
     """
     if not isinstance(text, str):
-        raise TypeError(f"normalize_text takes a str, got {type(text).__name__}")
+        raise InputTypeError(f"normalize_text takes a str, got {type(text).__name__}")
     return _normalized_bytes(text).decode("utf-8", "surrogatepass")
 
 
@@ -141,7 +142,7 @@ def _rows(texts: Sequence[str]) -> Iterator[str]:
     else:
         for i, t in enumerate(texts):
             if not isinstance(t, str):
-                raise TypeError(f"text {i} is a {type(t).__name__}, not a string")
+                raise InputTypeError(f"text {i} is a {type(t).__name__}, not a string")
             yield t
 
 
@@ -202,7 +203,7 @@ def normalized_groups(
     if keys is None:
         keys = normalized_keys(texts)
     if keys.shape != (len(texts),):
-        raise ValueError(f"keys has shape {keys.shape}, want ({len(texts)},): one per text")
+        raise InputError(f"keys has shape {keys.shape}, want ({len(texts)},): one per text")
     cand = np.flatnonzero(np.isin(keys, np.unique(keys[rows])))
     if cand.size == rows.size:  # only the rows themselves: any sharing is among them
         counts = np.unique(keys[cand], return_counts=True)[1]

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from .._ragged import Ragged
 from .._types import Candidates
+from ..errors import InputError
 from ._reading import DataError, parse_float, text_lines
 from .texts import Texts, as_texts, lookup
 
@@ -60,7 +61,7 @@ def read_trec_run(
     if not p.is_file():
         raise FileNotFoundError(f"{p}: not found")
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
-        raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+        raise InputError(f"depth must be an integer >= 1, got {depth!r}")
     qids: list[str] = []
     dids: list[str] = []
     scores: list[float] = []

@@ -24,6 +24,8 @@ from typing import Any, overload
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import InputError, InputTypeError
+
 __all__ = ["Texts", "TextsBuilder", "as_texts", "document_groups", "first_duplicate", "lookup"]
 
 IntArray = npt.NDArray[np.int64]
@@ -75,11 +77,11 @@ class Texts(Sequence[str]):
             data = np.asarray(data)
             offsets = np.asarray(offsets)
             if data.dtype != np.uint8 or data.ndim != 1:
-                raise TypeError(f"chunk data must be 1-D uint8, got {data.dtype} {data.shape}")
+                raise InputTypeError(f"chunk data must be 1-D uint8, got {data.dtype} {data.shape}")
             if offsets.dtype != np.int64 or offsets.ndim != 1 or offsets.size < 1:
-                raise TypeError("chunk offsets must be 1-D int64 with n + 1 entries")
+                raise InputTypeError("chunk offsets must be 1-D int64 with n + 1 entries")
             if offsets.size > 1 and (offsets[0] < 0 or offsets[-1] > data.size):
-                raise ValueError("chunk offsets point outside the data")
+                raise InputError("chunk offsets point outside the data")
             if offsets.size == 1:
                 continue  # an empty chunk
             checked.append((_readonly(data), _readonly(offsets)))
@@ -92,7 +94,7 @@ class Texts(Sequence[str]):
         if _cuts is not None:
             cuts = [c for c in _cuts if c.size]
             if [c.size for c in cuts] != sizes:
-                raise ValueError("one cut per row is needed")
+                raise InputError("one cut per row is needed")
             self._cuts = [_readonly(np.asarray(c, dtype=np.int32)) for c in cuts]
 
     # -- construction -------------------------------------------------------------------
@@ -102,7 +104,7 @@ class Texts(Sequence[str]):
         encoded = []
         for i, s in enumerate(strings):
             if not isinstance(s, str):
-                raise TypeError(f"item {i} is a {type(s).__name__}, not a string")
+                raise InputTypeError(f"item {i} is a {type(s).__name__}, not a string")
             encoded.append(s.encode("utf-8"))
         return cls.from_bytes(encoded)
 
@@ -174,7 +176,7 @@ class Texts(Sequence[str]):
         try:
             i = index.__index__()
         except AttributeError:
-            raise TypeError(
+            raise InputTypeError(
                 f"Texts indices must be integers or slices, not {type(index).__name__}"
             ) from None
         c, j = self._locate(i)

@@ -167,7 +167,7 @@ class atomic_dir(_files.atomic_dir):
             p.is_dir() and ((p / "dataset_info.json").is_file() or is_kd_folder(p))
         ):
             what = "a file" if not p.is_dir() else "a folder that is not a datasets folder"
-            raise ValueError(f"{p} is {what}; refusing to replace it (choose another path)")
+            raise InputError(f"{p} is {what}; refusing to replace it (choose another path)")
         return super().__enter__()
 
 
@@ -184,7 +184,7 @@ def _groups(neg: Negatives) -> Iterator[tuple[int, list[int]]]:
     starts = np.concatenate([[0], cut])
     stops = np.concatenate([cut, [qi.size]])
     if np.any(np.diff(qi[starts]) < 0):
-        raise ValueError("negatives must be sorted by query_index (as mine() returns them)")
+        raise InputError("negatives must be sorted by query_index (as mine() returns them)")
     for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
         yield int(qi[a]), list(range(a, b))
 
@@ -257,40 +257,40 @@ def write_negatives(
         (a ``ValueError``) when no row at all would be written: no file is written.
     """
     if format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+        raise InputError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if hf_layout not in HF_LAYOUTS:
-        raise ValueError(f"hf_layout must be one of {', '.join(HF_LAYOUTS)}, got {hf_layout!r}")
+        raise InputError(f"hf_layout must be one of {', '.join(HF_LAYOUTS)}, got {hf_layout!r}")
     if on_short not in ON_SHORT:
-        raise ValueError(f"on_short must be one of {ON_SHORT}, got {on_short!r}")
+        raise InputError(f"on_short must be one of {ON_SHORT}, got {on_short!r}")
     if scores and positive_scores is None and format != "parquet":
-        raise ValueError("scores=True needs positive_scores (s(q, d+) per query)")
+        raise InputError("scores=True needs positive_scores (s(q, d+) per query)")
     if format == "pylate-kd" and positive_scores is None:
-        raise ValueError("format 'pylate-kd' writes every score: give positive_scores")
+        raise InputError("format 'pylate-kd' writes every score: give positive_scores")
     if batch_size is not None:
         from .batches import BATCH_FORMATS
 
         if format not in BATCH_FORMATS:
-            raise ValueError(
+            raise InputError(
                 f"batch_size orders the rows of a row format ({', '.join(BATCH_FORMATS)}); "
                 f"{format!r} has no training batches of rows to order"
             )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     ids = np.asarray(negatives.ids)
     if len(negatives) and int(negatives.query_index.max()) >= dataset.n_queries:
-        raise ValueError(
+        raise InputError(
             f"negatives name query {int(negatives.query_index.max())}, but the dataset has "
             f"{dataset.n_queries} queries"
         )
     if np.any(ids >= dataset.n_corpus) or np.any(ids < -1):
-        raise ValueError(f"negative ids out of range for a corpus of {dataset.n_corpus}")
+        raise InputError(f"negative ids out of range for a corpus of {dataset.n_corpus}")
     _check_no_positive(negatives, dataset)
     valid = ids >= 0
     n_valid = valid.sum(axis=1)
     short = (n_valid < negatives.n) & (n_valid > 0)
     if on_short == "error" and (short.any() or (n_valid == 0).any()):
         r = int(np.argmax(n_valid < negatives.n))
-        raise ValueError(
+        raise InputError(
             f"{int((n_valid < negatives.n).sum())} rows have fewer than n={negatives.n} "
             f"negatives (first: query {dataset.query_ids[int(negatives.query_index[r])]!r} with "
             f"{int(n_valid[r])}); on_short='error' writes nothing"
@@ -301,7 +301,7 @@ def write_negatives(
     if positive_scores is not None:
         pos_sc = [np.asarray(p, dtype=np.float64) for p in positive_scores]
         if len(pos_sc) != dataset.n_queries:
-            raise ValueError(
+            raise InputError(
                 f"positive_scores has {len(pos_sc)} entries, the dataset {dataset.n_queries} queries"
             )
     if format == "parquet":
@@ -389,7 +389,7 @@ def _check_no_positive(neg: Negatives, dataset: BeirDataset) -> None:
     if hit.any():
         r, c = (int(v) for v in np.argwhere(hit)[0])
         q = dataset.query_ids[int(neg.query_index[r])]
-        raise ValueError(
+        raise InputError(
             f"negative {dataset.corpus_ids[int(neg.ids[r, c])]!r} of query {q!r} is one of its "
             "labelled positives: these negatives were not mined for this dataset and split"
         )
@@ -440,7 +440,7 @@ def _st_rows(
             anchor = int(neg.anchor_ids[r])
             if len(rows) > 1:
                 if anchor < 0:
-                    raise ValueError(
+                    raise InputError(
                         f"query {ds.query_ids[q]!r} has {len(rows)} rows but no anchor positive"
                     )
                 pairs = [anchor]

@@ -50,6 +50,7 @@ import numpy as np
 
 from .._optional import require
 from .._types import Negatives
+from ..errors import InputError
 
 if TYPE_CHECKING:
     from .data import BeirDataset
@@ -143,7 +144,7 @@ def kd_tables(
             anchor = int(negatives.anchor_ids[r])
             if len(rows) > 1:
                 if anchor not in slot:
-                    raise ValueError(
+                    raise InputError(
                         f"query {qid!r} has {len(rows)} rows, but row {r} is not anchored on "
                         f"one of its positives (anchor {anchor})"
                     )
@@ -151,7 +152,7 @@ def kd_tables(
             else:
                 pairs = positives
             if not pairs:
-                raise ValueError(f"query {qid!r} has no positive: a pylate-kd row starts with one")
+                raise InputError(f"query {qid!r} has no positive: a pylate-kd row starts with one")
             names = [cid[d] for d in nid.tolist()]
             row_written = False
             for p in pairs:

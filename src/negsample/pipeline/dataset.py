@@ -21,6 +21,7 @@ import numpy.typing as npt
 from .._ragged import Ragged
 from .._types import Candidates, Negatives
 from ..candidates import positive_scores_for
+from ..errors import InputError, InputTypeError
 from ..filters import Filters
 from ..index.base import Index, prepare_queries
 from ..index.registry import build_index, load_index, parse_index_spec, saved_kind
@@ -123,17 +124,17 @@ def mine_dataset(
     spec = parse_index_spec(index) if isinstance(index, str) else None
     source_spec = spec if spec is not None and spec.is_source else None
     if source_spec is None and (embeddings is None) == (candidates is None):
-        raise ValueError("pass either embeddings (dense search) or candidates (a run file)")
+        raise InputError("pass either embeddings (dense search) or candidates (a run file)")
     if source_spec is not None and candidates is not None:
-        raise ValueError(f"index={index!r} computes the candidates: leave out candidates")
+        raise InputError(f"index={index!r} computes the candidates: leave out candidates")
     if source_spec is not None and source_spec.needs_embeddings and embeddings is None:
-        raise ValueError(
+        raise InputError(
             f"index={index!r} searches the embeddings too: pass embeddings "
             "(encode_dataset or load_embeddings)"
         )
     check_text_rules(exclude_duplicate_texts, near_duplicate_texts)
     if filters is not None and filters.needs_vectors and embeddings is None:
-        raise ValueError(
+        raise InputError(
             "Filters(near_duplicate=...) compares candidates with the positives' "
             "embeddings, and a run file gives none: mine with embeddings, or leave "
             "near_duplicate unset"
@@ -292,9 +293,9 @@ def check_text_rules(exclude_duplicate_texts: bool, near_duplicate_texts: bool) 
         ("near_duplicate_texts", near_duplicate_texts),
     ):
         if not isinstance(v, bool | np.bool_):
-            raise TypeError(f"{name} must be True or False, got {v!r}")
+            raise InputTypeError(f"{name} must be True or False, got {v!r}")
     if near_duplicate_texts and not exclude_duplicate_texts:
-        raise ValueError(
+        raise InputError(
             "near_duplicate_texts=True excludes identical texts too (they normalise alike): "
             "it cannot go with exclude_duplicate_texts=False"
         )
@@ -354,10 +355,10 @@ def _search_options(
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
         if name not in applies:
             where = index if isinstance(index, str) else type(index).__name__
-            raise ValueError(
+            raise InputError(
                 f"{name} applies to a faiss {kind} index spec (e.g. "
                 f"{'IVF1024,Flat' if kind == 'IVF' else 'HNSW32'}), not to {where!r}"
             )

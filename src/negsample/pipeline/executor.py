@@ -24,6 +24,7 @@ import numpy as np
 from .._ragged import Ragged
 from .._types import Candidates, MiningStats, Negatives
 from ..crossquery import PositiveMask, remove_other_positives
+from ..errors import InputError
 from ..filters import Filters
 from ..index.base import Index
 from ..mining import mine
@@ -89,7 +90,7 @@ class ChunkJob:
         others = self.set_positives if self.exclude_other_positives else None
         if self.candidates is None:
             if self.index is None:
-                raise ValueError("this job has no index here: its executor holds it")
+                raise InputError("this job has no index here: its executor holds it")
             return mine(
                 self.queries[a:b],
                 self.index,
@@ -228,7 +229,7 @@ def run_chunks(
         or not isinstance(max_chunks, int | np.integer)
         or max_chunks < 1
     ):
-        raise ValueError(f"max_chunks must be None or an integer >= 1, got {max_chunks!r}")
+        raise InputError(f"max_chunks must be None or an integer >= 1, got {max_chunks!r}")
     executor = LocalExecutor() if executor is None else executor
     h, chunks = run.hash, run.chunks
     total = len(chunks)

@@ -25,6 +25,7 @@ import numpy as np
 from .._files import RunLocked
 from .._types import Candidates, Negatives
 from .._validate import check_int
+from ..errors import InputError
 from ..filters import Filters
 from ..index.base import Index
 from ..samplers.base import BaseSampler, check_n_fits, check_sampler
@@ -132,9 +133,9 @@ def mine_resumable(
         or not isinstance(max_chunks, int | np.integer)
         or max_chunks < 1
     ):
-        raise ValueError(f"max_chunks must be None or an integer >= 1, got {max_chunks!r}")
+        raise InputError(f"max_chunks must be None or an integer >= 1, got {max_chunks!r}")
     if candidates is None and (queries is None or index is None):
-        raise ValueError("pass queries and an index, or candidates")
+        raise InputError("pass queries and an index, or candidates")
     run = run_settings(
         queries,
         index,

@@ -31,6 +31,7 @@ from .._ragged import to_ragged
 from .._rng import normalize_seed
 from .._types import Candidates, Negatives
 from ..crossquery import PositiveMask, ReuseCap, reuse_cap
+from ..errors import InputError, InputTypeError
 from ..filters import Filters
 from ..index.base import Index
 from ..samplers.base import BaseSampler
@@ -111,7 +112,7 @@ def index_fingerprint(index: Any) -> dict[str, Any]:
     if callable(native):
         fp = dict(native())
         if "content" not in fp:
-            raise ValueError(f"{cls.__name__}.fingerprint() returned no 'content' digest")
+            raise InputError(f"{cls.__name__}.fingerprint() returned no 'content' digest")
         out.update(fp)
         return out
     out["search"] = {a: repr(getattr(index, a)) for a in SEARCH_ATTRIBUTES if hasattr(index, a)}
@@ -149,7 +150,7 @@ def texts_identity(texts: Sequence[str]) -> dict[str, Any]:
     buf = bytearray()
     for t in texts:
         if not isinstance(t, str):
-            raise TypeError(f"text row {n} is a {type(t).__name__}, not a string")
+            raise InputTypeError(f"text row {n} is a {type(t).__name__}, not a string")
         b = t.encode("utf-8", "surrogatepass")
         buf += len(b).to_bytes(8, "little")
         buf += b
@@ -308,11 +309,11 @@ def run_settings(
     if chunk_size is None:
         chunk_size = default_chunk_size(index)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
-        raise TypeError(f"chunk_size must be an integer, got {chunk_size!r}")
+        raise InputTypeError(f"chunk_size must be an integer, got {chunk_size!r}")
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
     if seed is None:
-        raise ValueError(
+        raise InputError(
             "mine_resumable needs a fixed seed: seed=None draws a new one on every call, "
             "so a rerun could never resume"
         )
@@ -325,12 +326,12 @@ def run_settings(
         check_sampler(sampler, spec=source.settings()["kind"], dense=index is not None)
     elif given is not None:
         if sampler.depth == 0:
-            raise ValueError(
+            raise InputError(
                 f"{type(sampler).__name__} searches no candidates, so it cannot use given "
                 "candidates (a run file); use a sampler that ranks candidates, e.g. topk"
             )
         if getattr(sampler, "needs_vectors", False) and (queries is None or index is None):
-            raise ValueError(
+            raise InputError(
                 f"{type(sampler).__name__} needs corpus vectors (needs_vectors=True), and "
                 "candidates from a run file give only scores; use a sampler that needs "
                 "only scores (e.g. topk, simans), or mine with embeddings instead"
@@ -345,7 +346,7 @@ def run_settings(
         None if exclude is None else to_ragged(exclude, n_q, n_corpus, "exclude", allow_empty=True)
     )
     if exclude_other_positives and sampler.depth == 0:
-        raise ValueError(
+        raise InputError(
             f"{type(sampler).__name__} searches no candidates: exclude_other_positives "
             "removes candidates of a search"
         )

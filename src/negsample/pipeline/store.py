@@ -114,7 +114,7 @@ class RunStore:
         try:
             old = json.loads(man.read_text(encoding="utf-8"))
             if not isinstance(old, dict) or not isinstance(old.get("hash"), str):
-                raise ValueError("no settings hash in it")
+                raise InputError("no settings hash in it")
             return old
         except (ValueError, UnicodeDecodeError) as exc:
             if log is not None:

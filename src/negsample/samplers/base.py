@@ -27,6 +27,7 @@ from ..candidates import (
     resolve_anchor,
     take_positions,
 )
+from ..errors import InputError, InputTypeError
 
 if TYPE_CHECKING:
     from ..filters import Filters
@@ -158,7 +159,7 @@ def check_sampler(sampler: Any) -> None:
     :class:`Sampler` protocol: ``depth`` and ``sample_batch``), naming what is missing."""
     missing = [m for m in ("depth", "sample_batch") if not hasattr(sampler, m)]
     if missing or not callable(sampler.sample_batch):
-        raise TypeError(
+        raise InputTypeError(
             f"sampler must satisfy the negsample Sampler protocol (depth, sample_batch); "
             f"{type(sampler).__name__} lacks {', '.join(missing) or 'a callable sample_batch'}"
         )
@@ -174,7 +175,7 @@ def check_n_fits(sampler: Any, n: int) -> None:
         return
     r = region_size_of(sampler)
     if r is not None and n > r:
-        raise ValueError(
+        raise InputError(
             f"{type(sampler).__name__} draws its negatives from {r} candidates per query "
             f"(region_size), fewer than the n={n} negatives requested"
         )
@@ -196,12 +197,12 @@ class BaseSampler:
 
     def __post_init__(self) -> None:
         if not isinstance(self.on_shortfall, str) or self.on_shortfall not in SHORTFALL_POLICIES:
-            raise ValueError(
+            raise InputError(
                 f"on_shortfall must be one of {SHORTFALL_POLICIES}, got {self.on_shortfall!r}"
             )
         anchor = getattr(self, "positive_anchor", None)
         if anchor is not None and (not isinstance(anchor, str) or anchor not in POSITIVE_ANCHORS):
-            raise ValueError(f"positive_anchor must be one of {POSITIVE_ANCHORS}, got {anchor!r}")
+            raise InputError(f"positive_anchor must be one of {POSITIVE_ANCHORS}, got {anchor!r}")
 
     # -- to override -------------------------------------------------------------------
     @property
@@ -240,7 +241,7 @@ class BaseSampler:
         region and its size."""
         r = region_size_of(self)
         if r is not None and n > r:
-            raise ValueError(
+            raise InputError(
                 f"{self._region_phrase()}, fewer than the n={n} negatives requested"
                 f"{self._region_hint()}"
             )
@@ -384,14 +385,14 @@ def sample_candidates(
     n = check_int("n", n, 1)
     check_n_fits(sampler, n)
     if getattr(sampler, "needs_vectors", False) and index is None:
-        raise ValueError(
+        raise InputError(
             f"{type(sampler).__name__} needs corpus vectors, which candidates alone do not "
             "give: pass index= (and queries=), or use mine()"
         )
     stats = MiningStats(seed=normalize_seed(seed))
     ids_a = to_numpy(ids, "ids")
     if ids_a.ndim != 2:
-        raise ValueError(f"ids must be 2-D (n_queries, k), got shape {ids_a.shape}")
+        raise InputError(f"ids must be 2-D (n_queries, k), got shape {ids_a.shape}")
     n_q = ids_a.shape[0]
     n_corpus = index.ntotal if index is not None else None
     raw = to_ragged(positives, n_q, n_corpus)
@@ -412,10 +413,10 @@ def sample_candidates(
         from ..index.base import prepare_queries
 
         if index is None:
-            raise ValueError("queries were given without an index to score them against")
+            raise InputError("queries were given without an index to score them against")
         q = prepare_queries(queries, index.dim, index.metric)
         if q.shape[0] != n_q:
-            raise ValueError(f"queries has {q.shape[0]} rows, ids has {n_q}")
+            raise InputError(f"queries has {q.shape[0]} rows, ids has {n_q}")
     qi = _query_index(query_index, n_q)
     batch = build_batch(
         ids_a,
@@ -535,13 +536,13 @@ def _flat_positive_scores(scores: Any, raw: Ragged) -> np.ndarray:
         return np.concatenate(parts) if parts else np.empty(0)  # cast (checked) by build_batch
     arr = to_numpy(scores, "positive_scores")
     if arr.ndim != 2 or arr.shape[0] != raw.n_rows or arr.shape[1] < lengths.max(initial=0):
-        raise ValueError(
+        raise InputError(
             f"positive_scores has shape {arr.shape}; want one score per positive: "
             f"({raw.n_rows}, >= {int(lengths.max(initial=0))}) laid out like the positives "
             "padded with -1, or one sequence per query"
         )
     if arr.dtype.kind not in "fiu":
-        raise TypeError(f"positive_scores must hold numbers, got dtype {arr.dtype}")
+        raise InputTypeError(f"positive_scores must hold numbers, got dtype {arr.dtype}")
     return np.asarray(arr[raw.row_of, raw.slot_of])  # cast (checked) by build_batch
 
 
@@ -551,12 +552,12 @@ def _query_index(query_index: Any, n_q: int) -> IntArray:
         return np.arange(n_q, dtype=np.int64)
     qi = to_numpy(query_index, "query_index")
     if qi.ndim != 1 or qi.shape[0] != n_q:
-        raise ValueError(f"query_index must have one entry per row ({n_q}), got shape {qi.shape}")
+        raise InputError(f"query_index must have one entry per row ({n_q}), got shape {qi.shape}")
     if qi.size and qi.dtype.kind not in "iu":
-        raise TypeError(f"query_index must hold integers, got dtype {qi.dtype}")
+        raise InputTypeError(f"query_index must hold integers, got dtype {qi.dtype}")
     qi = qi.astype(np.int64)
     if qi.size and qi.min() < 0:
-        raise ValueError(f"query_index must be >= 0, got {int(qi.min())}")
+        raise InputError(f"query_index must be >= 0, got {int(qi.min())}")
     if np.unique(qi).size != qi.size:
-        raise ValueError("query_index holds a row index twice; each row needs its own")
+        raise InputError("query_index holds a row index twice; each row needs its own")
     return qi

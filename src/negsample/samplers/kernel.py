@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._validate import check_number
+from ..errors import InputError
 from .base import BaseSampler, IntArray, gumbel_topk
 
 __all__ = ["KernelSampler", "MAX_SCALE", "kernel_topk"]
@@ -63,7 +64,7 @@ class KernelSampler(BaseSampler):
         if self.temperature is not None:
             t = check_number("temperature", self.temperature, positive=True)
             if not 1 / MAX_SCALE <= t <= MAX_SCALE:
-                raise ValueError(
+                raise InputError(
                     f"temperature must be within [1e-250, 1e250] (scores divided by it must "
                     f"stay within float64's range), got {t!r}"
                 )

@@ -15,6 +15,7 @@ import dataclasses
 from typing import Any, TypeVar
 
 from .._plugins import SAMPLERS, load_plugins, plugin_failures
+from ..errors import InputError, InputTypeError
 
 __all__ = ["available_samplers", "get_sampler", "register", "sampler_from_string"]
 
@@ -30,7 +31,7 @@ def register(name: str) -> Any:
             cls.__repr__ = _config_repr  # type: ignore[method-assign]
         for key in (name.lower(), cls.__name__.lower()):
             if key in _REGISTRY and _REGISTRY[key] is not cls:
-                raise ValueError(f"sampler name {key!r} is already registered")
+                raise InputError(f"sampler name {key!r} is already registered")
             _REGISTRY[key] = cls
         return cls
 
@@ -62,7 +63,7 @@ def _load_plugins() -> None:
         elif callable(obj):
             obj()  # a register() hook
         else:
-            raise TypeError(f"entry point {name!r} is neither a class, a module nor a hook")
+            raise InputTypeError(f"entry point {name!r} is neither a class, a module nor a hook")
 
     load_plugins(SAMPLERS, adopt)
 
@@ -98,21 +99,21 @@ def sampler_from_string(spec: str) -> Any:
     try:
         node = ast.parse(spec.strip(), mode="eval").body
     except SyntaxError as exc:
-        raise ValueError(f"cannot parse sampler spec {spec!r}: {exc.msg}") from exc
+        raise InputError(f"cannot parse sampler spec {spec!r}: {exc.msg}") from exc
     if isinstance(node, ast.Name):
         return get_sampler(node.id)
     if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
-        raise ValueError(f"sampler spec must look like Name(key=value, ...), got {spec!r}")
+        raise InputError(f"sampler spec must look like Name(key=value, ...), got {spec!r}")
     if node.args:
-        raise ValueError(f"sampler spec {spec!r}: parameters must be given as key=value")
+        raise InputError(f"sampler spec {spec!r}: parameters must be given as key=value")
     params: dict[str, Any] = {}
     for kw in node.keywords:
         if kw.arg is None:
-            raise ValueError(f"sampler spec {spec!r}: ** is not allowed")
+            raise InputError(f"sampler spec {spec!r}: ** is not allowed")
         try:
             params[kw.arg] = ast.literal_eval(kw.value)
         except ValueError as exc:
-            raise ValueError(
+            raise InputError(
                 f"sampler spec {spec!r}: value of {kw.arg!r} must be a literal"
             ) from exc
     return get_sampler(node.func.id, **params)

@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from .._rng import Stream
 from .._validate import check_int, check_number
+from ..errors import InputError, InputTypeError
 from .base import Anchor, IntArray, SamplerBatch, gumbel_topk, take_positions
 from .kernel import KernelSampler
 from .registry import register
@@ -114,13 +115,13 @@ class ReSa2Sampler(KernelSampler):
         for field_name in ("k1", "k1_prime", "k2"):
             check_int(field_name, getattr(self, field_name), 1)
         if not self.k1 >= self.k1_prime >= self.k2:
-            raise ValueError(
+            raise InputError(
                 f"need k1 >= k1_prime >= k2, got k1={self.k1}, k1_prime={self.k1_prime}, "
                 f"k2={self.k2}"
             )
         check_number("tau", self.tau, nonnegative=True)
         if not isinstance(self.faithful, bool):
-            raise TypeError(f"faithful must be True or False, got {self.faithful!r}")
+            raise InputTypeError(f"faithful must be True or False, got {self.faithful!r}")
 
     @property
     def depth(self) -> int:

@@ -9,6 +9,7 @@ import numpy.typing as npt
 
 from .._rng import Stream
 from .._validate import check_int, check_number
+from ..errors import InputError
 from .base import Anchor, IntArray, SamplerBatch
 from .kernel import MAX_SCALE, KernelSampler
 from .registry import register
@@ -84,12 +85,12 @@ class SimANSSampler(KernelSampler):
         check_int("k", self.k, 1)
         check_number("a", self.a, positive=True)
         if abs(check_number("b", self.b)) > MAX_SCALE:
-            raise ValueError(
+            raise InputError(
                 f"b must be within [-1e250, 1e250] (kernel units: it is added to the "
                 f"scaled scores), got {self.b!r}"
             )
         if self.kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
+            raise InputError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
 
     @property
     def depth(self) -> int:

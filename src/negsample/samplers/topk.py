@@ -8,6 +8,7 @@ import numpy as np
 
 from .._rng import Stream
 from .._validate import check_int
+from ..errors import InputError
 from ..filters import rank_window
 from .base import Anchor, BaseSampler, IntArray, SamplerBatch, first_true, gumbel_topk
 from .registry import register
@@ -55,13 +56,13 @@ class TopKSampler(BaseSampler):
         if self.range_max is not None:
             check_int("range_max", self.range_max, 1)
         if self.range_max is not None and not self.range_min < self.range_max <= self.k:
-            raise ValueError(
+            raise InputError(
                 f"need range_min < range_max <= k, got {self.range_min}, {self.range_max}, {self.k}"
             )
         if self.range_min >= self.k:
-            raise ValueError(f"range_min ({self.range_min}) must be smaller than k ({self.k})")
+            raise InputError(f"range_min ({self.range_min}) must be smaller than k ({self.k})")
         if self.strategy not in ("random", "top"):
-            raise ValueError(f"strategy must be 'random' or 'top', got {self.strategy!r}")
+            raise InputError(f"strategy must be 'random' or 'top', got {self.strategy!r}")
 
     @property
     def depth(self) -> int:

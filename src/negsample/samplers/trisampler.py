@@ -9,6 +9,7 @@ import numpy.typing as npt
 
 from .._rng import Stream
 from .._validate import check_int, check_number
+from ..errors import InputError
 from .base import Anchor, IntArray, SamplerBatch, gumbel_topk, take_positions
 from .kernel import KernelSampler
 from .registry import register
@@ -112,13 +113,13 @@ class TriSampler(KernelSampler):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.variant, str) or self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+            raise InputError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         check_int("k", self.k, 1)
         if self.m is not None:
             check_int("m", self.m, 1, int(self.k))
         theta = check_number("theta", self.theta, positive=True)
         if theta > 180:
-            raise ValueError(f"theta must be an angle in degrees in (0, 180], got {self.theta!r}")
+            raise InputError(f"theta must be an angle in degrees in (0, 180], got {self.theta!r}")
         check_number("tau", self.tau, positive=True)
 
     @property
@@ -181,7 +182,7 @@ class TriSampler(KernelSampler):
     def _select(self, batch: SamplerBatch, n: int, anchor: Anchor | None) -> IntArray:
         assert anchor is not None  # resolved by BaseSampler (positive_anchor is set)
         if batch.queries is None:
-            raise ValueError(
+            raise InputError(
                 "TriSampler needs the query vectors for its region test: pass queries= and "
                 "index= to sample(), or use mine()"
             )

@@ -33,6 +33,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import InputError
+
 __all__ = ["Endpoint", "HTTPFailure", "excerpt", "redact", "redact_url"]
 
 REDACTED = "[redacted]"
@@ -328,18 +330,18 @@ class Endpoint:
         self._userinfo: list[str] = []
         self.proxy: tuple[str, int, list[str], str | None] | None = None
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ValueError(
+            raise InputError(
                 f"base_url must start with http:// or https://, got {self.shown(repr(url))}"
             )
         try:
             parts = urllib.parse.urlsplit(url)
             port = parts.port
         except ValueError:
-            raise ValueError(f"{self.shown(url)}: not a valid URL (host or port)") from None
+            raise InputError(f"{self.shown(url)}: not a valid URL (host or port)") from None
         if not parts.hostname:
-            raise ValueError(f"{self.shown(url)}: no host in the URL")
+            raise InputError(f"{self.shown(url)}: no host in the URL")
         if any(c.isspace() or ord(c) < 32 for c in url):
-            raise ValueError(f"{self.shown(url)}: the URL holds spaces or control characters")
+            raise InputError(f"{self.shown(url)}: the URL holds spaces or control characters")
         self.url = url
         self.https = parts.scheme == "https"
         self.host = parts.hostname
@@ -371,7 +373,7 @@ class Endpoint:
             raw = "http://" + raw
         p = urllib.parse.urlsplit(raw)
         if p.scheme != "http" or not p.hostname:
-            raise ValueError(
+            raise InputError(
                 f"proxy {redact(raw)}: only http:// proxies are supported (for {self.shown(self.url)})"
             )
         creds = [p.password] if p.password else []

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._types import Negatives
+from ..errors import InputError
 from ..filters import SCORE_RULES, anchor_reduce
 from .base import LABELS, Judge, JudgeItem, Scorer
 from .margins import Margins
@@ -97,7 +98,7 @@ def _scores(scorer: Scorer, pairs: list[tuple[str, str]]) -> FloatArray:
         raise RuntimeError(f"the scorer returned {s.shape[0]} scores for {len(pairs)} pairs")
     if not np.all(np.isfinite(s)):
         i = int(np.argmax(~np.isfinite(s)))
-        raise ValueError(
+        raise InputError(
             f"the scorer returned {s[i]} for pair {i} (query {pairs[i][0][:60]!r}); scores "
             "must be finite"
         )
@@ -309,7 +310,7 @@ def _ragged(positives: Any, n_queries: int) -> list[IntArray]:
     else:
         rows = [np.asarray(p, dtype=np.int64).reshape(-1) for p in positives]
     if len(rows) < n_queries:
-        raise ValueError(
+        raise InputError(
             f"positives has {len(rows)} entries, the negatives name query {n_queries - 1}"
         )
     return [np.asarray(r, dtype=np.int64) for r in rows]

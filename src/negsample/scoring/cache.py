@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .._files import ensure_file
+from ..errors import InputError
 from .base import LABELS, JudgeItem, Label
 
 __all__ = ["JudgementCache"]
@@ -49,7 +50,7 @@ class JudgementCache:
         if self.path != ":memory:":
             p = Path(self.path)
             if p.exists() and not p.is_file():
-                raise ValueError(f"judgement cache {p}: not a file")
+                raise InputError(f"judgement cache {p}: not a file")
             ensure_file(p)  # its folders and the file, with the one mode (sqlite's follow it)
         self._lock = threading.Lock()
         try:
@@ -74,11 +75,11 @@ class JudgementCache:
                     "INSERT OR IGNORE INTO negsample_meta VALUES ('schema', ?)", (str(_SCHEMA),)
                 )
             elif row[0] != str(_SCHEMA):
-                raise ValueError(
+                raise InputError(
                     f"judgement cache {self.path}: schema {row[0]}, this version reads {_SCHEMA}"
                 )
         except sqlite3.DatabaseError as exc:
-            raise ValueError(
+            raise InputError(
                 f"judgement cache {self.path}: not a usable sqlite file ({exc})"
             ) from exc
 
@@ -113,7 +114,7 @@ class JudgementCache:
     ) -> None:
         """Store one valid label (committed at once)."""
         if label not in LABELS:
-            raise ValueError(f"only the labels {LABELS} are cached, got {label!r}")
+            raise InputError(f"only the labels {LABELS} are cached, got {label!r}")
         with self._lock:
             self._conn.execute(
                 "INSERT OR REPLACE INTO judgements VALUES (?, ?, ?, ?, ?, ?)",

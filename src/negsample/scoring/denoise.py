@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._types import MiningStats, Negatives
+from ..errors import InputError, InputTypeError
 from ._rows import Redraw, _Context, _ragged, _Rows
 from .base import Judge, Scorer, ScoringStats
 from .margins import Margins
@@ -135,77 +136,79 @@ def denoise(
     """
     t_start = time.perf_counter()
     if not isinstance(negatives, Negatives):
-        raise TypeError(f"negatives must be a negsample Negatives, got {type(negatives).__name__}")
+        raise InputTypeError(
+            f"negatives must be a negsample Negatives, got {type(negatives).__name__}"
+        )
     n = negatives.n if n is None else n
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+        raise InputError(f"n must be a positive integer, got {n!r}")
     n = int(n)
     if scorer is not None and not callable(getattr(scorer, "score", None)):
-        raise TypeError(f"scorer must have a score(pairs) method, got {scorer!r}")
+        raise InputTypeError(f"scorer must have a score(pairs) method, got {scorer!r}")
     if judge is not None and not callable(getattr(judge, "judge", None)):
-        raise TypeError(f"judge must have a judge(items) method, got {judge!r}")
+        raise InputTypeError(f"judge must have a judge(items) method, got {judge!r}")
     if margins is not None and not isinstance(margins, Margins):
-        raise TypeError(f"margins must be a Margins, got {type(margins).__name__}")
+        raise InputTypeError(f"margins must be a Margins, got {type(margins).__name__}")
     if margins is not None and not margins.is_noop and scorer is None:
-        raise ValueError("margins are computed on teacher scores: pass a scorer")
+        raise InputError("margins are computed on teacher scores: pass a scorer")
     teacher = scorer is not None if teacher_scores is None else bool(teacher_scores)
     if teacher and scorer is None:
-        raise ValueError("teacher_scores=True needs a scorer")
+        raise InputError("teacher_scores=True needs a scorer")
     if scorer is None and judge is None:
-        raise ValueError("nothing to denoise with: pass a scorer (with margins) and/or a judge")
+        raise InputError("nothing to denoise with: pass a scorer (with margins) and/or a judge")
     if scorer is not None and not teacher and (margins is None or margins.is_noop):
-        raise ValueError("a scorer without margins or teacher_scores has nothing to do")
+        raise InputError("a scorer without margins or teacher_scores has nothing to do")
     keep_set = frozenset(judge_keep)
     if not keep_set <= {"HN", "TN"}:
-        raise ValueError(f"judge_keep may hold 'HN' and 'TN' only, got {sorted(keep_set)}")
+        raise InputError(f"judge_keep may hold 'HN' and 'TN' only, got {sorted(keep_set)}")
     if on_judge_failure not in _ON_FAILURE:
-        raise ValueError(f"on_judge_failure must be one of {_ON_FAILURE}, got {on_judge_failure!r}")
+        raise InputError(f"on_judge_failure must be one of {_ON_FAILURE}, got {on_judge_failure!r}")
     if fn_action not in FN_ACTIONS:
-        raise ValueError(f"fn_action must be one of {FN_ACTIONS}, got {fn_action!r}")
+        raise InputError(f"fn_action must be one of {FN_ACTIONS}, got {fn_action!r}")
     if (
         isinstance(drop_above, bool)
         or not isinstance(drop_above, int | np.integer)
         or drop_above < 0
     ):
-        raise ValueError(f"drop_above must be an int >= 0, got {drop_above!r}")
+        raise InputError(f"drop_above must be an int >= 0, got {drop_above!r}")
     if fn_action != "remove" and judge is None:
-        raise ValueError(f"fn_action={fn_action!r} acts on the judge's FN labels: pass a judge")
+        raise InputError(f"fn_action={fn_action!r} acts on the judge's FN labels: pass a judge")
     if on_short not in _ON_SHORT:
-        raise ValueError(f"on_short must be one of {_ON_SHORT}, got {on_short!r}")
+        raise InputError(f"on_short must be one of {_ON_SHORT}, got {on_short!r}")
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
+        raise InputError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
     if not growth > 1.0:
-        raise ValueError(f"growth must be > 1, got {growth}")
+        raise InputError(f"growth must be > 1, got {growth}")
     if negatives.stats.dropped_rows:
-        raise ValueError(
+        raise InputError(
             "these negatives were mined with on_shortfall='drop': rows missing at the wider "
             "draw would be missing from the output; mine with 'pad' or 'fill' (mine_denoised "
             "does) and pass on_short='drop' here"
         )
     cap = negatives.n if redraw is None else max_draws
     if cap is None:
-        raise ValueError("redraw needs max_draws (the most draws a row may get)")
+        raise InputError("redraw needs max_draws (the most draws a row may get)")
     if cap < negatives.n:
-        raise ValueError(f"max_draws={cap} is smaller than the draws given ({negatives.n})")
+        raise InputError(f"max_draws={cap} is smaller than the draws given ({negatives.n})")
     if n > cap:
-        raise ValueError(
+        raise InputError(
             f"n={n} negatives wanted, but rows have {negatives.n} draws and can get at most "
             f"{cap}" + ("" if redraw is not None else " (pass redraw= to draw more)")
         )
     n_q = int(negatives.query_index.max()) + 1 if len(negatives) else 0
     pos = _ragged(positives, n_q)
     if len(query_texts) < n_q:
-        raise ValueError(f"query_texts has {len(query_texts)} entries, need {n_q}")
+        raise InputError(f"query_texts has {len(query_texts)} entries, need {n_q}")
     if len(negatives) and int(negatives.ids.max()) >= len(document_texts):
-        raise ValueError(
+        raise InputError(
             f"document_texts has {len(document_texts)} entries, the negatives name document "
             f"{int(negatives.ids.max())}"
         )
     for q in np.unique(negatives.query_index).tolist():
         if pos[q].size == 0 and (judge is not None or teacher or margins is not None):
-            raise ValueError(f"query {q} has no positive to judge or score against")
+            raise InputError(f"query {q} has no positive to judge or score against")
         if pos[q].size and int(pos[q].max()) >= len(document_texts):
-            raise ValueError(f"query {q}: positive {int(pos[q].max())} has no document text")
+            raise InputError(f"query {q}: positive {int(pos[q].max())} has no document text")
 
     stats = DenoiseStats(n=n, fn_action=fn_action)
     ctx = _Context(

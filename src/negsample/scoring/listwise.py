@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import InputError, InputTypeError
 from .base import JudgeItem, Label, parse_label
 from .cache import JudgementCache
 from .llm import DEFAULT_CRITERIA, Unit, _ChatJudge
@@ -70,14 +71,14 @@ class ListwisePrompt:
 
     def __post_init__(self) -> None:
         if self.criteria is not None and (not isinstance(self.criteria, str) or not self.criteria):
-            raise ValueError(f"criteria must be a non-empty string or None, got {self.criteria!r}")
+            raise InputError(f"criteria must be a non-empty string or None, got {self.criteria!r}")
         try:
             fields = [f for _, f, _, _ in string.Formatter().parse(self.user) if f is not None]
         except ValueError as exc:
-            raise ValueError(f"ListwisePrompt.user is not a valid template: {exc}") from exc
+            raise InputError(f"ListwisePrompt.user is not a valid template: {exc}") from exc
         need = {"query", "positive", "candidates"}
         if set(fields) != need:
-            raise ValueError(
+            raise InputError(
                 f"ListwisePrompt.user must use the fields {sorted(need)} and no other, got "
                 f"{sorted(set(fields))}"
             )
@@ -157,7 +158,7 @@ def parse_labels(answer: str, k: int) -> list[Label | None]:
     ['HN', None]
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"k must be an int >= 0, got {k!r}")
+        raise InputError(f"k must be an int >= 0, got {k!r}")
     if not isinstance(answer, str):
         return [None] * k
     text = _THINK.sub("", answer)
@@ -333,10 +334,10 @@ class ListwiseJudge(_ChatJudge):
         max_chars: int = 24_000,
     ) -> None:
         if prompt is not None and not isinstance(prompt, ListwisePrompt):
-            raise TypeError(f"prompt must be a ListwisePrompt, got {type(prompt).__name__}")
+            raise InputTypeError(f"prompt must be a ListwisePrompt, got {type(prompt).__name__}")
         for name, v in (("max_candidates", max_candidates), ("max_chars", max_chars)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+                raise InputError(f"{name} must be an int >= 1, got {v!r}")
         self.prompt = prompt if prompt is not None else DEFAULT_LISTWISE_PROMPT
         self.max_candidates = max_candidates
         self.max_chars = max_chars

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import InputError, InputTypeError
 from ._http import Endpoint, HTTPFailure, excerpt
 from .base import JudgeItem, Label, ScoringStats, parse_label
 from .cache import JudgementCache
@@ -85,14 +86,14 @@ class JudgePrompt:
 
     def __post_init__(self) -> None:
         if self.criteria is not None and (not isinstance(self.criteria, str) or not self.criteria):
-            raise ValueError(f"criteria must be a non-empty string or None, got {self.criteria!r}")
+            raise InputError(f"criteria must be a non-empty string or None, got {self.criteria!r}")
         try:
             fields = [f for _, f, _, _ in string.Formatter().parse(self.user) if f is not None]
         except ValueError as exc:
-            raise ValueError(f"JudgePrompt.user is not a valid template: {exc}") from exc
+            raise InputError(f"JudgePrompt.user is not a valid template: {exc}") from exc
         need = {"query", "positive", "document"}
         if set(fields) != need:
-            raise ValueError(
+            raise InputError(
                 f"JudgePrompt.user must use the fields {sorted(need)} and no other, got "
                 f"{sorted(set(fields))}"
             )
@@ -180,7 +181,7 @@ class _ChatJudge:
         seed: int = 0,
     ) -> None:
         if api_key_env is not None and (not isinstance(api_key_env, str) or not api_key_env):
-            raise ValueError(f"api_key_env must be a variable name or None, got {api_key_env!r}")
+            raise InputError(f"api_key_env must be a variable name or None, got {api_key_env!r}")
         self.api_key_env = api_key_env
         self._seen_keys: set[str] = set()
         self._endpoint = Endpoint(
@@ -188,7 +189,7 @@ class _ChatJudge:
             secrets=self._secrets,
         )
         if not isinstance(model, str) or not model:
-            raise ValueError("model must be a non-empty string")
+            raise InputError("model must be a non-empty string")
         max_tokens = self._default_max_tokens if max_tokens is None else max_tokens
         for name, v, lo in (
             ("max_concurrency", max_concurrency, 1),
@@ -199,25 +200,25 @@ class _ChatJudge:
             ("max_response_bytes", max_response_bytes, 1024),
         ):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+                raise InputError(f"{name} must be an int >= {lo}, got {v!r}")
         for name, f in (("timeout", timeout), ("backoff_max", backoff_max)):
             if isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f < float("inf"):
-                raise ValueError(f"{name} must be a finite number > 0, got {f!r}")
+                raise InputError(f"{name} must be a finite number > 0, got {f!r}")
         if max_outage is not None and (
             isinstance(max_outage, bool)
             or not isinstance(max_outage, int | float)
             or not 0 < max_outage < float("inf")
         ):
-            raise ValueError(f"max_outage must be a finite number > 0 or None, got {max_outage!r}")
+            raise InputError(f"max_outage must be a finite number > 0 or None, got {max_outage!r}")
         if not backoff_base >= 0:
-            raise ValueError(f"backoff_base must be >= 0, got {backoff_base!r}")
+            raise InputError(f"backoff_base must be >= 0, got {backoff_base!r}")
         if max_consecutive_failures is not None and max_consecutive_failures < 1:
-            raise ValueError(
+            raise InputError(
                 f"max_consecutive_failures must be >= 1 or None, got {max_consecutive_failures}"
             )
         reserved = {"model", "messages"} & set(extra_body or {})
         if reserved:
-            raise ValueError(f"extra_body may not set {sorted(reserved)}")
+            raise InputError(f"extra_body may not set {sorted(reserved)}")
         self._key()  # a key a header cannot carry is refused now, not at the first request
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -665,7 +666,7 @@ class LLMJudge(_ChatJudge):
         prompt: JudgePrompt | None = None,
     ) -> None:
         if prompt is not None and not isinstance(prompt, JudgePrompt):
-            raise TypeError(f"prompt must be a JudgePrompt, got {type(prompt).__name__}")
+            raise InputTypeError(f"prompt must be a JudgePrompt, got {type(prompt).__name__}")
         self.prompt = prompt if prompt is not None else DEFAULT_PROMPT
         super().__init__(
             base_url=base_url,
@@ -720,7 +721,9 @@ def _latin1(text: str) -> bool:
 
 def _item(x: Any, i: int) -> JudgeItem:
     if not isinstance(x, tuple) or len(x) != 3 or not all(isinstance(t, str) for t in x):
-        raise TypeError(f"item {i}: expected (query, positive, document) strings, got {x!r:.80}")
+        raise InputTypeError(
+            f"item {i}: expected (query, positive, document) strings, got {x!r:.80}"
+        )
     return JudgeItem(*x)
 
 
@@ -749,7 +752,7 @@ class CascadeJudge:
     def __init__(self, first: Any, second: Any) -> None:
         for name, j in (("first", first), ("second", second)):
             if not callable(getattr(j, "judge", None)):
-                raise TypeError(f"{name} must be a Judge (with a judge() method), got {j!r}")
+                raise InputTypeError(f"{name} must be a Judge (with a judge() method), got {j!r}")
         self.first = first
         self.second = second
         self.name = f"cascade({first.name} -> {second.name})"

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._types import MiningStats, Negatives
+from ..errors import InputError, InputTypeError
 from .base import Judge, Scorer
 from .denoise import denoise
 from .margins import Margins
@@ -92,9 +93,9 @@ def draw_plan(
     from ..samplers.base import BaseSampler as _Base
 
     if not isinstance(sampler, _Base):
-        raise TypeError(f"sampler must be a negsample sampler, got {type(sampler).__name__}")
+        raise InputTypeError(f"sampler must be a negsample sampler, got {type(sampler).__name__}")
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+        raise InputError(f"n must be a positive integer, got {n!r}")
     n = int(n)
     if (
         isinstance(oversample, bool)
@@ -102,23 +103,23 @@ def draw_plan(
         or not math.isfinite(oversample)
         or oversample < 1.0
     ):
-        raise ValueError(f"oversample must be a finite number >= 1, got {oversample!r}")
+        raise InputError(f"oversample must be a finite number >= 1, got {oversample!r}")
     if isinstance(n_corpus, bool) or not isinstance(n_corpus, int | np.integer) or n_corpus < 1:
-        raise ValueError(f"n_corpus must be a positive integer, got {n_corpus!r}")
+        raise InputError(f"n_corpus must be a positive integer, got {n_corpus!r}")
     if max_draws is not None and (
         isinstance(max_draws, bool) or not isinstance(max_draws, int | np.integer)
     ):
-        raise ValueError(f"max_draws must be an int or None, got {max_draws!r}")
+        raise InputError(f"max_draws must be an int or None, got {max_draws!r}")
     sampler.check_n(n)
     if max_draws is not None and sampler.max_n is not None and max_draws > sampler.max_n:
-        raise ValueError(
+        raise InputError(
             f"max_draws={max_draws} exceeds what {type(sampler).__name__} can draw per row "
             f"({sampler.max_n})"
         )
     limit = sampler.max_n if sampler.max_n is not None else _UNLIMITED_DRAWS * n
     cap = int(min(limit if max_draws is None else max_draws, int(n_corpus) - 1))
     if cap < n:
-        raise ValueError(f"max_draws={cap} is smaller than n={n}")
+        raise InputError(f"max_draws={cap} is smaller than n={n}")
     first = int(min(cap, max(n, math.ceil(oversample * n))))
     on_short = "drop" if sampler.on_shortfall == "drop" else "pad"
     draw_sampler = (
@@ -186,16 +187,16 @@ def mine_denoised(
 
     sampler = TopKSampler() if sampler is None else sampler
     if not isinstance(sampler, _Base):
-        raise TypeError(f"sampler must be a negsample sampler, got {type(sampler).__name__}")
+        raise InputTypeError(f"sampler must be a negsample sampler, got {type(sampler).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int (the draws are repeated), got {seed!r}")
+        raise InputError(f"seed must be a non-negative int (the draws are repeated), got {seed!r}")
     plan = draw_plan(sampler, n, oversample=oversample, n_corpus=index.ntotal, max_draws=max_draws)
     n, cap, on_short, draw_sampler = int(n), plan.max_draws, plan.on_short, plan.sampler
     q_all = as_matrix(queries, "queries", dim=index.dim)
     n_q = q_all.shape[0]
     n_pos = positives.shape[0] if isinstance(positives, np.ndarray) else len(positives)
     if n_pos != n_q:
-        raise ValueError(f"positives has {n_pos} entries, queries {n_q} rows")
+        raise InputError(f"positives has {n_pos} entries, queries {n_q} rows")
 
     def draw(m: int, qrows: IntArray | None) -> Negatives:
         if qrows is None:

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from .._device import check_precision, resolve_devices, resolve_precision
 from .._optional import require
+from ..errors import InputError, InputTypeError
 from ..io._encoder import TextEncoder
 from ..io._pool import DevicePool
 from ..io.feeder import (
@@ -45,7 +46,7 @@ def _devices(device: Any, devices: Sequence[str] | None) -> list[str]:
     the CPU)."""
     if devices is not None:
         if isinstance(devices, str) or not len(devices):
-            raise ValueError("devices must name at least one device")
+            raise InputError("devices must name at least one device")
         return resolve_devices(list(devices))
     return resolve_devices(device)
 
@@ -57,7 +58,7 @@ def _precision(precision: Any, fp16: bool | None, devices: Sequence[str]) -> str
         legacy = "float16" if fp16 else "float32"
         checked = check_precision(precision)
         if checked is not None and checked != legacy:
-            raise ValueError(f"fp16={fp16} contradicts precision={precision!r}: pass one")
+            raise InputError(f"fp16={fp16} contradicts precision={precision!r}: pass one")
         return legacy
     return resolve_precision(precision, devices)
 
@@ -66,7 +67,7 @@ def _check_pairs(pairs: Sequence[tuple[str, str]]) -> list[list[str]]:
     out = []
     for i, p in enumerate(pairs):
         if len(p) != 2 or not isinstance(p[0], str) or not isinstance(p[1], str):
-            raise TypeError(f"pair {i}: expected (query text, document text), got {p!r:.80}")
+            raise InputTypeError(f"pair {i}: expected (query text, document text), got {p!r:.80}")
         out.append([p[0], p[1]])
     return out
 
@@ -264,7 +265,7 @@ class CrossEncoderScorer(_PoolMixin):
     ) -> None:
         _check_batch(batch_size, batch_tokens)
         if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+            raise InputError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
         devs = _devices(device, devices)
         self.precision = _precision(precision, fp16, devs)
         pool = len(devs) > 1
@@ -272,7 +273,7 @@ class CrossEncoderScorer(_PoolMixin):
             model, "cpu" if pool else devs[0], max_length, trust_remote_code
         )
         if getattr(ce, "num_labels", 1) != 1:
-            raise ValueError(
+            raise InputError(
                 f"{self.name} has {ce.num_labels} output labels; a scorer needs a model with one "
                 "(a relevance score)"
             )
@@ -349,11 +350,11 @@ class CrossEncoderScorer(_PoolMixin):
 
 def _check_batch(batch_size: Any, batch_tokens: Any) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
     if batch_tokens is not None and (
         isinstance(batch_tokens, bool) or not isinstance(batch_tokens, int) or batch_tokens < 1
     ):
-        raise ValueError(f"batch_tokens must be a positive int or None, got {batch_tokens!r}")
+        raise InputError(f"batch_tokens must be a positive int or None, got {batch_tokens!r}")
 
 
 class EmbeddingScorer(_PoolMixin):
@@ -394,12 +395,12 @@ class EmbeddingScorer(_PoolMixin):
         trust_remote_code: bool = False,
     ) -> None:
         if similarity not in _SIMILARITIES:
-            raise ValueError(f"similarity must be one of {_SIMILARITIES}, got {similarity!r}")
+            raise InputError(f"similarity must be one of {_SIMILARITIES}, got {similarity!r}")
         _check_batch(batch_size, batch_tokens)
         if query_prompt is not None and query_prompt_name is not None:
-            raise ValueError("pass query_prompt or query_prompt_name, not both")
+            raise InputError("pass query_prompt or query_prompt_name, not both")
         if document_prompt is not None and document_prompt_name is not None:
-            raise ValueError("pass document_prompt or document_prompt_name, not both")
+            raise InputError("pass document_prompt or document_prompt_name, not both")
         st = require("sentence_transformers", "teacher bi-encoder scoring")
         devs = _devices(device, devices)
         self.precision = _precision(precision, fp16, devs)
@@ -417,7 +418,7 @@ class EmbeddingScorer(_PoolMixin):
         )
         for name in (query_prompt_name, document_prompt_name):
             if name is not None and name not in (getattr(m, "prompts", None) or {}):
-                raise ValueError(f"{self.name} has no prompt named {name!r}")
+                raise InputError(f"{self.name} has no prompt named {name!r}")
         if not pool:
             _cast(m, self.precision)
         src = str(model) if pool and isinstance(model, str | os.PathLike) else m

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._types import Negatives
+from ..errors import InputError
 from .base import ScoringStats
 
 __all__ = ["DenoiseStats", "Denoised", "TeacherScores"]
@@ -183,14 +184,14 @@ class Denoised:
         The dataset itself is not changed (a copy is returned)."""
         old = list(dataset.positives)
         if len(self.positives) != len(old):
-            raise ValueError(
+            raise InputError(
                 f"the dataset has {len(old)} queries, these results {len(self.positives)}"
             )
         relevance = []
         for q, (before, now) in enumerate(zip(old, self.positives, strict=True)):
             rel = np.asarray(dataset.relevance[q], np.int64)
             if now.size < before.size or not np.array_equal(now[: before.size], before):
-                raise ValueError(f"query {q}: these results were not made from this dataset")
+                raise InputError(f"query {q}: these results were not made from this dataset")
             extra = np.full(now.size - before.size, int(dataset.min_relevance), np.int64)
             relevance.append(np.concatenate([rel, extra]) if extra.size else rel)
         return dataclasses.replace(dataset, positives=list(self.positives), relevance=relevance)
@@ -200,5 +201,5 @@ class Denoised:
         :func:`negsample.write_negatives` with ``scores=True,
         positive_scores=teacher.positive`` to write distillation scores."""
         if self.teacher is None:
-            raise ValueError("no teacher scores: denoise with a scorer and teacher_scores=True")
+            raise InputError("no teacher scores: denoise with a scorer and teacher_scores=True")
         return dataclasses.replace(self.negatives, scores=self.teacher.negative)

@@ -15,6 +15,8 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
+from ...errors import InputError
+
 __all__ = ["STREAM_BLOCK", "cache_file", "embeddings", "load_cached", "save_atomic", "write_atomic"]
 
 _log = logging.getLogger("negsample.integrations.sentence_transformers")
@@ -90,7 +92,7 @@ def load_cached(path: str, rows: int, what: str) -> npt.NDArray[np.float32] | No
         return None
     arr = np.load(path)
     if arr.ndim != 2 or arr.shape[0] != rows or not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(
+        raise InputError(
             f"{path}: cached {what} embeddings have shape {arr.shape} and dtype {arr.dtype}, "
             f"expected ({rows}, dim) floats; the file does not belong to these texts (delete it)"
         )
@@ -184,7 +186,7 @@ def _encode_call(
         emb = emb.detach().cpu().numpy()
     out = np.ascontiguousarray(emb, dtype=np.float32)
     if out.ndim != 2 or out.shape[0] != n:
-        raise ValueError(
+        raise InputError(
             f"model.{method} returned shape {out.shape} for {n} texts; expected one vector per text"
         )
     return out
@@ -285,7 +287,7 @@ def embeddings(
             if pool is not None:
                 model.stop_multi_process_pool(pool)
     if q_emb.shape[1] != c_emb.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"query embeddings have dimension {q_emb.shape[1]}, corpus embeddings {c_emb.shape[1]}"
         )
     return q_emb, c_emb

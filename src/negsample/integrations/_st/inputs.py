@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..._optional import require
+from ...errors import InputError, InputTypeError
 from ...samplers.base import BaseSampler, IntArray
 
 __all__ = [
@@ -91,11 +92,11 @@ def check_call(*, faiss_batch_size: Any, use_faiss: bool, sampler: Any) -> None:
         or not isinstance(faiss_batch_size, int)
         or faiss_batch_size <= 0
     ):
-        raise ValueError(f"faiss_batch_size must be a positive integer, got {faiss_batch_size}.")
+        raise InputError(f"faiss_batch_size must be a positive integer, got {faiss_batch_size}.")
     if use_faiss:
         require("faiss", "mine_hard_negatives(use_faiss=True)")
     if sampler is not None and not isinstance(sampler, BaseSampler):
-        raise TypeError(f"sampler must be a negsample sampler, got {type(sampler).__name__}")
+        raise InputTypeError(f"sampler must be a negsample sampler, got {type(sampler).__name__}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,13 +207,13 @@ include_positives : Any
         )
         output_format, output_scores = "n-tuple", True
     if output_format not in OUTPUT_FORMATS:
-        raise ValueError(
+        raise InputError(
             f"Invalid output_format: {output_format}. Must be one of 'triplet', 'n-tuple', "
             "'labeled-pair', or 'labeled-list'."
         )
     if margin is not None:
         if absolute_margin is not None:
-            raise ValueError("give absolute_margin or its deprecated alias margin, not both")
+            raise InputError("give absolute_margin or its deprecated alias margin, not both")
         absolute_margin = margin
         _log.warning(
             "The `margin` parameter is deprecated. Use the `absolute_margin` and/or "
@@ -220,9 +221,9 @@ include_positives : Any
             absolute_margin,
         )
     if sampling_strategy not in ("top", "random"):
-        raise ValueError(f"sampling_strategy must be 'top' or 'random', got {sampling_strategy!r}")
+        raise InputError(f"sampling_strategy must be 'top' or 'random', got {sampling_strategy!r}")
     if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 1:
-        raise ValueError(f"num_negatives must be at least 1, got num_negatives={num_negatives}.")
+        raise InputError(f"num_negatives must be at least 1, got num_negatives={num_negatives}.")
     return Settings(
         output_format=output_format,
         output_scores=bool(output_scores),
@@ -270,14 +271,14 @@ def window(s: Settings, *, max_positives: int, cross_encoder: bool, verbose: boo
         if verbose:
             print(f"Setting range_max to {range_max} based on the provided parameters.")
     if range_min < 0:
-        raise ValueError(f"range_min must be non-negative, got range_min={range_min}.")
+        raise InputError(f"range_min must be non-negative, got range_min={range_min}.")
     if range_min >= range_max:
-        raise ValueError(
+        raise InputError(
             "range_min must be smaller than range_max, "
             f"got range_min={range_min} and range_max={range_max}."
         )
     if n > range_max - range_min:
-        raise ValueError(
+        raise InputError(
             f"Cannot mine {n} negatives per query: only {range_max - range_min} "
             f"candidates remain after skipping the first range_min={range_min} of "
             f"range_max={range_max}. Consider decreasing num_negatives or range_min, or "
@@ -292,12 +293,12 @@ def window(s: Settings, *, max_positives: int, cross_encoder: bool, verbose: boo
 def _column(columns: Sequence[str], name: str | None, pos: int, what: str) -> str:
     if name:
         if name not in columns:
-            raise ValueError(
+            raise InputError(
                 f"{what}={name!r} is not a column of the dataset (columns: {list(columns)})"
             )
         return name
     if len(columns) <= pos:
-        raise ValueError(
+        raise InputError(
             "Dataset must contain at least two columns to select the positive column "
             f"automatically (columns: {list(columns)})"
         )
@@ -325,7 +326,7 @@ def select_columns(
     a = _column(columns, anchor, 0, "anchor_column_name")
     p = _column(columns, positive, 1, "positive_column_name")
     if a == p:
-        raise ValueError(f"the anchor and positive columns are the same ({a!r})")
+        raise InputError(f"the anchor and positive columns are the same ({a!r})")
     return a, p
 
 
@@ -334,10 +335,10 @@ def _text_column(table: Any, name: str) -> Any:
     pa = require("pyarrow", "mine_hard_negatives")
     col = table.column(name)
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-        raise TypeError(f"column {name!r} must hold strings, got Arrow type {col.type}")
+        raise InputTypeError(f"column {name!r} must hold strings, got Arrow type {col.type}")
     if col.null_count:
         row = int(np.flatnonzero(np.asarray(col.is_null()))[0])
-        raise ValueError(f"column {name!r} row {row} is None; every row needs a text")
+        raise InputError(f"column {name!r} row {row} is None; every row needs a text")
     return col
 
 
@@ -410,10 +411,10 @@ def check_texts(texts: Sequence[Any], start: int, column: str | None) -> None:
         if isinstance(t, str):
             continue
         if column is None:
-            raise TypeError(f"corpus[{start + i}] must be a string, got {type(t).__name__}")
+            raise InputTypeError(f"corpus[{start + i}] must be a string, got {type(t).__name__}")
         if t is None:
-            raise ValueError(f"column {column!r} row {start + i} is None; every row needs a text")
-        raise TypeError(
+            raise InputError(f"column {column!r} row {start + i} is None; every row needs a text")
+        raise InputTypeError(
             f"column {column!r} row {start + i} must hold strings, got {type(t).__name__}"
         )
 
@@ -423,7 +424,7 @@ def _corpus_column(names: Sequence[str]) -> str:
         return names[0]
     if "text" in names:
         return "text"
-    raise ValueError(
+    raise InputError(
         "corpus: a dataset given as the corpus needs one column or a 'text' column "
         f"(columns: {list(names)}); or pass one column, corpus_dataset['text']"
     )
@@ -466,7 +467,7 @@ def corpus_batches(corpus: Any, rows: int) -> Iterator[list[Any]]:
         for a in range(0, len(corpus), rows):
             yield list(corpus[a : a + rows])
     else:
-        raise TypeError(
+        raise InputTypeError(
             f"corpus must be a list of strings or a dataset (column), got {type(corpus).__name__}"
         )
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..._optional import require
+from ...errors import InputError
 from ...samplers.base import BaseSampler
 from .cache import STREAM_BLOCK, embeddings
 from .inputs import (
@@ -207,7 +208,7 @@ def mine_hard_negatives(
     streamed = isinstance(dataset, datasets.IterableDataset)
     names = columns_of(dataset)
     if (len(dataset) if not streamed else len(names)) == 0:
-        raise ValueError("The dataset is empty. Please provide a non-empty dataset.")
+        raise InputError("The dataset is empty. Please provide a non-empty dataset.")
     check_call(faiss_batch_size=faiss_batch_size, use_faiss=use_faiss, sampler=sampler)
     anchor, positive = select_columns(names, anchor_column_name, positive_column_name)
     s = resolve_settings(

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from ..._optional import require
 from ..._types import MiningStats, Negatives
 from ..._validate import pad_positives
+from ...errors import InputError
 from ...filters import Filters
 from ...index.base import Index
 from ...mining import mine
@@ -130,7 +131,7 @@ def make_plan(
             filters, range_min=s.range_min, range_max=range_max if s.range_max is not None else None
         )
         if s.include_positives or cross_encoder:
-            raise ValueError(
+            raise InputError(
                 "sampler= works without include_positives and cross_encoder (they reorder "
                 "or keep candidates that a negsample sampler would remove)"
             )
@@ -341,7 +342,7 @@ class CrossEncoderScores:
         if arr.ndim == 2 and arr.shape[1] == 1:
             arr = arr[:, 0]
         if arr.shape != (q.size,):
-            raise ValueError(
+            raise InputError(
                 f"cross_encoder.predict returned shape {arr.shape} for {q.size} pairs; "
                 "expected one score per pair"
             )

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..._optional import require
+from ...errors import InputError
 from ...samplers.base import IntArray
 from .inputs import READ_ROWS, Pairs, check_texts, compact, corpus_batches, group_pairs
 
@@ -136,7 +137,7 @@ def read_streamed(
         p_parts.append(docs.add(p_texts))
         row += len(q_texts)
     if row == 0:
-        raise ValueError("The dataset is empty. Please provide a non-empty dataset.")
+        raise InputError("The dataset is empty. Please provide a non-empty dataset.")
     return group_pairs(
         queries.texts(), docs.texts(), np.concatenate(q_parts), np.concatenate(p_parts),
         queries.ids_in(docs),
