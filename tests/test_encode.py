@@ -215,6 +215,54 @@ def test_token_budget_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     np.testing.assert_allclose(v, want, atol=2e-6)
 
 
+def test_cpu_default_batches_hold_at_most_batch_size_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On the CPU the default budget also caps a batch at batch_size rows (short texts do
+    not make wider batches there); a budget given explicitly is used alone."""
+    from negsample.io import _encoder, feeder
+
+    shapes: list[tuple[int, int]] = []
+    real = _encoder.sentence_forward
+
+    def spy(model: object, **kw: object) -> object:
+        fwd = real(model, **kw)  # type: ignore[arg-type]
+
+        def forward(features: dict) -> object:
+            shapes.append(tuple(features["input_ids"].shape))
+            return fwd(features)
+
+        return forward
+
+    monkeypatch.setattr(_encoder, "sentence_forward", spy)
+    texts = ["a short text"] * 40 + VARIED
+
+    def run(batch_tokens: int | None) -> np.ndarray:
+        shapes.clear()
+        e = _encoder.TextEncoder(
+            enc._model_path(None),
+            devices=["cpu"],
+            precision="float32",
+            batch_size=4,
+            batch_tokens=batch_tokens,
+            normalize=True,
+            max_seq_length=64,
+            prompt=None,
+            prompt_name=None,
+        )
+        return e(texts)
+
+    capped = run(None)
+    assert max(r for r, _ in shapes) == 4 and sum(r for r, _ in shapes) == len(texts)
+    wide = run(4 * 64)  # the same budget, given: short texts fill wider batches
+    assert max(r for r, _ in shapes) > 4
+    np.testing.assert_allclose(capped, wide, atol=2e-6)
+    model = _model()
+    assert feeder.batch_shape(model, "cpu", 8, None) == (feeder.default_batch_tokens(model, 8), 8)
+    assert feeder.batch_shape(model, "cuda:0", 8, None)[1] is None
+    assert feeder.batch_shape(model, "cpu", 8, 1000) == (1000, None)
+
+
 def test_preprocess_fallback_gives_the_same_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
     """A model whose tokenisation the fast path cannot reproduce is fed the model's own
     preprocess output (batch_size texts a batch): same vectors, the reason recorded."""

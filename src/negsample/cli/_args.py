@@ -198,7 +198,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         type=int_at_least(1),
         default=None,
         help="padded tokens per encoding batch (default: --batch-size x the model's maximum "
-        "length); batches are cut by this budget over length-sorted texts",
+        "length, and on the CPU at most --batch-size texts a batch); batches are cut by this "
+        "budget over length-sorted texts",
     )
     g.add_argument(
         "--device",

@@ -16,8 +16,8 @@ from ._pool import DevicePool
 from .feeder import (
     FeedStats,
     TokenFeeder,
+    batch_shape,
     can_feed,
-    default_batch_tokens,
     resolve_prompt,
     sentence_forward,
 )
@@ -102,12 +102,14 @@ class TextEncoder:
         self.prompt = resolve_prompt(self.model, prompt, prompt_name)
         self.batch_size = batch_size
         if can_feed(self.model):
+            tokens, rows = batch_shape(self.model, device, batch_size, batch_tokens)
             self.feeder = TokenFeeder(
                 self.model,
                 sentence_forward(self.model, normalize=normalize),
                 device=device,
                 prompt=self.prompt,
-                batch_tokens=batch_tokens or default_batch_tokens(self.model, batch_size),
+                batch_tokens=tokens,
+                max_rows=rows,
                 batch_size=batch_size,
                 profile=profile,
                 stats=self.stats,

@@ -172,6 +172,7 @@ class TokenFeeder:
     pairs : the inputs are (query, document) pairs (a cross-encoder), else texts.
     prompt : prepended to every text (to the query of a pair).
     batch_tokens : padded tokens per batch (rows x the longest row's tokens).
+    max_rows : at most this many rows a batch as well (``None``: the token budget alone).
     batch_size : inputs per batch where the model's own ``preprocess`` feeds it.
     chunk : inputs tokenised per call in the background thread.
     prefetch : batches prepared ahead.
@@ -188,6 +189,7 @@ class TokenFeeder:
         prompt: str | None = None,
         batch_tokens: int,
         batch_size: int,
+        max_rows: int | None = None,
         chunk: int = DEFAULT_CHUNK,
         prefetch: int = DEFAULT_PREFETCH,
         profile: bool = False,
@@ -200,6 +202,7 @@ class TokenFeeder:
         self.pairs = pairs
         self.prompt = prompt
         self.batch_tokens = int(batch_tokens)
+        self.max_rows = None if max_rows is None else max(1, int(max_rows))
         self.batch_size = int(batch_size)
         self.chunk = int(chunk)
         self.prefetch = int(prefetch)
@@ -393,6 +396,8 @@ class TokenFeeder:
                 cm = np.maximum.accumulate(b_lens)
                 fit = np.arange(1, b_lens.size + 1) * cm <= budget
                 r = max(1, int(fit.sum()))
+                if self.max_rows is not None:
+                    r = min(r, self.max_rows)
                 if r == b_lens.size and not final:
                     break  # not a full batch yet: tokenise more first
                 t0 = time.perf_counter()
@@ -526,3 +531,19 @@ def default_batch_tokens(model: Any, batch_size: int) -> int:
     if not isinstance(limit, int) or not 0 < limit <= _NO_LIMIT:
         limit = 512
     return int(batch_size) * int(limit)
+
+
+def batch_shape(
+    model: Any, device: str, batch_size: int, batch_tokens: int | None
+) -> tuple[int, int | None]:
+    """The feeder's ``(batch_tokens, max_rows)`` for a model on ``device``.
+
+    A budget given is used alone. By default the budget is :func:`default_batch_tokens`;
+    on a GPU short inputs fill a batch with more rows (fewer, fuller launches), while on
+    the CPU a batch also holds at most ``batch_size`` rows: there a wider batch of short
+    inputs runs slower, not faster (its activations leave the caches;
+    ``benchmarks/bench_encode.py --device cpu``)."""
+    if batch_tokens is not None:
+        return int(batch_tokens), None
+    rows = int(batch_size) if str(device).startswith("cpu") else None
+    return default_batch_tokens(model, batch_size), rows

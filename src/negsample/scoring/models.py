@@ -23,9 +23,9 @@ from ..io._pool import DevicePool
 from ..io.feeder import (
     FeedStats,
     TokenFeeder,
+    batch_shape,
     can_feed,
     cross_encoder_forward,
-    default_batch_tokens,
 )
 from .base import ScoringStats
 
@@ -148,12 +148,14 @@ class _CrossRunner:
         self.feeder: TokenFeeder | None = None
         if can_feed(ce):
             fn = None if activation == "logits" else getattr(ce, "activation_fn", None)
+            tokens, rows = batch_shape(ce, device, batch_size, batch_tokens)
             self.feeder = TokenFeeder(
                 ce,
                 cross_encoder_forward(ce, fn),
                 device=device,
                 pairs=True,
-                batch_tokens=batch_tokens or default_batch_tokens(ce, batch_size),
+                batch_tokens=tokens,
+                max_rows=rows,
                 batch_size=batch_size,
                 profile=profile,
                 stats=self.stats,
