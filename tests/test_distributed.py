@@ -586,7 +586,7 @@ try:
     mine_distributed(
         d + "/queries.npy", "exact", [[int(p) for p in row] for row in ns.make_synthetic(
             3000, 96, 16, seed=1, max_positives=3).positives],
-        SlowTopK(k=50, pause=0.5), corpus=d + "/corpus.npy", n=5, seed=3, chunk_size=16,
+        SlowTopK(k=50, pause=2.0), corpus=d + "/corpus.npy", n=5, seed=3, chunk_size=16,
         workers=2, cpus_per_worker=0.25, index_options={"search_block": 16, "chunk_size": 512},
         work_dir=d + "/work", on_chunk=lambda done, total: print("chunk", done, flush=True),
         log=lambda m: print(m, flush=True),
@@ -638,7 +638,7 @@ def test_ctrl_c_stops_the_cluster_work(
         str(tmp_path / "queries.npy"),
         "exact",
         DATA.positives,
-        SlowTopK(k=50, pause=0.5),
+        SlowTopK(k=50, pause=2.0),
         corpus=str(tmp_path / "corpus.npy"),
         n=5,
         seed=3,
